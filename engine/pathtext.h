@@ -1,0 +1,43 @@
+/*
+ * pathtext.h - the colon notation: one path element as one word of text.
+ *
+ * Used for the command line's path arguments (one argument per element)
+ * and for directory names in the mounted tree.  The full grammar is in
+ * doc/cli.md; in short:
+ *
+ *   text     a string (the text as it is), unless it starts with ':'
+ *   :e       the empty string
+ *   ::text   a string that starts with a colon
+ *   :=text   the string "text" whatever it looks like (:=_  :=.meta)
+ *   :t :f    true, false
+ *   :n       None
+ *   :123     an integer (any size; :-5, :0x1f)
+ *   :1.5     a float (:1e3, :inf, :-inf, :nan)
+ *   :vtext   a byte string given as printable ASCII
+ *   :yABCD   a byte string given in hex
+ *   :uABCD   a string given as the hex of its UTF-8 bytes
+ *   :(a,b)   a tuple; its items in this same notation, comma-separated
+ *
+ * Formatting picks the plain form whenever it parses back to the same
+ * element; DKV_PT_FS additionally avoids what a file name cannot hold or
+ * what would clash in a directory listing: '/', NUL, a leading '.', the
+ * names "_" and ".meta".
+ */
+#ifndef DKV_PATHTEXT_H
+#define DKV_PATHTEXT_H
+
+#include "mp.h"
+
+#define DKV_PT_FS 1u /* text must be a safe file name */
+
+/* Append the text form of the path element encoded at elem[0..len) to
+ * out (no NUL).  -EINVAL when the bytes are not one valid path element
+ * (maps, non-path ext types, nesting deeper than DKV_MP_MAX_DEPTH). */
+int dkv_pathtext_format(struct dkv_buf *out, const uint8_t *elem, size_t len, unsigned flags);
+
+/* Parse text[0..len) and append the canonical msgpack encoding of the
+ * element to out.  -EINVAL when the text is not valid notation (out is
+ * unchanged). */
+int dkv_pathtext_parse(struct dkv_buf *out, const char *text, size_t len, unsigned flags);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * yaml.h - msgpack values as YAML 1.2 text and back.
+ *
+ * The only module that includes libyaml.  Text is YAML 1.2 core schema:
+ * null/true/false/integers/floats resolve as such (`~`, `null`, `true`,
+ * `false`, decimal, 0x/0o integers, .inf/.nan floats); everything else,
+ * including `ON`, `yes` and `no`, is a string.  Byte strings use the tag
+ * `!bin` (base64 or, when printable ASCII, the text itself -- see
+ * doc/cli.md); paths (ext type 3) use `!P` with the colon notation of
+ * pathtext.h; arrays are sequences, maps are mappings.
+ */
+#ifndef DKV_YAML_H
+#define DKV_YAML_H
+
+#include "mp.h"
+
+/* Append the value encoded at mp[0..len) as one YAML document to out,
+ * without a "---" marker and ending in exactly one newline (scalars:
+ * "123\n", "Duh\n").  Block style for maps and sequences.
+ * Returns 0, or -EBADMSG when mp is not one valid msgpack item. */
+int dkv_yaml_emit(struct dkv_buf *out, const uint8_t *mp, size_t len);
+
+/* Like dkv_yaml_emit, with every line of the output prefixed by `indent`
+ * spaces; used for nested output.  */
+int dkv_yaml_emit_indented(struct dkv_buf *out, const uint8_t *mp, size_t len, unsigned indent);
+
+/* Parse text (one YAML document; an empty document is null) and append
+ * the canonical msgpack encoding of its value to out.  On failure returns
+ * -EINVAL, leaves out unchanged and writes a one-line reason (with line
+ * and column) into err. */
+int dkv_yaml_parse(struct dkv_buf *out, const char *text, size_t len, char *err, size_t errlen);
+
+/* Parse a stream of YAML documents, appending one msgpack item per document.
+ * *ndocs receives the number of documents.  Errors as dkv_yaml_parse. */
+int dkv_yaml_parse_stream(struct dkv_buf *out, const char *text, size_t len, size_t *ndocs,
+			  char *err, size_t errlen);
+
+#endif
