@@ -1,1 +1,482 @@
-/* placeholder: being written */
+/*
+ * conn.c - one client connection: bytes in, requests out to proto.c,
+ * replies back, streams paced by the client's acks.
+ *
+ * Requests are msgpack maps back to back with no framing, so the reader
+ * finds message boundaries by skipping one item at a time.  Replies
+ * produced while a batch of requests is handled are written with one
+ * uv_write.  A client that does not read is throttled: past
+ * max_out_buffer bytes of unsent replies we stop reading its requests, and
+ * its streams stop producing, so memory per connection stays bounded.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dkv__conn_accept(struct dkv_server *s);
+void dkv__conn_close(struct dkv_conn *c);
+void dkv__server_maybe_done(struct dkv_server *s);
+
+static unsigned next_conn_id;
+
+/* ---- requests ---- */
+
+int dkv__msg_decode(struct dkv_msg *m, const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it, k;
+
+	m->n = 0;
+	m->has_seq = false;
+	m->seq = 0;
+	dkv_mp_reader_init(&r, p, len);
+	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_MAP) {
+		snprintf(err, errlen, "a request must be a map");
+		return -EINVAL;
+	}
+	if (it.v.n > DKV_MSG_MAX_FIELDS) {
+		snprintf(err, errlen, "a request has at most %d fields", DKV_MSG_MAX_FIELDS);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < it.v.n; i++) {
+		if (dkv_mp_read(&r, &k) || (k.type != DKV_MP_STR && k.type != DKV_MP_BIN)) {
+			snprintf(err, errlen, "request keys must be strings");
+			return -EINVAL;
+		}
+		const uint8_t *v = r.p;
+		if (dkv_mp_skip(&r)) {
+			snprintf(err, errlen, "malformed request");
+			return -EINVAL;
+		}
+		struct dkv_field *f = &m->f[m->n++];
+		f->key = k.v.s.p;
+		f->keylen = k.v.s.len;
+		f->val = v;
+		f->vallen = (uint32_t)(r.p - v);
+	}
+	const struct dkv_field *s = dkv__msg_get(m, "seq");
+	if (s) {
+		struct dkv_mp_reader sr;
+		dkv_mp_reader_init(&sr, s->val, s->vallen);
+		if (!dkv_mp_read(&sr, &it) && it.type == DKV_MP_UINT) {
+			m->has_seq = true;
+			m->seq = it.v.u;
+		}
+	}
+	return 0;
+}
+
+const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key)
+{
+	size_t kl = strlen(key);
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->f[i].keylen == kl && !memcmp(m->f[i].key, key, kl))
+			return &m->f[i];
+	return NULL;
+}
+
+/* ---- replies ---- */
+
+void dkv__reply_begin(struct dkv_reply *r, struct dkv_conn *c)
+{
+	r->b = &c->out;
+	r->head = c->out.len;
+	r->n = 0;
+	dkv_buf_putc(r->b, (char)0x80); /* fixmap; count patched at the end */
+}
+
+void dkv__reply_key(struct dkv_reply *r, const char *key)
+{
+	r->n++;
+	dkv_mp_cstr(r->b, key);
+}
+
+void dkv__reply_end(struct dkv_reply *r)
+{
+	/* our replies never have more than 15 fields, so fixmap fits */
+	r->b->data[r->head] = (uint8_t)(0x80 | r->n);
+}
+
+void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	struct dkv_reply r;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	dkv__reply_begin(&r, c);
+	dkv__reply_key(&r, "error");
+	dkv_mp_cstr(r.b, msg);
+	if (m && m->has_seq) {
+		dkv__reply_key(&r, "seq");
+		dkv_mp_uint(r.b, m->seq);
+	}
+	dkv__reply_key(&r, "tock");
+	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
+	dkv__reply_end(&r);
+}
+
+size_t dkv__conn_backlog(const struct dkv_conn *c)
+{
+	return c->out.len + c->inflight.len;
+}
+
+bool dkv__conn_has_room(const struct dkv_conn *c)
+{
+	return !c->closing && dkv__conn_backlog(c) < c->srv->opts.max_out_buffer / 2;
+}
+
+/* ---- streams ---- */
+
+struct dkv_stream *dkv__stream_new(struct dkv_conn *c, uint64_t seq,
+				   const struct dkv_stream_ops *ops, void *state)
+{
+	struct dkv_stream *st = dkv_xcalloc(1, sizeof *st);
+	st->conn = c;
+	st->seq = seq;
+	st->ops = ops;
+	st->state = state;
+	st->next = c->streams;
+	c->streams = st;
+	return st;
+}
+
+struct dkv_stream *dkv__stream_find(struct dkv_conn *c, uint64_t seq)
+{
+	for (struct dkv_stream *st = c->streams; st; st = st->next)
+		if (st->seq == seq && !st->ended)
+			return st;
+	return NULL;
+}
+
+bool dkv__stream_can_send(const struct dkv_stream *st)
+{
+	if (!dkv__conn_has_room(st->conn))
+		return false;
+	unsigned q = st->conn->qlen;
+	return !q || st->wseq + 1 - st->acked < q;
+}
+
+void dkv__stream_msg_begin(struct dkv_stream *st, struct dkv_reply *r)
+{
+	dkv__reply_begin(r, st->conn);
+	dkv__reply_key(r, "seq");
+	dkv_mp_uint(r->b, st->seq);
+	if (st->conn->qlen) {
+		dkv__reply_key(r, "wseq");
+		dkv_mp_uint(r->b, ++st->wseq);
+	}
+}
+
+void dkv__stream_state(struct dkv_stream *st, const char *state)
+{
+	struct dkv_reply r;
+	dkv__stream_msg_begin(st, &r);
+	dkv__reply_key(&r, "state");
+	dkv_mp_cstr(r.b, state);
+	dkv__reply_key(&r, "tock");
+	dkv_mp_uint(r.b, dkv_engine_next_tock(st->conn->srv->engine));
+	dkv__reply_end(&r);
+}
+
+static void stream_free(struct dkv_stream *st)
+{
+	struct dkv_stream **pp = &st->conn->streams;
+	while (*pp && *pp != st)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = st->next;
+	if (st->ops->release)
+		st->ops->release(st);
+	free(st);
+}
+
+void dkv__stream_cancel(struct dkv_stream *st)
+{
+	st->ended = true;
+	stream_free(st);
+}
+
+void dkv__stream_end(struct dkv_stream *st)
+{
+	dkv__stream_state(st, "end");
+	dkv__stream_cancel(st);
+}
+
+void dkv__stream_pump(struct dkv_stream *st)
+{
+	struct dkv_conn *c = st->conn;
+	if (st->ended)
+		return;
+	if (st->ops->pump(st))
+		dkv__stream_end(st); /* frees st */
+	dkv__conn_flush(c);
+}
+
+static void pump_all(struct dkv_conn *c)
+{
+	struct dkv_stream *st = c->streams, *n;
+	for (; st && dkv__conn_has_room(c); st = n) {
+		n = st->next;
+		if (dkv__stream_can_send(st) && st->ops->pump(st))
+			dkv__stream_end(st);
+	}
+}
+
+/* ---- writing ---- */
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void process_input(struct dkv_conn *c);
+
+static void update_reading(struct dkv_conn *c)
+{
+	bool want = !c->closing && !c->close_after_write &&
+		    dkv__conn_backlog(c) < c->srv->opts.max_out_buffer;
+	if (want && !c->reading) {
+		if (!uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))
+			c->reading = true;
+	} else if (!want && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct dkv_conn *c = req->data;
+	c->writing = false;
+	c->inflight.len = 0;
+	if (status < 0 || c->closing) {
+		dkv__conn_close(c);
+		return;
+	}
+	/* room again: let streams continue, then maybe read more requests */
+	pump_all(c);
+	dkv__conn_flush(c);
+	if (!c->closing && c->in.len && !c->close_after_write)
+		process_input(c);
+	update_reading(c);
+}
+
+void dkv__conn_flush(struct dkv_conn *c)
+{
+	if (c->writing || c->closing)
+		return;
+	if (!c->out.len) {
+		if (c->close_after_write)
+			dkv__conn_close(c);
+		return;
+	}
+	/* swap buffers: out becomes inflight, the old inflight is reused */
+	struct dkv_buf t = c->inflight;
+	c->inflight = c->out;
+	c->out = t;
+	c->out.len = 0;
+	uv_buf_t b = uv_buf_init((char *)c->inflight.data, (unsigned)c->inflight.len);
+	c->wreq.data = c;
+	int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (rc) {
+		dkv__conn_close(c);
+		return;
+	}
+	c->writing = true;
+}
+
+/* ---- reading ---- */
+
+/* Handle a protocol failure that leaves the byte stream unusable: tell the
+ * client why, then close once the reply is out. */
+static void fatal(struct dkv_conn *c, const char *why)
+{
+	dkv__reply_error(c, NULL, "%s", why);
+	c->close_after_write = true;
+	c->in.len = 0;
+	update_reading(c);
+	dkv__conn_flush(c);
+}
+
+static void handle_control(struct dkv_conn *c, const struct dkv_msg *m, const char *state,
+			   size_t slen)
+{
+	struct dkv_stream *st = dkv__stream_find(c, m->seq);
+	if (!st)
+		return; /* an ack for a finished stream is normal */
+	if (slen == 3 && !memcmp(state, "ack", 3)) {
+		const struct dkv_field *a = dkv__msg_get(m, "ack");
+		struct dkv_mp_reader r;
+		struct dkv_mp_item it;
+		if (!a)
+			return;
+		dkv_mp_reader_init(&r, a->val, a->vallen);
+		if (dkv_mp_read(&r, &it) || it.type != DKV_MP_UINT)
+			return;
+		if (it.v.u > st->acked)
+			st->acked = it.v.u < st->wseq ? it.v.u : st->wseq;
+		dkv__stream_pump(st);
+	} else if (slen == 3 && !memcmp(state, "end", 3)) {
+		dkv__stream_cancel(st);
+	}
+}
+
+static void handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
+{
+	struct dkv_msg m;
+	char err[128];
+
+	if (dkv__msg_decode(&m, p, len, err, sizeof err)) {
+		dkv__reply_error(c, NULL, "%s", err);
+		return;
+	}
+	const struct dkv_field *sf = dkv__msg_get(&m, "seq");
+	if (!m.has_seq) {
+		dkv__reply_error(c, &m, sf ? "seq must be a non-negative integer"
+					   : "a request needs a seq");
+		return;
+	}
+	const struct dkv_field *st = dkv__msg_get(&m, "state");
+	const struct dkv_field *act = dkv__msg_get(&m, "action");
+	if (st && !act) {
+		struct dkv_mp_reader r;
+		struct dkv_mp_item it;
+		dkv_mp_reader_init(&r, st->val, st->vallen);
+		if (!dkv_mp_read(&r, &it) && it.type == DKV_MP_STR)
+			handle_control(c, &m, (const char *)it.v.s.p, it.v.s.len);
+		return;
+	}
+	if (m.seq == 0 && !act) { /* the client's hello: its window */
+		const struct dkv_field *q = dkv__msg_get(&m, "qlen");
+		struct dkv_mp_reader r;
+		struct dkv_mp_item it;
+		if (q) {
+			dkv_mp_reader_init(&r, q->val, q->vallen);
+			if (!dkv_mp_read(&r, &it) && it.type == DKV_MP_UINT)
+				c->qlen = it.v.u < c->srv->opts.qlen ? (unsigned)it.v.u
+								    : c->srv->opts.qlen;
+		}
+		return;
+	}
+	dkv__proto_dispatch(c, &m);
+}
+
+static void process_input(struct dkv_conn *c)
+{
+	struct dkv_mp_reader r;
+	size_t done = 0;
+	size_t max = c->srv->opts.max_msg_size;
+
+	dkv_mp_reader_init(&r, c->in.data, c->in.len);
+	while (!c->closing && !c->close_after_write && dkv_mp_left(&r)) {
+		/* a client that does not read its replies gets no more service */
+		if (dkv__conn_backlog(c) >= c->srv->opts.max_out_buffer)
+			break;
+		const uint8_t *start = r.p;
+		int rc = dkv_mp_skip(&r);
+		if (rc == -EAGAIN) {
+			if (dkv_mp_left(&r) > max) {
+				char why[96];
+				snprintf(why, sizeof why, "message too large (limit %zu bytes)", max);
+				fatal(c, why);
+				return;
+			}
+			break;
+		}
+		if (rc == -E2BIG) {
+			fatal(c, "message nested too deeply");
+			return;
+		}
+		if (rc) {
+			fatal(c, "malformed msgpack");
+			return;
+		}
+		size_t len = (size_t)(r.p - start);
+		if (len > max) {
+			struct dkv_msg m;
+			char err[128];
+			bool ok = !dkv__msg_decode(&m, start, len, err, sizeof err);
+			dkv__reply_error(c, ok ? &m : NULL, "message too large (limit %zu bytes)", max);
+		} else {
+			handle_message(c, start, len);
+		}
+		done = (size_t)(r.p - c->in.data);
+	}
+	if (!c->closing)
+		dkv_buf_consume(&c->in, done);
+	dkv__conn_flush(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct dkv_conn *c = h->data;
+	dkv_buf_reserve(&c->in, 65536);
+	*buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct dkv_conn *c = h->data;
+	if (nread < 0) {
+		dkv__conn_close(c);
+		return;
+	}
+	c->in.len += (size_t)nread;
+	process_input(c);
+	update_reading(c);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct dkv_conn *c = h->data;
+	struct dkv_server *s = c->srv;
+	dkv_buf_release(&c->in);
+	dkv_buf_release(&c->out);
+	dkv_buf_release(&c->inflight);
+	free(c);
+	dkv__server_maybe_done(s);
+}
+
+void dkv__conn_close(struct dkv_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	while (c->streams)
+		dkv__stream_cancel(c->streams);
+	struct dkv_server *s = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+void dkv__conn_accept(struct dkv_server *s)
+{
+	struct dkv_conn *c = dkv_xcalloc(1, sizeof *c);
+	c->srv = s;
+	c->id = ++next_conn_id;
+	uv_tcp_init(s->loop, &c->tcp);
+	c->tcp.data = c;
+	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp)) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	dkv__proto_greeting(c);
+	dkv__conn_flush(c);
+	update_reading(c);
+}

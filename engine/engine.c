@@ -1,1 +1,328 @@
-/* placeholder: being written */
+/*
+ * engine.c - the engine object and the one path every change takes.
+ *
+ * dkv_engine_apply() checks the precondition, stamps the change (tick,
+ * chain, tock) unless it comes stamped from elsewhere, installs it under
+ * the write lock, and fans it out: watchers first, then hooks (log,
+ * filesystem, replication) in the order they were added.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const uint8_t nil_elem[1] = {0xc0};
+
+struct dkv_engine *dkv_engine_new(const struct dkv_engine_opts *opts)
+{
+	struct dkv_engine *e = dkv_xcalloc(1, sizeof *e);
+	pthread_rwlock_init(&e->lock, NULL);
+	dkv__tree_init(e);
+	e->chain_length = opts->chain_length ? opts->chain_length : 5;
+	if (e->chain_length > DKV_CHAIN_MAX)
+		e->chain_length = DKV_CHAIN_MAX;
+	e->self = dkv_engine_node(e, opts->node, strlen(opts->node));
+	return e;
+}
+
+void dkv_engine_free(struct dkv_engine *e)
+{
+	if (!e)
+		return;
+	dkv__tree_release(e);
+	dkv__nodes_release(e);
+	free(e->hooks);
+	pthread_rwlock_destroy(&e->lock);
+	free(e);
+}
+
+struct dkv_node *dkv_engine_self(struct dkv_engine *e)
+{
+	return e->self;
+}
+
+struct dkv_entry *dkv_engine_root(struct dkv_engine *e)
+{
+	return e->root;
+}
+
+struct dkv_entry *dkv_engine_meta(struct dkv_engine *e)
+{
+	struct dkv_entry *m = dkv_entry_child(e, e->root, nil_elem, 1);
+	if (!m) {
+		m = dkv__entry_new(e, e->root, nil_elem, 1);
+		m->pins = 1; /* always there once asked for */
+	}
+	return m;
+}
+
+uint64_t dkv_engine_tock(struct dkv_engine *e)
+{
+	return e->tock;
+}
+
+uint64_t dkv_engine_next_tock(struct dkv_engine *e)
+{
+	return ++e->tock;
+}
+
+void dkv_engine_see_tock(struct dkv_engine *e, uint64_t tock)
+{
+	if (tock > e->tock)
+		e->tock = tock;
+}
+
+void dkv_engine_rdlock(struct dkv_engine *e)
+{
+	pthread_rwlock_rdlock(&e->lock);
+}
+
+void dkv_engine_unlock(struct dkv_engine *e)
+{
+	pthread_rwlock_unlock(&e->lock);
+}
+
+/* ---- watchers and hooks ---- */
+
+void dkv_watch_start(struct dkv_engine *e, struct dkv_watch *w, struct dkv_entry *base,
+		     const uint8_t *path, size_t len)
+{
+	w->entry = dkv_entry_lookup(e, base, path, len, true);
+	dkv_entry_pin(w->entry);
+	w->entry->flags |= DKV_ENTRY_WATCHED;
+	w->next = NULL;
+	struct dkv_watch **pp = &e->watches;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = w;
+}
+
+static bool still_watched(struct dkv_engine *e, const struct dkv_entry *ent)
+{
+	for (struct dkv_watch *w = e->watches; w; w = w->next)
+		if (w->cb && w->entry == ent)
+			return true;
+	return false;
+}
+
+static void sweep_watches(struct dkv_engine *e)
+{
+	struct dkv_watch **pp = &e->watches;
+	while (*pp) {
+		struct dkv_watch *w = *pp;
+		if (w->cb) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		struct dkv_entry *ent = w->entry;
+		w->entry = NULL;
+		if (!still_watched(e, ent))
+			ent->flags &= (uint8_t)~DKV_ENTRY_WATCHED;
+		dkv_entry_unpin(e, ent);
+	}
+	e->watch_dead = false;
+}
+
+void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w)
+{
+	if (!w->entry)
+		return;
+	w->cb = NULL;
+	if (e->fanout_depth)
+		e->watch_dead = true;
+	else
+		sweep_watches(e);
+}
+
+void dkv_engine_add_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx)
+{
+	e->hooks = dkv_xrealloc(e->hooks, (e->nhooks + 1) * sizeof *e->hooks);
+	e->hooks[e->nhooks].fn = fn;
+	e->hooks[e->nhooks].ctx = ctx;
+	e->nhooks++;
+}
+
+void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx)
+{
+	for (uint32_t i = 0; i < e->nhooks; i++) {
+		if (e->hooks[i].fn == fn && e->hooks[i].ctx == ctx) {
+			memmove(e->hooks + i, e->hooks + i + 1, (e->nhooks - i - 1) * sizeof *e->hooks);
+			e->nhooks--;
+			return;
+		}
+	}
+}
+
+static void fan_out(struct dkv_engine *e, const struct dkv_event *ev)
+{
+	e->fanout_depth++;
+	if (e->watches) {
+		/* the watched ancestors, so each watch is matched once */
+		const struct dkv_entry *anc[32];
+		unsigned na = 0;
+		bool overflow = false;
+		for (const struct dkv_entry *x = ev->entry; x; x = x->parent) {
+			if (!(x->flags & DKV_ENTRY_WATCHED))
+				continue;
+			if (na == 32) {
+				overflow = true;
+				break;
+			}
+			anc[na++] = x;
+		}
+		for (struct dkv_watch *w = e->watches; na && w; w = w->next) {
+			if (!w->cb)
+				continue;
+			bool hit = false;
+			for (unsigned i = 0; i < na && !hit; i++)
+				hit = anc[i] == w->entry;
+			if (!hit && overflow) {
+				for (const struct dkv_entry *x = ev->entry; x && !hit; x = x->parent)
+					hit = x == w->entry;
+			}
+			if (hit)
+				w->cb(w, ev);
+		}
+	}
+	for (uint32_t i = 0; i < e->nhooks; i++)
+		e->hooks[i].fn(e->hooks[i].ctx, ev);
+	if (--e->fanout_depth == 0 && e->watch_dead)
+		sweep_watches(e);
+}
+
+/* ---- changes ---- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int check_precond(const struct dkv_change *c, const struct dkv_entry *ent)
+{
+	switch (c->pre) {
+	case DKV_PRE_NONE:
+		return 0;
+	case DKV_PRE_NEW:
+		return ent && ent->value ? -EEXIST : 0;
+	case DKV_PRE_CHAIN:
+		if (!ent || !ent->value)
+			return -ENOENT;
+		if (!ent->chain || !ent->chain->n || ent->chain->l[0].tick != c->pre_tick ||
+		    strlen(ent->chain->l[0].node->name) != c->pre_node_len ||
+		    memcmp(ent->chain->l[0].node->name, c->pre_node, c->pre_node_len))
+			return -ESTALE;
+		return 0;
+	}
+	return 0;
+}
+
+/* Whether the incoming chain is already reflected in the entry: the
+ * entry knows a change of the same node at least as new. */
+static bool remote_is_old(const struct dkv_entry *ent, const struct dkv_chain *in)
+{
+	if (!ent->chain || !in || !in->n)
+		return false;
+	for (uint32_t i = 0; i < ent->chain->n; i++)
+		if (ent->chain->l[i].node == in->l[0].node && ent->chain->l[i].tick >= in->l[0].tick)
+			return true;
+	return false;
+}
+
+int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
+{
+	struct dkv_entry *base = e->root;
+	struct dkv_entry *ent;
+	struct dkv_chain *chain;
+	struct dkv_value *nv = NULL;
+	uint64_t tick = 0;
+	int rc;
+
+	memset(res, 0, sizeof *res);
+	if (c->internal) {
+		base = dkv_engine_meta(e);
+	} else if (c->path_len && c->path[0] == 0xc0) {
+		return -EINVAL; /* the None subtree is internal */
+	}
+
+	ent = dkv_entry_lookup(e, base, c->path, c->path_len, c->value != NULL);
+	if (!ent) {
+		if (c->value)
+			return -EINVAL; /* an element too long to be a name */
+		rc = check_precond(c, NULL);
+		return rc; /* deleting what does not exist changes nothing */
+	}
+	dkv_entry_pin(ent);
+	res->entry = ent;
+
+	if (c->src == DKV_SRC_LOCAL) {
+		rc = check_precond(c, ent);
+		if (rc)
+			return rc;
+		if (!c->value && !ent->value)
+			return 0; /* nothing to delete */
+		tick = ++e->self->tick;
+		chain = dkv__chain_extend(ent->chain, e->self, tick, e->chain_length);
+		dkv_engine_next_tock(e);
+	} else {
+		if (!c->chain || !c->chain->n)
+			return -EINVAL;
+		if (remote_is_old(ent, c->chain))
+			return 0;
+		chain = dkv__chain_copy(c->chain);
+		if (chain->n > e->chain_length)
+			chain->n = e->chain_length;
+		dkv_engine_see_tock(e, c->tock);
+		struct dkv_node *n = chain->l[0].node;
+		tick = chain->l[0].tick;
+		if (tick > n->tick)
+			n->tick = tick;
+	}
+
+	if (c->value)
+		nv = dkv_value_new(c->value, c->value_len);
+	res->changed = !dkv_value_equal(ent->value, nv);
+	res->prev = ent->value; /* the entry's reference moves to the result */
+
+	pthread_rwlock_wrlock(&e->lock);
+	ent->value = nv;
+	free(ent->chain);
+	ent->chain = chain;
+	ent->tock = c->src == DKV_SRC_LOCAL ? e->tock : c->tock;
+	ent->mtime_ns = now_ns();
+	if (nv)
+		ent->flags &= (uint8_t)~DKV_ENTRY_TOMBSTONE;
+	else
+		ent->flags |= DKV_ENTRY_TOMBSTONE;
+	pthread_rwlock_unlock(&e->lock);
+
+	struct dkv_node *who = chain->l[0].node;
+	dkv_rangeset_add(&who->seen, tick, tick + 1);
+	if (!nv)
+		dkv_rangeset_add(&who->deleted, tick, tick + 1);
+
+	struct dkv_event ev = {
+		.entry = ent,
+		.value = nv,
+		.prev = res->prev,
+		.chain = chain,
+		.tock = ent->tock,
+		.src = c->src,
+		.internal = c->internal,
+	};
+	fan_out(e, &ev);
+	return 0;
+}
+
+void dkv_result_release(struct dkv_engine *e, struct dkv_result *res)
+{
+	dkv_value_unref(res->prev);
+	res->prev = NULL;
+	if (res->entry)
+		dkv_entry_unpin(e, res->entry);
+	res->entry = NULL;
+}

@@ -47,7 +47,7 @@ int dkv_path_encode_array(struct dkv_buf *out, const uint8_t *enc, size_t len, u
  * (truncated), -EINVAL (not an element), -E2BIG (too deep). */
 int dkv_path_elem_canon(struct dkv_buf *out, struct dkv_mp_reader *r);
 
-/* Iterate elements: set *elem/*len to the next element; false at the end. */
+/* Iterate elements: set elem and len to the next element; false at the end. */
 struct dkv_path_iter {
 	struct dkv_mp_reader r;
 };

@@ -1,1 +1,261 @@
-/* placeholder: being written */
+/*
+ * tree.c - entries: lookup, creation, pruning, walking.
+ *
+ * Workload: lookups are far more common than inserts, trees are wide
+ * (many children per entry) and shallow.  All entries live in one open
+ * hash table keyed by (parent pointer, element encoding), so an entry
+ * needs no per-entry child table; children are also linked in insertion
+ * order, which keeps walks and readdir offsets stable under change.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* FNV-1a over the parent pointer and the name. */
+uint32_t dkv__hash_elem(const struct dkv_entry *parent, const uint8_t *name, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	uintptr_t pp = (uintptr_t)parent;
+	for (unsigned i = 0; i < sizeof pp; i++) {
+		h ^= (uint8_t)(pp >> (8 * i));
+		h *= 1099511628211ull;
+	}
+	for (size_t i = 0; i < len; i++) {
+		h ^= name[i];
+		h *= 1099511628211ull;
+	}
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static void table_grow(struct dkv_engine *e)
+{
+	size_t nb = (e->table_mask + 1) * 2;
+	struct dkv_entry **t = dkv_xcalloc(nb, sizeof *t);
+	for (size_t i = 0; i <= e->table_mask; i++) {
+		struct dkv_entry *x = e->table[i], *nx;
+		for (; x; x = nx) {
+			nx = x->hnext;
+			size_t b = x->hash & (nb - 1);
+			x->hnext = t[b];
+			t[b] = x;
+		}
+	}
+	free(e->table);
+	e->table = t;
+	e->table_mask = nb - 1;
+}
+
+static void table_remove(struct dkv_engine *e, struct dkv_entry *ent)
+{
+	struct dkv_entry **pp = &e->table[ent->hash & e->table_mask];
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == ent) {
+			*pp = ent->hnext;
+			e->nentries--;
+			return;
+		}
+	}
+}
+
+void dkv__tree_init(struct dkv_engine *e)
+{
+	e->table_mask = 1023;
+	e->table = dkv_xcalloc(e->table_mask + 1, sizeof *e->table);
+	e->root = dkv_xcalloc(1, sizeof *e->root);
+	e->root->pins = 1; /* the root is never freed */
+}
+
+static void free_subtree(struct dkv_entry *ent)
+{
+	struct dkv_entry *k = ent->kids;
+	while (k) {
+		struct dkv_entry *n = k->next;
+		free_subtree(k);
+		k = n;
+	}
+	dkv_value_unref(ent->value);
+	free(ent->chain);
+	free(ent);
+}
+
+void dkv__tree_release(struct dkv_engine *e)
+{
+	if (e->root)
+		free_subtree(e->root);
+	free(e->table);
+	e->root = NULL;
+	e->table = NULL;
+}
+
+struct dkv_entry *dkv_entry_child(struct dkv_engine *e, struct dkv_entry *parent,
+				  const uint8_t *elem, size_t len)
+{
+	uint32_t h = dkv__hash_elem(parent, elem, len);
+	for (struct dkv_entry *x = e->table[h & e->table_mask]; x; x = x->hnext) {
+		if (x->hash == h && x->parent == parent && x->namelen == len &&
+		    !memcmp(x->name, elem, len))
+			return x;
+	}
+	return NULL;
+}
+
+struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
+				 const uint8_t *name, size_t len)
+{
+	struct dkv_entry *ent = dkv_xcalloc(1, sizeof *ent + len);
+	ent->parent = parent;
+	ent->namelen = (uint16_t)len;
+	memcpy(ent->name, name, len);
+	ent->hash = dkv__hash_elem(parent, name, len);
+	ent->tock = e->tock;
+	ent->seq = ++parent->kid_seq;
+
+	/* append to the sibling list: kids->prev is the last child */
+	if (!parent->kids) {
+		parent->kids = ent;
+		ent->prev = ent;
+	} else {
+		struct dkv_entry *last = parent->kids->prev;
+		last->next = ent;
+		ent->prev = last;
+		parent->kids->prev = ent;
+	}
+	parent->nkids++;
+
+	if (e->nentries >= e->table_mask) /* load factor 1 */
+		table_grow(e);
+	size_t b = ent->hash & e->table_mask;
+	ent->hnext = e->table[b];
+	e->table[b] = ent;
+	e->nentries++;
+	return ent;
+}
+
+struct dkv_entry *dkv_entry_lookup(struct dkv_engine *e, struct dkv_entry *base,
+				   const uint8_t *path, size_t len, bool create)
+{
+	struct dkv_entry *ent = base ? base : e->root;
+	struct dkv_path_iter it;
+	const uint8_t *el;
+	size_t l;
+
+	dkv_path_iter_init(&it, path, len);
+	while (dkv_path_iter_next(&it, &el, &l)) {
+		struct dkv_entry *k = dkv_entry_child(e, ent, el, l);
+		if (!k) {
+			if (!create)
+				return NULL;
+			if (l > UINT16_MAX)
+				return NULL;
+			k = dkv__entry_new(e, ent, el, l);
+		}
+		ent = k;
+	}
+	return ent;
+}
+
+static void unlink_from_parent(struct dkv_entry *ent)
+{
+	struct dkv_entry *p = ent->parent;
+	if (p->kids == ent) {
+		p->kids = ent->next;
+		if (p->kids)
+			p->kids->prev = ent->prev;
+	} else {
+		ent->prev->next = ent->next;
+		if (ent->next)
+			ent->next->prev = ent->prev;
+		else
+			p->kids->prev = ent->prev;
+	}
+	p->nkids--;
+}
+
+static bool removable(const struct dkv_entry *ent)
+{
+	return ent->parent && !ent->value && !ent->kids && !ent->pins &&
+	       !(ent->flags & (DKV_ENTRY_TOMBSTONE | DKV_ENTRY_WATCHED));
+}
+
+void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent)
+{
+	while (ent && (removable(ent) || ((ent->flags & DKV_ENTRY_UNLINKED) && !ent->pins))) {
+		struct dkv_entry *p = ent->parent;
+		if (!(ent->flags & DKV_ENTRY_UNLINKED)) {
+			table_remove(e, ent);
+			unlink_from_parent(ent);
+		}
+		dkv_value_unref(ent->value);
+		free(ent->chain);
+		free(ent);
+		ent = p;
+	}
+}
+
+bool dkv_entry_path(const struct dkv_entry *ent, const struct dkv_entry *base,
+		    struct dkv_path *out)
+{
+	const struct dkv_entry *stack[64];
+	const struct dkv_entry **st = stack;
+	size_t n = 0, cap = 64;
+	const struct dkv_entry *x;
+	bool ok = false;
+
+	for (x = ent; x && x != base && x->parent; x = x->parent) {
+		if (n == cap) {
+			const struct dkv_entry **ns = dkv_xmalloc(2 * cap * sizeof *ns);
+			memcpy(ns, st, n * sizeof *ns);
+			if (st != stack)
+				free(st);
+			st = ns;
+			cap *= 2;
+		}
+		st[n++] = x;
+	}
+	if (x == base || (!base && !x->parent)) {
+		while (n)
+			dkv_path_push_canon(out, st[n - 1]->name, st[n - 1]->namelen), n--;
+		ok = true;
+	}
+	if (st != stack)
+		free(st);
+	return ok;
+}
+
+unsigned dkv_entry_depth(const struct dkv_entry *ent)
+{
+	unsigned d = 0;
+	for (; ent->parent; ent = ent->parent)
+		d++;
+	return d;
+}
+
+void dkv_entry_pin(struct dkv_entry *ent)
+{
+	ent->pins++;
+}
+
+void dkv_entry_unpin(struct dkv_engine *e, struct dkv_entry *ent)
+{
+	if (--ent->pins == 0)
+		dkv__entry_maybe_free(e, ent);
+}
+
+struct dkv_entry *dkv_entry_walk_next(struct dkv_entry *ent, struct dkv_entry *top,
+				      bool descend)
+{
+	if (descend && ent->kids)
+		return ent->kids;
+	while (ent != top) {
+		if (ent->next)
+			return ent->next;
+		ent = ent->parent;
+	}
+	return NULL;
+}
+
+size_t dkv_engine_entry_count(struct dkv_engine *e)
+{
+	return e->nentries;
+}

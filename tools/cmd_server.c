@@ -1,1 +1,188 @@
-/* placeholder */
+/*
+ * cmd_server.c - "distkv server": run a node.
+ *
+ * Builds the engine from the configuration, optionally stores the root
+ * value of a new network (-i), starts the client-protocol server and runs
+ * the event loop until SIGINT or SIGTERM.
+ */
+#include "cli.h"
+#include "config.h"
+#include "engine.h"
+#include "py.h"
+#include "server.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct node {
+	uv_loop_t loop;
+	uv_signal_t sigint, sigterm;
+	struct dkv_engine *engine;
+	struct dkv_server *server;
+	int verbose;
+	int exit_code;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: distkv [global options] server [options] NODENAME\n"
+	      "\n"
+	      "Run a distkv node named NODENAME.\n"
+	      "\n"
+	      "options:\n"
+	      "  -i, --init VALUE   store VALUE at the root of a new network (a string)\n"
+	      "  -e, --eval         evaluate the -i VALUE as a Python literal\n"
+	      "      --help         show this help\n"
+	      "\n"
+	      "configuration keys used (set with -c FILE or -C key=value):\n"
+	      "  server.bind_default.host, server.bind_default.port   where clients connect\n"
+	      "  server.change.length     chain length (default 5)\n"
+	      "  server.buffer            stream window offered to clients (default 10)\n"
+	      "  server.max_msg_size      largest request in bytes\n"
+	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
+	      "\n"
+	      "Never use -i except to create a new, separate network.\n",
+	      f);
+}
+
+static void server_gone(void *arg)
+{
+	struct node *n = arg;
+	n->server = NULL;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct node *n = h->data;
+	if (n->verbose >= 0)
+		fprintf(stderr, "distkv: %s received, shutting down\n",
+			signum == SIGINT ? "SIGINT" : "SIGTERM");
+	uv_close((uv_handle_t *)&n->sigint, NULL);
+	uv_close((uv_handle_t *)&n->sigterm, NULL);
+	if (n->server)
+		dkv_server_close(n->server, server_gone, n);
+}
+
+static int set_root(struct node *n, const char *text, bool eval)
+{
+	struct dkv_buf v = {0};
+	struct dkv_change ch = {0};
+	struct dkv_result res;
+	char err[256];
+	int rc;
+
+	if (eval) {
+		rc = dkv_py_literal_eval(&v, text, err, sizeof err);
+		dkv_py_shutdown();
+		if (rc) {
+			fprintf(stderr, "distkv server: -i %s: %s\n", text, err);
+			dkv_buf_release(&v);
+			return rc;
+		}
+	} else {
+		dkv_mp_cstr(&v, text);
+	}
+	ch.value = v.data;
+	ch.value_len = v.len;
+	ch.src = DKV_SRC_LOCAL;
+	rc = dkv_engine_apply(n->engine, &ch, &res);
+	dkv_result_release(n->engine, &res);
+	dkv_buf_release(&v);
+	return rc;
+}
+
+static size_t cfg_size(const struct dkv_config *cfg, const char *key, int64_t dflt)
+{
+	int64_t v = dkv_config_int(cfg, key, dflt);
+	return v > 0 ? (size_t)v : (size_t)dflt;
+}
+
+int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"init", required_argument, NULL, 'i'},
+		{"eval", no_argument, NULL, 'e'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *init = NULL;
+	bool eval = false;
+	int c;
+
+	dkv_cli_getopt_reset();
+	while ((c = getopt_long(argc, argv, "+i:e", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			init = optarg;
+			break;
+		case 'e':
+			eval = true;
+			break;
+		case 'H':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "distkv server: exactly one NODENAME is needed\n");
+		usage(stderr);
+		return 2;
+	}
+	if (eval && !init) {
+		fprintf(stderr, "distkv server: -e needs -i VALUE\n");
+		return 2;
+	}
+	const char *name = argv[optind];
+
+	struct node n = {.verbose = cli->verbose};
+	struct dkv_engine_opts eo = {
+		.node = name,
+		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
+	};
+	n.engine = dkv_engine_new(&eo);
+	if (init && set_root(&n, init, eval)) {
+		dkv_engine_free(n.engine);
+		return 1;
+	}
+
+	struct dkv_server_opts so = {
+		.host = dkv_config_str(cli->cfg, "server.bind_default.host", "localhost"),
+		.port = (int)dkv_config_int(cli->cfg, "server.bind_default.port", 27586),
+		.max_msg_size = cfg_size(cli->cfg, "server.max_msg_size", 16 << 20),
+		.max_out_buffer = cfg_size(cli->cfg, "server.max_out_buffer", 64 << 20),
+		.qlen = (unsigned)dkv_config_int(cli->cfg, "server.buffer", 10),
+		.max_watch_queue = cfg_size(cli->cfg, "server.max_watch_queue", 100000),
+	};
+	char err[256];
+	uv_loop_init(&n.loop);
+	signal(SIGPIPE, SIG_IGN);
+	int rc = dkv_server_new(&n.server, &n.loop, n.engine, &so, err, sizeof err);
+	if (rc) {
+		fprintf(stderr, "distkv server: %s\n", err);
+		uv_run(&n.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&n.loop);
+		dkv_engine_free(n.engine);
+		return 1;
+	}
+	uv_signal_init(&n.loop, &n.sigint);
+	uv_signal_init(&n.loop, &n.sigterm);
+	n.sigint.data = n.sigterm.data = &n;
+	uv_signal_start(&n.sigint, on_signal, SIGINT);
+	uv_signal_start(&n.sigterm, on_signal, SIGTERM);
+	if (cli->verbose >= 0)
+		fprintf(stderr, "distkv: node %s serving on %s:%d\n", name, so.host,
+			dkv_server_port(n.server));
+
+	uv_run(&n.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&n.loop))
+		fprintf(stderr, "distkv: warning: handles still open at exit\n");
+	dkv_engine_free(n.engine);
+	return n.exit_code;
+}

@@ -1,4 +1,199 @@
-/* placeholder: the real tests for engine are being written */
+/* test_engine.c - changes: ticks, chains, preconditions, tombstones,
+ * pruning, watchers and hooks. */
+#include "engine.h"
 #include "test.h"
-TEST(placeholder) { CHECK(1); }
-TESTS(placeholder)
+
+#include <errno.h>
+
+static struct dkv_engine *mk(void)
+{
+	return dkv_engine_new(&(struct dkv_engine_opts){.node = "node-a", .chain_length = 3});
+}
+
+static int set(struct dkv_engine *e, const char *a, const char *b, int64_t v, bool del,
+	       enum dkv_precond pre, uint64_t pre_tick, struct dkv_result *res)
+{
+	struct dkv_path p;
+	struct dkv_buf val = {0};
+	dkv_path_init(&p);
+	dkv_path_push_str(&p, a);
+	if (b)
+		dkv_path_push_str(&p, b);
+	dkv_mp_int(&val, v);
+	struct dkv_change c = {.path = p.enc.data, .path_len = p.enc.len,
+			       .value = del ? NULL : val.data, .value_len = val.len,
+			       .pre = pre, .pre_node = "node-a", .pre_node_len = 6,
+			       .pre_tick = pre_tick, .src = DKV_SRC_LOCAL};
+	int rc = dkv_engine_apply(e, &c, res);
+	dkv_path_release(&p);
+	dkv_buf_release(&val);
+	return rc;
+}
+
+TEST(ticks_and_chains)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	REQUIRE(set(e, "a", NULL, 1, false, DKV_PRE_NONE, 0, &r) == 0);
+	CHECK(r.changed);
+	CHECK(!r.prev);
+	CHECK_EQ_INT(r.entry->chain->n, 1);
+	CHECK_EQ_INT(r.entry->chain->l[0].tick, 1);
+	uint64_t tock1 = r.entry->tock;
+	dkv_result_release(e, &r);
+	REQUIRE(set(e, "a", NULL, 2, false, DKV_PRE_NONE, 0, &r) == 0);
+	CHECK(r.prev && r.prev->data[0] == 1);
+	CHECK_EQ_INT(r.entry->chain->n, 1); /* one node appears once */
+	CHECK_EQ_INT(r.entry->chain->l[0].tick, 2);
+	CHECK(r.entry->tock > tock1);
+	dkv_result_release(e, &r);
+	/* same value again: not changed, but still a change event */
+	REQUIRE(set(e, "a", NULL, 2, false, DKV_PRE_NONE, 0, &r) == 0);
+	CHECK(!r.changed);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, 3);
+	dkv_engine_free(e);
+}
+
+TEST(preconditions)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	CHECK_EQ_INT(set(e, "a", NULL, 1, false, DKV_PRE_CHAIN, 1, &r), -ENOENT);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(set(e, "a", NULL, 1, false, DKV_PRE_NEW, 0, &r), 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(set(e, "a", NULL, 1, false, DKV_PRE_NEW, 0, &r), -EEXIST);
+	CHECK(r.entry != NULL);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(set(e, "a", NULL, 2, false, DKV_PRE_CHAIN, 1, &r), 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(set(e, "a", NULL, 3, false, DKV_PRE_CHAIN, 1, &r), -ESTALE);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, 2); /* refused changes take no tick */
+	dkv_engine_free(e);
+}
+
+TEST(tombstones_and_pruning)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	set(e, "a", "b", 1, false, DKV_PRE_NONE, 0, &r);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), 2);
+	REQUIRE(set(e, "a", "b", 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	CHECK(r.changed);
+	CHECK(r.entry->flags & DKV_ENTRY_TOMBSTONE);
+	CHECK(r.entry->chain && r.entry->chain->l[0].tick == 2);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), 2); /* the tombstone stays */
+	CHECK(dkv_rangeset_contains(&dkv_engine_self(e)->deleted, 2));
+	/* deleting nothing changes nothing and takes no tick */
+	REQUIRE(set(e, "zz", NULL, 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	CHECK(!r.changed);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), 2);
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, 2);
+	/* a failed precondition on a new path leaves no empty entry behind */
+	set(e, "q", "r", 1, false, DKV_PRE_CHAIN, 9, &r);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), 2);
+	dkv_engine_free(e);
+}
+
+static int watch_hits;
+static int hook_hits;
+static int last_order;
+static int hook_after_watch;
+
+static void on_watch(struct dkv_watch *w, const struct dkv_event *ev)
+{
+	(void)w;
+	watch_hits++;
+	last_order = 1;
+	(void)ev;
+}
+
+static void on_hook(void *ctx, const struct dkv_event *ev)
+{
+	(void)ev;
+	hook_hits++;
+	hook_after_watch += last_order == 1; /* watchers come first */
+	last_order = 0;
+	(void)ctx;
+}
+
+TEST(watchers_and_hooks)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	struct dkv_watch w = {.cb = on_watch};
+	struct dkv_path p;
+	dkv_path_init(&p);
+	dkv_path_push_str(&p, "a");
+	dkv_watch_start(e, &w, NULL, p.enc.data, p.enc.len);
+	dkv_engine_add_hook(e, on_hook, NULL);
+	set(e, "a", "b", 1, false, DKV_PRE_NONE, 0, &r);
+	dkv_result_release(e, &r);
+	set(e, "other", NULL, 1, false, DKV_PRE_NONE, 0, &r); /* not below a */
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(watch_hits, 1);
+	CHECK_EQ_INT(hook_hits, 2);
+	CHECK_EQ_INT(hook_after_watch, 1);
+	dkv_watch_stop(e, &w);
+	set(e, "a", "b", 2, false, DKV_PRE_NONE, 0, &r);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(watch_hits, 1);
+	dkv_path_release(&p);
+	dkv_engine_free(e);
+}
+
+TEST(internal_is_separate)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	uint8_t nilpath[] = {0xc0, 0xa1, 'x'};
+	struct dkv_change c = {.path = nilpath, .path_len = 3, .value = (const uint8_t *)"\x01",
+			       .value_len = 1, .src = DKV_SRC_LOCAL};
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), -EINVAL);
+	dkv_result_release(e, &r);
+	c.internal = true;
+	c.path = nilpath + 1;
+	c.path_len = 2;
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), 0);
+	dkv_result_release(e, &r);
+	struct dkv_entry *m = dkv_engine_meta(e);
+	CHECK(dkv_entry_lookup(e, m, nilpath + 1, 2, false) != NULL);
+	CHECK(dkv_entry_lookup(e, NULL, nilpath + 1, 2, false) == NULL);
+	dkv_engine_free(e);
+}
+
+TEST(remote_changes)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	struct dkv_node *b = dkv_engine_node(e, "node-b", 6);
+	struct {
+		struct dkv_chain c;
+		struct dkv_chain_link l[1];
+	} ch = {.c = {.n = 1}, .l = {{b, 7}}};
+	uint8_t path[] = {0xa1, 'k'};
+	struct dkv_change c = {.path = path, .path_len = 2, .value = (const uint8_t *)"\x05",
+			       .value_len = 1, .src = DKV_SRC_REMOTE, .chain = &ch.c, .tock = 100};
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), 0);
+	CHECK(r.changed);
+	CHECK_EQ_INT(r.entry->tock, 100);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(b->tick, 7);
+	CHECK(dkv_engine_tock(e) >= 100);
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, 0); /* no tick of ours used */
+	/* the same change again is old news */
+	c.value = (const uint8_t *)"\x06";
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), 0);
+	CHECK(!r.changed);
+	dkv_result_release(e, &r);
+	dkv_engine_free(e);
+}
+
+TESTS(ticks_and_chains, preconditions, tombstones_and_pruning, watchers_and_hooks,
+      internal_is_separate, remote_changes)

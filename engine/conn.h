@@ -1,0 +1,134 @@
+/*
+ * conn.h - connections, their requests, replies and streams; shared by
+ * server.c (listening), conn.c (bytes in and out) and proto.c (actions).
+ */
+#ifndef DKV_CONN_H
+#define DKV_CONN_H
+
+#include "server.h"
+
+#define DKV_MSG_MAX_FIELDS 32
+
+/* A decoded request: its fields, borrowed from the receive buffer. */
+struct dkv_field {
+	const uint8_t *key;
+	uint32_t keylen;
+	const uint8_t *val; /* the value's msgpack bytes */
+	uint32_t vallen;
+};
+
+struct dkv_msg {
+	struct dkv_field f[DKV_MSG_MAX_FIELDS];
+	unsigned n;
+	bool has_seq;
+	uint64_t seq;
+};
+
+/* Decode one request map.  -EINVAL with a reason in err when it is not a
+ * map with string keys, or has more than DKV_MSG_MAX_FIELDS fields. */
+int dkv__msg_decode(struct dkv_msg *m, const uint8_t *p, size_t len, char *err, size_t errlen);
+/* The field's value, or NULL. */
+const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key);
+
+struct dkv_conn;
+struct dkv_stream;
+
+/* What a stream does when its window opens: produce messages until it is
+ * done (return true) or must wait (false). */
+struct dkv_stream_ops {
+	bool (*pump)(struct dkv_stream *st);
+	void (*release)(struct dkv_stream *st); /* free kind-specific state */
+};
+
+struct dkv_stream {
+	struct dkv_conn *conn;
+	struct dkv_stream *next;  /* in conn->streams */
+	const struct dkv_stream_ops *ops;
+	uint64_t seq;             /* the request's seq */
+	uint64_t wseq;            /* last wseq sent */
+	uint64_t acked;           /* highest wseq the client acked */
+	bool ended;               /* "end" sent; to be freed */
+	void *state;              /* the kind's own data */
+};
+
+struct dkv_server {
+	uv_tcp_t listener;
+	uv_loop_t *loop;
+	struct dkv_engine *engine;
+	struct dkv_server_opts opts;
+	struct dkv_conn *conns; /* all open connections */
+	size_t nconns;
+	bool closing;
+	void (*close_cb)(void *arg);
+	void *close_arg;
+	int port;
+};
+
+struct dkv_conn {
+	uv_tcp_t tcp;
+	struct dkv_server *srv;
+	struct dkv_conn *next, *prev;
+	struct dkv_buf in;          /* received, not yet processed */
+	struct dkv_buf out;         /* replies not yet handed to the kernel */
+	struct dkv_buf inflight;    /* bytes of the write in progress */
+	uv_write_t wreq;
+	bool writing;               /* wreq is in use */
+	bool reading;               /* uv_read_start is active */
+	bool closing;
+	bool close_after_write;     /* protocol error: flush, then close */
+	unsigned qlen;              /* stream window agreed with the client; 0: none */
+	struct dkv_stream *streams; /* multi-reply requests still running */
+	unsigned id;                /* for log messages */
+	/* the session: who is asking (auth arrives with the auth issue) */
+	const char *user;           /* NULL: anonymous, allow-all */
+};
+
+/* ---- replies ---- */
+
+/* Start a reply map; fields are appended with dkv_mp_* (key, then value)
+ * and counted with dkv__reply_field(); dkv__reply_end patches the count. */
+struct dkv_reply {
+	struct dkv_buf *b;
+	size_t head;  /* offset of the map header */
+	unsigned n;   /* fields so far */
+};
+
+void dkv__reply_begin(struct dkv_reply *r, struct dkv_conn *c);
+void dkv__reply_key(struct dkv_reply *r, const char *key); /* counts one field */
+void dkv__reply_end(struct dkv_reply *r);
+/* Queue an error reply {error, seq (if any), tock}. */
+void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Make sure queued output gets written. */
+void dkv__conn_flush(struct dkv_conn *c);
+/* Output queued but not yet written, bytes. */
+size_t dkv__conn_backlog(const struct dkv_conn *c);
+/* Whether the connection can take more stream output now. */
+bool dkv__conn_has_room(const struct dkv_conn *c);
+
+/* ---- streams ---- */
+
+struct dkv_stream *dkv__stream_new(struct dkv_conn *c, uint64_t seq,
+				   const struct dkv_stream_ops *ops, void *state);
+/* Whether the window allows one more message. */
+bool dkv__stream_can_send(const struct dkv_stream *st);
+/* Begin a stream message (adds seq and wseq, counted). */
+void dkv__stream_msg_begin(struct dkv_stream *st, struct dkv_reply *r);
+/* Send {state: s} as a stream message. */
+void dkv__stream_state(struct dkv_stream *st, const char *state);
+/* Send "end" and retire the stream. */
+void dkv__stream_end(struct dkv_stream *st);
+/* Retire without sending anything more. */
+void dkv__stream_cancel(struct dkv_stream *st);
+/* Run the stream's pump if it has room; retire it when done. */
+void dkv__stream_pump(struct dkv_stream *st);
+struct dkv_stream *dkv__stream_find(struct dkv_conn *c, uint64_t seq);
+
+/* ---- the actions (proto.c) ---- */
+
+/* Handle one decoded request (not hello/ack). */
+void dkv__proto_dispatch(struct dkv_conn *c, const struct dkv_msg *m);
+/* The greeting sent when a client connects. */
+void dkv__proto_greeting(struct dkv_conn *c);
+
+#endif

@@ -1,0 +1,226 @@
+/*
+ * engine.h - the core of a distkv node: the tree, the nodes and their
+ * ticks, chains, tock, and the one call through which every change goes.
+ *
+ * Ownership: an engine is owned by one thread (the server's event loop).
+ * Every function here must be called from that thread unless it says
+ * otherwise.  Readers on other threads (the FUSE layer) take the tree's
+ * read lock (dkv_engine_rdlock); dkv_engine_apply takes the write lock
+ * itself around the modification, but not around the fan-out.
+ *
+ * Start reading at struct dkv_entry and dkv_engine_apply().
+ */
+#ifndef DKV_ENGINE_H
+#define DKV_ENGINE_H
+
+#include "mp.h"
+#include "path.h"
+#include "range.h"
+
+#include <stdatomic.h>
+
+/* ---- values: immutable, refcounted msgpack encodings ---- */
+
+struct dkv_value {
+	atomic_uint refs;
+	uint32_t len;    /* bytes of data */
+	uint8_t data[];  /* one canonical msgpack item */
+};
+
+struct dkv_value *dkv_value_new(const uint8_t *mp, size_t len);
+struct dkv_value *dkv_value_ref(struct dkv_value *v);   /* accepts NULL */
+void dkv_value_unref(struct dkv_value *v);              /* accepts NULL */
+bool dkv_value_equal(const struct dkv_value *a, const struct dkv_value *b);
+
+/* ---- nodes and chains ---- */
+
+struct dkv_node {
+	char *name;
+	uint32_t idx;               /* position in the engine's node table */
+	uint64_t tick;              /* highest tick seen from this node */
+	struct dkv_rangeset seen;   /* every tick of this node we know of */
+	struct dkv_rangeset deleted; /* ticks whose change was a deletion */
+};
+
+/* A chain: who changed an entry, newest first, each node at most once. */
+struct dkv_chain_link {
+	struct dkv_node *node;
+	uint64_t tick;
+};
+
+struct dkv_chain {
+	uint32_t n; /* links in use, 1..DKV_CHAIN_MAX */
+	struct dkv_chain_link l[];
+};
+
+#define DKV_CHAIN_MAX 64 /* hard upper bound for server.change.length */
+
+/* The wire form: {node: NAME, tick: N, prev: {...} | nil}, nested at most
+ * depth links deep (depth < 0: all).  A NULL chain is written as nil. */
+void dkv_chain_encode(const struct dkv_chain *c, int depth, struct dkv_buf *out);
+/* Human-readable form for error messages: "node-a@4,node-b@2". */
+void dkv_chain_describe(const struct dkv_chain *c, struct dkv_buf *out);
+
+/* ---- the tree ---- */
+
+enum {
+	DKV_ENTRY_TOMBSTONE = 1, /* value deleted; chain kept so the deletion wins */
+	DKV_ENTRY_WATCHED = 2,   /* has watchers in the engine's watch table */
+	DKV_ENTRY_UNLINKED = 4,  /* removed from the tree; freed when unpinned */
+};
+
+struct dkv_entry {
+	struct dkv_entry *parent;      /* NULL for the root */
+	struct dkv_entry *kids;        /* first child; kids->prev is the last */
+	struct dkv_entry *next, *prev; /* siblings in insertion order (prev is circular) */
+	struct dkv_entry *hnext;       /* hash chain of the engine's entry table */
+	struct dkv_value *value;       /* NULL: no value */
+	struct dkv_chain *chain;       /* NULL: never changed */
+	uint64_t tock;                 /* tock of the last change (or creation) */
+	int64_t mtime_ns;              /* wall-clock time of the last change */
+	uint32_t hash;                 /* of (parent, name) */
+	uint32_t seq;                  /* insertion number among siblings, from 1 */
+	uint32_t nkids;                /* children (including tombstones) */
+	uint32_t pins;                 /* holders that keep it from being freed */
+	uint32_t kid_seq;              /* last seq given to a child */
+	uint16_t namelen;              /* bytes of name */
+	uint8_t flags;                 /* DKV_ENTRY_* */
+	uint8_t name[];                /* the element's canonical encoding */
+};
+
+struct dkv_engine;
+
+struct dkv_engine_opts {
+	const char *node;      /* this node's name */
+	unsigned chain_length; /* server.change.length; default 5 */
+};
+
+struct dkv_engine *dkv_engine_new(const struct dkv_engine_opts *opts);
+void dkv_engine_free(struct dkv_engine *e); /* accepts NULL */
+
+struct dkv_node *dkv_engine_self(struct dkv_engine *e);
+struct dkv_entry *dkv_engine_root(struct dkv_engine *e);
+/* The entry holding internal data: the root's child named None. */
+struct dkv_entry *dkv_engine_meta(struct dkv_engine *e);
+
+/* The Lamport clock.  _tock() reads it; _next_tock() advances and returns
+ * it; _see_tock() merges a tock seen in a message. */
+uint64_t dkv_engine_tock(struct dkv_engine *e);
+uint64_t dkv_engine_next_tock(struct dkv_engine *e);
+void dkv_engine_see_tock(struct dkv_engine *e, uint64_t tock);
+
+/* Nodes, by name (created on first use) and by table index. */
+struct dkv_node *dkv_engine_node(struct dkv_engine *e, const char *name, size_t len);
+struct dkv_node *dkv_engine_find_node(struct dkv_engine *e, const char *name, size_t len);
+uint32_t dkv_engine_node_count(struct dkv_engine *e);
+struct dkv_node *dkv_engine_node_at(struct dkv_engine *e, uint32_t idx);
+
+/* Look up path below base (base NULL: the root).  Returns NULL when any
+ * element is missing.  create: make missing entries as inner nodes. */
+struct dkv_entry *dkv_entry_lookup(struct dkv_engine *e, struct dkv_entry *base,
+				   const uint8_t *path, size_t len, bool create);
+/* One step down: the child named by one canonical element. */
+struct dkv_entry *dkv_entry_child(struct dkv_engine *e, struct dkv_entry *parent,
+				  const uint8_t *elem, size_t len);
+/* Append the path from base (exclusive) down to ent to out.enc; false if
+ * ent is not below base.  base NULL: the root. */
+bool dkv_entry_path(const struct dkv_entry *ent, const struct dkv_entry *base,
+		    struct dkv_path *out);
+unsigned dkv_entry_depth(const struct dkv_entry *ent);
+/* Keep ent (and so its ancestors) from being freed; unpin may free it. */
+void dkv_entry_pin(struct dkv_entry *ent);
+void dkv_entry_unpin(struct dkv_engine *e, struct dkv_entry *ent);
+/* Whether the entry is still part of the tree. */
+static inline bool dkv_entry_live(const struct dkv_entry *ent)
+{
+	return !(ent->flags & DKV_ENTRY_UNLINKED);
+}
+/* The next entry after ent in a depth-first walk of the subtree at top,
+ * parents before children, children in insertion order; NULL at the end. */
+struct dkv_entry *dkv_entry_walk_next(struct dkv_entry *ent, struct dkv_entry *top,
+				      bool descend);
+
+size_t dkv_engine_entry_count(struct dkv_engine *e);
+
+/* ---- changes ---- */
+
+enum dkv_source {
+	DKV_SRC_LOCAL,  /* a client of this node: new tick, chain extended */
+	DKV_SRC_REMOTE, /* from another node: chain and tock as given */
+	DKV_SRC_REPLAY, /* from a log file: like remote */
+};
+
+enum dkv_precond {
+	DKV_PRE_NONE,  /* no condition */
+	DKV_PRE_NEW,   /* the entry must have no value (chain: None) */
+	DKV_PRE_CHAIN, /* the entry's newest change must be pre_node@pre_tick */
+};
+
+struct dkv_change {
+	const uint8_t *path; /* canonical path encoding */
+	size_t path_len;
+	bool internal;       /* path is below the None root */
+	const uint8_t *value; /* msgpack value, NULL to delete */
+	size_t value_len;
+	enum dkv_precond pre;
+	const char *pre_node; /* DKV_PRE_CHAIN */
+	size_t pre_node_len;
+	uint64_t pre_tick;
+	enum dkv_source src;
+	const struct dkv_chain *chain; /* remote/replay: the entry's new chain */
+	uint64_t tock;                 /* remote/replay: the change's tock */
+};
+
+struct dkv_result {
+	bool changed;             /* the value differs from before */
+	struct dkv_value *prev;   /* the old value (a reference; NULL if none) */
+	struct dkv_entry *entry;  /* the entry, pinned: unpin when done; NULL on error */
+};
+
+/* Apply one change; every mutation of the tree goes through here.
+ * 0 on success.  Errors, with res->entry still set (pinned) so the caller
+ * can describe the conflict: -EEXIST (DKV_PRE_NEW but a value exists),
+ * -ENOENT (DKV_PRE_CHAIN but there is no value), -ESTALE (the chain does
+ * not match), -EINVAL (a local change to a path through the None root).
+ * A remote/replayed change that is older than the entry's state is not an
+ * error: it returns 0 with changed false. */
+int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
+void dkv_result_release(struct dkv_engine *e, struct dkv_result *res);
+
+/* ---- fan-out ---- */
+
+struct dkv_event {
+	struct dkv_entry *entry;      /* the changed entry, pinned for the call */
+	const struct dkv_value *value; /* NULL: deleted */
+	const struct dkv_value *prev;
+	const struct dkv_chain *chain;
+	uint64_t tock;
+	enum dkv_source src;
+	bool internal;
+};
+
+/* A watcher sees every change at or below its entry. */
+struct dkv_watch {
+	struct dkv_entry *entry; /* set by dkv_watch_start; pinned while active */
+	void (*cb)(struct dkv_watch *w, const struct dkv_event *ev);
+	struct dkv_watch *next;  /* owned by the engine */
+};
+
+/* Start watching the entry at path (created as an inner node if needed).
+ * base NULL: the root. */
+void dkv_watch_start(struct dkv_engine *e, struct dkv_watch *w, struct dkv_entry *base,
+		     const uint8_t *path, size_t len);
+/* Stop; the callback is not called afterwards.  Safe from within a callback. */
+void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w);
+
+/* Hooks see every change after the watchers, in the order they were
+ * added: the change log, the filesystem, replication. */
+typedef void (*dkv_hook_fn)(void *ctx, const struct dkv_event *ev);
+void dkv_engine_add_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
+void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
+
+/* The tree's lock, for readers on other threads. */
+void dkv_engine_rdlock(struct dkv_engine *e);
+void dkv_engine_unlock(struct dkv_engine *e);
+
+#endif

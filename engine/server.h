@@ -1,0 +1,36 @@
+/*
+ * server.h - the client-protocol server: DistKV's msgpack protocol over
+ * TCP on a libuv loop.  Every request becomes an engine call; the server
+ * itself keeps no data beyond connections and their streams.
+ */
+#ifndef DKV_SERVER_H
+#define DKV_SERVER_H
+
+#include "engine.h"
+
+#include <uv.h>
+
+struct dkv_server_opts {
+	const char *host;      /* server.bind_default.host */
+	int port;              /* server.bind_default.port; 0 picks a free port */
+	size_t max_msg_size;   /* largest request accepted, bytes */
+	size_t max_out_buffer; /* unsent reply bytes per connection before it is throttled */
+	unsigned qlen;         /* server.buffer: the largest stream window offered */
+	size_t max_watch_queue; /* events held for a watcher that does not ack */
+	const char *version;   /* sent in the greeting; NULL: our own */
+};
+
+struct dkv_server;
+
+/* Create the server and start listening.  On error nothing is left open
+ * and *out is NULL; the message in err names host and port. */
+int dkv_server_new(struct dkv_server **out, uv_loop_t *loop, struct dkv_engine *e,
+		   const struct dkv_server_opts *opts, char *err, size_t errlen);
+/* The port actually bound (useful with port 0). */
+int dkv_server_port(const struct dkv_server *s);
+size_t dkv_server_conn_count(const struct dkv_server *s);
+/* Close the listener and every connection; cb (may be NULL) runs when
+ * all handles are closed and the server is freed. */
+void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg);
+
+#endif
