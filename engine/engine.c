@@ -273,7 +273,7 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 			return -EINVAL;
 		if (remote_is_old(ent, c->chain))
 			return 0;
-		chain = dkv__chain_copy(c->chain);
+		chain = dkv_chain_dup(c->chain);
 		if (chain->n > e->chain_length)
 			chain->n = e->chain_length;
 		dkv_engine_see_tock(e, c->tock);

@@ -58,6 +58,8 @@ struct dkv_chain {
 /* The wire form: {node: NAME, tick: N, prev: {...} | nil}, nested at most
  * depth links deep (depth < 0: all).  A NULL chain is written as nil. */
 void dkv_chain_encode(const struct dkv_chain *c, int depth, struct dkv_buf *out);
+/* A copy (NULL for NULL). */
+struct dkv_chain *dkv_chain_dup(const struct dkv_chain *c);
 /* Human-readable form for error messages: "node-a@4,node-b@2". */
 void dkv_chain_describe(const struct dkv_chain *c, struct dkv_buf *out);
 

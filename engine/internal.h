@@ -52,7 +52,6 @@ struct dkv_chain *dkv__chain_new(uint32_t n);
  * the same node dropped, cut to max links. */
 struct dkv_chain *dkv__chain_extend(const struct dkv_chain *old, struct dkv_node *node,
 				    uint64_t tick, unsigned max);
-struct dkv_chain *dkv__chain_copy(const struct dkv_chain *c);
 void dkv__nodes_release(struct dkv_engine *e);
 
 #endif

@@ -100,7 +100,7 @@ struct dkv_chain *dkv__chain_new(uint32_t n)
 	return c;
 }
 
-struct dkv_chain *dkv__chain_copy(const struct dkv_chain *c)
+struct dkv_chain *dkv_chain_dup(const struct dkv_chain *c)
 {
 	if (!c)
 		return NULL;

@@ -24,7 +24,7 @@ struct req {
 	struct dkv_conn *c;
 	const struct dkv_msg *m;
 	struct dkv_engine *e;
-	char err[256]; /* set by a failing field getter */
+	char err[512]; /* set by a failing field getter */
 };
 
 static int bad_field(struct req *q, const char *key, const char *want)
@@ -278,7 +278,7 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 			    ent->value->len == want.len && !memcmp(ent->value->data, want.data, want.len);
 		dkv_buf_release(&want);
 		if (!same) {
-			char ps[220];
+			char ps[200];
 			describe_path(&p, ps, sizeof ps);
 			snprintf(q->err, sizeof q->err, "Data is not the expected previous value at %s", ps);
 			rc = -ESTALE;
@@ -309,7 +309,7 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 	ch.src = DKV_SRC_LOCAL;
 	rc = dkv_engine_apply(q->e, &ch, &res);
 	if (rc) {
-		char ps[220];
+		char ps[200];
 		struct dkv_buf cd = {0};
 		describe_path(&p, ps, sizeof ps);
 		if (rc == -EEXIST) {
@@ -858,7 +858,7 @@ static int do_get_tree(struct req *q, bool internal)
 	struct dkv_stream *st = dkv__stream_new(q->c, q->m->seq, &tree_ops, w);
 	dkv__stream_state(st, "start");
 	if (!top) {
-		char ps[220];
+		char ps[200];
 		struct dkv_reply r;
 		describe_path(&p, ps, sizeof ps);
 		dkv__stream_msg_begin(st, &r);
@@ -922,7 +922,7 @@ static void watch_cb(struct dkv_watch *wt, const struct dkv_event *ev)
 	while (n--)
 		pstack_push(&q->path, stack[n]->name, stack[n]->namelen);
 	q->value = dkv_value_ref((struct dkv_value *)ev->value);
-	q->chain = ev->chain ? dkv__chain_copy(ev->chain) : NULL;
+	q->chain = dkv_chain_dup(ev->chain);
 	q->tock = ev->tock;
 	*ws->qtail = q;
 	ws->qtail = &q->next;
