@@ -144,13 +144,14 @@ void dkv_config_free(struct dkv_config *c)
 	free(c);
 }
 
-/* Set prefix.KEY for every pair of the map at r, recursing into non-empty
- * maps; anything else, lists included, is stored as the key's value.
- * `where` names the source for messages. */
+/* Set PREFIX.KEY for every pair of the map at r, recursing into non-empty
+ * maps; anything else, lists and empty maps included, becomes the value
+ * of its key.  `where` names the source for messages.  The input comes
+ * from dkv_yaml_parse(), so it is valid and not nested too deeply. */
 static int flatten(struct dkv_config *c, struct dkv_buf *prefix, struct dkv_mp_reader *r,
 		   const char *where, char *err, size_t errlen)
 {
-	struct dkv_mp_item it, k;
+	struct dkv_mp_item it, k, v;
 	size_t plen = prefix->len;
 	int rc = 0;
 
@@ -162,7 +163,7 @@ static int flatten(struct dkv_config *c, struct dkv_buf *prefix, struct dkv_mp_r
 			dkv_buf_putc(prefix, '.');
 		if (dkv_mp_read(r, &k))
 			return fail(err, errlen, "%s: bad value", where);
-		if (k.type == DKV_MP_STR) {
+		if (k.type == DKV_MP_STR && !memchr(k.v.s.p, 0, k.v.s.len)) {
 			dkv_buf_append(prefix, k.v.s.p, k.v.s.len);
 		} else if (k.type == DKV_MP_UINT) {
 			dkv_buf_printf(prefix, "%llu", (unsigned long long)k.v.u);
@@ -170,25 +171,208 @@ static int flatten(struct dkv_config *c, struct dkv_buf *prefix, struct dkv_mp_r
 			dkv_buf_printf(prefix, "%lld", (long long)k.v.i);
 		} else {
 			prefix->len = plen;
-			return fail(err, errlen, "%s: a key below '%s' is not a string", where,
-				    dkv_buf_cstr(prefix));
+			return fail(err, errlen, "%s: a key in '%s' is not a string", where,
+				    plen ? dkv_buf_cstr(prefix) : "(top level)");
 		}
-		if (memchr(prefix->data, 0, prefix->len))
-			return fail(err, errlen, "%s: a key contains a NUL byte", where);
 
-		struct dkv_mp_reader v = *r;
-		struct dkv_mp_item vi;
-		if (dkv_mp_read(&v, &vi) || dkv_mp_skip(r))
+		const uint8_t *start = r->p;
+		struct dkv_mp_reader peek = *r;
+		if (dkv_mp_read(&peek, &v))
 			return fail(err, errlen, "%s: bad value", where);
-		if (vi.type == DKV_MP_MAP && vi.v.n) {
-			struct dkv_mp_reader sub = {v.p - (r->p - v.p) + (r->p - v.p), r->p};
-			/* re-read from the start of the map */
-			dkv_mp_reader_init(&sub, r->p - (size_t)(r->p - v.p) - 0, 0);
-			(void)sub;
-			rc = -1; /* replaced below */
+		if (v.type == DKV_MP_MAP && v.v.n) {
+			rc = flatten(c, prefix, r, where, err, errlen);
+		} else {
+			if (dkv_mp_skip(r))
+				return fail(err, errlen, "%s: bad value", where);
+			dkv_config_set_raw(c, dkv_buf_cstr(prefix), start, (size_t)(r->p - start));
 		}
-		rc = 0;
 	}
 	prefix->len = plen;
 	return rc;
+}
+
+/* "line 3, column 5: reason" from dkv_yaml_parse() becomes "FILE:3:5: reason". */
+static void yaml_error(char *err, size_t errlen, const char *where, const char *msg)
+{
+	unsigned line, col;
+	int off = 0;
+
+	if (sscanf(msg, "line %u, column %u: %n", &line, &col, &off) == 2 && off > 0)
+		fail(err, errlen, "%s:%u:%u: %s", where, line, col, msg + off);
+	else
+		fail(err, errlen, "%s: %s", where, msg);
+}
+
+int dkv_config_load_file(struct dkv_config *c, const char *path, char *err, size_t errlen)
+{
+	struct dkv_buf text = {0}, mp = {0}, prefix = {0};
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	char msg[256];
+	FILE *f = fopen(path, "r");
+	int rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		fail(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	for (;;) {
+		dkv_buf_reserve(&text, 4096);
+		size_t n = fread(text.data + text.len, 1, text.cap - text.len, f);
+		text.len += n;
+		if (n)
+			continue;
+		if (ferror(f)) {
+			rc = -(errno ? errno : EIO);
+			fail(err, errlen, "%s: %s", path, strerror(-rc));
+		}
+		break;
+	}
+	fclose(f);
+	if (rc)
+		goto out;
+
+	rc = dkv_yaml_parse(&mp, (const char *)text.data, text.len, msg, sizeof msg);
+	if (rc) {
+		yaml_error(err, errlen, path, msg);
+		goto out;
+	}
+	dkv_mp_reader_init(&r, mp.data, mp.len);
+	if (dkv_mp_read(&r, &it))
+		rc = fail(err, errlen, "%s: bad value", path);
+	else if (it.type == DKV_MP_NIL)
+		rc = 0; /* an empty file */
+	else if (it.type != DKV_MP_MAP)
+		rc = fail(err, errlen, "%s: the top level is not a mapping", path);
+	else {
+		dkv_mp_reader_init(&r, mp.data, mp.len);
+		rc = flatten(c, &prefix, &r, path, err, errlen);
+	}
+out:
+	dkv_buf_release(&text);
+	dkv_buf_release(&mp);
+	dkv_buf_release(&prefix);
+	return rc;
+}
+
+/* "key=" sets the empty string: a YAML document that is empty would be
+ * null, but someone who typed "-C name=" most likely means "no text";
+ * "key=null" or "key=~" gives null. */
+int dkv_config_set(struct dkv_config *c, const char *assignment, char *err, size_t errlen)
+{
+	const char *eq = strchr(assignment, '=');
+	struct dkv_buf mp = {0}, key = {0};
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	char msg[256];
+	int rc = 0;
+
+	if (!eq)
+		return fail(err, errlen, "'%s': expected key=value", assignment);
+	if (eq == assignment)
+		return fail(err, errlen, "'%s': the key is empty", assignment);
+	dkv_buf_append(&key, assignment, (size_t)(eq - assignment));
+	if (!eq[1]) {
+		dkv_mp_str(&mp, "", 0);
+	} else {
+		rc = dkv_yaml_parse(&mp, eq + 1, strlen(eq + 1), msg, sizeof msg);
+		if (rc) {
+			fail(err, errlen, "'%s': %s", assignment, msg);
+			goto out;
+		}
+	}
+	dkv_mp_reader_init(&r, mp.data, mp.len);
+	if (!dkv_mp_read(&r, &it) && it.type == DKV_MP_MAP && it.v.n) {
+		/* "-C server={port: 5}" means server.port */
+		dkv_mp_reader_init(&r, mp.data, mp.len);
+		rc = flatten(c, &key, &r, assignment, err, errlen);
+	} else {
+		dkv_config_set_raw(c, dkv_buf_cstr(&key), mp.data, mp.len);
+	}
+out:
+	dkv_buf_release(&mp);
+	dkv_buf_release(&key);
+	return rc;
+}
+
+bool dkv_config_get(const struct dkv_config *c, const char *key, const uint8_t **mp, size_t *len)
+{
+	const struct entry *e = find(c, key);
+
+	if (!e)
+		return false;
+	*mp = e->mp;
+	*len = e->len;
+	return true;
+}
+
+static bool get_item(const struct dkv_config *c, const char *key, struct dkv_mp_item *it)
+{
+	const struct entry *e = find(c, key);
+	struct dkv_mp_reader r;
+
+	if (!e)
+		return false;
+	dkv_mp_reader_init(&r, e->mp, e->len);
+	return dkv_mp_read(&r, it) == 0;
+}
+
+const char *dkv_config_str(const struct dkv_config *c, const char *key, const char *dflt)
+{
+	const struct entry *e = find(c, key);
+
+	return e && e->str ? e->str : dflt;
+}
+
+/* Integers, and floats with an integral value ("timeout: 5.0"). */
+int64_t dkv_config_int(const struct dkv_config *c, const char *key, int64_t dflt)
+{
+	struct dkv_mp_item it;
+
+	if (!get_item(c, key, &it))
+		return dflt;
+	switch (it.type) {
+	case DKV_MP_UINT:
+		return it.v.u <= INT64_MAX ? (int64_t)it.v.u : dflt;
+	case DKV_MP_INT:
+		return it.v.i;
+	case DKV_MP_FLOAT:
+		/* -2^63 is exact as a double, 2^63 is the first value out of range */
+		if (it.v.f == trunc(it.v.f) && it.v.f >= -9223372036854775808.0 &&
+		    it.v.f < 9223372036854775808.0)
+			return (int64_t)it.v.f;
+		return dflt;
+	default:
+		return dflt;
+	}
+}
+
+/* Floats, and integers as floats ("timeout: 5"). */
+double dkv_config_float(const struct dkv_config *c, const char *key, double dflt)
+{
+	struct dkv_mp_item it;
+
+	if (!get_item(c, key, &it))
+		return dflt;
+	switch (it.type) {
+	case DKV_MP_FLOAT:
+		return it.v.f;
+	case DKV_MP_UINT:
+		return (double)it.v.u;
+	case DKV_MP_INT:
+		return (double)it.v.i;
+	default:
+		return dflt;
+	}
+}
+
+/* Booleans only: "yes" and 1 are not booleans in YAML 1.2 either. */
+bool dkv_config_bool(const struct dkv_config *c, const char *key, bool dflt)
+{
+	struct dkv_mp_item it;
+
+	if (!get_item(c, key, &it) || it.type != DKV_MP_BOOL)
+		return dflt;
+	return it.v.b;
 }

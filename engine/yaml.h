@@ -4,10 +4,11 @@
  * The only module that includes libyaml.  Text is YAML 1.2 core schema:
  * null/true/false/integers/floats resolve as such (`~`, `null`, `true`,
  * `false`, decimal, 0x/0o integers, .inf/.nan floats); everything else,
- * including `ON`, `yes` and `no`, is a string.  Byte strings use the tag
- * `!bin` (base64 or, when printable ASCII, the text itself -- see
- * doc/cli.md); paths (ext type 3) use `!P` with the colon notation of
- * pathtext.h; arrays are sequences, maps are mappings.
+ * including `ON`, `yes` and `no`, is a string.  Byte strings are `!bin
+ * text` when printable ASCII, `!hex aa:bb` when up to 32 bytes, else
+ * `!!binary` base64; paths (ext type 3) use `!P` with the colon notation
+ * of pathtext.h joined by '.'; arrays are sequences, maps are mappings.
+ * The full list of tags is at the top of yaml.c.
  */
 #ifndef DKV_YAML_H
 #define DKV_YAML_H
@@ -20,8 +21,9 @@
  * Returns 0, or -EBADMSG when mp is not one valid msgpack item. */
 int dkv_yaml_emit(struct dkv_buf *out, const uint8_t *mp, size_t len);
 
-/* Like dkv_yaml_emit, with every line of the output prefixed by `indent`
- * spaces; used for nested output.  */
+/* Like dkv_yaml_emit, with every non-empty line of the output prefixed by
+ * `indent` spaces; used for nested output ("key:\n" + this parses as a
+ * map holding the value).  */
 int dkv_yaml_emit_indented(struct dkv_buf *out, const uint8_t *mp, size_t len, unsigned indent);
 
 /* Parse text (one YAML document; an empty document is null) and append
