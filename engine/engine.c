@@ -208,27 +208,28 @@ static int check_precond(const struct dkv_change *c, const struct dkv_entry *ent
 	case DKV_PRE_NONE:
 		return 0;
 	case DKV_PRE_NEW:
-		return ent && ent->value ? -EEXIST : 0;
-	case DKV_PRE_CHAIN:
-		if (!ent || !ent->value)
+		return ent && dkv_entry_has_value(ent) ? -EEXIST : 0;
+	case DKV_PRE_CHAIN: {
+		if (!ent || !dkv_entry_has_value(ent))
 			return -ENOENT;
-		if (!ent->chain || !ent->chain->n || ent->chain->l[0].tick != c->pre_tick ||
-		    strlen(ent->chain->l[0].node->name) != c->pre_node_len ||
-		    memcmp(ent->chain->l[0].node->name, c->pre_node, c->pre_node_len))
+		const struct dkv_chain_link *l = ent->value->chain;
+		if (!ent->value->nchain || l->tick != c->pre_tick ||
+		    strlen(l->node->name) != c->pre_node_len ||
+		    memcmp(l->node->name, c->pre_node, c->pre_node_len))
 			return -ESTALE;
 		return 0;
+	}
 	}
 	return 0;
 }
 
 /* Whether the incoming chain is already reflected in the entry: the
  * entry knows a change of the same node at least as new. */
-static bool remote_is_old(const struct dkv_entry *ent, const struct dkv_chain *in)
+static bool remote_is_old(const struct dkv_entry *ent, const struct dkv_chain_link *in)
 {
-	if (!ent->chain || !in || !in->n)
-		return false;
-	for (uint32_t i = 0; i < ent->chain->n; i++)
-		if (ent->chain->l[i].node == in->l[0].node && ent->chain->l[i].tick >= in->l[0].tick)
+	const struct dkv_value *v = ent->value;
+	for (uint32_t i = 0; v && i < v->nchain; i++)
+		if (v->chain[i].node == in->node && v->chain[i].tick >= in->tick)
 			return true;
 	return false;
 }
@@ -237,12 +238,15 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 {
 	struct dkv_entry *base = e->root;
 	struct dkv_entry *ent;
-	struct dkv_chain *chain;
-	struct dkv_value *nv = NULL;
-	uint64_t tick = 0;
+	struct dkv_chain_link links[DKV_CHAIN_MAX];
+	const struct dkv_chain_link *chain = links;
+	uint32_t nchain;
+	uint64_t tock;
 	int rc;
 
 	memset(res, 0, sizeof *res);
+	if (c->value && c->value_len > DKV_VALUE_MAX)
+		return -EFBIG;
 	if (c->internal) {
 		base = dkv_engine_meta(e);
 	} else if (c->path_len && c->path[0] == 0xc0) {
@@ -253,8 +257,7 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	if (!ent) {
 		if (c->value)
 			return -EINVAL; /* an element too long to be a name */
-		rc = check_precond(c, NULL);
-		return rc; /* deleting what does not exist changes nothing */
+		return check_precond(c, NULL); /* deleting what does not exist changes nothing */
 	}
 	dkv_entry_pin(ent);
 	res->entry = ent;
@@ -263,54 +266,44 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 		rc = check_precond(c, ent);
 		if (rc)
 			return rc;
-		if (!c->value && !ent->value)
+		if (!c->value && !dkv_entry_has_value(ent))
 			return 0; /* nothing to delete */
-		tick = ++e->self->tick;
-		chain = dkv__chain_extend(ent->chain, e->self, tick, e->chain_length);
-		dkv_engine_next_tock(e);
+		uint64_t tick = ++e->self->tick;
+		nchain = dkv__chain_extend(ent->value, e->self, tick, e->chain_length, links);
+		tock = dkv_engine_next_tock(e);
 	} else {
-		if (!c->chain || !c->chain->n)
+		if (!c->chain || !c->nchain)
 			return -EINVAL;
 		if (remote_is_old(ent, c->chain))
 			return 0;
-		chain = dkv_chain_dup(c->chain);
-		if (chain->n > e->chain_length)
-			chain->n = e->chain_length;
+		chain = c->chain;
+		nchain = c->nchain < e->chain_length ? c->nchain : e->chain_length;
 		dkv_engine_see_tock(e, c->tock);
-		struct dkv_node *n = chain->l[0].node;
-		tick = chain->l[0].tick;
-		if (tick > n->tick)
-			n->tick = tick;
+		tock = c->tock;
+		if (chain->tick > chain->node->tick)
+			chain->node->tick = chain->tick;
 	}
 
-	if (c->value)
-		nv = dkv_value_new(c->value, c->value_len);
-	res->changed = !dkv_value_equal(ent->value, nv);
+	struct dkv_value *nv = dkv_value_new(c->value, c->value ? c->value_len : 0, chain, nchain);
+	res->changed = !dkv_value_same_data(ent->value, nv);
 	res->prev = ent->value; /* the entry's reference moves to the result */
 
 	pthread_rwlock_wrlock(&e->lock);
 	ent->value = nv;
-	free(ent->chain);
-	ent->chain = chain;
-	ent->tock = c->src == DKV_SRC_LOCAL ? e->tock : c->tock;
+	ent->tock = tock;
 	ent->mtime_ns = now_ns();
-	if (nv)
-		ent->flags &= (uint8_t)~DKV_ENTRY_TOMBSTONE;
-	else
-		ent->flags |= DKV_ENTRY_TOMBSTONE;
 	pthread_rwlock_unlock(&e->lock);
 
-	struct dkv_node *who = chain->l[0].node;
-	dkv_rangeset_add(&who->seen, tick, tick + 1);
-	if (!nv)
-		dkv_rangeset_add(&who->deleted, tick, tick + 1);
+	struct dkv_node *who = chain->node;
+	dkv_rangeset_add(&who->seen, chain->tick, chain->tick + 1);
+	if (!c->value)
+		dkv_rangeset_add(&who->deleted, chain->tick, chain->tick + 1);
 
 	struct dkv_event ev = {
 		.entry = ent,
 		.value = nv,
 		.prev = res->prev,
-		.chain = chain,
-		.tock = ent->tock,
+		.tock = tock,
 		.src = c->src,
 		.internal = c->internal,
 	};

@@ -19,20 +19,7 @@
 
 #include <stdatomic.h>
 
-/* ---- values: immutable, refcounted msgpack encodings ---- */
-
-struct dkv_value {
-	atomic_uint refs;
-	uint32_t len;    /* bytes of data */
-	uint8_t data[];  /* one canonical msgpack item */
-};
-
-struct dkv_value *dkv_value_new(const uint8_t *mp, size_t len);
-struct dkv_value *dkv_value_ref(struct dkv_value *v);   /* accepts NULL */
-void dkv_value_unref(struct dkv_value *v);              /* accepts NULL */
-bool dkv_value_equal(const struct dkv_value *a, const struct dkv_value *b);
-
-/* ---- nodes and chains ---- */
+/* ---- nodes, chains and values ---- */
 
 struct dkv_node {
 	char *name;
@@ -48,27 +35,47 @@ struct dkv_chain_link {
 	uint64_t tick;
 };
 
-struct dkv_chain {
-	uint32_t n; /* links in use, 1..DKV_CHAIN_MAX */
-	struct dkv_chain_link l[];
-};
-
-#define DKV_CHAIN_MAX 64 /* hard upper bound for server.change.length */
+#define DKV_CHAIN_MAX 63 /* hard upper bound for server.change.length */
 
 /* The wire form: {node: NAME, tick: N, prev: {...} | nil}, nested at most
- * depth links deep (depth < 0: all).  A NULL chain is written as nil. */
-void dkv_chain_encode(const struct dkv_chain *c, int depth, struct dkv_buf *out);
-/* A copy (NULL for NULL). */
-struct dkv_chain *dkv_chain_dup(const struct dkv_chain *c);
+ * depth links deep (depth < 0: all).  No links is written as nil. */
+void dkv_chain_encode(const struct dkv_chain_link *l, uint32_t n, int depth, struct dkv_buf *out);
 /* Human-readable form for error messages: "node-a@4,node-b@2". */
-void dkv_chain_describe(const struct dkv_chain *c, struct dkv_buf *out);
+void dkv_chain_describe(const struct dkv_chain_link *l, uint32_t n, struct dkv_buf *out);
+
+/*
+ * What one change left behind: the entry's chain and its value, or no
+ * value after a deletion (a tombstone, which keeps the chain so that the
+ * deletion wins over older changes).  Immutable and refcounted: replies,
+ * watch queues, the log and the filesystem hold references, and nothing
+ * is copied.  One allocation: header, links, then the msgpack bytes.
+ */
+struct dkv_value {
+	atomic_uint refs;
+	uint32_t len : 26;   /* bytes of msgpack data (< 64 MiB); 0: deleted */
+	uint32_t nchain : 6; /* links in chain[] (< DKV_CHAIN_MAX) */
+	struct dkv_chain_link chain[]; /* newest first; the data follows */
+};
+
+#define DKV_VALUE_MAX ((1u << 26) - 1) /* largest value, bytes */
+
+/* A new value (len 0 / mp NULL: a deletion) with the given chain;
+ * len <= DKV_VALUE_MAX, nchain <= DKV_CHAIN_MAX. */
+struct dkv_value *dkv_value_new(const uint8_t *mp, size_t len, const struct dkv_chain_link *l,
+				uint32_t nchain);
+struct dkv_value *dkv_value_ref(struct dkv_value *v);   /* accepts NULL */
+void dkv_value_unref(struct dkv_value *v);              /* accepts NULL */
+static inline const uint8_t *dkv_value_data(const struct dkv_value *v)
+{
+	return (const uint8_t *)(v->chain + v->nchain);
+}
+/* Whether both hold the same data (or both none). */
+bool dkv_value_same_data(const struct dkv_value *a, const struct dkv_value *b);
 
 /* ---- the tree ---- */
 
 enum {
-	DKV_ENTRY_TOMBSTONE = 1, /* value deleted; chain kept so the deletion wins */
-	DKV_ENTRY_WATCHED = 2,   /* has watchers in the engine's watch table */
-	DKV_ENTRY_UNLINKED = 4,  /* removed from the tree; freed when unpinned */
+	DKV_ENTRY_WATCHED = 2,   /* has watchers in the engine's watch list */
 };
 
 struct dkv_entry {
@@ -76,15 +83,11 @@ struct dkv_entry {
 	struct dkv_entry *kids;        /* first child; kids->prev is the last */
 	struct dkv_entry *next, *prev; /* siblings in insertion order (prev is circular) */
 	struct dkv_entry *hnext;       /* hash chain of the engine's entry table */
-	struct dkv_value *value;       /* NULL: no value */
-	struct dkv_chain *chain;       /* NULL: never changed */
+	struct dkv_value *value;       /* the last change; NULL: never changed */
 	uint64_t tock;                 /* tock of the last change (or creation) */
 	int64_t mtime_ns;              /* wall-clock time of the last change */
-	uint32_t hash;                 /* of (parent, name) */
-	uint32_t seq;                  /* insertion number among siblings, from 1 */
-	uint32_t nkids;                /* children (including tombstones) */
+	uint32_t seq;                  /* insertion number among siblings (last one's + 1) */
 	uint32_t pins;                 /* holders that keep it from being freed */
-	uint32_t kid_seq;              /* last seq given to a child */
 	uint16_t namelen;              /* bytes of name */
 	uint8_t flags;                 /* DKV_ENTRY_* */
 	uint8_t name[];                /* the element's canonical encoding */
@@ -132,10 +135,13 @@ unsigned dkv_entry_depth(const struct dkv_entry *ent);
 /* Keep ent (and so its ancestors) from being freed; unpin may free it. */
 void dkv_entry_pin(struct dkv_entry *ent);
 void dkv_entry_unpin(struct dkv_engine *e, struct dkv_entry *ent);
-/* Whether the entry is still part of the tree. */
-static inline bool dkv_entry_live(const struct dkv_entry *ent)
+static inline bool dkv_entry_has_value(const struct dkv_entry *ent)
 {
-	return !(ent->flags & DKV_ENTRY_UNLINKED);
+	return ent->value && ent->value->len;
+}
+static inline bool dkv_entry_is_tombstone(const struct dkv_entry *ent)
+{
+	return ent->value && !ent->value->len;
 }
 /* The next entry after ent in a depth-first walk of the subtree at top,
  * parents before children, children in insertion order; NULL at the end. */
@@ -169,13 +175,14 @@ struct dkv_change {
 	size_t pre_node_len;
 	uint64_t pre_tick;
 	enum dkv_source src;
-	const struct dkv_chain *chain; /* remote/replay: the entry's new chain */
+	const struct dkv_chain_link *chain; /* remote/replay: the entry's new chain */
+	uint32_t nchain;
 	uint64_t tock;                 /* remote/replay: the change's tock */
 };
 
 struct dkv_result {
 	bool changed;             /* the value differs from before */
-	struct dkv_value *prev;   /* the old value (a reference; NULL if none) */
+	struct dkv_value *prev;   /* the old state (a reference; NULL if none) */
 	struct dkv_entry *entry;  /* the entry, pinned: unpin when done; NULL on error */
 };
 
@@ -183,7 +190,8 @@ struct dkv_result {
  * 0 on success.  Errors, with res->entry still set (pinned) so the caller
  * can describe the conflict: -EEXIST (DKV_PRE_NEW but a value exists),
  * -ENOENT (DKV_PRE_CHAIN but there is no value), -ESTALE (the chain does
- * not match), -EINVAL (a local change to a path through the None root).
+ * not match), -EINVAL (a local change to a path through the None root),
+ * -EFBIG (a value larger than DKV_VALUE_MAX).
  * A remote/replayed change that is older than the entry's state is not an
  * error: it returns 0 with changed false. */
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
@@ -193,9 +201,8 @@ void dkv_result_release(struct dkv_engine *e, struct dkv_result *res);
 
 struct dkv_event {
 	struct dkv_entry *entry;      /* the changed entry, pinned for the call */
-	const struct dkv_value *value; /* NULL: deleted */
-	const struct dkv_value *prev;
-	const struct dkv_chain *chain;
+	struct dkv_value *value;      /* the new state: chain, data (len 0: deleted) */
+	struct dkv_value *prev;       /* the old state, NULL if none */
 	uint64_t tock;
 	enum dkv_source src;
 	bool internal;

@@ -47,11 +47,11 @@ void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent);
 void dkv__tree_init(struct dkv_engine *e);
 void dkv__tree_release(struct dkv_engine *e);
 
-struct dkv_chain *dkv__chain_new(uint32_t n);
-/* The chain after node@tick changed the entry: prepended, older link of
- * the same node dropped, cut to max links. */
-struct dkv_chain *dkv__chain_extend(const struct dkv_chain *old, struct dkv_node *node,
-				    uint64_t tick, unsigned max);
+/* The chain after node@tick changed an entry whose last state was old:
+ * node@tick first, the older links without node, at most max in all.
+ * Writes into out (room for max links); returns the number of links. */
+uint32_t dkv__chain_extend(const struct dkv_value *old, struct dkv_node *node, uint64_t tick,
+			   unsigned max, struct dkv_chain_link *out);
 void dkv__nodes_release(struct dkv_engine *e);
 
 #endif

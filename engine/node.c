@@ -4,19 +4,24 @@
  * A cluster has few nodes (tens), so nodes are a plain array searched by
  * name; entries refer to them by pointer.  Chains are short (at most
  * server.change.length links, default 5) and immutable once attached to
- * an entry: a change builds a new one.
+ * an entry's state: a change builds a new state.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-struct dkv_value *dkv_value_new(const uint8_t *mp, size_t len)
+struct dkv_value *dkv_value_new(const uint8_t *mp, size_t len, const struct dkv_chain_link *l,
+				uint32_t nchain)
 {
-	struct dkv_value *v = dkv_xmalloc(sizeof *v + len);
+	struct dkv_value *v = dkv_xmalloc(sizeof *v + nchain * sizeof *l + len);
 	atomic_init(&v->refs, 1);
 	v->len = (uint32_t)len;
-	memcpy(v->data, mp, len);
+	v->nchain = nchain;
+	if (nchain)
+		memcpy(v->chain, l, nchain * sizeof *l);
+	if (len)
+		memcpy((uint8_t *)dkv_value_data(v), mp, len);
 	return v;
 }
 
@@ -33,13 +38,12 @@ void dkv_value_unref(struct dkv_value *v)
 		free(v);
 }
 
-bool dkv_value_equal(const struct dkv_value *a, const struct dkv_value *b)
+bool dkv_value_same_data(const struct dkv_value *a, const struct dkv_value *b)
 {
-	if (a == b)
-		return true;
-	if (!a || !b)
+	size_t la = a ? a->len : 0, lb = b ? b->len : 0;
+	if (la != lb)
 		return false;
-	return a->len == b->len && !memcmp(a->data, b->data, a->len);
+	return !la || !memcmp(dkv_value_data(a), dkv_value_data(b), la);
 }
 
 struct dkv_node *dkv_engine_find_node(struct dkv_engine *e, const char *name, size_t len)
@@ -93,64 +97,46 @@ void dkv__nodes_release(struct dkv_engine *e)
 	e->nnodes = e->nodes_cap = 0;
 }
 
-struct dkv_chain *dkv__chain_new(uint32_t n)
-{
-	struct dkv_chain *c = dkv_xmalloc(sizeof *c + n * sizeof c->l[0]);
-	c->n = n;
-	return c;
-}
-
-struct dkv_chain *dkv_chain_dup(const struct dkv_chain *c)
-{
-	if (!c)
-		return NULL;
-	struct dkv_chain *d = dkv__chain_new(c->n);
-	memcpy(d->l, c->l, c->n * sizeof c->l[0]);
-	return d;
-}
-
-struct dkv_chain *dkv__chain_extend(const struct dkv_chain *old, struct dkv_node *node,
-				    uint64_t tick, unsigned max)
+uint32_t dkv__chain_extend(const struct dkv_value *old, struct dkv_node *node, uint64_t tick,
+			   unsigned max, struct dkv_chain_link *out)
 {
 	uint32_t n = 1;
-	struct dkv_chain *c = dkv__chain_new(old ? (old->n + 1 < max ? old->n + 1 : max) : 1);
-	c->l[0].node = node;
-	c->l[0].tick = tick;
-	for (uint32_t i = 0; old && i < old->n && n < c->n; i++) {
-		if (old->l[i].node != node)
-			c->l[n++] = old->l[i];
-	}
-	c->n = n;
-	return c;
+	out[0].node = node;
+	out[0].tick = tick;
+	for (uint32_t i = 0; old && i < old->nchain && n < max; i++)
+		if (old->chain[i].node != node)
+			out[n++] = old->chain[i];
+	return n;
 }
 
-static void encode_from(const struct dkv_chain *c, uint32_t i, int depth, struct dkv_buf *out)
+static void encode_from(const struct dkv_chain_link *l, uint32_t n, int depth,
+			struct dkv_buf *out)
 {
-	if (!c || i >= c->n || depth == 0) {
+	if (!n || depth == 0) {
 		dkv_mp_nil(out);
 		return;
 	}
 	dkv_mp_map(out, 3);
 	dkv_mp_cstr(out, "node");
-	dkv_mp_cstr(out, c->l[i].node->name);
+	dkv_mp_cstr(out, l->node->name);
 	dkv_mp_cstr(out, "tick");
-	dkv_mp_uint(out, c->l[i].tick);
+	dkv_mp_uint(out, l->tick);
 	dkv_mp_cstr(out, "prev");
-	encode_from(c, i + 1, depth - 1, out);
+	encode_from(l + 1, n - 1, depth - 1, out);
 }
 
-void dkv_chain_encode(const struct dkv_chain *c, int depth, struct dkv_buf *out)
+void dkv_chain_encode(const struct dkv_chain_link *l, uint32_t n, int depth, struct dkv_buf *out)
 {
-	encode_from(c, 0, depth, out);
+	encode_from(l, n, depth, out);
 }
 
-void dkv_chain_describe(const struct dkv_chain *c, struct dkv_buf *out)
+void dkv_chain_describe(const struct dkv_chain_link *l, uint32_t n, struct dkv_buf *out)
 {
-	if (!c || !c->n) {
+	if (!n) {
 		dkv_buf_puts(out, "(none)");
 		return;
 	}
-	for (uint32_t i = 0; i < c->n; i++)
-		dkv_buf_printf(out, "%s%s@%llu", i ? "," : "", c->l[i].node->name,
-			       (unsigned long long)c->l[i].tick);
+	for (uint32_t i = 0; i < n; i++)
+		dkv_buf_printf(out, "%s%s@%llu", i ? "," : "", l[i].node->name,
+			       (unsigned long long)l[i].tick);
 }

@@ -70,13 +70,15 @@ static int get_bool(struct req *q, const char *key, bool *out)
 	return rc;
 }
 
-/* The request's path; missing means the root. */
+/* The request's path.  Every action that takes a path needs one (an
+ * empty one for the root), so that a client that forgot the field cannot
+ * read or overwrite the root by accident. */
 static int get_path(struct req *q, struct dkv_path *p)
 {
 	const struct dkv_field *f = dkv__msg_get(q->m, "path");
 	struct dkv_mp_reader r;
-	if (!f)
-		return 0;
+	if (!f || (f->vallen == 1 && f->val[0] == 0xc0))
+		return bad_field(q, "path", "given: a path (ext type 3 or an array; empty for the root)");
 	dkv_mp_reader_init(&r, f->val, f->vallen);
 	int rc = dkv_path_decode(p, &r);
 	if (rc == -E2BIG) {
@@ -160,15 +162,19 @@ static int do_get_value(struct req *q, bool internal)
 	struct dkv_entry *ent = lookup(q, &p, internal);
 	struct dkv_reply r;
 	dkv__reply_begin(&r, q->c);
-	if (ent && ent->value) {
+	bool has = ent && dkv_entry_has_value(ent);
+	if (has) {
 		dkv__reply_key(&r, "value");
-		dkv_buf_append(r.b, ent->value->data, ent->value->len);
+		dkv_buf_append(r.b, dkv_value_data(ent->value), ent->value->len);
 	}
 	if (nchain) {
 		dkv__reply_key(&r, "chain");
-		dkv_chain_encode(ent && ent->value ? ent->chain : NULL, (int)nchain, r.b);
+		if (has)
+			dkv_chain_encode(ent->value->chain, ent->value->nchain, (int)nchain, r.b);
+		else
+			dkv_mp_nil(r.b);
 	}
-	reply_tock(&r, q->e, ent && ent->value ? ent->tock : 0);
+	reply_tock(&r, q->e, has ? ent->tock : 0);
 	reply_seq(&r, q->m);
 	dkv__reply_end(&r);
 out:
@@ -274,8 +280,9 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 		struct dkv_buf want = {0};
 		struct dkv_mp_reader r;
 		dkv_mp_reader_init(&r, pf->val, pf->vallen);
-		bool same = !dkv_mp_canon(&want, &r) && ent && ent->value &&
-			    ent->value->len == want.len && !memcmp(ent->value->data, want.data, want.len);
+		bool same = !dkv_mp_canon(&want, &r) && ent && dkv_entry_has_value(ent) &&
+			    ent->value->len == want.len &&
+			    !memcmp(dkv_value_data(ent->value), want.data, want.len);
 		dkv_buf_release(&want);
 		if (!same) {
 			char ps[200];
@@ -285,15 +292,15 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 			goto out;
 		}
 	}
-	if (idem && ent && ent->value && !is_delete && ent->value->len == val.len &&
-	    !memcmp(ent->value->data, val.data, val.len)) {
+	if (idem && ent && dkv_entry_has_value(ent) && !is_delete && ent->value->len == val.len &&
+	    !memcmp(dkv_value_data(ent->value), val.data, val.len)) {
 		struct dkv_reply r;
 		dkv__reply_begin(&r, q->c);
 		dkv__reply_key(&r, "changed");
 		dkv_mp_bool(r.b, false);
 		if (nchain) {
 			dkv__reply_key(&r, "chain");
-			dkv_chain_encode(ent->chain, (int)nchain, r.b);
+			dkv_chain_encode(ent->value->chain, ent->value->nchain, (int)nchain, r.b);
 		}
 		reply_tock(&r, q->e, ent->tock);
 		reply_seq(&r, q->m);
@@ -317,7 +324,10 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 		} else if (rc == -ENOENT) {
 			snprintf(q->err, sizeof q->err, "Entry is new at %s", ps);
 		} else if (rc == -ESTALE) {
-			dkv_chain_describe(res.entry ? res.entry->chain : NULL, &cd);
+			if (res.entry && res.entry->value)
+				dkv_chain_describe(res.entry->value->chain, res.entry->value->nchain, &cd);
+			else
+				dkv_chain_describe(NULL, 0, &cd);
 			snprintf(q->err, sizeof q->err, "Chain is %s not %.*s@%llu for %s",
 				 dkv_buf_cstr(&cd), (int)ch.pre_node_len, ch.pre_node,
 				 (unsigned long long)ch.pre_tick, ps);
@@ -331,13 +341,17 @@ static int do_set(struct req *q, bool internal, bool is_delete)
 	dkv__reply_begin(&r, q->c);
 	dkv__reply_key(&r, "changed");
 	dkv_mp_bool(r.b, res.changed);
-	if (res.prev && ch.pre == DKV_PRE_NONE && !pf) {
+	if (res.prev && res.prev->len && ch.pre == DKV_PRE_NONE && !pf) {
 		dkv__reply_key(&r, "prev");
-		dkv_buf_append(r.b, res.prev->data, res.prev->len);
+		dkv_buf_append(r.b, dkv_value_data(res.prev), res.prev->len);
 	}
 	if (nchain) {
 		dkv__reply_key(&r, "chain");
-		dkv_chain_encode(res.entry && res.changed ? res.entry->chain : NULL, (int)nchain, r.b);
+		if (res.entry && res.changed)
+			dkv_chain_encode(res.entry->value->chain, res.entry->value->nchain,
+					 (int)nchain, r.b);
+		else
+			dkv_mp_nil(r.b);
 	}
 	reply_tock(&r, q->e, res.entry && res.changed ? res.entry->tock : 0);
 	reply_seq(&r, q->m);
@@ -383,7 +397,7 @@ static int do_enum(struct req *q, bool internal)
 	struct dkv_entry *root = dkv_engine_root(q->e);
 	uint32_t n = 0;
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next)
-		if ((empty || k->value) && !(ent == root && k->name[0] == 0xc0))
+		if ((empty || dkv_entry_has_value(k)) && !(ent == root && k->name[0] == 0xc0))
 			n++;
 	struct dkv_reply r;
 	dkv__reply_begin(&r, q->c);
@@ -393,12 +407,12 @@ static int do_enum(struct req *q, bool internal)
 	else
 		dkv_mp_array(r.b, n);
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next) {
-		if (!(empty || k->value) || (ent == root && k->name[0] == 0xc0))
+		if (!(empty || dkv_entry_has_value(k)) || (ent == root && k->name[0] == 0xc0))
 			continue;
 		dkv_buf_append(r.b, k->name, k->namelen);
 		if (with_data) {
-			if (k->value)
-				dkv_buf_append(r.b, k->value->data, k->value->len);
+			if (dkv_entry_has_value(k))
+				dkv_buf_append(r.b, dkv_value_data(k->value), k->value->len);
 			else
 				dkv_mp_nil(r.b);
 		}
@@ -454,11 +468,10 @@ static void collect_current(struct dkv_engine *e, struct dkv_rangeset *cur)
 {
 	struct dkv_entry *top = dkv_engine_root(e);
 	for (struct dkv_entry *x = top; x; x = dkv_entry_walk_next(x, top, true)) {
-		if (!x->chain)
-			continue;
-		for (uint32_t i = 0; i < x->chain->n; i++)
-			dkv_rangeset_add(&cur[x->chain->l[i].node->idx], x->chain->l[i].tick,
-					 x->chain->l[i].tick + 1);
+		const struct dkv_value *v = x->value;
+		for (uint32_t i = 0; v && i < v->nchain; i++)
+			dkv_rangeset_add(&cur[v->chain[i].node->idx], v->chain[i].tick,
+					 v->chain[i].tick + 1);
 	}
 }
 
@@ -586,7 +599,7 @@ static int act_delete_tree(struct req *q)
 		struct dkv_entry **todo = NULL;
 		size_t n = 0, cap = 0;
 		for (struct dkv_entry *x = top; x; x = dkv_entry_walk_next(x, top, true)) {
-			if (!x->value)
+			if (!dkv_entry_has_value(x))
 				continue;
 			if (n == cap) {
 				cap = cap ? 2 * cap : 64;
@@ -695,22 +708,22 @@ struct watchstate {
 	bool fetching;
 	struct qev *qhead, **qtail;
 	size_t qlen;            /* events queued */
+	size_t qbytes;          /* value bytes those events hold */
 	bool overflow;
 };
 
 struct qev {
 	struct qev *next;
-	struct dkv_value *value; /* NULL: deleted */
-	struct dkv_chain *chain;
+	struct dkv_value *value; /* the entry's new state (len 0: deleted) */
 	uint64_t tock;
 	struct pstack path; /* relative to the watched entry */
+	struct dkv_path tmp; /* scratch while queueing */
 };
 
 /* Send one entry at path (relative), compressing the path against the
  * last one sent. */
 static void send_entry(struct dkv_stream *st, struct pstack *last, const struct pstack *path,
-		       const struct dkv_value *value, const struct dkv_chain *chain,
-		       uint64_t tock, int64_t nchain)
+		       const struct dkv_value *value, uint64_t tock, int64_t nchain)
 {
 	struct dkv_reply r;
 	uint32_t common = 0;
@@ -720,13 +733,16 @@ static void send_entry(struct dkv_stream *st, struct pstack *last, const struct 
 		       pstack_elen(path, common)))
 		common++;
 	dkv__stream_msg_begin(st, &r);
-	if (value) {
+	if (value && value->len) {
 		dkv__reply_key(&r, "value");
-		dkv_buf_append(r.b, value->data, value->len);
+		dkv_buf_append(r.b, dkv_value_data(value), value->len);
 	}
 	if (nchain) {
 		dkv__reply_key(&r, "chain");
-		dkv_chain_encode(chain, (int)nchain, r.b);
+		if (value)
+			dkv_chain_encode(value->chain, value->nchain, (int)nchain, r.b);
+		else
+			dkv_mp_nil(r.b);
 	}
 	dkv__reply_key(&r, "tock");
 	dkv_mp_uint(r.b, tock);
@@ -790,11 +806,9 @@ static bool walker_pump(struct dkv_stream *st, struct walker *w)
 		}
 		if ((int64_t)w->path.n < w->min_depth)
 			continue;
-		if (!x->value && !w->empty)
+		if (!dkv_entry_has_value(x) && !w->empty)
 			continue;
-		if (!x->value && x->flags & DKV_ENTRY_TOMBSTONE && !w->empty)
-			continue;
-		send_entry(st, &w->last, &w->path, x->value, x->chain, x->tock, w->nchain);
+		send_entry(st, &w->last, &w->path, x->value, x->tock, w->nchain);
 	}
 	return w->done;
 }
@@ -890,7 +904,6 @@ static int act_get_tree_internal(struct req *q)
 static void qev_free(struct qev *ev)
 {
 	dkv_value_unref(ev->value);
-	free(ev->chain);
 	pstack_release(&ev->path);
 	free(ev);
 }
@@ -899,34 +912,43 @@ static void watch_cb(struct dkv_watch *wt, const struct dkv_event *ev)
 {
 	struct watchstate *ws = (struct watchstate *)wt;
 	struct walker *w = &ws->walk;
+	const struct dkv_server_opts *o = &ws->st->conn->srv->opts;
 	if (ws->overflow)
 		return;
 	if (w->skip_meta && ev->internal)
 		return;
-	/* the path relative to the watched entry, and depth limits */
-	struct dkv_entry *stack[256];
-	unsigned n = 0;
-	for (struct dkv_entry *x = ev->entry; x && x != wt->entry; x = x->parent) {
-		if (n == 256)
-			return; /* deeper than any watch reports */
-		stack[n++] = x;
-	}
-	if ((int64_t)n < w->min_depth || (w->max_depth >= 0 && (int64_t)n > w->max_depth))
+	/* the depth below the watched entry decides whether it is reported */
+	int64_t depth = 0;
+	for (struct dkv_entry *x = ev->entry; x && x != wt->entry; x = x->parent)
+		depth++;
+	if (depth < w->min_depth || (w->max_depth >= 0 && depth > w->max_depth))
 		return;
-	if (ws->qlen >= ws->st->conn->srv->opts.max_watch_queue) {
+	/* a watcher that does not keep up must not hold unbounded memory:
+	 * queued events pin their values */
+	size_t vlen = ev->value ? ev->value->len : 0;
+	if (ws->qlen >= o->max_watch_queue || ws->qbytes + vlen > o->max_out_buffer / 2) {
 		ws->overflow = true; /* reported by the pump, then the watch ends */
 		dkv__stream_pump(ws->st);
 		return;
 	}
 	struct qev *q = dkv_xcalloc(1, sizeof *q);
-	while (n--)
-		pstack_push(&q->path, stack[n]->name, stack[n]->namelen);
-	q->value = dkv_value_ref((struct dkv_value *)ev->value);
-	q->chain = dkv_chain_dup(ev->chain);
+	if (!dkv_entry_path(ev->entry, wt->entry, &q->tmp)) {
+		free(q);
+		return;
+	}
+	struct dkv_path_iter it;
+	const uint8_t *el;
+	size_t l;
+	dkv_path_iter_init(&it, q->tmp.enc.data, q->tmp.enc.len);
+	while (dkv_path_iter_next(&it, &el, &l))
+		pstack_push(&q->path, el, l);
+	dkv_path_release(&q->tmp);
+	q->value = dkv_value_ref(ev->value);
 	q->tock = ev->tock;
 	*ws->qtail = q;
 	ws->qtail = &q->next;
 	ws->qlen++;
+	ws->qbytes += vlen;
 	dkv__stream_pump(ws->st);
 }
 
@@ -957,7 +979,8 @@ static bool watch_pump(struct dkv_stream *st)
 		if (!ws->qhead)
 			ws->qtail = &ws->qhead;
 		ws->qlen--;
-		send_entry(st, &ws->walk.last, &q->path, q->value, q->chain, q->tock,
+		ws->qbytes -= q->value ? q->value->len : 0;
+		send_entry(st, &ws->walk.last, &q->path, q->value, q->tock,
 			   ws->walk.nchain);
 		qev_free(q);
 	}

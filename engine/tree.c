@@ -36,7 +36,7 @@ static void table_grow(struct dkv_engine *e)
 		struct dkv_entry *x = e->table[i], *nx;
 		for (; x; x = nx) {
 			nx = x->hnext;
-			size_t b = x->hash & (nb - 1);
+			size_t b = dkv__hash_elem(x->parent, x->name, x->namelen) & (nb - 1);
 			x->hnext = t[b];
 			t[b] = x;
 		}
@@ -48,7 +48,8 @@ static void table_grow(struct dkv_engine *e)
 
 static void table_remove(struct dkv_engine *e, struct dkv_entry *ent)
 {
-	struct dkv_entry **pp = &e->table[ent->hash & e->table_mask];
+	size_t b = dkv__hash_elem(ent->parent, ent->name, ent->namelen) & e->table_mask;
+	struct dkv_entry **pp = &e->table[b];
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == ent) {
 			*pp = ent->hnext;
@@ -75,7 +76,6 @@ static void free_subtree(struct dkv_entry *ent)
 		k = n;
 	}
 	dkv_value_unref(ent->value);
-	free(ent->chain);
 	free(ent);
 }
 
@@ -93,7 +93,7 @@ struct dkv_entry *dkv_entry_child(struct dkv_engine *e, struct dkv_entry *parent
 {
 	uint32_t h = dkv__hash_elem(parent, elem, len);
 	for (struct dkv_entry *x = e->table[h & e->table_mask]; x; x = x->hnext) {
-		if (x->hash == h && x->parent == parent && x->namelen == len &&
+		if (x->parent == parent && x->namelen == len &&
 		    !memcmp(x->name, elem, len))
 			return x;
 	}
@@ -107,9 +107,9 @@ struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
 	ent->parent = parent;
 	ent->namelen = (uint16_t)len;
 	memcpy(ent->name, name, len);
-	ent->hash = dkv__hash_elem(parent, name, len);
 	ent->tock = e->tock;
-	ent->seq = ++parent->kid_seq;
+	/* readdir offsets: increasing along the sibling list */
+	ent->seq = parent->kids ? parent->kids->prev->seq + 1 : 1;
 
 	/* append to the sibling list: kids->prev is the last child */
 	if (!parent->kids) {
@@ -121,11 +121,10 @@ struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
 		ent->prev = last;
 		parent->kids->prev = ent;
 	}
-	parent->nkids++;
 
-	if (e->nentries >= e->table_mask) /* load factor 1 */
+	if (e->nentries >= 2 * (e->table_mask + 1)) /* load factor 2: short chains, 8 B/entry */
 		table_grow(e);
-	size_t b = ent->hash & e->table_mask;
+	size_t b = dkv__hash_elem(parent, name, len) & e->table_mask;
 	ent->hnext = e->table[b];
 	e->table[b] = ent;
 	e->nentries++;
@@ -169,25 +168,20 @@ static void unlink_from_parent(struct dkv_entry *ent)
 		else
 			p->kids->prev = ent->prev;
 	}
-	p->nkids--;
 }
 
 static bool removable(const struct dkv_entry *ent)
 {
 	return ent->parent && !ent->value && !ent->kids && !ent->pins &&
-	       !(ent->flags & (DKV_ENTRY_TOMBSTONE | DKV_ENTRY_WATCHED));
+	       !(ent->flags & DKV_ENTRY_WATCHED);
 }
 
 void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent)
 {
-	while (ent && (removable(ent) || ((ent->flags & DKV_ENTRY_UNLINKED) && !ent->pins))) {
+	while (ent && removable(ent)) {
 		struct dkv_entry *p = ent->parent;
-		if (!(ent->flags & DKV_ENTRY_UNLINKED)) {
-			table_remove(e, ent);
-			unlink_from_parent(ent);
-		}
-		dkv_value_unref(ent->value);
-		free(ent->chain);
+		table_remove(e, ent);
+		unlink_from_parent(ent);
 		free(ent);
 		ent = p;
 	}

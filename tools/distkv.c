@@ -1,2 +1,189 @@
-/* placeholder */
-int main(void) { return 0; } /* placeholder */
+/*
+ * distkv.c - main() of the distkv and dkv programs: global options and
+ * dispatch to the "server" and "client" subcommands.
+ *
+ * Invoked as "dkv" the program is "distkv client": the global options may
+ * still come first ("dkv -C connect.port=1234 data get").
+ */
+#include "cli.h"
+
+#include "config.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [-c FILE] [-C KEY=VALUE]... [-v|-q] COMMAND [ARGS...]\n"
+		"\n"
+		"Global options:\n"
+		"  -c, --config FILE   read the configuration from this YAML file\n"
+		"  -C, --set KEY=VALUE set one configuration value (repeatable)\n"
+		"  -v, --verbose       say more (repeatable)\n"
+		"  -q, --quiet         say less\n"
+		"      --help          show this help\n"
+		"\n"
+		"Commands:\n"
+		"  server   run a DistKV node\n"
+		"  client   talk to a DistKV server\n"
+		"\n"
+		"Run \"%s COMMAND --help\" for a command's options.\n",
+		prog, prog);
+}
+
+void dkv_cli_getopt_reset(void)
+{
+	/* glibc: optind 0 re-initialises the scanner completely, which a
+	 * plain optind = 1 does not when a previous scan stopped inside a
+	 * cluster of short options. */
+	optind = 0;
+}
+
+struct globals {
+	const char *cfgfile;
+	char **sets;
+	int nsets;
+};
+
+/* Options accepted before the subcommand in "dkv" mode.  getopt cannot be
+ * used here: the client's own options (-h HOST, ...) follow immediately
+ * and must be left for the client's parser, so we take only the leading
+ * words that are plainly global options. */
+static int parse_dkv_globals(struct dkv_cli *cli, struct globals *g, int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc) {
+		const char *a = argv[i];
+		if ((!strcmp(a, "-c") || !strcmp(a, "-C")) && i + 1 < argc) {
+			if (a[1] == 'c')
+				g->cfgfile = argv[i + 1];
+			else
+				g->sets[g->nsets++] = argv[i + 1];
+			i += 2;
+		} else if (a[0] == '-' && (a[1] == 'c' || a[1] == 'C') && a[2]) {
+			if (a[1] == 'c')
+				g->cfgfile = a + 2;
+			else
+				g->sets[g->nsets++] = (char *)a + 2;
+			i++;
+		} else if (a[0] == '-' && a[1] && strspn(a + 1, "vq") == strlen(a + 1)) {
+			for (const char *p = a + 1; *p; p++)
+				cli->verbose = *p == 'q' ? -1 : cli->verbose + 1;
+			i++;
+		} else {
+			break;
+		}
+	}
+	return i;
+}
+
+static int parse_globals(struct dkv_cli *cli, struct globals *g, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 'C'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+	argv[0] = (char *)cli->progname; /* for getopt's messages */
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+c:C:vqh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			g->cfgfile = optarg;
+			break;
+		case 'C':
+			g->sets[g->nsets++] = optarg;
+			break;
+		case 'v':
+			cli->verbose++;
+			break;
+		case 'q':
+			cli->verbose = -1;
+			break;
+		case 'h':
+		case 'H':
+			usage(stdout, cli->progname);
+			exit(0);
+		default:
+			usage(stderr, cli->progname);
+			exit(2);
+		}
+	}
+	return optind;
+}
+
+static int load_config(struct dkv_cli *cli, const struct globals *g)
+{
+	char err[512];
+	cli->cfg = dkv_config_new();
+	if (g->cfgfile && dkv_config_load_file(cli->cfg, g->cfgfile, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", cli->progname, err);
+		return 2;
+	}
+	/* -C wins over the file wherever it stands on the command line. */
+	for (int i = 0; i < g->nsets; i++) {
+		if (dkv_config_set(cli->cfg, g->sets[i], err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: bad -C %s: %s\n", cli->progname, g->sets[i], err);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct dkv_cli cli = {0};
+	struct globals g = {0};
+	const char *base = strrchr(argv[0], '/');
+	base = base ? base + 1 : argv[0];
+	bool as_dkv = !strcmp(base, "dkv");
+	cli.progname = as_dkv ? "dkv" : "distkv";
+	g.sets = calloc((size_t)argc + 1, sizeof(*g.sets));
+	if (!g.sets)
+		return 1;
+
+	int first = as_dkv ? parse_dkv_globals(&cli, &g, argc, argv) : parse_globals(&cli, &g, argc, argv);
+	int rc;
+	if (!as_dkv && first >= argc) {
+		usage(stderr, cli.progname);
+		rc = 2;
+		goto out;
+	}
+	rc = load_config(&cli, &g);
+	if (rc)
+		goto out;
+
+	if (as_dkv) {
+		/* argv[first - 1] becomes the "client" word the subcommand expects. */
+		char **sub = calloc((size_t)(argc - first) + 2, sizeof(*sub));
+		if (!sub) {
+			rc = 1;
+			goto out;
+		}
+		sub[0] = "client";
+		memcpy(sub + 1, argv + first, (size_t)(argc - first) * sizeof(*sub));
+		rc = dkv_cli_client(&cli, argc - first + 1, sub);
+		free(sub);
+	} else if (!strcmp(argv[first], "client")) {
+		rc = dkv_cli_client(&cli, argc - first, argv + first);
+	} else if (!strcmp(argv[first], "server")) {
+		rc = dkv_cli_server(&cli, argc - first, argv + first);
+	} else {
+		fprintf(stderr, "%s: unknown command '%s'\n", cli.progname, argv[first]);
+		usage(stderr, cli.progname);
+		rc = 2;
+	}
+out:
+	fflush(stdout);
+	dkv_config_free(cli.cfg);
+	free(g.sets);
+	return rc;
+}

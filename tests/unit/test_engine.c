@@ -37,14 +37,14 @@ TEST(ticks_and_chains)
 	REQUIRE(set(e, "a", NULL, 1, false, DKV_PRE_NONE, 0, &r) == 0);
 	CHECK(r.changed);
 	CHECK(!r.prev);
-	CHECK_EQ_INT(r.entry->chain->n, 1);
-	CHECK_EQ_INT(r.entry->chain->l[0].tick, 1);
+	CHECK_EQ_INT(r.entry->value->nchain, 1);
+	CHECK_EQ_INT(r.entry->value->chain[0].tick, 1);
 	uint64_t tock1 = r.entry->tock;
 	dkv_result_release(e, &r);
 	REQUIRE(set(e, "a", NULL, 2, false, DKV_PRE_NONE, 0, &r) == 0);
-	CHECK(r.prev && r.prev->data[0] == 1);
-	CHECK_EQ_INT(r.entry->chain->n, 1); /* one node appears once */
-	CHECK_EQ_INT(r.entry->chain->l[0].tick, 2);
+	CHECK(r.prev && dkv_value_data(r.prev)[0] == 1);
+	CHECK_EQ_INT(r.entry->value->nchain, 1); /* one node appears once */
+	CHECK_EQ_INT(r.entry->value->chain[0].tick, 2);
 	CHECK(r.entry->tock > tock1);
 	dkv_result_release(e, &r);
 	/* same value again: not changed, but still a change event */
@@ -83,8 +83,8 @@ TEST(tombstones_and_pruning)
 	CHECK_EQ_INT(dkv_engine_entry_count(e), 2);
 	REQUIRE(set(e, "a", "b", 0, true, DKV_PRE_NONE, 0, &r) == 0);
 	CHECK(r.changed);
-	CHECK(r.entry->flags & DKV_ENTRY_TOMBSTONE);
-	CHECK(r.entry->chain && r.entry->chain->l[0].tick == 2);
+	CHECK(dkv_entry_is_tombstone(r.entry));
+	CHECK(r.entry->value->nchain == 1 && r.entry->value->chain[0].tick == 2);
 	dkv_result_release(e, &r);
 	CHECK_EQ_INT(dkv_engine_entry_count(e), 2); /* the tombstone stays */
 	CHECK(dkv_rangeset_contains(&dkv_engine_self(e)->deleted, 2));
@@ -173,13 +173,10 @@ TEST(remote_changes)
 	struct dkv_engine *e = mk();
 	struct dkv_result r;
 	struct dkv_node *b = dkv_engine_node(e, "node-b", 6);
-	struct {
-		struct dkv_chain c;
-		struct dkv_chain_link l[1];
-	} ch = {.c = {.n = 1}, .l = {{b, 7}}};
+	struct dkv_chain_link ch[1] = {{b, 7}};
 	uint8_t path[] = {0xa1, 'k'};
 	struct dkv_change c = {.path = path, .path_len = 2, .value = (const uint8_t *)"\x05",
-			       .value_len = 1, .src = DKV_SRC_REMOTE, .chain = &ch.c, .tock = 100};
+			       .value_len = 1, .src = DKV_SRC_REMOTE, .chain = ch, .nchain = 1, .tock = 100};
 	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), 0);
 	CHECK(r.changed);
 	CHECK_EQ_INT(r.entry->tock, 100);

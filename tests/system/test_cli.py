@@ -1,0 +1,439 @@
+"""The command line client against a real single-node server.
+
+Starts `distkv server -i Testing node-a` once for the module and runs
+`distkv client ...` (and `dkv`, and the tutorial's `dkd` shell function)
+against it.  The tutorial's commands carry no port, so they need the
+server on the default port 27586; when that port is taken, those tests
+are skipped and the rest use the server on a free port.
+
+DKV_BUILD names the meson build directory (default: ../../build).
+"""
+
+import os
+import select
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.abspath(os.environ.get("DKV_BUILD", os.path.join(HERE, "../../build")))
+TOOLS = os.path.join(BUILD, "tools")
+DISTKV = os.path.join(TOOLS, "distkv")
+DKV = os.path.join(TOOLS, "dkv")
+DEFAULT_PORT = 27586
+
+
+class Loader(yaml.SafeLoader):
+    """Reads our YAML: !bin byte strings and !P paths."""
+
+
+Loader.add_constructor("!bin", lambda loader, node: loader.construct_scalar(node).encode("ascii"))
+Loader.add_constructor(
+    "!hex",
+    lambda loader, node: bytes.fromhex(loader.construct_scalar(node).replace(":", "").replace(" ", "")),
+)
+Loader.add_constructor("!P", lambda loader, node: ("P", loader.construct_scalar(node)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            with socket.socket(family) as s:
+                if s.connect_ex((addr, port)) == 0:
+                    return False
+        except OSError:
+            pass
+    return True
+
+
+class Server:
+    def __init__(self, port, tmpdir):
+        self.host = "localhost"
+        self.port = port
+        self.node = "node-a"
+        self.log = open(os.path.join(tmpdir, "server.log"), "w+")
+        self.proc = subprocess.Popen(
+            [DISTKV, "-C", f"server.bind_default.port={port}", "server", "-i", "Testing", self.node],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=tmpdir,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("server did not accept connections within 10 s")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not os.access(DISTKV, os.X_OK):
+        pytest.skip(f"{DISTKV} not built (set DKV_BUILD)")
+    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+    srv = Server(port, str(tmp_path_factory.mktemp("server")))
+    yield srv
+    srv.stop()
+
+
+def run(args, input=None, check=True, prog=DISTKV, timeout=30):
+    res = subprocess.run(
+        [prog] + list(args), input=input, capture_output=True, text=True, timeout=timeout
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args}: exit {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture
+def cli(server):
+    """cli('data', 'get', ...) runs `distkv client -p PORT data get ...`."""
+
+    def _cli(*args, input=None, check=True):
+        return run(["client", "-p", str(server.port)] + list(args), input=input, check=check)
+
+    return _cli
+
+
+def bash(script):
+    env = dict(os.environ, PATH=TOOLS + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def docs(text):
+    return list(yaml.load_all(text, Loader=Loader))
+
+
+# ---- the tutorial, verbatim ----
+
+TUTORIAL_TREE = """\
+two:
+  three:
+    _: 123
+    four:
+      _: 1234
+      five:
+        _: Duh
+"""
+
+
+def test_tutorial_data_commands(server):
+    if server.port != DEFAULT_PORT:
+        pytest.skip(f"port {DEFAULT_PORT} is in use; the tutorial needs the default port")
+    res = bash(
+        'dkd() { distkv client data "$@"; }\n'
+        "dkd set -ev 123 one two three\n"
+        "dkd set -ev 1234 one two three four\n"
+        "dkd set -v Duh one two three four five\n"
+        "dkd get one two three\n"
+        "dkd get one two three four five\n"
+        "dkd get -rd_ one\n"
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert res.stdout == "123\nDuh\n" + TUTORIAL_TREE
+
+
+def test_tutorial_root_value(server):
+    if server.port != DEFAULT_PORT:
+        pytest.skip(f"port {DEFAULT_PORT} is in use; the tutorial needs the default port")
+    res = bash("distkv client data get")
+    assert (res.returncode, res.stdout, res.stderr) == (0, "Testing\n", "")
+
+
+# ---- basics ----
+
+
+def test_root_value(cli):
+    assert cli("data", "get").stdout == "Testing\n"
+
+
+def test_dkv_is_distkv_client(server):
+    res = run(["-p", str(server.port), "data", "get"], prog=DKV)
+    assert res.stdout == "Testing\n"
+    res = run(["-C", f"connect.port={server.port}", "data", "get"], prog=DKV)
+    assert res.stdout == "Testing\n"
+
+
+def test_connect_port_from_config(server, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"connect:\n  port: {server.port}\n")
+    assert run(["-c", str(cfg), "client", "data", "get"]).stdout == "Testing\n"
+    assert run(["-C", f"connect.port={server.port}", "client", "data", "get"]).stdout == "Testing\n"
+
+
+def test_string_and_eval(cli):
+    cli("data", "set", "-v", "123", "t1", "s")
+    cli("data", "set", "-ev", "123", "t1", "i")
+    assert cli("data", "get", "t1", "s").stdout == "'123'\n"
+    assert cli("data", "get", "t1", "i").stdout == "123\n"
+
+
+def test_eval_containers(cli):
+    cli("data", "set", "-ev", "[1, 'two', None, True]", "t2", "list")
+    cli("data", "set", "-ev", "{'a': 1, 'b': [1, 2]}", "t2", "dict")
+    cli("data", "set", "-ev", "b'\\x00\\x01bin'", "t2", "bytes")
+    cli("data", "set", "-ev", "(1, 2.5)", "t2", "tuple")
+    assert yaml.load(cli("data", "get", "t2", "list").stdout, Loader=Loader) == [1, "two", None, True]
+    assert yaml.load(cli("data", "get", "t2", "dict").stdout, Loader=Loader) == {"a": 1, "b": [1, 2]}
+    assert yaml.load(cli("data", "get", "t2", "bytes").stdout, Loader=Loader) == b"\x00\x01bin"
+    assert yaml.load(cli("data", "get", "t2", "tuple").stdout, Loader=Loader) == [1, 2.5]
+
+
+def test_eval_error(cli):
+    res = cli("data", "set", "-ev", "[1,", "t2", "bad", check=False)
+    assert res.returncode == 2
+    assert "cannot evaluate" in res.stderr
+
+
+def test_missing_value_prints_nothing(cli):
+    res = cli("data", "get", "no", "such", "entry")
+    assert (res.stdout, res.returncode) == ("", 0)
+
+
+def test_colon_notation(cli):
+    cli("data", "set", "-ev", "5", "t3", ":123", ":t")
+    cli("data", "set", "-v", "x", "t3", ":e", ":=:t")
+    assert cli("data", "get", "t3", ":123", ":t").stdout == "5\n"
+    assert cli("data", "get", "t3", ":e", ":=:t").stdout == "x\n"
+    assert cli("data", "list", "t3", ":123").stdout == ":t\n"
+    names = cli("data", "list", "t3").stdout.splitlines()
+    assert sorted(names) == sorted([":123", ":e"])
+
+
+def test_bad_path_element(cli):
+    res = cli("data", "get", ":zz", check=False)
+    assert res.returncode == 2
+    assert "bad path element ':zz'" in res.stderr
+    assert res.stdout == ""
+
+
+def test_meta(cli, server):
+    res = cli("data", "set", "-m", "-v", "hello", "t4", "a")
+    set_reply = yaml.load(res.stdout, Loader=Loader)
+    assert set_reply["chain"]["node"] == server.node
+    got = yaml.load(cli("data", "get", "-m", "t4", "a").stdout, Loader=Loader)
+    assert got["value"] == "hello"
+    assert got["chain"]["node"] == server.node
+    assert got["chain"]["tick"] == set_reply["chain"]["tick"]
+    assert isinstance(got["tock"], int)
+    assert "seq" not in got
+
+
+def test_new_and_last(cli):
+    cli("data", "set", "-n", "-v", "first", "t5", "a")
+    res = cli("data", "set", "-n", "-v", "second", "t5", "a", check=False)
+    assert res.returncode == 1
+    assert res.stderr.startswith("ServerError: ")
+    assert len(res.stderr.splitlines()) == 1
+
+    got = yaml.load(cli("data", "get", "-m", "t5", "a").stdout, Loader=Loader)
+    node, tick = got["chain"]["node"], got["chain"]["tick"]
+    cli("data", "set", "-l", node, str(tick), "-v", "third", "t5", "a")
+    res = cli("data", "set", "--last", node, str(tick), "-v", "fourth", "t5", "a", check=False)
+    assert res.returncode == 1
+    assert res.stderr.startswith("ServerError: ")
+    assert cli("data", "get", "t5", "a").stdout == "third\n"
+
+
+def test_delete(cli):
+    cli("data", "set", "-v", "a", "t6", "x")
+    cli("data", "set", "-v", "b", "t6", "x", "y")
+    cli("data", "delete", "t6", "x")
+    assert cli("data", "get", "t6", "x").stdout == ""
+    assert cli("data", "get", "t6", "x", "y").stdout == "b\n"
+    cli("data", "set", "-v", "c", "t6", "z")
+    cli("data", "delete", "-r", "t6")
+    assert cli("data", "get", "-rd_", "t6").stdout == "{}\n"
+
+
+def test_get_recursive_documents(cli):
+    cli("data", "set", "-ev", "1", "t7", "a")
+    cli("data", "set", "-ev", "2", "t7", "a", "b")
+    cli("data", "set", "-ev", "3", "t7", "c")
+    got = docs(cli("data", "get", "-r", "t7").stdout)
+    assert [d["value"] for d in got] == [1, 2, 3]
+    assert all(set(d) == {"path", "value"} for d in got)
+
+
+def test_get_nested_depths(cli):
+    # the shape of the wire transcript's get_tree example: depth
+    # compression must be undone correctly across branches
+    for path, value in [
+        (["x"], "1"),
+        (["x", "y"], "2"),
+        (["x", "y", "z"], "3"),
+        (["x", "w"], "4"),
+        (["types", ":1", ":t", ":vab", ":2.5"], "5"),
+        (["v"], "6"),
+    ]:
+        cli("data", "set", "-ev", value, "t8", *path)
+    tree = yaml.load(cli("data", "get", "-rd_", "t8").stdout, Loader=Loader)
+    assert tree == {
+        "x": {"_": 1, "y": {"_": 2, "z": {"_": 3}}, "w": {"_": 4}},
+        "types": {1: {True: {b"ab": {2.5: {"_": 5}}}}},
+        "v": {"_": 6},
+    }
+    tree = yaml.load(cli("data", "get", "-rd_", "--maxdepth", "1", "t8").stdout, Loader=Loader)
+    assert tree == {"x": {"_": 1}, "v": {"_": 6}}
+
+
+def test_big_subtree_flow_control(cli):
+    for i in range(60):
+        cli("data", "set", "-ev", str(i), "t9", f":{i}")
+    got = docs(cli("data", "get", "-r", "t9").stdout)
+    assert sorted(d["value"] for d in got) == list(range(60))
+
+
+def test_list(cli):
+    cli("data", "set", "-v", "1", "t10", "b")
+    cli("data", "set", "-v", "1", "t10", "a", "deep")
+    assert sorted(cli("data", "list", "t10").stdout.splitlines()) == ["a", "b"]
+
+
+def test_monitor(cli, server):
+    cli("data", "set", "-ev", "1", "t11", "a")
+    proc = subprocess.Popen(
+        [DISTKV, "client", "-p", str(server.port), "data", "monitor", "-f", "t11"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    buf = b""
+
+    def next_doc():
+        # Each document starts with '---' and is flushed whole; the values
+        # here are scalars, so a 'value:' line completes a document.
+        nonlocal buf
+        deadline = time.monotonic() + 10
+        while b"\nvalue:" not in buf:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no document from monitor; got {buf!r}"
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                assert chunk, f"monitor ended early; got {buf!r}"
+                buf += chunk
+        end = buf.index(b"\n", buf.index(b"\nvalue:") + 1) + 1
+        text, buf = buf[:end], buf[end:]
+        return docs(text.decode())[-1]
+
+    try:
+        first = next_doc()
+        assert first == {"path": ("P", first["path"][1]), "value": 1}
+        cli("data", "set", "-ev", "2", "t11", "a", "b")
+        second = next_doc()
+        assert second["value"] == 2
+        assert second["path"][0] == "P"
+        cli("data", "delete", "t11", "a")
+        cli("data", "set", "-ev", "3", "t11", "c")
+        third = next_doc()
+        assert third["value"] == 3
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_internal_state(cli, server):
+    st = yaml.load(cli("internal", "state").stdout, Loader=Loader)
+    assert st["node"] == server.node
+    assert "nodes" in st and "known" in st
+    st = yaml.load(cli("internal", "state", "--nodes").stdout, Loader=Loader)
+    assert "nodes" in st and "deleted" not in st
+
+
+def test_internal_dump(cli):
+    res = cli("internal", "dump")
+    assert res.returncode == 0
+    yaml.load(res.stdout, Loader=Loader)
+
+
+# ---- errors and help ----
+
+
+def test_unreachable_server():
+    port = free_port()
+    res = run(["client", "-p", str(port), "data", "get"], check=False)
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1
+    assert f"localhost:{port}" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["client", "--help"],
+        ["client", "data", "--help"],
+        ["client", "internal", "--help"],
+        ["client", "data", "get", "--help"],
+        ["client", "data", "set", "--help"],
+        ["client", "data", "delete", "--help"],
+        ["client", "data", "list", "--help"],
+        ["client", "data", "monitor", "--help"],
+        ["client", "internal", "dump", "--help"],
+        ["client", "internal", "state", "--help"],
+    ],
+)
+def test_help(args):
+    if not os.access(DISTKV, os.X_OK):
+        pytest.skip("not built")
+    res = run(args)
+    assert res.returncode == 0
+    assert "usage:" in res.stdout
+    assert res.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--nope"],
+        ["nope"],
+        ["client", "nope"],
+        ["client", "data", "nope"],
+        ["client", "data", "get", "--nope"],
+        ["client", "data", "set", "one"],
+    ],
+)
+def test_usage_errors(args):
+    if not os.access(DISTKV, os.X_OK):
+        pytest.skip("not built")
+    res = run(args, check=False)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr
