@@ -438,6 +438,7 @@ static void conn_closed(uv_handle_t *h)
 	dkv_buf_release(&c->out);
 	dkv_buf_release(&c->inflight);
 	free(c);
+	s->nhandles--;
 	dkv__server_maybe_done(s);
 }
 
@@ -466,8 +467,10 @@ void dkv__conn_accept(struct dkv_server *s)
 	c->id = ++next_conn_id;
 	uv_tcp_init(s->loop, &c->tcp);
 	c->tcp.data = c;
+	s->nhandles++;
 	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp)) {
-		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);

@@ -57,7 +57,8 @@ struct dkv_server {
 	struct dkv_engine *engine;
 	struct dkv_server_opts opts;
 	struct dkv_conn *conns; /* all open connections */
-	size_t nconns;
+	size_t nconns;          /* connections in conns */
+	size_t nhandles;        /* connection handles not yet closed */
 	bool closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;

@@ -122,15 +122,21 @@ static void sweep_watches(struct dkv_engine *e)
 		if (!still_watched(e, ent))
 			ent->flags &= (uint8_t)~DKV_ENTRY_WATCHED;
 		dkv_entry_unpin(e, ent);
+		if (w->freed)
+			w->freed(w);
 	}
 	e->watch_dead = false;
 }
 
-void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w)
+void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w, void (*freed)(struct dkv_watch *w))
 {
-	if (!w->entry)
+	if (!w->entry || !w->cb) {
+		if (freed)
+			freed(w);
 		return;
+	}
 	w->cb = NULL;
+	w->freed = freed;
 	if (e->fanout_depth)
 		e->watch_dead = true;
 	else

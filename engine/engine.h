@@ -213,14 +213,18 @@ struct dkv_watch {
 	struct dkv_entry *entry; /* set by dkv_watch_start; pinned while active */
 	void (*cb)(struct dkv_watch *w, const struct dkv_event *ev);
 	struct dkv_watch *next;  /* owned by the engine */
+	void (*freed)(struct dkv_watch *w); /* set by dkv_watch_stop */
 };
 
 /* Start watching the entry at path (created as an inner node if needed).
  * base NULL: the root. */
 void dkv_watch_start(struct dkv_engine *e, struct dkv_watch *w, struct dkv_entry *base,
 		     const uint8_t *path, size_t len);
-/* Stop; the callback is not called afterwards.  Safe from within a callback. */
-void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w);
+/* Stop: cb is not called afterwards.  The engine may still hold w (a
+ * fan-out in progress walks the list), so w's memory belongs to the
+ * engine until it calls freed(w) -- at once, or when the fan-out ends.
+ * freed may be NULL when w outlives the engine's use anyway. */
+void dkv_watch_stop(struct dkv_engine *e, struct dkv_watch *w, void (*freed)(struct dkv_watch *w));
 
 /* Hooks see every change after the watchers, in the order they were
  * added: the change log, the filesystem, replication. */

@@ -987,18 +987,24 @@ static bool watch_pump(struct dkv_stream *st)
 	return false; /* a watch runs until stopped */
 }
 
+static void watch_freed(struct dkv_watch *w)
+{
+	free(w); /* the watch is the first member of struct watchstate */
+}
+
 static void watch_release(struct dkv_stream *st)
 {
 	struct watchstate *ws = st->state;
 	struct dkv_engine *e = st->conn->srv->engine;
-	dkv_watch_stop(e, &ws->w);
 	while (ws->qhead) {
 		struct qev *q = ws->qhead;
 		ws->qhead = q->next;
 		qev_free(q);
 	}
 	walker_release(e, &ws->walk);
-	free(ws);
+	ws->st = NULL;
+	/* a fan-out may be walking the engine's watch list right now */
+	dkv_watch_stop(e, &ws->w, watch_freed);
 }
 
 static const struct dkv_stream_ops watch_ops = {watch_pump, watch_release};
@@ -1022,8 +1028,7 @@ static int act_watch(struct req *q)
 	ws->w.cb = watch_cb;
 	dkv_watch_start(q->e, &ws->w, NULL, p.enc.data, p.enc.len);
 	if ((rc = walker_init(q, &ws->walk, ws->w.entry))) {
-		dkv_watch_stop(q->e, &ws->w);
-		free(ws);
+		dkv_watch_stop(q->e, &ws->w, watch_freed);
 		goto out;
 	}
 	ws->fetching = fetch;

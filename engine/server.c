@@ -84,8 +84,7 @@ size_t dkv_server_conn_count(const struct dkv_server *s)
 void dkv__server_maybe_done(struct dkv_server *s);
 void dkv__server_maybe_done(struct dkv_server *s)
 {
-	if (!s->closing || s->conns || !uv_is_closing((uv_handle_t *)&s->listener) ||
-	    s->listener.data)
+	if (!s->closing || s->nhandles || s->listener.data)
 		return;
 	void (*cb)(void *) = s->close_cb;
 	void *arg = s->close_arg;

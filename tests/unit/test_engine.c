@@ -140,7 +140,7 @@ TEST(watchers_and_hooks)
 	CHECK_EQ_INT(watch_hits, 1);
 	CHECK_EQ_INT(hook_hits, 2);
 	CHECK_EQ_INT(hook_after_watch, 1);
-	dkv_watch_stop(e, &w);
+	dkv_watch_stop(e, &w, NULL);
 	set(e, "a", "b", 2, false, DKV_PRE_NONE, 0, &r);
 	dkv_result_release(e, &r);
 	CHECK_EQ_INT(watch_hits, 1);
