@@ -53,7 +53,7 @@ struct dkv_entry *dkv_engine_meta(struct dkv_engine *e)
 	struct dkv_entry *m = dkv_entry_child(e, e->root, nil_elem, 1);
 	if (!m) {
 		m = dkv__entry_new(e, e->root, nil_elem, 1);
-		m->pins = 1; /* always there once asked for */
+		atomic_store(&m->pins, 1); /* always there once asked for */
 	}
 	return m;
 }
@@ -91,7 +91,9 @@ void dkv_watch_start(struct dkv_engine *e, struct dkv_watch *w, struct dkv_entry
 {
 	w->entry = dkv_entry_lookup(e, base, path, len, true);
 	dkv_entry_pin(w->entry);
+	pthread_rwlock_wrlock(&e->lock);
 	w->entry->flags |= DKV_ENTRY_WATCHED;
+	pthread_rwlock_unlock(&e->lock);
 	w->next = NULL;
 	struct dkv_watch **pp = &e->watches;
 	while (*pp)
@@ -119,8 +121,11 @@ static void sweep_watches(struct dkv_engine *e)
 		*pp = w->next;
 		struct dkv_entry *ent = w->entry;
 		w->entry = NULL;
-		if (!still_watched(e, ent))
+		if (!still_watched(e, ent)) {
+			pthread_rwlock_wrlock(&e->lock);
 			ent->flags &= (uint8_t)~DKV_ENTRY_WATCHED;
+			pthread_rwlock_unlock(&e->lock);
+		}
 		dkv_entry_unpin(e, ent);
 		if (w->freed)
 			w->freed(w);
@@ -259,7 +264,9 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 		return -EINVAL; /* the None subtree is internal */
 	}
 
+	size_t before = e->nentries;
 	ent = dkv_entry_lookup(e, base, c->path, c->path_len, c->value != NULL);
+	unsigned created = (unsigned)(e->nentries - before);
 	if (!ent) {
 		if (c->value)
 			return -EINVAL; /* an element too long to be a name */
@@ -312,6 +319,7 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 		.tock = tock,
 		.src = c->src,
 		.internal = c->internal,
+		.created = created,
 	};
 	fan_out(e, &ev);
 	return 0;

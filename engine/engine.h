@@ -75,7 +75,8 @@ bool dkv_value_same_data(const struct dkv_value *a, const struct dkv_value *b);
 /* ---- the tree ---- */
 
 enum {
-	DKV_ENTRY_WATCHED = 2,   /* has watchers in the engine's watch list */
+	DKV_ENTRY_WATCHED = 2, /* has watchers in the engine's watch list */
+	DKV_ENTRY_KEEP = 4,    /* made by mkdir: stays while empty (local only) */
 };
 
 struct dkv_entry {
@@ -87,9 +88,9 @@ struct dkv_entry {
 	uint64_t tock;                 /* tock of the last change (or creation) */
 	int64_t mtime_ns;              /* wall-clock time of the last change */
 	uint32_t seq;                  /* insertion number among siblings (last one's + 1) */
-	uint32_t pins;                 /* holders that keep it from being freed */
+	atomic_uint pins;              /* holders that keep it from being freed */
 	uint16_t namelen;              /* bytes of name */
-	uint8_t flags;                 /* DKV_ENTRY_* */
+	uint8_t flags;                 /* DKV_ENTRY_*; changed under the write lock */
 	uint8_t name[];                /* the element's canonical encoding */
 };
 
@@ -132,7 +133,9 @@ struct dkv_entry *dkv_entry_child(struct dkv_engine *e, struct dkv_entry *parent
 bool dkv_entry_path(const struct dkv_entry *ent, const struct dkv_entry *base,
 		    struct dkv_path *out);
 unsigned dkv_entry_depth(const struct dkv_entry *ent);
-/* Keep ent (and so its ancestors) from being freed; unpin may free it. */
+/* Keep ent (and so its ancestors) from being freed; unpin may free it.
+ * Pinning is thread-safe (readers pin under the read lock); unpinning
+ * belongs to the loop thread. */
 void dkv_entry_pin(struct dkv_entry *ent);
 void dkv_entry_unpin(struct dkv_engine *e, struct dkv_entry *ent);
 static inline bool dkv_entry_has_value(const struct dkv_entry *ent)
@@ -149,6 +152,19 @@ struct dkv_entry *dkv_entry_walk_next(struct dkv_entry *ent, struct dkv_entry *t
 				      bool descend);
 
 size_t dkv_engine_entry_count(struct dkv_engine *e);
+
+/* Whether the filesystem shows the entry as a directory: it has a value,
+ * was made by mkdir, or has such a descendant.  Call under the read lock
+ * (or on the loop thread). */
+bool dkv_entry_visible(const struct dkv_entry *ent);
+
+/* mkdir: make the entry at path (below base) and keep it while empty.
+ * -EEXIST when it is already visible. */
+int dkv_engine_mkdir(struct dkv_engine *e, struct dkv_entry *base, const uint8_t *path,
+		     size_t len, struct dkv_entry **out);
+/* rmdir: forget the mkdir; -ENOTEMPTY when it has a value or visible
+ * children, -ENOENT when it is not visible. */
+int dkv_engine_rmdir(struct dkv_engine *e, struct dkv_entry *ent);
 
 /* ---- changes ---- */
 
@@ -206,6 +222,7 @@ struct dkv_event {
 	uint64_t tock;
 	enum dkv_source src;
 	bool internal;
+	unsigned created; /* entries this change created (the last elements of its path) */
 };
 
 /* A watcher sees every change at or below its entry. */

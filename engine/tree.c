@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,7 +65,7 @@ void dkv__tree_init(struct dkv_engine *e)
 	e->table_mask = 1023;
 	e->table = dkv_xcalloc(e->table_mask + 1, sizeof *e->table);
 	e->root = dkv_xcalloc(1, sizeof *e->root);
-	e->root->pins = 1; /* the root is never freed */
+	atomic_init(&e->root->pins, 1); /* the root is never freed */
 }
 
 static void free_subtree(struct dkv_entry *ent)
@@ -104,6 +105,7 @@ struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
 				 const uint8_t *name, size_t len)
 {
 	struct dkv_entry *ent = dkv_xcalloc(1, sizeof *ent + len);
+	pthread_rwlock_wrlock(&e->lock);
 	ent->parent = parent;
 	ent->namelen = (uint16_t)len;
 	memcpy(ent->name, name, len);
@@ -128,6 +130,7 @@ struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
 	ent->hnext = e->table[b];
 	e->table[b] = ent;
 	e->nentries++;
+	pthread_rwlock_unlock(&e->lock);
 	return ent;
 }
 
@@ -172,12 +175,16 @@ static void unlink_from_parent(struct dkv_entry *ent)
 
 static bool removable(const struct dkv_entry *ent)
 {
-	return ent->parent && !ent->value && !ent->kids && !ent->pins &&
-	       !(ent->flags & DKV_ENTRY_WATCHED);
+	return ent->parent && !ent->value && !ent->kids && !atomic_load(&ent->pins) &&
+	       !(ent->flags & (DKV_ENTRY_WATCHED | DKV_ENTRY_KEEP));
 }
 
 void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent)
 {
+	if (!ent || !removable(ent))
+		return;
+	/* readers pin under the read lock, so decide again under the write lock */
+	pthread_rwlock_wrlock(&e->lock);
 	while (ent && removable(ent)) {
 		struct dkv_entry *p = ent->parent;
 		table_remove(e, ent);
@@ -185,6 +192,7 @@ void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent)
 		free(ent);
 		ent = p;
 	}
+	pthread_rwlock_unlock(&e->lock);
 }
 
 bool dkv_entry_path(const struct dkv_entry *ent, const struct dkv_entry *base,
@@ -227,13 +235,55 @@ unsigned dkv_entry_depth(const struct dkv_entry *ent)
 
 void dkv_entry_pin(struct dkv_entry *ent)
 {
-	ent->pins++;
+	atomic_fetch_add_explicit(&ent->pins, 1, memory_order_relaxed);
 }
 
 void dkv_entry_unpin(struct dkv_engine *e, struct dkv_entry *ent)
 {
-	if (--ent->pins == 0)
+	if (atomic_fetch_sub_explicit(&ent->pins, 1, memory_order_acq_rel) == 1)
 		dkv__entry_maybe_free(e, ent);
+}
+
+bool dkv_entry_visible(const struct dkv_entry *ent)
+{
+	if (dkv_entry_has_value(ent) || (ent->flags & DKV_ENTRY_KEEP))
+		return true;
+	for (const struct dkv_entry *k = ent->kids; k; k = k->next)
+		if (dkv_entry_visible(k))
+			return true;
+	return false;
+}
+
+int dkv_engine_mkdir(struct dkv_engine *e, struct dkv_entry *base, const uint8_t *path,
+		     size_t len, struct dkv_entry **out)
+{
+	struct dkv_entry *ent = dkv_entry_lookup(e, base, path, len, true);
+	if (!ent)
+		return -EINVAL;
+	if (out)
+		*out = ent;
+	if (dkv_entry_visible(ent))
+		return -EEXIST;
+	pthread_rwlock_wrlock(&e->lock);
+	ent->flags |= DKV_ENTRY_KEEP;
+	pthread_rwlock_unlock(&e->lock);
+	return 0;
+}
+
+int dkv_engine_rmdir(struct dkv_engine *e, struct dkv_entry *ent)
+{
+	if (!dkv_entry_visible(ent))
+		return -ENOENT;
+	if (dkv_entry_has_value(ent))
+		return -ENOTEMPTY;
+	for (const struct dkv_entry *k = ent->kids; k; k = k->next)
+		if (dkv_entry_visible(k))
+			return -ENOTEMPTY;
+	pthread_rwlock_wrlock(&e->lock);
+	ent->flags &= (uint8_t)~DKV_ENTRY_KEEP;
+	pthread_rwlock_unlock(&e->lock);
+	dkv__entry_maybe_free(e, ent);
+	return 0;
 }
 
 struct dkv_entry *dkv_entry_walk_next(struct dkv_entry *ent, struct dkv_entry *top,

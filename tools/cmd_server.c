@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "config.h"
+#include "dkvfs.h"
 #include "engine.h"
 #include "py.h"
 #include "server.h"
@@ -23,6 +24,7 @@ struct node {
 	uv_signal_t sigint, sigterm;
 	struct dkv_engine *engine;
 	struct dkv_server *server;
+	struct dkvfs *fs;
 	int verbose;
 	int exit_code;
 };
@@ -36,6 +38,7 @@ static void usage(FILE *f)
 	      "options:\n"
 	      "  -i, --init VALUE   store VALUE at the root of a new network (a string)\n"
 	      "  -e, --eval         evaluate the -i VALUE as a Python literal\n"
+	      "  -m, --mount DIR    mount the tree at DIR (config server.mount)\n"
 	      "      --help         show this help\n"
 	      "\n"
 	      "configuration keys used (set with -c FILE or -C key=value):\n"
@@ -44,6 +47,8 @@ static void usage(FILE *f)
 	      "  server.buffer            stream window offered to clients (default 10)\n"
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
+	      "  server.mount             where to mount the tree (none by default)\n"
+	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
 	      "\n"
 	      "Never use -i except to create a new, separate network.\n",
 	      f);
@@ -55,6 +60,12 @@ static void server_gone(void *arg)
 	n->server = NULL;
 }
 
+static void fs_gone(void *arg)
+{
+	struct node *n = arg;
+	n->fs = NULL;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct node *n = h->data;
@@ -63,6 +74,8 @@ static void on_signal(uv_signal_t *h, int signum)
 			signum == SIGINT ? "SIGINT" : "SIGTERM");
 	uv_close((uv_handle_t *)&n->sigint, NULL);
 	uv_close((uv_handle_t *)&n->sigterm, NULL);
+	if (n->fs)
+		dkvfs_close(n->fs, fs_gone, n);
 	if (n->server)
 		dkv_server_close(n->server, server_gone, n);
 }
@@ -106,16 +119,21 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{"init", required_argument, NULL, 'i'},
 		{"eval", no_argument, NULL, 'e'},
+		{"mount", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *init = NULL;
+	const char *mount = dkv_config_str(cli->cfg, "server.mount", NULL);
 	bool eval = false;
 	int c;
 
 	dkv_cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, "+i:e", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+i:em:", opts, NULL)) != -1) {
 		switch (c) {
+		case 'm':
+			mount = optarg;
+			break;
 		case 'i':
 			init = optarg;
 			break;
@@ -179,6 +197,23 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	if (cli->verbose >= 0)
 		fprintf(stderr, "distkv: node %s serving on %s:%d\n", name, so.host,
 			dkv_server_port(n.server));
+	if (mount && *mount) {
+		struct dkvfs_opts fo = {
+			.mountpoint = mount,
+			.inotify = dkv_config_bool(cli->cfg, "server.mount_inotify", true),
+			.debug = cli->verbose >= 3,
+		};
+		rc = dkvfs_mount(&n.fs, &n.loop, n.engine, &fo, err, sizeof err);
+		if (rc) {
+			fprintf(stderr, "distkv server: %s\n", err);
+			uv_close((uv_handle_t *)&n.sigint, NULL);
+			uv_close((uv_handle_t *)&n.sigterm, NULL);
+			dkv_server_close(n.server, server_gone, &n);
+			n.exit_code = 1;
+		} else if (cli->verbose >= 0) {
+			fprintf(stderr, "distkv: tree mounted at %s\n", mount);
+		}
+	}
 
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))

@@ -1,0 +1,41 @@
+/*
+ * dkvfs.h - the mounted tree: a node's data as a filesystem.
+ *
+ * Every entry is a directory named after its path element (colon notation
+ * for what is not a plain string, see doc/filesystem.md); `_` holds the
+ * value as YAML, `.meta` the chain, `.watch` streams changes.  Special
+ * directories at the root (.acl, .auth, .code, .run, .errors, ...) show the
+ * internal data.
+ *
+ * Threads: the FUSE session serves requests on threads of its own, which
+ * read the tree under the engine's read lock and hand every change to the
+ * loop thread (the engine's owner).  A notifier thread invalidates the
+ * kernel's caches after changes from any source and repeats them through
+ * the mount so that inotify watchers see them.
+ */
+#ifndef DKVFS_H
+#define DKVFS_H
+
+#include "engine.h"
+
+#include <uv.h>
+
+struct dkvfs_opts {
+	const char *mountpoint;
+	bool inotify;    /* repeat changes through the mount for inotify (default on) */
+	bool debug;      /* libfuse debug output */
+	int max_threads; /* FUSE worker threads; 0: libfuse's default */
+};
+
+struct dkvfs;
+
+/* Mount the engine's tree.  Must be called on the loop thread that owns
+ * the engine.  A stale mount at the mountpoint (a crashed daemon's) is
+ * detached first.  On error *out is NULL and err says why. */
+int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
+		const struct dkvfs_opts *opts, char *err, size_t errlen);
+/* Unmount and stop every thread; cb (may be NULL) runs on the loop when
+ * all is gone and fs is freed.  The loop must keep running until then. */
+void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg);
+
+#endif

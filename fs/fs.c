@@ -1,0 +1,1427 @@
+/*
+ * fs.c - the FUSE operations of the mounted tree.
+ *
+ * Workload: reads dominate (cat, ls -R, find, grep -r), mostly of data that
+ * has not changed since the kernel last saw it, so the kernel's caches do
+ * most of the work: long attribute and entry timeouts, kept page caches and
+ * cached directory listings, invalidated when something changes.  The
+ * handlers read the tree under the engine's read lock; every change is a
+ * job for the loop thread, which owns the engine.
+ */
+#include "fs_int.h"
+#include "pathtext.h"
+#include "yaml.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TIMEOUT 86400.0        /* seconds; we invalidate explicitly */
+#define MAX_WRITE (16u << 20)  /* largest text written to a "_" file */
+
+static const char *special_names[][3] = {
+	/* name, first element ("" = None), second element */
+	{".acl", "", "acl"},       {".auth", "", "auth"},     {".type", "", "type"},
+	{".codec", "", "codec"},   {".conv", "", "conv"},     {".match", "", "match"},
+	{".code", ".distkv", "code"}, {".run", ".distkv", "run"},
+	{".errors", ".distkv", "error"},
+};
+
+/* ---- inodes and the kernel's lookups ---- */
+
+uint64_t dkvfs__ino(const struct dkvfs *fs, const struct dkv_entry *ent, enum fskind k)
+{
+	if (ent == dkv_engine_root(fs->e) && k == K_DIR)
+		return FUSE_ROOT_ID;
+	return (uint64_t)(uintptr_t)ent | k;
+}
+
+static struct dkv_entry *ino_entry(const struct dkvfs *fs, fuse_ino_t ino, enum fskind *k)
+{
+	if (ino == FUSE_ROOT_ID) {
+		*k = K_DIR;
+		return dkv_engine_root(fs->e);
+	}
+	*k = (enum fskind)(ino & KIND_MASK);
+	return (struct dkv_entry *)(uintptr_t)(ino & ~(uint64_t)KIND_MASK);
+}
+
+static size_t node_bucket(const struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	uint64_t x = (uint64_t)(uintptr_t)ent >> 4;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ull;
+	return (size_t)(x ^ (x >> 32)) & fs->nodes_mask;
+}
+
+struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	for (struct fsnode *n = fs->nodes[node_bucket(fs, ent)]; n; n = n->hnext)
+		if (n->ent == ent)
+			return n;
+	return NULL;
+}
+
+/* Count one kernel lookup of ent; under the engine read lock and mu. */
+static struct fsnode *node_ref(struct dkvfs *fs, struct dkv_entry *ent)
+{
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	if (!n) {
+		if (fs->nnodes >= fs->nodes_mask) {
+			size_t nb = (fs->nodes_mask + 1) * 2;
+			struct fsnode **t = dkv_xcalloc(nb, sizeof *t);
+			size_t oldn = fs->nodes_mask + 1;
+			struct fsnode **old = fs->nodes;
+			fs->nodes = t;
+			fs->nodes_mask = nb - 1;
+			for (size_t i = 0; i < oldn; i++) {
+				for (struct fsnode *x = old[i], *nx; x; x = nx) {
+					nx = x->hnext;
+					size_t b = node_bucket(fs, x->ent);
+					x->hnext = t[b];
+					t[b] = x;
+				}
+			}
+			free(old);
+		}
+		n = dkv_xcalloc(1, sizeof *n);
+		n->ent = ent;
+		n->cached_ver = ~0ull;
+		size_t b = node_bucket(fs, ent);
+		n->hnext = fs->nodes[b];
+		fs->nodes[b] = n;
+		fs->nnodes++;
+		dkv_entry_pin(ent); /* freed only after the kernel forgets it */
+	}
+	n->nlookup++;
+	return n;
+}
+
+void dkvfs__queue_unpin(struct dkvfs *fs, struct dkv_entry *ent)
+{
+	if (fs->nunpins == fs->unpins_cap) {
+		fs->unpins_cap = fs->unpins_cap ? 2 * fs->unpins_cap : 64;
+		fs->unpins = dkv_xrealloc(fs->unpins, fs->unpins_cap * sizeof *fs->unpins);
+	}
+	fs->unpins[fs->nunpins++] = ent;
+}
+
+static void node_forget(struct dkvfs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	struct fsnode **pp = &fs->nodes[node_bucket(fs, ent)];
+	for (; *pp; pp = &(*pp)->hnext) {
+		struct fsnode *n = *pp;
+		if (n->ent != ent)
+			continue;
+		n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+		if (!n->nlookup) {
+			*pp = n->hnext;
+			fs->nnodes--;
+			dkvfs__queue_unpin(fs, ent);
+			free(n);
+		}
+		return;
+	}
+}
+
+/* ---- rendering ---- */
+
+void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out)
+{
+	if (!dkv_entry_has_value(ent))
+		return;
+	if (dkv_yaml_emit(out, dkv_value_data(ent->value), ent->value->len))
+		dkv_buf_puts(out, "# (a value that cannot be shown as YAML)\n");
+}
+
+void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out)
+{
+	const struct dkv_value *v = ent->value;
+	char tbuf[64] = "never";
+	if (ent->mtime_ns) {
+		time_t t = (time_t)(ent->mtime_ns / 1000000000);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)(ent->mtime_ns % 1000000000 / 1000));
+	}
+	dkv_buf_puts(out, "chain:");
+	if (!v || !v->nchain)
+		dkv_buf_puts(out, " []\n");
+	else
+		dkv_buf_putc(out, '\n');
+	for (uint32_t i = 0; v && i < v->nchain; i++) {
+		struct dkv_buf nm = {0};
+		dkv_mp_cstr(&nm, v->chain[i].node->name);
+		dkv_buf_puts(out, "- node: ");
+		struct dkv_buf y = {0};
+		dkv_yaml_emit(&y, nm.data, nm.len);
+		dkv_buf_append(out, y.data, y.len);
+		dkv_buf_printf(out, "  tick: %llu\n", (unsigned long long)v->chain[i].tick);
+		dkv_buf_release(&y);
+		dkv_buf_release(&nm);
+	}
+	dkv_buf_printf(out, "tock: %llu\nchanged: %s\ndeleted: %s\n", (unsigned long long)ent->tock,
+		       tbuf, dkv_entry_is_tombstone(ent) ? "true" : "false");
+}
+
+/* ---- names ---- */
+
+static bool name_is(const char *name, const char *s)
+{
+	return !strcmp(name, s);
+}
+
+int dkvfs__entry_name(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out)
+{
+	for (unsigned i = 0; i < fs->nspecials; i++) {
+		if (fs->specials[i].ent == ent) {
+			dkv_buf_puts(out, fs->specials[i].name);
+			return 0;
+		}
+	}
+	return dkv_pathtext_format(out, ent->name, ent->namelen, DKV_PT_FS);
+}
+
+bool dkvfs__entry_relpath(const struct dkvfs *fs, const struct dkv_entry *ent,
+			  struct dkv_buf *out)
+{
+	const struct dkv_entry *stack[256];
+	unsigned n = 0;
+	const struct dkv_entry *root = dkv_engine_root(fs->e);
+	const struct dkv_entry *x = ent;
+	while (x && x != root) {
+		bool special = false;
+		for (unsigned i = 0; i < fs->nspecials; i++)
+			special |= fs->specials[i].ent == x;
+		if (n == 256)
+			return false;
+		stack[n++] = x;
+		if (special)
+			break;
+		if (x->parent == root && x->namelen == 1 && x->name[0] == 0xc0)
+			return false; /* inside None but not below a special directory */
+		x = x->parent;
+	}
+	out->len = 0;
+	while (n--) {
+		if (out->len)
+			dkv_buf_putc(out, '/');
+		if (dkvfs__entry_name(fs, stack[n], out))
+			return false;
+	}
+	return true;
+}
+
+/* The directory entry named name in dir; NULL when there is none (or it
+ * is not shown).  Under the read lock. */
+static struct dkv_entry *child_by_name(struct dkvfs *fs, struct dkv_entry *dir, const char *name,
+				       bool want_hidden)
+{
+	struct dkv_buf el = {0};
+	struct dkv_entry *k = NULL;
+	if (dir == dkv_engine_root(fs->e)) {
+		for (unsigned i = 0; i < fs->nspecials; i++)
+			if (name_is(name, fs->specials[i].name))
+				return fs->specials[i].ent;
+	}
+	if (!dkv_pathtext_parse(&el, name, strlen(name), DKV_PT_FS)) {
+		k = dkv_entry_child(fs->e, dir, el.data, el.len);
+		if (k && dir == dkv_engine_root(fs->e) && k->namelen == 1 && k->name[0] == 0xc0)
+			k = NULL;
+		if (k && !want_hidden && !dkv_entry_visible(k))
+			k = NULL;
+	}
+	dkv_buf_release(&el);
+	return k;
+}
+
+/* ---- attributes ---- */
+
+static uid_t the_uid;
+static gid_t the_gid;
+
+static void fill_times(struct stat *st, const struct dkv_entry *ent)
+{
+	int64_t ns = ent->mtime_ns;
+	if (!ns) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	}
+	st->st_mtim.tv_sec = ns / 1000000000;
+	st->st_mtim.tv_nsec = ns % 1000000000;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+/* Under the read lock. */
+static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = dkvfs__ino(fs, ent, k);
+	st->st_uid = the_uid;
+	st->st_gid = the_gid;
+	st->st_blksize = 4096;
+	fill_times(st, ent);
+	switch (k) {
+	case K_DIR: {
+		nlink_t links = 2;
+		for (struct dkv_entry *c = ent->kids; c; c = c->next)
+			links += dkv_entry_visible(c);
+		if (ent == dkv_engine_root(fs->e))
+			links += fs->nspecials;
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = links;
+		st->st_size = 4096;
+		break;
+	}
+	case K_VALUE: {
+		struct dkv_buf t = {0};
+		dkvfs__render_value(ent, &t);
+		st->st_mode = S_IFREG | 0644;
+		st->st_nlink = 1;
+		st->st_size = (off_t)t.len;
+		dkv_buf_release(&t);
+		break;
+	}
+	case K_META: {
+		struct dkv_buf t = {0};
+		dkvfs__render_meta(ent, &t);
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)t.len;
+		dkv_buf_release(&t);
+		break;
+	}
+	case K_WATCH:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = 0;
+		break;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+/* Fill e for (ent, k) and count the kernel's lookup.  Under the read lock. */
+static void make_entry(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = dkvfs__ino(fs, ent, k);
+	e->attr_timeout = k == K_WATCH ? 0 : TIMEOUT;
+	e->entry_timeout = TIMEOUT;
+	fill_attr(fs, ent, k, &e->attr);
+	pthread_mutex_lock(&fs->mu);
+	node_ref(fs, ent);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* ---- jobs for the loop thread ---- */
+
+static void on_async(uv_async_t *h)
+{
+	dkvfs__run_jobs(h->data);
+}
+
+void dkvfs__run_jobs(struct dkvfs *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	struct fsjob *jobs = fs->jobs;
+	fs->jobs = NULL;
+	fs->jobs_tail = &fs->jobs;
+	struct dkv_entry **unpins = fs->unpins;
+	size_t nunpins = fs->nunpins;
+	fs->unpins = NULL;
+	fs->nunpins = fs->unpins_cap = 0;
+	pthread_mutex_unlock(&fs->mu);
+
+	for (size_t i = 0; i < nunpins; i++)
+		dkv_entry_unpin(fs->e, unpins[i]);
+	free(unpins);
+	while (jobs) {
+		struct fsjob *j = jobs;
+		jobs = j->next;
+		int rc = j->run(fs, j);
+		pthread_mutex_lock(&fs->mu);
+		j->rc = rc;
+		j->done = true;
+		pthread_cond_broadcast(&fs->cond);
+		pthread_mutex_unlock(&fs->mu);
+	}
+}
+
+int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
+{
+	pthread_mutex_lock(&fs->mu);
+	j->next = NULL;
+	j->done = false;
+	*fs->jobs_tail = j;
+	fs->jobs_tail = &j->next;
+	pthread_mutex_unlock(&fs->mu);
+	uv_async_send(&fs->async);
+	pthread_mutex_lock(&fs->mu);
+	while (!j->done)
+		pthread_cond_wait(&fs->cond, &fs->mu);
+	pthread_mutex_unlock(&fs->mu);
+	return j->rc;
+}
+
+/* Set or delete the value of j->ent (a local change). */
+static int job_set(struct dkvfs *fs, struct fsjob *j)
+{
+	struct dkv_path p;
+	struct dkv_result res;
+	struct dkv_change c = {0};
+	dkv_path_init(&p);
+	bool internal = false;
+	struct dkv_entry *meta = dkv_engine_meta(fs->e);
+	/* internal entries are below None: their path is relative to it */
+	for (struct dkv_entry *x = j->ent; x; x = x->parent)
+		internal |= x == meta;
+	if (!dkv_entry_path(j->ent, internal ? meta : NULL, &p)) {
+		dkv_path_release(&p);
+		return -ENOENT;
+	}
+	c.path = p.enc.data;
+	c.path_len = p.enc.len;
+	c.internal = internal;
+	c.value = j->data.len ? j->data.data : NULL;
+	c.value_len = j->data.len;
+	c.pre = (enum dkv_precond)j->pre;
+	c.src = DKV_SRC_LOCAL;
+	int rc = dkv_engine_apply(fs->e, &c, &res);
+	if (!rc && !j->data.len && !res.changed)
+		rc = -ENOENT; /* nothing to delete */
+	dkv_result_release(fs->e, &res);
+	dkv_path_release(&p);
+	return rc;
+}
+
+static int job_mkdir(struct dkvfs *fs, struct fsjob *j)
+{
+	return dkv_engine_mkdir(fs->e, j->ent, j->data.data, j->data.len, &j->out);
+}
+
+static int job_rmdir(struct dkvfs *fs, struct fsjob *j)
+{
+	struct dkv_entry *k = dkv_entry_child(fs->e, j->ent, j->data.data, j->data.len);
+	if (!k)
+		return -ENOENT;
+	for (unsigned i = 0; i < fs->nspecials; i++)
+		if (fs->specials[i].ent == k)
+			return -EPERM;
+	return dkv_engine_rmdir(fs->e, k);
+}
+
+/* ---- requests ---- */
+
+static struct dkvfs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* "echo x > _" must truncate: open gets O_TRUNC itself */
+	conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* see doc/filesystem.md */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
+		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dkvfs *fs = FS(req);
+	struct fuse_entry_param e;
+	enum fskind pk;
+	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
+	int err = ENOENT;
+
+	if (pk != K_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	bool notifier = dkvfs__from_notifier(fs, req);
+	bool expect_absent = false, expect_present = false;
+	if (notifier) {
+		pthread_mutex_lock(&fs->mu);
+		if (fs->expect.dir == dir && fs->expect.name.len == strlen(name) &&
+		    !memcmp(fs->expect.name.data, name, fs->expect.name.len)) {
+			expect_present = fs->expect.present;
+			expect_absent = !fs->expect.present;
+		}
+		pthread_mutex_unlock(&fs->mu);
+		if (expect_absent) {
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+	}
+
+	dkv_engine_rdlock(fs->e);
+	if (name_is(name, "_")) {
+		if (dkv_entry_has_value(dir) || expect_present) {
+			make_entry(fs, dir, K_VALUE, &e);
+			err = 0;
+		}
+	} else if (name_is(name, ".meta")) {
+		if (dir->value) {
+			make_entry(fs, dir, K_META, &e);
+			err = 0;
+		}
+	} else if (name_is(name, ".watch")) {
+		make_entry(fs, dir, K_WATCH, &e);
+		err = 0;
+	} else {
+		struct dkv_entry *k = child_by_name(fs, dir, name, notifier);
+		if (k) {
+			make_entry(fs, k, K_DIR, &e);
+			err = 0;
+		}
+	}
+	dkv_engine_unlock(fs->e);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct dkvfs *fs = FS(req);
+	if (ino != FUSE_ROOT_ID) {
+		pthread_mutex_lock(&fs->mu);
+		node_forget(fs, ino, nlookup);
+		bool wake = fs->nunpins > 0;
+		pthread_mutex_unlock(&fs->mu);
+		if (wake)
+			uv_async_send(&fs->async);
+	}
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct dkvfs *fs = FS(req);
+	pthread_mutex_lock(&fs->mu);
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino != FUSE_ROOT_ID)
+			node_forget(fs, forgets[i].ino, forgets[i].nlookup);
+	bool wake = fs->nunpins > 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (wake)
+		uv_async_send(&fs->async);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	struct stat st;
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	(void)fi;
+	dkv_engine_rdlock(fs->e);
+	fill_attr(fs, ent, k, &st);
+	dkv_engine_unlock(fs->e);
+	fuse_reply_attr(req, &st, k == K_WATCH ? 0 : TIMEOUT);
+}
+
+/* ---- value files ---- */
+
+struct vfile {
+	struct dkv_buf text; /* what reads return; what writes change */
+	bool writable;
+	bool dirty;          /* written since the last commit */
+	bool excl;           /* created with O_EXCL: commit only if still new */
+	bool notifier;       /* the notifier's own: nothing to commit */
+	pthread_mutex_t mu;  /* one open file may be used by several threads */
+};
+
+static struct vfile *vfile_new(void)
+{
+	struct vfile *v = dkv_xcalloc(1, sizeof *v);
+	pthread_mutex_init(&v->mu, NULL);
+	return v;
+}
+
+static void vfile_free(struct vfile *v)
+{
+	dkv_buf_release(&v->text);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+}
+
+/* Decide how the kernel may cache the value file's data; under the read lock. */
+static void cache_policy(struct dkvfs *fs, struct dkv_entry *ent, struct fuse_file_info *fi)
+{
+	pthread_mutex_lock(&fs->mu);
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	if (n && n->cached_ver == n->ver) {
+		fi->keep_cache = 1; /* unchanged since the page cache was filled */
+	} else if (!n || n->inval_ver == n->ver) {
+		if (n)
+			n->cached_ver = n->ver; /* caches are clean: fill them */
+	} else {
+		/* changed, and the notifier has not yet dropped the kernel's
+		 * copy (or its size): read past the page cache */
+		fi->direct_io = 1;
+	}
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* Parse the text and commit it as the entry's value. */
+static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
+{
+	char err[256];
+	struct fsjob j = {.run = job_set, .ent = ent};
+	if (dkv_yaml_parse(&j.data, (const char *)v->text.data, v->text.len, err, sizeof err)) {
+		struct dkv_buf p = {0};
+		dkv_engine_rdlock(fs->e);
+		dkvfs__entry_relpath(fs, ent, &p);
+		dkv_engine_unlock(fs->e);
+		fprintf(stderr, "distkv: %s/%s/_: not stored: %s\n", fs->mnt, dkv_buf_cstr(&p), err);
+		dkv_buf_release(&p);
+		return -EINVAL;
+	}
+	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
+	int rc = dkvfs__submit(fs, &j);
+	dkv_buf_release(&j.data);
+	if (rc == -EEXIST)
+		return -EEXIST;
+	return rc;
+}
+
+static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
+		       struct fuse_file_info *fi, bool created)
+{
+	struct vfile *v = vfile_new();
+	int acc = fi->flags & O_ACCMODE;
+	v->writable = acc != O_RDONLY;
+	v->notifier = dkvfs__from_notifier(fs, req);
+	v->excl = created && (fi->flags & O_EXCL);
+	dkv_engine_rdlock(fs->e);
+	if (!created && !dkv_entry_has_value(ent) && !v->notifier) {
+		dkv_engine_unlock(fs->e);
+		vfile_free(v);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!(fi->flags & O_TRUNC) && !created)
+		dkvfs__render_value(ent, &v->text);
+	if (!v->writable)
+		cache_policy(fs, ent, fi);
+	else if (!v->notifier)
+		fi->direct_io = 0;
+	dkv_engine_unlock(fs->e);
+	if ((fi->flags & O_TRUNC) || created)
+		v->dirty = v->writable && !v->notifier;
+	fi->fh = (uint64_t)(uintptr_t)v;
+	if (created) {
+		struct fuse_entry_param e;
+		dkv_engine_rdlock(fs->e);
+		make_entry(fs, ent, K_VALUE, &e);
+		dkv_engine_unlock(fs->e);
+		e.attr.st_size = 0;
+		fuse_reply_create(req, &e, fi);
+	} else {
+		fuse_reply_open(req, fi);
+	}
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	switch (k) {
+	case K_DIR:
+		fuse_reply_err(req, EISDIR);
+		return;
+	case K_VALUE:
+		open_value(fs, req, ent, fi, false);
+		return;
+	case K_META: {
+		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		struct vfile *v = vfile_new();
+		dkv_engine_rdlock(fs->e);
+		dkvfs__render_meta(ent, &v->text);
+		dkv_engine_unlock(fs->e);
+		fi->direct_io = 1; /* small and changing: never cached */
+		fi->fh = (uint64_t)(uintptr_t)v;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	case K_WATCH:
+		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		dkvfs__watch_open(fs, req, ent, fi);
+		return;
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind pk;
+	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
+	(void)mode;
+	if (pk != K_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (!name_is(name, "_")) {
+		/* only values can be files; say so in the log, since EPERM alone
+		 * puzzles whoever ran cp or tar */
+		fprintf(stderr, "distkv: %s: only files named _ can be created (not %s)\n",
+			fs->mnt, name);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (!dkvfs__from_notifier(fs, req)) {
+		dkv_engine_rdlock(fs->e);
+		bool exists = dkv_entry_has_value(dir);
+		dkv_engine_unlock(fs->e);
+		if (exists && (fi->flags & O_EXCL)) {
+			fuse_reply_err(req, EEXIST);
+			return;
+		}
+	}
+	open_value(fs, req, dir, fi, true);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	ino_entry(fs, ino, &k);
+	if (k == K_WATCH) {
+		dkvfs__watch_read(fs, req, fi->fh, size, fi);
+		return;
+	}
+	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(&v->mu);
+	size_t len = v->text.len;
+	if ((size_t)off >= len) {
+		pthread_mutex_unlock(&v->mu);
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	fuse_reply_buf(req, (const char *)v->text.data + off, size);
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+	(void)ino;
+	if (!v->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if ((uint64_t)off + size > MAX_WRITE) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	pthread_mutex_lock(&v->mu);
+	if (!v->notifier) {
+		size_t end = (size_t)off + size;
+		if (end > v->text.len) {
+			dkv_buf_reserve(&v->text, end - v->text.len);
+			memset(v->text.data + v->text.len, 0, end - v->text.len);
+			v->text.len = end;
+		}
+		memcpy(v->text.data + off, buf, size);
+		v->dirty = true;
+	}
+	pthread_mutex_unlock(&v->mu);
+	fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	int rc = 0;
+	if (k == K_VALUE) {
+		struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+		pthread_mutex_lock(&v->mu);
+		if (v->dirty && !v->notifier) {
+			v->dirty = false; /* one attempt: the error goes to this close */
+			rc = vfile_commit(fs, ent, v);
+			v->excl = false;
+		}
+		pthread_mutex_unlock(&v->mu);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	if (k == K_WATCH) {
+		dkvfs__watch_release(fs, req, fi->fh);
+		return;
+	}
+	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+	if (k == K_VALUE && v->dirty && !v->notifier)
+		vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
+	vfile_free(v);
+	fuse_reply_err(req, 0);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	struct stat st;
+
+	if ((to_set & FUSE_SET_ATTR_SIZE) && k != K_VALUE) {
+		fuse_reply_err(req, k == K_DIR ? EISDIR : EACCES);
+		return;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !dkvfs__from_notifier(fs, req)) {
+		size_t size = (size_t)attr->st_size;
+		if (size > MAX_WRITE) {
+			fuse_reply_err(req, EFBIG);
+			return;
+		}
+		if (fi) { /* ftruncate of an open file: part of the write */
+			struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+			pthread_mutex_lock(&v->mu);
+			size_t old = v->text.len;
+			dkv_buf_reserve(&v->text, size > old ? size - old : 0);
+			if (size > old)
+				memset(v->text.data + old, 0, size - old);
+			v->text.len = size;
+			v->dirty = true;
+			pthread_mutex_unlock(&v->mu);
+		} else { /* truncate(2) by name: a change of its own */
+			struct vfile *v = vfile_new();
+			dkv_engine_rdlock(fs->e);
+			dkvfs__render_value(ent, &v->text);
+			dkv_engine_unlock(fs->e);
+			if (size < v->text.len) {
+				v->text.len = size;
+			} else {
+				dkv_buf_reserve(&v->text, size - v->text.len);
+				memset(v->text.data + v->text.len, 0, size - v->text.len);
+				v->text.len = size;
+			}
+			int rc = vfile_commit(fs, ent, v);
+			vfile_free(v);
+			if (rc) {
+				fuse_reply_err(req, -rc);
+				return;
+			}
+		}
+	}
+	/* modes, owners and times are not stored: accept them so that cp -p
+	 * and tar work, and report what is true */
+	dkv_engine_rdlock(fs->e);
+	fill_attr(fs, ent, k, &st);
+	dkv_engine_unlock(fs->e);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && fi)
+		st.st_size = attr->st_size;
+	fuse_reply_attr(req, &st, (to_set & FUSE_SET_ATTR_SIZE) ? 0 : TIMEOUT);
+}
+
+/* ---- directories ---- */
+
+struct dirh {
+	/* where the last listing stopped, to resume without a scan */
+	struct dkv_buf last_name;
+	uint32_t last_seq;
+	off_t last_off;
+};
+
+#define OFF_DOT 1
+#define OFF_DOTDOT 2
+#define OFF_VALUE 3
+#define OFF_SPECIAL 4   /* + index */
+#define OFF_CHILD 100   /* + seq */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	if (k != K_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	struct dirh *d = dkv_xcalloc(1, sizeof *d);
+	pthread_mutex_lock(&fs->mu);
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	if (ent == dkv_engine_root(fs->e) || n) {
+		/* the kernel may keep the listing while nothing below changed */
+		static struct fsnode rootnode; /* the root has no fsnode */
+		if (!n)
+			n = &rootnode;
+		fi->cache_readdir = 1;
+		if (n->dir_cached_gen == n->dir_gen + 1)
+			fi->keep_cache = 1;
+		n->dir_cached_gen = n->dir_gen + 1;
+	}
+	pthread_mutex_unlock(&fs->mu);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	(void)ino;
+	dkv_buf_release(&d->last_name);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* Append one directory entry; false when the buffer is full. */
+static bool add_dirent(struct dkvfs *fs, fuse_req_t req, struct dkv_buf *buf, size_t size,
+		       bool plus, const char *name, struct dkv_entry *ent, enum fskind k,
+		       off_t next)
+{
+	size_t room = size - buf->len;
+	size_t need;
+	if (plus) {
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof e);
+		e.ino = dkvfs__ino(fs, ent, k);
+		e.attr_timeout = TIMEOUT;
+		e.entry_timeout = TIMEOUT;
+		fill_attr(fs, ent, k, &e.attr);
+		need = fuse_add_direntry_plus(req, NULL, 0, name, &e, next);
+		if (need > room)
+			return false;
+		dkv_buf_reserve(buf, need);
+		fuse_add_direntry_plus(req, (char *)buf->data + buf->len, need, name, &e, next);
+		buf->len += need;
+		/* every entry but . and .. counts as a lookup */
+		if (strcmp(name, ".") && strcmp(name, "..")) {
+			pthread_mutex_lock(&fs->mu);
+			node_ref(fs, ent);
+			pthread_mutex_unlock(&fs->mu);
+		}
+	} else {
+		struct stat st;
+		memset(&st, 0, sizeof st);
+		st.st_ino = dkvfs__ino(fs, ent, k);
+		st.st_mode = k == K_DIR ? S_IFDIR : S_IFREG;
+		need = fuse_add_direntry(req, NULL, 0, name, &st, next);
+		if (need > room)
+			return false;
+		dkv_buf_reserve(buf, need);
+		fuse_add_direntry(req, (char *)buf->data + buf->len, need, name, &st, next);
+		buf->len += need;
+	}
+	return true;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct dkvfs *fs = FS(req);
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	enum fskind k;
+	struct dkv_entry *dir = ino_entry(fs, ino, &k);
+	struct dkv_buf buf = {0}, name = {0};
+	bool is_root = dir == dkv_engine_root(fs->e);
+
+	dkv_engine_rdlock(fs->e);
+	if (off < OFF_DOT && !add_dirent(fs, req, &buf, size, plus, ".", dir, K_DIR, OFF_DOT))
+		goto full;
+	if (off < OFF_DOTDOT &&
+	    !add_dirent(fs, req, &buf, size, plus, "..", dir->parent ? dir->parent : dir, K_DIR,
+			OFF_DOTDOT))
+		goto full;
+	if (off < OFF_VALUE && dkv_entry_has_value(dir) &&
+	    !add_dirent(fs, req, &buf, size, plus, "_", dir, K_VALUE, OFF_VALUE))
+		goto full;
+	for (unsigned i = 0; is_root && i < fs->nspecials; i++) {
+		off_t o = OFF_SPECIAL + i;
+		if (off < o && !add_dirent(fs, req, &buf, size, plus, fs->specials[i].name,
+					   fs->specials[i].ent, K_DIR, o))
+			goto full;
+	}
+	/* children, in insertion order; offsets are their seq numbers */
+	struct dkv_entry *c = dir->kids;
+	if (off >= OFF_CHILD) {
+		uint32_t after = (uint32_t)(off - OFF_CHILD);
+		c = NULL;
+		if (d && d->last_off == off && d->last_name.len) {
+			struct dkv_entry *last =
+				dkv_entry_child(fs->e, dir, d->last_name.data, d->last_name.len);
+			if (last && last->seq == after)
+				c = last->next;
+			else
+				last = NULL;
+			if (!last) /* it went away: find our place by number */
+				for (c = dir->kids; c && c->seq <= after; c = c->next)
+					;
+		} else {
+			for (c = dir->kids; c && c->seq <= after; c = c->next)
+				;
+		}
+	}
+	for (; c; c = c->next) {
+		if (is_root && c->namelen == 1 && c->name[0] == 0xc0)
+			continue;
+		if (!dkv_entry_visible(c))
+			continue;
+		name.len = 0;
+		if (dkv_pathtext_format(&name, c->name, c->namelen, DKV_PT_FS))
+			continue;
+		off_t o = OFF_CHILD + (off_t)c->seq;
+		if (!add_dirent(fs, req, &buf, size, plus, dkv_buf_cstr(&name), c, K_DIR, o))
+			break;
+		if (d) {
+			d->last_name.len = 0;
+			dkv_buf_append(&d->last_name, c->name, c->namelen);
+			d->last_seq = c->seq;
+			d->last_off = o;
+		}
+	}
+full:
+	dkv_engine_unlock(fs->e);
+	fuse_reply_buf(req, (const char *)buf.data, buf.len);
+	dkv_buf_release(&buf);
+	dkv_buf_release(&name);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind pk;
+	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
+	struct fuse_entry_param e;
+	(void)mode;
+	if (pk != K_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (name_is(name, "_") || name_is(name, ".meta") || name_is(name, ".watch")) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	if (dkvfs__from_notifier(fs, req)) {
+		/* repeating a change that already happened: just show it */
+		dkv_engine_rdlock(fs->e);
+		struct dkv_entry *k = child_by_name(fs, dir, name, true);
+		if (k)
+			make_entry(fs, k, K_DIR, &e);
+		dkv_engine_unlock(fs->e);
+		if (k)
+			fuse_reply_entry(req, &e);
+		else
+			fuse_reply_err(req, ENOENT);
+		return;
+	}
+	struct fsjob j = {.run = job_mkdir, .ent = dir};
+	if (dkv_pathtext_parse(&j.data, name, strlen(name), DKV_PT_FS) ||
+	    (dir == dkv_engine_root(fs->e) && j.data.len == 1 && j.data.data[0] == 0xc0)) {
+		dkv_buf_release(&j.data);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	int rc = dkvfs__submit(fs, &j);
+	dkv_buf_release(&j.data);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	dkv_engine_rdlock(fs->e);
+	make_entry(fs, j.out, K_DIR, &e);
+	dkv_engine_unlock(fs->e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind pk;
+	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
+	if (dkvfs__from_notifier(fs, req)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	struct fsjob j = {.run = job_rmdir, .ent = dir};
+	if (pk != K_DIR || dkv_pathtext_parse(&j.data, name, strlen(name), DKV_PT_FS)) {
+		dkv_buf_release(&j.data);
+		fuse_reply_err(req, pk != K_DIR ? ENOTDIR : ENOENT);
+		return;
+	}
+	int rc = dkvfs__submit(fs, &j);
+	dkv_buf_release(&j.data);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind pk;
+	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
+	if (dkvfs__from_notifier(fs, req)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (pk != K_DIR) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (!name_is(name, "_")) {
+		fuse_reply_err(req, name_is(name, ".meta") || name_is(name, ".watch") ? EPERM : ENOENT);
+		return;
+	}
+	struct fsjob j = {.run = job_set, .ent = dir};
+	fuse_reply_err(req, -dkvfs__submit(fs, &j));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	/* Entries have no identity apart from their path, so a rename would be
+	 * a copy and a delete: EXDEV makes mv do exactly that, visibly. */
+	fuse_reply_err(req, EXDEV);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct dkvfs *fs = FS(req);
+	struct statvfs sv;
+	(void)ino;
+	memset(&sv, 0, sizeof sv);
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = 1u << 30;
+	sv.f_bfree = 1u << 29;
+	sv.f_bavail = 1u << 29;
+	sv.f_files = dkv_engine_entry_count(fs->e) + (1u << 20);
+	sv.f_ffree = 1u << 20;
+	sv.f_favail = 1u << 20;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fuse_pollhandle *ph)
+{
+	struct dkvfs *fs = FS(req);
+	enum fskind k;
+	ino_entry(fs, ino, &k);
+	if (k == K_WATCH) {
+		dkvfs__watch_poll(fs, req, fi->fh, ph);
+		return;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLOUT);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.statfs = op_statfs,
+	.poll = op_poll,
+};
+
+/* ---- mounting ---- */
+
+static void *fuse_main_thread(void *arg)
+{
+	struct dkvfs *fs = arg;
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	if (fs->opts.max_threads > 0)
+		fuse_loop_cfg_set_max_threads(cfg, (unsigned)fs->opts.max_threads);
+	fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return NULL;
+}
+
+/* A dead daemon's mount answers "Transport endpoint is not connected";
+ * detach it so that we can mount again.  A live one is left alone. */
+static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(mnt, &st) == 0) {
+		FILE *f = fopen("/proc/self/mountinfo", "r");
+		char line[4096];
+		bool mounted = false;
+		while (f && fgets(line, sizeof line, f)) {
+			char path[4096];
+			if (sscanf(line, "%*s %*s %*s %*s %4095s", path) == 1 && !strcmp(path, mnt) &&
+			    strstr(line, "fuse.distkv"))
+				mounted = true;
+		}
+		if (f)
+			fclose(f);
+		if (mounted) {
+			snprintf(err, errlen, "%s: another distkv node is mounted here", mnt);
+			return -EBUSY;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "%s: not a directory", mnt);
+			return -ENOTDIR;
+		}
+		return 0;
+	}
+	if (errno == ENOTCONN || errno == ECONNABORTED) {
+		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
+		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
+			snprintf(err, errlen, "%s: cannot detach stale mount: %s", mnt,
+				 strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	if (errno == ENOENT && mkdir(mnt, 0755) == 0)
+		return 0;
+	snprintf(err, errlen, "%s: %s", mnt, strerror(errno));
+	return -errno;
+}
+
+static void make_specials(struct dkvfs *fs)
+{
+	struct dkv_entry *meta = dkv_engine_meta(fs->e);
+	for (size_t i = 0; i < sizeof special_names / sizeof special_names[0]; i++) {
+		struct dkv_path p;
+		dkv_path_init(&p);
+		struct dkv_entry *base = meta;
+		if (special_names[i][1][0]) {
+			base = NULL;
+			dkv_path_push_str(&p, special_names[i][1]);
+		}
+		dkv_path_push_str(&p, special_names[i][2]);
+		struct dkv_entry *ent = dkv_entry_lookup(fs->e, base, p.enc.data, p.enc.len, true);
+		dkv_path_release(&p);
+		dkv_entry_pin(ent);
+		fs->specials[fs->nspecials].name = special_names[i][0];
+		fs->specials[fs->nspecials].ent = ent;
+		fs->nspecials++;
+	}
+}
+
+int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
+		const struct dkvfs_opts *opts, char *err, size_t errlen)
+{
+	struct dkvfs *fs;
+	int rc;
+
+	*out = NULL;
+	the_uid = getuid();
+	the_gid = getgid();
+	char *mnt = realpath(opts->mountpoint, NULL);
+	if (!mnt) {
+		if (errno == ENOENT && mkdir(opts->mountpoint, 0755) == 0)
+			mnt = realpath(opts->mountpoint, NULL);
+		else if (errno == ENOTCONN)
+			mnt = dkv_xstrdup(opts->mountpoint);
+	}
+	if (!mnt) {
+		snprintf(err, errlen, "%s: %s", opts->mountpoint, strerror(errno));
+		return -errno;
+	}
+	rc = clear_stale_mount(mnt, err, errlen);
+	if (rc) {
+		free(mnt);
+		return rc;
+	}
+
+	fs = dkv_xcalloc(1, sizeof *fs);
+	fs->e = e;
+	fs->loop = loop;
+	fs->opts = *opts;
+	fs->mnt = mnt;
+	fs->nodes_mask = 1023;
+	fs->nodes = dkv_xcalloc(fs->nodes_mask + 1, sizeof *fs->nodes);
+	fs->jobs_tail = &fs->jobs;
+	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->cond, NULL);
+	uv_async_init(loop, &fs->async, on_async);
+	fs->async.data = fs;
+	make_specials(fs);
+
+	char *argv[] = {"distkv", "-o", "fsname=distkv,subtype=distkv,default_permissions,allow_other",
+			opts->debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
+	fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
+	if (!fs->se) {
+		snprintf(err, errlen, "%s: cannot create the FUSE session", mnt);
+		rc = -EIO;
+		goto fail;
+	}
+	if (fuse_session_mount(fs->se, mnt)) {
+		snprintf(err, errlen, "%s: mount failed (is /dev/fuse there, and are we root?)", mnt);
+		rc = -EIO;
+		goto fail;
+	}
+	dkv_engine_add_hook(e, dkvfs__on_change, fs);
+	rc = dkvfs__notify_start(fs);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the notifier thread: %s", strerror(-rc));
+		dkv_engine_remove_hook(e, dkvfs__on_change, fs);
+		fuse_session_unmount(fs->se);
+		goto fail;
+	}
+	rc = pthread_create(&fs->fuse_thread, NULL, fuse_main_thread, fs);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the FUSE thread: %s", strerror(rc));
+		rc = -rc;
+		dkvfs__notify_stop(fs);
+		dkv_engine_remove_hook(e, dkvfs__on_change, fs);
+		fuse_session_unmount(fs->se);
+		goto fail;
+	}
+	fs->fuse_thread_running = true;
+	*out = fs;
+	return 0;
+
+fail:
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	for (unsigned i = 0; i < fs->nspecials; i++)
+		dkv_entry_unpin(e, fs->specials[i].ent);
+	uv_close((uv_handle_t *)&fs->async, NULL);
+	/* fs is freed by the caller's loop run via the closer below */
+	fs->se = NULL;
+	free(fs->nodes);
+	free(fs->mnt);
+	pthread_mutex_destroy(&fs->mu);
+	pthread_cond_destroy(&fs->cond);
+	fs->nodes = NULL;
+	fs->mnt = NULL;
+	/* NEEDSWORK: fs leaks on this error path because the async handle
+	 * closes asynchronously; the daemon exits right after anyway. */
+	return rc;
+}
+
+static void fs_free(uv_handle_t *h)
+{
+	struct dkvfs *fs = h->data;
+	void (*cb)(void *) = fs->close_cb;
+	void *arg = fs->close_arg;
+	for (size_t i = 0; i <= fs->nodes_mask; i++) {
+		for (struct fsnode *n = fs->nodes[i], *nx; n; n = nx) {
+			nx = n->hnext;
+			dkv_entry_unpin(fs->e, n->ent);
+			free(n);
+		}
+	}
+	for (size_t i = 0; i < fs->nunpins; i++)
+		dkv_entry_unpin(fs->e, fs->unpins[i]);
+	for (unsigned i = 0; i < fs->nspecials; i++)
+		dkv_entry_unpin(fs->e, fs->specials[i].ent);
+	free(fs->unpins);
+	free(fs->nodes);
+	free(fs->mnt);
+	dkv_buf_release(&fs->expect.name);
+	pthread_mutex_destroy(&fs->mu);
+	pthread_cond_destroy(&fs->cond);
+	free(fs);
+	if (cb)
+		cb(arg);
+}
+
+/* Poll until the FUSE thread is gone; meanwhile the loop keeps running
+ * the jobs that its threads may be waiting for. */
+static void closer_tick(uv_idle_t *h)
+{
+	struct dkvfs *fs = h->data;
+	dkvfs__run_jobs(fs);
+	if (pthread_tryjoin_np(fs->fuse_thread, NULL) != 0) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+		return;
+	}
+	uv_idle_stop(h);
+	fuse_session_destroy(fs->se);
+	fs->se = NULL;
+	dkvfs__run_jobs(fs);
+	dkvfs__watch_drop_all(fs); /* readers the kernel never released */
+	uv_close((uv_handle_t *)h, NULL);
+	uv_close((uv_handle_t *)&fs->async, fs_free);
+}
+
+void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg)
+{
+	fs->close_cb = cb;
+	fs->close_arg = arg;
+	dkv_engine_remove_hook(fs->e, dkvfs__on_change, fs);
+	dkvfs__notify_stop(fs);
+	dkvfs__watch_close_all(fs);
+	fuse_session_exit(fs->se);
+	/* detaching the mount ends the kernel side; the worker threads then
+	 * see ENODEV and return */
+	fuse_session_unmount(fs->se);
+	uv_idle_init(fs->loop, &fs->closer);
+	fs->closer.data = fs;
+	uv_idle_start(&fs->closer, closer_tick);
+}

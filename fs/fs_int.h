@@ -1,0 +1,151 @@
+/*
+ * fs_int.h - what the files of fs/ share.
+ *
+ * Lock order: the engine's read lock before fs->mu; nobody waits for the
+ * loop thread while holding either.
+ */
+#ifndef DKVFS_INT_H
+#define DKVFS_INT_H
+
+#define FUSE_USE_VERSION 312
+#include "dkvfs.h"
+#include "mp.h"
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+/* An inode number is an entry's address with the kind in the low bits
+ * (entries are 16-byte aligned); the root entry's directory is inode 1. */
+enum fskind {
+	K_DIR = 0,
+	K_VALUE = 1, /* "_" */
+	K_META = 2,  /* ".meta" */
+	K_WATCH = 3, /* ".watch" */
+};
+#define KIND_MASK 15u
+
+/* What the kernel knows of one entry.  Owned under fs->mu. */
+struct fsnode {
+	struct dkv_entry *ent;
+	struct fsnode *hnext;
+	uint64_t nlookup;    /* kernel lookups of all this entry's inodes */
+	uint64_t ver;        /* bumped on every change of the entry's value */
+	uint64_t cached_ver; /* ver whose text the page cache may hold; ~0: none */
+	uint64_t inval_ver;  /* ver for which the kernel's caches were dropped */
+	uint64_t dir_gen;    /* bumped when children appear or go */
+	uint64_t dir_cached_gen;
+};
+
+/* A change handed from a FUSE thread to the loop thread. */
+struct fsjob {
+	struct fsjob *next;
+	int (*run)(struct dkvfs *fs, struct fsjob *j); /* on the loop thread */
+	int rc;
+	bool done;
+	struct dkv_entry *ent;   /* the directory (or the entry) concerned */
+	struct dkv_buf data;     /* msgpack value, or a path element */
+	int pre;                 /* enum dkv_precond */
+	void *ptr;               /* job-specific */
+	struct dkv_entry *out;   /* the entry made (mkdir) */
+};
+
+/* The notifier's current expectation: the FUSE handlers answer the
+ * notifier's own lookups so that its mkdir/unlink/... go through. */
+struct expect {
+	const struct dkv_entry *dir; /* parent directory entry; NULL: none */
+	struct dkv_buf name;         /* the name, as the kernel passes it */
+	bool present;                /* answer lookups as present (for unlink/rmdir) */
+};
+
+struct notify_item; /* notify.c */
+struct wstream;     /* watchfile.c */
+
+struct dkvfs {
+	struct dkv_engine *e;
+	uv_loop_t *loop;
+	struct dkvfs_opts opts;
+	char *mnt;
+	struct fuse_session *se;
+	pthread_t fuse_thread;
+	bool fuse_thread_running;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;        /* jobs done */
+	pthread_cond_t ncond;       /* work for the notifier */
+	struct fsnode **nodes;      /* hash by entry address */
+	size_t nodes_mask;
+	size_t nnodes;
+	struct fsjob *jobs, **jobs_tail;        /* for the loop */
+	struct dkv_entry **unpins;              /* for the loop: kernel forgot them */
+	size_t nunpins, unpins_cap;
+	uv_async_t async;
+
+	/* notifier (notify.c) */
+	pthread_t notify_thread;
+	bool notify_running;
+	pid_t notify_tid;
+	struct notify_item *nq_head, **nq_tail;
+	size_t nq_len;
+	struct notify_item *later_head, **later_tail; /* second rounds, by due time */
+	struct notify_item **nq_index; /* by entry, to merge repeated changes */
+	size_t nq_mask;
+	struct fuse_pollhandle **polls; /* .watch readers to wake */
+	size_t npolls, polls_cap;
+	struct expect expect; /* under mu */
+	bool stopping;
+
+	/* special directories at the root */
+	struct special {
+		const char *name;
+		struct dkv_entry *ent; /* pinned while mounted */
+	} specials[12];
+	unsigned nspecials;
+
+	struct wstream *streams; /* open .watch files, under mu */
+
+	void (*close_cb)(void *arg);
+	void *close_arg;
+	uv_idle_t closer;
+	unsigned close_ticks;
+	dev_t dev; /* of the mount, to abort the connection if unmounting hangs */
+};
+
+/* fs.c */
+uint64_t dkvfs__ino(const struct dkvfs *fs, const struct dkv_entry *ent, enum fskind k);
+struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent);
+/* Render the YAML text of a value file / meta file; under the read lock. */
+void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out);
+void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);
+/* The file name of an entry in its parent's directory. */
+int dkvfs__entry_name(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out);
+/* The entry's path below the mount point ("a/b/c"); false if not shown. */
+bool dkvfs__entry_relpath(const struct dkvfs *fs, const struct dkv_entry *ent,
+			  struct dkv_buf *out);
+void dkvfs__queue_unpin(struct dkvfs *fs, struct dkv_entry *ent); /* under mu */
+/* On the loop thread: run the queued jobs and unpins now. */
+void dkvfs__run_jobs(struct dkvfs *fs);
+/* Run a job on the loop thread and wait for it. */
+int dkvfs__submit(struct dkvfs *fs, struct fsjob *j);
+
+/* notify.c */
+int dkvfs__notify_start(struct dkvfs *fs);
+void dkvfs__notify_stop(struct dkvfs *fs);
+/* The engine hook: every change, on the loop thread. */
+void dkvfs__on_change(void *ctx, const struct dkv_event *ev);
+bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req);
+
+/* watchfile.c */
+void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
+		       struct fuse_file_info *fi);
+void dkvfs__watch_read(struct dkvfs *fs, fuse_req_t req, uint64_t fh, size_t size,
+		       struct fuse_file_info *fi);
+void dkvfs__watch_poll(struct dkvfs *fs, fuse_req_t req, uint64_t fh, struct fuse_pollhandle *ph);
+void dkvfs__watch_release(struct dkvfs *fs, fuse_req_t req, uint64_t fh);
+void dkvfs__watch_close_all(struct dkvfs *fs);
+/* After the FUSE threads are gone, on the loop thread: end every stream. */
+void dkvfs__watch_drop_all(struct dkvfs *fs);
+/* Ask the notifier to wake a poller; under mu. */
+void dkvfs__queue_poll(struct dkvfs *fs, struct fuse_pollhandle *ph);
+
+#endif

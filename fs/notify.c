@@ -1,0 +1,469 @@
+/*
+ * notify.c - keeping the kernel's view of the tree fresh.
+ *
+ * After a change from any source the kernel may hold stale attributes,
+ * page cache, directory listings and dentries; and inotify watchers on the
+ * mount have seen nothing, because no FUSE notify call makes inotify
+ * report anything.  So for every changed entry a dedicated thread
+ *   1. drops the kernel's caches (notify_inval_inode / _entry), and
+ *   2. repeats the change through the mount with real file operations
+ *      (mkdir, open/write/close of "_", unlink, rmdir), which the FUSE
+ *      handlers recognise as the notifier's own and do not apply again.
+ * Both must run on a thread that holds none of our locks and answers no
+ * FUSE requests; otherwise kernel and daemon wait on each other forever.
+ *
+ * Changes to one entry that arrive while it waits in the queue are merged,
+ * so a hot key costs one round of work, not one per change.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+struct notify_item {
+	struct notify_item *next;  /* queue */
+	struct notify_item *hnext; /* index */
+	struct dkv_entry *ent;     /* pinned until processed */
+	bool had_value;            /* what the kernel last saw */
+	unsigned created;          /* entries made by the changes (path tail) */
+	bool value_only;           /* a later round: no more invalidation */
+	unsigned dirs_done;        /* new directories already made */
+	int64_t due_ns;            /* not before (CLOCK_MONOTONIC) */
+};
+
+/* A recursive inotify watcher (inotifywait -r) adds a watch on a new
+ * directory only after it has read the directory's IN_CREATE; a "_"
+ * created at once inside would go unseen.  So the "_" of an entry whose
+ * directory was just made comes this much later. */
+#define NEW_DIR_DELAY_NS 20000000
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static size_t idx_bucket(const struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	uint64_t x = (uint64_t)(uintptr_t)ent >> 4;
+	x *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(x >> 32) & fs->nq_mask;
+}
+
+bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req)
+{
+	return fs->notify_tid && fuse_req_ctx(req)->pid == fs->notify_tid;
+}
+
+void dkvfs__queue_poll(struct dkvfs *fs, struct fuse_pollhandle *ph)
+{
+	if (fs->npolls == fs->polls_cap) {
+		fs->polls_cap = fs->polls_cap ? 2 * fs->polls_cap : 16;
+		fs->polls = dkv_xrealloc(fs->polls, fs->polls_cap * sizeof *fs->polls);
+	}
+	fs->polls[fs->npolls++] = ph;
+	pthread_cond_signal(&fs->ncond);
+}
+
+/* The engine hook, on the loop thread. */
+void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
+{
+	struct dkvfs *fs = ctx;
+	struct dkv_entry *ent = ev->entry;
+	bool had = ev->prev && ev->prev->len;
+	bool has = ev->value && ev->value->len;
+
+	pthread_mutex_lock(&fs->mu);
+	if (fs->stopping) {
+		pthread_mutex_unlock(&fs->mu);
+		return;
+	}
+	/* versions: what open() and opendir() compare against */
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	if (n) {
+		n->ver++;
+		if (had != has)
+			n->dir_gen++;
+	}
+	struct dkv_entry *x = ent;
+	for (unsigned i = 0; x->parent && (i < ev->created || (i == 0 && had != has)); i++) {
+		struct fsnode *p = dkvfs__node_find(fs, x->parent);
+		if (p)
+			p->dir_gen++;
+		x = x->parent;
+	}
+
+	struct notify_item *it;
+	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
+		if (it->ent == ent)
+			break;
+	if (it) {
+		it->created += ev->created;
+	} else {
+		it = dkv_xcalloc(1, sizeof *it);
+		it->ent = ent;
+		it->had_value = had;
+		it->created = ev->created;
+		dkv_entry_pin(ent);
+		size_t b = idx_bucket(fs, ent);
+		it->hnext = fs->nq_index[b];
+		fs->nq_index[b] = it;
+		*fs->nq_tail = it;
+		fs->nq_tail = &it->next;
+		fs->nq_len++;
+		pthread_cond_signal(&fs->ncond);
+	}
+	pthread_mutex_unlock(&fs->mu);
+}
+
+static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char *name,
+		       bool present)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->expect.dir = dir;
+	fs->expect.name.len = 0;
+	if (name)
+		dkv_buf_puts(&fs->expect.name, name);
+	fs->expect.present = present;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* What one item needs, read under the engine's read lock. */
+struct snapshot {
+	bool has_value;
+	bool visible;
+	bool shown;               /* the entry has a path in the mount */
+	struct dkv_buf rel;       /* its path below the mount */
+	struct dkv_buf text;      /* the value's YAML */
+	struct dkv_buf name;      /* its name in its parent directory */
+	struct dkv_entry *parent;
+	uint64_t ver;
+	/* the newly created directories, outermost first */
+	struct dkv_entry *made[16];
+	unsigned nmade;
+};
+
+static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
+{
+	struct dkv_entry *ent = it->ent;
+	dkv_engine_rdlock(fs->e);
+	s->has_value = dkv_entry_has_value(ent);
+	s->visible = dkv_entry_visible(ent);
+	s->shown = dkvfs__entry_relpath(fs, ent, &s->rel);
+	s->parent = ent->parent;
+	if (s->has_value)
+		dkvfs__render_value(ent, &s->text);
+	if (ent->parent)
+		dkvfs__entry_name(fs, ent, &s->name);
+	unsigned n = it->created < 16 ? it->created : 16;
+	struct dkv_entry *x = ent;
+	for (unsigned i = n; i > 0 && x && x->parent; i--) {
+		s->made[i - 1] = x;
+		x = x->parent;
+	}
+	s->nmade = n;
+	dkv_engine_unlock(fs->e);
+	pthread_mutex_lock(&fs->mu);
+	struct fsnode *fn = dkvfs__node_find(fs, ent);
+	s->ver = fn ? fn->ver : 0;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+static void snapshot_release(struct snapshot *s)
+{
+	dkv_buf_release(&s->rel);
+	dkv_buf_release(&s->text);
+	dkv_buf_release(&s->name);
+}
+
+static bool known(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (ent == dkv_engine_root(fs->e))
+		return true;
+	pthread_mutex_lock(&fs->mu);
+	bool k = dkvfs__node_find(fs, ent) != NULL;
+	pthread_mutex_unlock(&fs->mu);
+	return k;
+}
+
+/* Step 1: drop what the kernel caches about the entry. */
+static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
+{
+	struct dkv_entry *ent = it->ent;
+	if (known(fs, ent)) {
+		fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_VALUE), 0, 0);
+		fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_META), 0, 0);
+		if (it->had_value != s->has_value) {
+			fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_DIR), 0, 0);
+			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, ent, K_DIR), "_", 1);
+		}
+		pthread_mutex_lock(&fs->mu);
+		struct fsnode *fn = dkvfs__node_find(fs, ent);
+		if (fn)
+			fn->inval_ver = s->ver;
+		pthread_mutex_unlock(&fs->mu);
+	}
+	if (s->parent && (it->created || !s->visible) && known(fs, s->parent)) {
+		uint64_t pino = dkvfs__ino(fs, s->parent, K_DIR);
+		fuse_lowlevel_notify_inval_inode(fs->se, pino, 0, 0);
+		if (s->name.len)
+			fuse_lowlevel_notify_inval_entry(fs->se, pino, (const char *)s->name.data,
+							 s->name.len);
+	}
+}
+
+static int at(struct dkvfs *fs, struct dkv_buf *path, const char *rel, const char *leaf)
+{
+	path->len = 0;
+	dkv_buf_puts(path, fs->mnt);
+	if (rel && *rel) {
+		dkv_buf_putc(path, '/');
+		dkv_buf_puts(path, rel);
+	}
+	if (leaf) {
+		dkv_buf_putc(path, '/');
+		dkv_buf_puts(path, leaf);
+	}
+	dkv_buf_cstr(path);
+	return 0;
+}
+
+/* Step 2: repeat the change through the mount for inotify.  Returns true
+ * when the value must still be created, after NEW_DIR_DELAY_NS. */
+static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
+{
+	struct dkv_buf path = {0}, rel = {0}, nm = {0};
+	const char *relp = dkv_buf_cstr(&s->rel);
+	bool made = false;
+
+	/* new directories, outermost first, one per round */
+	for (unsigned i = it->dirs_done; i < s->nmade && !made; i++) {
+		struct dkv_entry *d = s->made[i];
+		rel.len = 0;
+		nm.len = 0;
+		dkv_engine_rdlock(fs->e);
+		bool ok = dkvfs__entry_relpath(fs, d, &rel) && !dkvfs__entry_name(fs, d, &nm) &&
+			  dkv_entry_visible(d);
+		struct dkv_entry *parent = d->parent;
+		dkv_engine_unlock(fs->e);
+		if (!ok)
+			continue;
+		set_expect(fs, parent, dkv_buf_cstr(&nm), false);
+		/* a listing (readdirplus) may have given the kernel a dentry
+		 * already; mkdir on it would be EEXIST and report nothing */
+		if (known(fs, parent))
+			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
+							 (const char *)nm.data, nm.len);
+		at(fs, &path, dkv_buf_cstr(&rel), NULL);
+		it->dirs_done = i + 1;
+		if (mkdir((char *)path.data, 0755) && errno != EEXIST)
+			break;
+		made = true;
+	}
+
+	if (made && ((s->has_value && !it->had_value) || it->dirs_done < s->nmade)) {
+		set_expect(fs, NULL, NULL, false);
+		dkv_buf_release(&path);
+		dkv_buf_release(&rel);
+		dkv_buf_release(&nm);
+		return true;
+	}
+	if (s->has_value) {
+		int fd;
+		at(fs, &path, relp, "_");
+		if (it->had_value) {
+			set_expect(fs, NULL, NULL, false);
+			fd = open((char *)path.data, O_WRONLY | O_CLOEXEC);
+		} else {
+			set_expect(fs, it->ent, "_", false);
+			if (known(fs, it->ent))
+				fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, it->ent, K_DIR),
+								 "_", 1);
+			fd = open((char *)path.data, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		}
+		if (fd >= 0) {
+			if (s->text.len && write(fd, s->text.data, s->text.len) < 0)
+				(void)0; /* nothing to do: the data is already in place */
+			if (ftruncate(fd, (off_t)s->text.len))
+				(void)0;
+			close(fd);
+		}
+	} else if (it->had_value) {
+		set_expect(fs, it->ent, "_", true);
+		at(fs, &path, relp, "_");
+		unlink((char *)path.data);
+		/* the directory, and ancestors left with nothing to show */
+		struct dkv_entry *x = it->ent;
+		while (x) {
+			rel.len = 0;
+			nm.len = 0;
+			dkv_engine_rdlock(fs->e);
+			struct dkv_entry *parent = x->parent;
+			bool gone = parent && !dkv_entry_visible(x) &&
+				    dkvfs__entry_relpath(fs, x, &rel) && !dkvfs__entry_name(fs, x, &nm);
+			for (unsigned i = 0; gone && i < fs->nspecials; i++)
+				gone = fs->specials[i].ent != x;
+			dkv_engine_unlock(fs->e);
+			if (!gone)
+				break;
+			set_expect(fs, parent, dkv_buf_cstr(&nm), true);
+			at(fs, &path, dkv_buf_cstr(&rel), NULL);
+			if (rmdir((char *)path.data))
+				break;
+			x = parent;
+		}
+	}
+	set_expect(fs, NULL, NULL, false);
+	dkv_buf_release(&path);
+	dkv_buf_release(&rel);
+	dkv_buf_release(&nm);
+	return false;
+}
+
+/* Returns true when the item must come back for a second round. */
+static bool process(struct dkvfs *fs, struct notify_item *it)
+{
+	struct snapshot s = {0};
+	bool again = false;
+	snapshot_take(fs, it, &s);
+	if (!it->value_only)
+		invalidate(fs, it, &s);
+	if (fs->opts.inotify && s.shown)
+		again = repeat(fs, it, &s);
+	snapshot_release(&s);
+	return again;
+}
+
+static void *notify_main(void *arg)
+{
+	struct dkvfs *fs = arg;
+	fs->notify_tid = (pid_t)syscall(SYS_gettid);
+	pthread_mutex_lock(&fs->mu);
+	while (!fs->stopping) {
+		if (fs->npolls) {
+			struct fuse_pollhandle **polls = fs->polls;
+			size_t n = fs->npolls;
+			fs->polls = NULL;
+			fs->npolls = fs->polls_cap = 0;
+			pthread_mutex_unlock(&fs->mu);
+			for (size_t i = 0; i < n; i++) {
+				fuse_lowlevel_notify_poll(polls[i]);
+				fuse_pollhandle_destroy(polls[i]);
+			}
+			free(polls);
+			pthread_mutex_lock(&fs->mu);
+			continue;
+		}
+		struct notify_item *it = fs->nq_head;
+		if (!it && fs->later_head && fs->later_head->due_ns <= mono_ns()) {
+			it = fs->later_head;
+			fs->later_head = it->next;
+			if (!fs->later_head)
+				fs->later_tail = &fs->later_head;
+		} else if (!it) {
+			if (fs->later_head) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				int64_t wait = fs->later_head->due_ns - mono_ns();
+				ts.tv_nsec += wait > 0 ? wait : 0;
+				ts.tv_sec += ts.tv_nsec / 1000000000;
+				ts.tv_nsec %= 1000000000;
+				pthread_cond_timedwait(&fs->ncond, &fs->mu, &ts);
+			} else {
+				pthread_cond_wait(&fs->ncond, &fs->mu);
+			}
+			continue;
+		} else {
+			fs->nq_head = it->next;
+			if (!fs->nq_head)
+				fs->nq_tail = &fs->nq_head;
+			fs->nq_len--;
+			struct notify_item **pp = &fs->nq_index[idx_bucket(fs, it->ent)];
+			while (*pp != it)
+				pp = &(*pp)->hnext;
+			*pp = it->hnext;
+		}
+		pthread_mutex_unlock(&fs->mu);
+
+		bool again = process(fs, it);
+
+		pthread_mutex_lock(&fs->mu);
+		if (again) {
+			it->value_only = true;
+			it->due_ns = mono_ns() + NEW_DIR_DELAY_NS;
+			it->next = NULL;
+			*fs->later_tail = it;
+			fs->later_tail = &it->next;
+			continue;
+		}
+		dkvfs__queue_unpin(fs, it->ent);
+		free(it);
+		uv_async_send(&fs->async);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return NULL;
+}
+
+int dkvfs__notify_start(struct dkvfs *fs)
+{
+	fs->nq_tail = &fs->nq_head;
+	fs->later_tail = &fs->later_head;
+	fs->nq_mask = 4095;
+	fs->nq_index = dkv_xcalloc(fs->nq_mask + 1, sizeof *fs->nq_index);
+	pthread_cond_init(&fs->ncond, NULL);
+	int rc = pthread_create(&fs->notify_thread, NULL, notify_main, fs);
+	if (rc)
+		return -rc;
+	fs->notify_running = true;
+	return 0;
+}
+
+void dkvfs__notify_stop(struct dkvfs *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->stopping = true;
+	pthread_cond_broadcast(&fs->ncond);
+	pthread_mutex_unlock(&fs->mu);
+	if (fs->notify_running) {
+		/* the notifier may wait for a FUSE reply that needs the loop:
+		 * keep serving jobs while it finishes */
+		while (pthread_tryjoin_np(fs->notify_thread, NULL)) {
+			dkvfs__run_jobs(fs);
+			usleep(1000);
+		}
+		fs->notify_running = false;
+	}
+	/* what was still queued: let go of the entries */
+	pthread_mutex_lock(&fs->mu);
+	while (fs->nq_head) {
+		struct notify_item *it = fs->nq_head;
+		fs->nq_head = it->next;
+		dkvfs__queue_unpin(fs, it->ent);
+		free(it);
+	}
+	fs->nq_tail = &fs->nq_head;
+	while (fs->later_head) {
+		struct notify_item *it = fs->later_head;
+		fs->later_head = it->next;
+		dkvfs__queue_unpin(fs, it->ent);
+		free(it);
+	}
+	fs->later_tail = &fs->later_head;
+	for (size_t i = 0; i < fs->npolls; i++)
+		fuse_pollhandle_destroy(fs->polls[i]);
+	free(fs->polls);
+	fs->polls = NULL;
+	fs->npolls = fs->polls_cap = 0;
+	free(fs->nq_index);
+	fs->nq_index = NULL;
+	pthread_mutex_unlock(&fs->mu);
+	pthread_cond_destroy(&fs->ncond);
+}
