@@ -18,7 +18,13 @@ static const uint8_t nil_elem[1] = {0xc0};
 struct dkv_engine *dkv_engine_new(const struct dkv_engine_opts *opts)
 {
 	struct dkv_engine *e = dkv_xcalloc(1, sizeof *e);
-	pthread_rwlock_init(&e->lock, NULL);
+	/* readers (FUSE threads) come in floods during ls -R or find: let the
+	 * loop's short writes go first, or changes could wait indefinitely */
+	pthread_rwlockattr_t la;
+	pthread_rwlockattr_init(&la);
+	pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&e->lock, &la);
+	pthread_rwlockattr_destroy(&la);
 	dkv__tree_init(e);
 	e->chain_length = opts->chain_length ? opts->chain_length : 5;
 	if (e->chain_length > DKV_CHAIN_MAX)
@@ -236,13 +242,35 @@ static int check_precond(const struct dkv_change *c, const struct dkv_entry *ent
 
 /* Whether the incoming chain is already reflected in the entry: the
  * entry knows a change of the same node at least as new. */
-static bool remote_is_old(const struct dkv_entry *ent, const struct dkv_chain_link *in)
+/* Whether a change stamped (chain, tock) from elsewhere should replace the
+ * entry's current state.  Chains tell history: if the entry already knows
+ * the incoming change (its chain holds the same node at that tick or
+ * later), the change is old.  If the incoming chain holds the entry's
+ * newest change, it was made on top of it and wins.  Otherwise the two
+ * were made concurrently: the higher tock wins, then the higher node name,
+ * then the higher tick -- the same answer on every node, whatever the
+ * order of arrival (see doc/protocol.md, "Conflicts"). */
+static bool remote_wins(const struct dkv_entry *ent, const struct dkv_chain_link *in,
+			uint32_t nin, uint64_t tock, bool *conflict)
 {
 	const struct dkv_value *v = ent->value;
-	for (uint32_t i = 0; v && i < v->nchain; i++)
+	*conflict = false;
+	if (!v || !v->nchain)
+		return true;
+	for (uint32_t i = 0; i < v->nchain; i++)
 		if (v->chain[i].node == in->node && v->chain[i].tick >= in->tick)
+			return false;
+	const struct dkv_chain_link *head = &v->chain[0];
+	for (uint32_t i = 0; i < nin; i++)
+		if (in[i].node == head->node && in[i].tick >= head->tick)
 			return true;
-	return false;
+	*conflict = true;
+	if (tock != ent->tock)
+		return tock > ent->tock;
+	int c = strcmp(in->node->name, head->node->name);
+	if (c)
+		return c > 0;
+	return in->tick > head->tick;
 }
 
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
@@ -265,10 +293,12 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	}
 
 	size_t before = e->nentries;
-	ent = dkv_entry_lookup(e, base, c->path, c->path_len, c->value != NULL);
+	/* a deletion from elsewhere leaves a tombstone even where we had nothing */
+	bool create = c->value != NULL || c->src != DKV_SRC_LOCAL;
+	ent = dkv_entry_lookup(e, base, c->path, c->path_len, create);
 	unsigned created = (unsigned)(e->nentries - before);
 	if (!ent) {
-		if (c->value)
+		if (create)
 			return -EINVAL; /* an element too long to be a name */
 		return check_precond(c, NULL); /* deleting what does not exist changes nothing */
 	}
@@ -287,8 +317,12 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	} else {
 		if (!c->chain || !c->nchain)
 			return -EINVAL;
-		if (remote_is_old(ent, c->chain))
+		bool conflict;
+		if (!remote_wins(ent, c->chain, c->nchain, c->tock, &conflict)) {
+			res->conflict = conflict;
 			return 0;
+		}
+		res->conflict = conflict;
 		chain = c->chain;
 		nchain = c->nchain < e->chain_length ? c->nchain : e->chain_length;
 		dkv_engine_see_tock(e, c->tock);

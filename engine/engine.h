@@ -200,6 +200,7 @@ struct dkv_result {
 	bool changed;             /* the value differs from before */
 	struct dkv_value *prev;   /* the old state (a reference; NULL if none) */
 	struct dkv_entry *entry;  /* the entry, pinned: unpin when done; NULL on error */
+	bool conflict;            /* remote: made concurrently with our state (resolved) */
 };
 
 /* Apply one change; every mutation of the tree goes through here.

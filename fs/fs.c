@@ -306,6 +306,7 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 		break;
 	}
 	case K_WATCH:
+	case K_STATS:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = 0;
@@ -320,7 +321,7 @@ static void make_entry(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
 {
 	memset(e, 0, sizeof *e);
 	e->ino = dkvfs__ino(fs, ent, k);
-	e->attr_timeout = k == K_WATCH ? 0 : TIMEOUT;
+	e->attr_timeout = k == K_WATCH || k == K_STATS ? 0 : TIMEOUT;
 	e->entry_timeout = TIMEOUT;
 	fill_attr(fs, ent, k, &e->attr);
 	pthread_mutex_lock(&fs->mu);
@@ -432,6 +433,21 @@ static struct dkvfs *FS(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+#define COUNT(fs, op) atomic_fetch_add_explicit(&(fs)->ops[OP_##op], 1, memory_order_relaxed)
+
+static const char *const op_names[] = {
+#define X(n) #n,
+	DKVFS_OPS(X)
+#undef X
+};
+
+static void render_stats(struct dkvfs *fs, struct dkv_buf *out)
+{
+	for (int i = 0; i < OP__COUNT; i++)
+		dkv_buf_printf(out, "%s: %llu\n", op_names[i],
+			       (unsigned long long)atomic_load(&fs->ops[i]));
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -448,6 +464,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	COUNT(FS(req), lookup);
 	struct dkvfs *fs = FS(req);
 	struct fuse_entry_param e;
 	enum fskind pk;
@@ -488,6 +505,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (name_is(name, ".watch")) {
 		make_entry(fs, dir, K_WATCH, &e);
 		err = 0;
+	} else if (name_is(name, ".stats") && dir == dkv_engine_root(fs->e)) {
+		make_entry(fs, dir, K_STATS, &e);
+		err = 0;
 	} else {
 		struct dkv_entry *k = child_by_name(fs, dir, name, notifier);
 		if (k) {
@@ -504,6 +524,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	COUNT(FS(req), forget);
 	struct dkvfs *fs = FS(req);
 	if (ino != FUSE_ROOT_ID) {
 		pthread_mutex_lock(&fs->mu);
@@ -518,6 +539,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	COUNT(FS(req), forget);
 	struct dkvfs *fs = FS(req);
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < count; i++)
@@ -532,6 +554,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), getattr);
 	struct dkvfs *fs = FS(req);
 	struct stat st;
 	enum fskind k;
@@ -540,7 +563,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	dkv_engine_rdlock(fs->e);
 	fill_attr(fs, ent, k, &st);
 	dkv_engine_unlock(fs->e);
-	fuse_reply_attr(req, &st, k == K_WATCH ? 0 : TIMEOUT);
+	fuse_reply_attr(req, &st, k == K_WATCH || k == K_STATS ? 0 : TIMEOUT);
 }
 
 /* ---- value files ---- */
@@ -647,6 +670,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), open);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
@@ -657,14 +681,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case K_VALUE:
 		open_value(fs, req, ent, fi, false);
 		return;
-	case K_META: {
+	case K_META:
+	case K_STATS: {
 		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 			fuse_reply_err(req, EACCES);
 			return;
 		}
 		struct vfile *v = vfile_new();
 		dkv_engine_rdlock(fs->e);
-		dkvfs__render_meta(ent, &v->text);
+		if (k == K_META)
+			dkvfs__render_meta(ent, &v->text);
+		else
+			render_stats(fs, &v->text);
 		dkv_engine_unlock(fs->e);
 		fi->direct_io = 1; /* small and changing: never cached */
 		fi->fh = (uint64_t)(uintptr_t)v;
@@ -684,6 +712,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
+	COUNT(FS(req), create);
 	struct dkvfs *fs = FS(req);
 	enum fskind pk;
 	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
@@ -715,6 +744,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	COUNT(FS(req), read);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	ino_entry(fs, ino, &k);
@@ -739,6 +769,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
+	COUNT(FS(req), write);
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 	(void)ino;
 	if (!v->writable) {
@@ -766,6 +797,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), flush);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
@@ -785,6 +817,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), release);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
@@ -802,6 +835,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
+	COUNT(FS(req), setattr);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
@@ -874,6 +908,7 @@ struct dirh {
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), opendir);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
@@ -901,6 +936,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	COUNT(FS(req), releasedir);
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	(void)ino;
 	dkv_buf_release(&d->last_name);
@@ -1023,17 +1059,20 @@ full:
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	COUNT(FS(req), readdir);
 	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
+	COUNT(FS(req), readdirplus);
 	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	COUNT(FS(req), mkdir);
 	struct dkvfs *fs = FS(req);
 	enum fskind pk;
 	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
@@ -1081,6 +1120,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	COUNT(FS(req), rmdir);
 	struct dkvfs *fs = FS(req);
 	enum fskind pk;
 	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
@@ -1101,6 +1141,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	COUNT(FS(req), unlink);
 	struct dkvfs *fs = FS(req);
 	enum fskind pk;
 	struct dkv_entry *dir = ino_entry(fs, parent, &pk);
@@ -1123,6 +1164,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
+	COUNT(FS(req), rename);
 	(void)parent;
 	(void)name;
 	(void)newparent;
@@ -1135,6 +1177,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	COUNT(FS(req), statfs);
 	struct dkvfs *fs = FS(req);
 	struct statvfs sv;
 	(void)ino;
@@ -1154,6 +1197,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		    struct fuse_pollhandle *ph)
 {
+	COUNT(FS(req), poll);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
 	ino_entry(fs, ino, &k);
