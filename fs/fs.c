@@ -402,7 +402,9 @@ static int job_set(struct dkvfs *fs, struct fsjob *j)
 	c.value_len = j->data.len;
 	c.pre = (enum dkv_precond)j->pre;
 	c.src = DKV_SRC_LOCAL;
+	fs->applying = j->ent; /* its inotify events came from the writer itself */
 	int rc = dkv_engine_apply(fs->e, &c, &res);
+	fs->applying = NULL;
 	if (!rc && !j->data.len && !res.changed)
 		rc = -ENOENT; /* nothing to delete */
 	dkv_result_release(fs->e, &res);
@@ -571,7 +573,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 struct vfile {
 	struct dkv_buf text; /* what reads return; what writes change */
 	bool writable;
-	bool dirty;          /* written since the last commit */
+	bool dirty;          /* changed since the last commit (written, or O_TRUNC) */
+	bool written;        /* write() or ftruncate() since the last commit */
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
@@ -621,13 +624,16 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		dkv_engine_unlock(fs->e);
 		fprintf(stderr, "distkv: %s/%s/_: not stored: %s\n", fs->mnt, dkv_buf_cstr(&p), err);
 		dkv_buf_release(&p);
+		/* the kernel truncated or overwrote its cached copy of the text
+		 * when the file was written: make it forget that copy */
+		dkvfs__notify_inval(fs, ent);
 		return -EINVAL;
 	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
-	if (rc == -EEXIST)
-		return -EEXIST;
+	if (rc)
+		dkvfs__notify_inval(fs, ent);
 	return rc;
 }
 
@@ -790,6 +796,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		}
 		memcpy(v->text.data + off, buf, size);
 		v->dirty = true;
+		v->written = true;
 	}
 	pthread_mutex_unlock(&v->mu);
 	fuse_reply_write(req, size);
@@ -805,8 +812,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (k == K_VALUE) {
 		struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 		pthread_mutex_lock(&v->mu);
-		if (v->dirty && !v->notifier) {
-			v->dirty = false; /* one attempt: the error goes to this close */
+		/* a shell's "> _" opens, dup2()s and closes the first descriptor
+		 * before anything is written: that flush must not store "" */
+		if (v->dirty && v->written && !v->notifier) {
+			v->dirty = v->written = false; /* one attempt: the error goes to this close */
 			rc = vfile_commit(fs, ent, v);
 			v->excl = false;
 		}
@@ -860,6 +869,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				memset(v->text.data + old, 0, size - old);
 			v->text.len = size;
 			v->dirty = true;
+			v->written = true;
 			pthread_mutex_unlock(&v->mu);
 		} else { /* truncate(2) by name: a change of its own */
 			struct vfile *v = vfile_new();

@@ -107,6 +107,7 @@ struct dkvfs {
 	struct fuse_pollhandle **polls; /* .watch readers to wake */
 	size_t npolls, polls_cap;
 	struct expect expect; /* under mu */
+	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
 	bool stopping;
 
 	/* special directories at the root */
@@ -149,6 +150,10 @@ void dkvfs__notify_stop(struct dkvfs *fs);
 /* The engine hook: every change, on the loop thread. */
 void dkvfs__on_change(void *ctx, const struct dkv_event *ev);
 bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req);
+/* From a FUSE thread: the kernel's copy of ent's text is wrong (a write
+ * that was refused); have the notifier drop it. ent must be known to the
+ * kernel (an open file of it). */
+void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent);
 
 /* watchfile.c */
 void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,

@@ -35,6 +35,7 @@ struct notify_item {
 	unsigned created;          /* entries made by the changes (path tail) */
 	bool value_only;           /* a later round: no more invalidation */
 	unsigned dirs_done;        /* new directories already made */
+	bool no_repeat;            /* made through the mount: inotify saw it already */
 	int64_t due_ns;            /* not before (CLOCK_MONOTONIC) */
 };
 
@@ -105,14 +106,47 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
 		if (it->ent == ent)
 			break;
+	bool own = fs->applying == ent;
 	if (it) {
 		it->created += ev->created;
+		it->no_repeat &= own;
 	} else {
 		it = dkv_xcalloc(1, sizeof *it);
 		it->ent = ent;
 		it->had_value = had;
 		it->created = ev->created;
+		it->no_repeat = own;
 		dkv_entry_pin(ent);
+		size_t b = idx_bucket(fs, ent);
+		it->hnext = fs->nq_index[b];
+		fs->nq_index[b] = it;
+		*fs->nq_tail = it;
+		fs->nq_tail = &it->next;
+		fs->nq_len++;
+		pthread_cond_signal(&fs->ncond);
+	}
+	pthread_mutex_unlock(&fs->mu);
+}
+
+void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent)
+{
+	dkv_engine_rdlock(fs->e);
+	bool has = dkv_entry_has_value(ent);
+	dkv_engine_unlock(fs->e);
+	pthread_mutex_lock(&fs->mu);
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	if (n)
+		n->ver++; /* until the notifier is done, reads bypass the cache */
+	struct notify_item *it;
+	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
+		if (it->ent == ent)
+			break;
+	if (!it && !fs->stopping) {
+		it = dkv_xcalloc(1, sizeof *it);
+		it->ent = ent;
+		it->had_value = has;
+		it->no_repeat = true;
+		dkv_entry_pin(ent); /* safe: the kernel holds it, so it cannot go */
 		size_t b = idx_bucket(fs, ent);
 		it->hnext = fs->nq_index[b];
 		fs->nq_index[b] = it;
@@ -336,7 +370,7 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 	snapshot_take(fs, it, &s);
 	if (!it->value_only)
 		invalidate(fs, it, &s);
-	if (fs->opts.inotify && s.shown)
+	if (fs->opts.inotify && s.shown && !it->no_repeat)
 		again = repeat(fs, it, &s);
 	snapshot_release(&s);
 	return again;
