@@ -105,8 +105,9 @@ void dkv_buf_puts(struct dkv_buf *b, const char *s)
 void dkv_buf_printf(struct dkv_buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	char probe[1];
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(probe, sizeof probe, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
@@ -364,7 +365,7 @@ static inline uint64_t rd64(const uint8_t *p)
 void dkv_mp_reader_init(struct dkv_mp_reader *r, const void *p, size_t len)
 {
 	r->p = p;
-	r->end = r->p + len;
+	r->end = len ? r->p + len : r->p; /* NULL + 0 is undefined */
 }
 
 /* Size of the fixed part following the type byte, for the 0xc0..0xdf range:
