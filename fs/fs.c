@@ -316,9 +316,10 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 }
 
 /* Fill e for (ent, k) and count the kernel's lookup.  Under the read lock. */
-static void make_entry(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
+static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
 		       struct fuse_entry_param *e)
 {
+	(void)req;
 	memset(e, 0, sizeof *e);
 	e->ino = dkvfs__ino(fs, ent, k);
 	e->attr_timeout = k == K_WATCH || k == K_STATS ? 0 : TIMEOUT;
@@ -452,7 +453,6 @@ static void render_stats(struct dkvfs *fs, struct dkv_buf *out)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
 	/* "echo x > _" must truncate: open gets O_TRUNC itself */
 	conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -460,6 +460,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* see doc/filesystem.md */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	/* directories need no per-open state: without OPENDIR/RELEASEDIR a
+	 * warm ls -R costs no requests at all (the kernel keeps listings
+	 * until the notifier invalidates them) */
+	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
+		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
+		((struct dkvfs *)userdata)->no_opendir = true;
+	}
 	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
 		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
 }
@@ -496,24 +503,24 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dkv_engine_rdlock(fs->e);
 	if (name_is(name, "_")) {
 		if (dkv_entry_has_value(dir) || expect_present) {
-			make_entry(fs, dir, K_VALUE, &e);
+			make_entry(fs, req, dir, K_VALUE, &e);
 			err = 0;
 		}
 	} else if (name_is(name, ".meta")) {
 		if (dir->value) {
-			make_entry(fs, dir, K_META, &e);
+			make_entry(fs, req, dir, K_META, &e);
 			err = 0;
 		}
 	} else if (name_is(name, ".watch")) {
-		make_entry(fs, dir, K_WATCH, &e);
+		make_entry(fs, req, dir, K_WATCH, &e);
 		err = 0;
 	} else if (name_is(name, ".stats") && dir == dkv_engine_root(fs->e)) {
-		make_entry(fs, dir, K_STATS, &e);
+		make_entry(fs, req, dir, K_STATS, &e);
 		err = 0;
 	} else {
 		struct dkv_entry *k = child_by_name(fs, dir, name, notifier);
 		if (k) {
-			make_entry(fs, k, K_DIR, &e);
+			make_entry(fs, req, k, K_DIR, &e);
 			err = 0;
 		}
 	}
@@ -665,7 +672,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	if (created) {
 		struct fuse_entry_param e;
 		dkv_engine_rdlock(fs->e);
-		make_entry(fs, ent, K_VALUE, &e);
+		make_entry(fs, req, ent, K_VALUE, &e);
 		dkv_engine_unlock(fs->e);
 		e.attr.st_size = 0;
 		fuse_reply_create(req, &e, fi);
@@ -903,11 +910,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 /* ---- directories ---- */
 
+/* Per-open directory state, used only by kernels that still send
+ * OPENDIR (listings resume through fs->cursors either way). */
 struct dirh {
-	/* where the last listing stopped, to resume without a scan */
 	struct dkv_buf last_name;
-	uint32_t last_seq;
-	off_t last_off;
 };
 
 #define OFF_DOT 1
@@ -924,6 +930,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
 	if (k != K_DIR) {
 		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	struct dirh *d = dkv_xcalloc(1, sizeof *d);
@@ -949,8 +959,10 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	COUNT(FS(req), releasedir);
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	(void)ino;
-	dkv_buf_release(&d->last_name);
-	free(d);
+	if (d) {
+		dkv_buf_release(&d->last_name);
+		free(d);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -999,10 +1011,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
 	struct dkvfs *fs = FS(req);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	enum fskind k;
 	struct dkv_entry *dir = ino_entry(fs, ino, &k);
 	struct dkv_buf buf = {0}, name = {0};
+	(void)fi;
 	bool is_root = dir == dkv_engine_root(fs->e);
 
 	dkv_engine_rdlock(fs->e);
@@ -1025,22 +1037,26 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dkv_entry *c = dir->kids;
 	if (off >= OFF_CHILD) {
 		uint32_t after = (uint32_t)(off - OFF_CHILD);
-		c = NULL;
-		if (d && d->last_off == off && d->last_name.len) {
-			struct dkv_entry *last =
-				dkv_entry_child(fs->e, dir, d->last_name.data, d->last_name.len);
-			if (last && last->seq == after)
-				c = last->next;
-			else
-				last = NULL;
-			if (!last) /* it went away: find our place by number */
-				for (c = dir->kids; c && c->seq <= after; c = c->next)
-					;
-		} else {
+		struct dkv_entry *last = NULL;
+		pthread_mutex_lock(&fs->mu);
+		for (unsigned i = 0; i < 32 && !last; i++) {
+			struct cursor *cu = &fs->cursors[i];
+			if (cu->dir == dir && cu->off == off && cu->seq == after) {
+				last = dkv_entry_child(fs->e, dir, cu->name.data, cu->name.len);
+				if (last && last->seq != after)
+					last = NULL;
+			}
+		}
+		pthread_mutex_unlock(&fs->mu);
+		if (last) {
+			c = last->next;
+		} else { /* no cursor, or its entry went away: find our place by number */
 			for (c = dir->kids; c && c->seq <= after; c = c->next)
 				;
 		}
 	}
+	struct dkv_entry *listed = NULL;
+	off_t listed_off = 0;
 	for (; c; c = c->next) {
 		if (is_root && c->namelen == 1 && c->name[0] == 0xc0)
 			continue;
@@ -1052,12 +1068,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		off_t o = OFF_CHILD + (off_t)c->seq;
 		if (!add_dirent(fs, req, &buf, size, plus, dkv_buf_cstr(&name), c, K_DIR, o))
 			break;
-		if (d) {
-			d->last_name.len = 0;
-			dkv_buf_append(&d->last_name, c->name, c->namelen);
-			d->last_seq = c->seq;
-			d->last_off = o;
-		}
+		listed = c;
+		listed_off = o;
+	}
+	if (listed && c) { /* more to come: remember where we stopped */
+		pthread_mutex_lock(&fs->mu);
+		struct cursor *cu = &fs->cursors[fs->next_cursor++ % 32];
+		cu->dir = dir;
+		cu->off = listed_off;
+		cu->seq = listed->seq;
+		cu->name.len = 0;
+		dkv_buf_append(&cu->name, listed->name, listed->namelen);
+		pthread_mutex_unlock(&fs->mu);
 	}
 full:
 	dkv_engine_unlock(fs->e);
@@ -1101,7 +1123,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		dkv_engine_rdlock(fs->e);
 		struct dkv_entry *k = child_by_name(fs, dir, name, true);
 		if (k)
-			make_entry(fs, k, K_DIR, &e);
+			make_entry(fs, req, k, K_DIR, &e);
 		dkv_engine_unlock(fs->e);
 		if (k)
 			fuse_reply_entry(req, &e);
@@ -1123,7 +1145,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	dkv_engine_rdlock(fs->e);
-	make_entry(fs, j.out, K_DIR, &e);
+	make_entry(fs, req, j.out, K_DIR, &e);
 	dkv_engine_unlock(fs->e);
 	fuse_reply_entry(req, &e);
 }
@@ -1437,6 +1459,8 @@ static void fs_free(uv_handle_t *h)
 	free(fs->nodes);
 	free(fs->mnt);
 	dkv_buf_release(&fs->expect.name);
+	for (unsigned i = 0; i < 32; i++)
+		dkv_buf_release(&fs->cursors[i].name);
 	pthread_mutex_destroy(&fs->mu);
 	pthread_cond_destroy(&fs->cond);
 	free(fs);

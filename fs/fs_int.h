@@ -107,6 +107,9 @@ struct dkvfs {
 	struct fuse_pollhandle **polls; /* .watch readers to wake */
 	size_t npolls, polls_cap;
 	struct expect expect; /* under mu */
+	uint64_t *watched;    /* notifier thread: inodes with inotify watches, sorted */
+	size_t nwatched, watched_cap;
+	int64_t scan_ns;      /* when they were last read */
 	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
 	bool stopping;
 
@@ -118,6 +121,15 @@ struct dkvfs {
 	unsigned nspecials;
 
 	struct wstream *streams; /* open .watch files, under mu */
+	bool no_opendir;         /* the kernel opens directories without asking */
+	/* where recent listings stopped, to resume without a scan; under mu */
+	struct cursor {
+		const struct dkv_entry *dir;
+		off_t off;            /* the offset the next call will ask for */
+		struct dkv_buf name;  /* the last child listed */
+		uint32_t seq;
+	} cursors[32];
+	unsigned next_cursor;
 	_Atomic uint64_t ops[OP__COUNT];
 
 	void (*close_cb)(void *arg);

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +36,6 @@ struct notify_item {
 	bool had_value;            /* what the kernel last saw */
 	unsigned created;          /* entries made by the changes (path tail) */
 	bool value_only;           /* a later round: no more invalidation */
-	unsigned dirs_done;        /* new directories already made */
 	bool no_repeat;            /* made through the mount: inotify saw it already */
 	int64_t due_ns;            /* not before (CLOCK_MONOTONIC) */
 };
@@ -170,6 +171,16 @@ static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char
 	pthread_mutex_unlock(&fs->mu);
 }
 
+static bool known(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (ent == dkv_engine_root(fs->e))
+		return true;
+	pthread_mutex_lock(&fs->mu);
+	bool k = dkvfs__node_find(fs, ent) != NULL;
+	pthread_mutex_unlock(&fs->mu);
+	return k;
+}
+
 /* What one item needs, read under the engine's read lock. */
 struct snapshot {
 	bool has_value;
@@ -197,14 +208,16 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 		dkvfs__render_value(ent, &s->text);
 	if (ent->parent)
 		dkvfs__entry_name(fs, ent, &s->name);
-	unsigned n = it->created < 16 ? it->created : 16;
-	struct dkv_entry *x = ent;
-	for (unsigned i = n; i > 0 && x && x->parent; i--) {
-		s->made[i - 1] = x;
-		x = x->parent;
-	}
-	s->nmade = n;
 	dkv_engine_unlock(fs->e);
+	/* the directories the kernel does not have: new ones, and ones an
+	 * earlier round removed from its view while they were empty */
+	struct dkv_entry *up[16];
+	unsigned n = 0;
+	for (struct dkv_entry *x = ent; x && x->parent && n < 16 && !known(fs, x); x = x->parent)
+		up[n++] = x;
+	for (unsigned i = 0; i < n; i++)
+		s->made[i] = up[n - 1 - i];
+	s->nmade = s->has_value ? n : 0;
 	pthread_mutex_lock(&fs->mu);
 	struct fsnode *fn = dkvfs__node_find(fs, ent);
 	s->ver = fn ? fn->ver : 0;
@@ -218,15 +231,109 @@ static void snapshot_release(struct snapshot *s)
 	dkv_buf_release(&s->name);
 }
 
-static bool known(struct dkvfs *fs, const struct dkv_entry *ent)
+/*
+ * Who is watching?  Repeating a change through the mount costs several
+ * FUSE round trips, so it is done only where an inotify watch can see it:
+ * on a directory (or "_") that is watched, or below a watched directory
+ * (a recursive watcher adds watches on new directories as they appear).
+ * The kernel lists every inotify watch in /proc/PID/fdinfo; we read those
+ * at most every WATCH_SCAN_NS, on the notifier thread only.
+ */
+#define WATCH_SCAN_NS 50000000
+
+static int cmp_u64(const void *a, const void *b)
 {
-	if (ent == dkv_engine_root(fs->e))
-		return true;
-	pthread_mutex_lock(&fs->mu);
-	bool k = dkvfs__node_find(fs, ent) != NULL;
-	pthread_mutex_unlock(&fs->mu);
-	return k;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
 }
+
+static void scan_fdinfo(struct dkvfs *fs, const char *pid, unsigned maj, unsigned min)
+{
+	char path[600], link[64];
+	snprintf(path, sizeof path, "/proc/%s/fd", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/fd/%s", pid, de->d_name);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (strcmp(link, "anon_inode:inotify"))
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/fdinfo/%s", pid, de->d_name);
+		FILE *f = fopen(path, "r");
+		char line[512];
+		while (f && fgets(line, sizeof line, f)) {
+			unsigned long long ino;
+			unsigned sdev;
+			const char *p = strstr(line, " ino:");
+			const char *q = strstr(line, " sdev:");
+			if (strncmp(line, "inotify ", 8) || !p || !q || sscanf(p, " ino:%llx", &ino) != 1 ||
+			    sscanf(q, " sdev:%x", &sdev) != 1)
+				continue;
+			if (sdev >> 20 != maj || (sdev & 0xfffff) != min)
+				continue;
+			if (fs->nwatched == fs->watched_cap) {
+				fs->watched_cap = fs->watched_cap ? 2 * fs->watched_cap : 64;
+				fs->watched = dkv_xrealloc(fs->watched,
+							   fs->watched_cap * sizeof *fs->watched);
+			}
+			fs->watched[fs->nwatched++] = ino;
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+}
+
+static void scan_watches(struct dkvfs *fs)
+{
+	int64_t now = mono_ns();
+	if (fs->scan_ns && now - fs->scan_ns < WATCH_SCAN_NS)
+		return;
+	fs->scan_ns = now;
+	if (!fs->dev) {
+		struct stat st;
+		if (stat(fs->mnt, &st))
+			return;
+		fs->dev = st.st_dev;
+	}
+	fs->nwatched = 0;
+	DIR *proc = opendir("/proc");
+	struct dirent *de;
+	while (proc && (de = readdir(proc)))
+		if (de->d_name[0] >= '1' && de->d_name[0] <= '9')
+			scan_fdinfo(fs, de->d_name, major(fs->dev), minor(fs->dev));
+	if (proc)
+		closedir(proc);
+	qsort(fs->watched, fs->nwatched, sizeof *fs->watched, cmp_u64);
+}
+
+static bool is_watched(const struct dkvfs *fs, uint64_t ino)
+{
+	return bsearch(&ino, fs->watched, fs->nwatched, sizeof ino, cmp_u64) != NULL;
+}
+
+/* Whether an inotify watch can see changes in ent's directory. */
+static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (!fs->nwatched)
+		return false;
+	if (is_watched(fs, dkvfs__ino(fs, ent, K_VALUE)))
+		return true;
+	dkv_engine_rdlock(fs->e);
+	bool w = false;
+	for (const struct dkv_entry *x = ent; x && !w; x = x->parent)
+		w = is_watched(fs, dkvfs__ino(fs, x, K_DIR));
+	dkv_engine_unlock(fs->e);
+	return w;
+}
+
 
 /* Step 1: drop what the kernel caches about the entry. */
 static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
@@ -245,12 +352,21 @@ static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot
 			fn->inval_ver = s->ver;
 		pthread_mutex_unlock(&fs->mu);
 	}
-	if (s->parent && (it->created || !s->visible) && known(fs, s->parent)) {
-		uint64_t pino = dkvfs__ino(fs, s->parent, K_DIR);
-		fuse_lowlevel_notify_inval_inode(fs->se, pino, 0, 0);
-		if (s->name.len)
-			fuse_lowlevel_notify_inval_entry(fs->se, pino, (const char *)s->name.data,
-							 s->name.len);
+	if (it->created || it->had_value != s->has_value) {
+		/* the entry's visibility may have changed, and with it the
+		 * listings and link counts of its ancestors */
+		dkv_engine_rdlock(fs->e);
+		struct dkv_entry *anc[64];
+		unsigned na = 0;
+		for (struct dkv_entry *x = s->parent; x && na < 64; x = x->parent)
+			anc[na++] = x;
+		dkv_engine_unlock(fs->e);
+		for (unsigned i = 0; i < na; i++)
+			if (known(fs, anc[i]))
+				fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, anc[i], K_DIR), 0, 0);
+		if (s->parent && s->name.len && known(fs, s->parent))
+			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, s->parent, K_DIR),
+							 (const char *)s->name.data, s->name.len);
 	}
 }
 
@@ -278,9 +394,18 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 	const char *relp = dkv_buf_cstr(&s->rel);
 	bool made = false;
 
-	/* new directories, outermost first, one per round */
-	for (unsigned i = it->dirs_done; i < s->nmade && !made; i++) {
+	/* new directories, outermost first, one per round; an inotify watch
+	 * needs the directory's inode, so where the kernel does not know the
+	 * parent nobody can be watching and nothing needs repeating */
+	for (unsigned i = 0; i < s->nmade && !made; i++) {
 		struct dkv_entry *d = s->made[i];
+		if (!watched_maybe(fs, d->parent)) {
+			set_expect(fs, NULL, NULL, false);
+			dkv_buf_release(&path);
+			dkv_buf_release(&rel);
+			dkv_buf_release(&nm);
+			return false;
+		}
 		rel.len = 0;
 		nm.len = 0;
 		dkv_engine_rdlock(fs->e);
@@ -297,20 +422,22 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
 							 (const char *)nm.data, nm.len);
 		at(fs, &path, dkv_buf_cstr(&rel), NULL);
-		it->dirs_done = i + 1;
 		if (mkdir((char *)path.data, 0755) && errno != EEXIST)
 			break;
 		made = true;
 	}
 
-	if (made && ((s->has_value && !it->had_value) || it->dirs_done < s->nmade)) {
+	/* the made directory is known now; the next round makes the next one */
+	if (made && ((s->has_value && !it->had_value) || s->nmade > 1)) {
 		set_expect(fs, NULL, NULL, false);
 		dkv_buf_release(&path);
 		dkv_buf_release(&rel);
 		dkv_buf_release(&nm);
 		return true;
 	}
-	if (s->has_value) {
+	if (!watched_maybe(fs, it->ent)) {
+		/* nobody watches a directory that nobody has looked up */
+	} else if (s->has_value) {
 		int fd;
 		at(fs, &path, relp, "_");
 		if (it->had_value) {
@@ -370,8 +497,10 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 	snapshot_take(fs, it, &s);
 	if (!it->value_only)
 		invalidate(fs, it, &s);
-	if (fs->opts.inotify && s.shown && !it->no_repeat)
+	if (fs->opts.inotify && s.shown && !it->no_repeat) {
+		scan_watches(fs);
 		again = repeat(fs, it, &s);
+	}
 	snapshot_release(&s);
 	return again;
 }
@@ -498,6 +627,9 @@ void dkvfs__notify_stop(struct dkvfs *fs)
 	fs->npolls = fs->polls_cap = 0;
 	free(fs->nq_index);
 	fs->nq_index = NULL;
+	free(fs->watched);
+	fs->watched = NULL;
+	fs->nwatched = fs->watched_cap = 0;
 	pthread_mutex_unlock(&fs->mu);
 	pthread_cond_destroy(&fs->ncond);
 }
