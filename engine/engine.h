@@ -162,8 +162,11 @@ bool dkv_entry_visible(const struct dkv_entry *ent);
  * -EEXIST when it is already visible. */
 int dkv_engine_mkdir(struct dkv_engine *e, struct dkv_entry *base, const uint8_t *path,
 		     size_t len, struct dkv_entry **out);
+/* Set or clear the keep flag (what mkdir sets) of an existing entry;
+ * clearing may free it. */
+void dkv_engine_set_keep(struct dkv_engine *e, struct dkv_entry *ent, bool keep);
 /* rmdir: forget the mkdir; -ENOTEMPTY when it has a value or visible
- * children, -ENOENT when it is not visible. */
+ * children.  An entry that is no longer visible is fine (0). */
 int dkv_engine_rmdir(struct dkv_engine *e, struct dkv_entry *ent);
 
 /* ---- changes ---- */

@@ -264,25 +264,32 @@ int dkv_engine_mkdir(struct dkv_engine *e, struct dkv_entry *base, const uint8_t
 		*out = ent;
 	if (dkv_entry_visible(ent))
 		return -EEXIST;
-	pthread_rwlock_wrlock(&e->lock);
-	ent->flags |= DKV_ENTRY_KEEP;
-	pthread_rwlock_unlock(&e->lock);
+	dkv_engine_set_keep(e, ent, true);
 	return 0;
+}
+
+void dkv_engine_set_keep(struct dkv_engine *e, struct dkv_entry *ent, bool keep)
+{
+	pthread_rwlock_wrlock(&e->lock);
+	if (keep)
+		ent->flags |= DKV_ENTRY_KEEP;
+	else
+		ent->flags &= (uint8_t)~DKV_ENTRY_KEEP;
+	pthread_rwlock_unlock(&e->lock);
+	if (!keep)
+		dkv__entry_maybe_free(e, ent);
 }
 
 int dkv_engine_rmdir(struct dkv_engine *e, struct dkv_entry *ent)
 {
 	if (!dkv_entry_visible(ent))
-		return -ENOENT;
+		return 0; /* its last value went (rm _ or elsewhere): already gone from view */
 	if (dkv_entry_has_value(ent))
 		return -ENOTEMPTY;
 	for (const struct dkv_entry *k = ent->kids; k; k = k->next)
 		if (dkv_entry_visible(k))
 			return -ENOTEMPTY;
-	pthread_rwlock_wrlock(&e->lock);
-	ent->flags &= (uint8_t)~DKV_ENTRY_KEEP;
-	pthread_rwlock_unlock(&e->lock);
-	dkv__entry_maybe_free(e, ent);
+	dkv_engine_set_keep(e, ent, false);
 	return 0;
 }
 

@@ -413,6 +413,16 @@ static int job_set(struct dkvfs *fs, struct fsjob *j)
 	return rc;
 }
 
+/* rm _: like a file removed from a directory, the directory stays
+ * (until rmdir), although an entry without a value is not shown otherwise */
+static int job_unlink(struct dkvfs *fs, struct fsjob *j)
+{
+	int rc = job_set(fs, j);
+	if (!rc)
+		dkv_engine_set_keep(fs->e, j->ent, true);
+	return rc;
+}
+
 static int job_mkdir(struct dkvfs *fs, struct fsjob *j)
 {
 	return dkv_engine_mkdir(fs->e, j->ent, j->data.data, j->data.len, &j->out);
@@ -1189,7 +1199,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, name_is(name, ".meta") || name_is(name, ".watch") ? EPERM : ENOENT);
 		return;
 	}
-	struct fsjob j = {.run = job_set, .ent = dir};
+	struct fsjob j = {.run = job_unlink, .ent = dir};
 	fuse_reply_err(req, -dkvfs__submit(fs, &j));
 }
 
