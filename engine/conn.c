@@ -8,8 +8,19 @@
  * uv_write.  A client that does not read is throttled: past
  * max_out_buffer bytes of unsent replies we stop reading its requests, and
  * its streams stop producing, so memory per connection stays bounded.
+ *
+ * With a change log in `always` mode, output is held back until the log
+ * has on disk every change made before the output was produced: a reply
+ * never reports (or shows) a change that a crash could still lose.  Each
+ * reply raises the connection's hold to the log's newest record; flush
+ * writes nothing while the log is behind that, and the log's notify
+ * (dkv__server_log_durable) writes the held output after each fsync.
+ * All connections' changes of one loop iteration share that fsync.
+ * NEEDSWORK: the whole output buffer waits for its newest reply's record;
+ * keeping marks in out would let older replies go one fsync earlier.
  */
 #include "conn.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -83,6 +94,12 @@ const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key)
 
 void dkv__reply_begin(struct dkv_reply *r, struct dkv_conn *c)
 {
+	struct dkv_logger *lg = c->srv->opts.logger;
+	if (lg) {
+		uint64_t need = dkv_logger_need(lg);
+		if (need > c->hold)
+			c->hold = need;
+	}
 	r->b = &c->out;
 	r->head = c->out.len;
 	r->n = 0;
@@ -269,6 +286,14 @@ void dkv__conn_flush(struct dkv_conn *c)
 {
 	if (c->writing || c->closing)
 		return;
+	struct dkv_logger *lg = c->srv->opts.logger;
+	if (c->out.len && c->hold && lg && !dkv_logger_is_durable(lg, c->hold)) {
+		if (!c->held) {
+			c->held = true;
+			c->srv->nheld++;
+		}
+		return;
+	}
 	if (!c->out.len) {
 		if (c->close_after_write)
 			dkv__conn_close(c);
@@ -442,11 +467,31 @@ static void conn_closed(uv_handle_t *h)
 	dkv__server_maybe_done(s);
 }
 
+void dkv__server_log_durable(void *arg)
+{
+	struct dkv_server *s = arg;
+	struct dkv_logger *lg = s->opts.logger;
+	if (!s->nheld)
+		return;
+	for (struct dkv_conn *c = s->conns, *n; c && s->nheld; c = n) {
+		n = c->next; /* flush may close c */
+		if (!c->held || !dkv_logger_is_durable(lg, c->hold))
+			continue;
+		c->held = false;
+		s->nheld--;
+		dkv__conn_flush(c);
+	}
+}
+
 void dkv__conn_close(struct dkv_conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->held) {
+		c->held = false;
+		c->srv->nheld--;
+	}
 	while (c->streams)
 		dkv__stream_cancel(c->streams);
 	struct dkv_server *s = c->srv;

@@ -59,6 +59,7 @@ struct dkv_server {
 	struct dkv_conn *conns; /* all open connections */
 	size_t nconns;          /* connections in conns */
 	size_t nhandles;        /* connection handles not yet closed */
+	size_t nheld;           /* connections whose output waits for the log */
 	bool closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -77,6 +78,8 @@ struct dkv_conn {
 	bool reading;               /* uv_read_start is active */
 	bool closing;
 	bool close_after_write;     /* protocol error: flush, then close */
+	bool held;                  /* out waits for the log (in srv->nheld) */
+	uint64_t hold;              /* out may be written once the log has this record on disk */
 	unsigned qlen;              /* stream window agreed with the client; 0: none */
 	struct dkv_stream *streams; /* multi-reply requests still running */
 	unsigned id;                /* for log messages */
@@ -100,8 +103,11 @@ void dkv__reply_end(struct dkv_reply *r);
 /* Queue an error reply {error, seq (if any), tock}. */
 void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Make sure queued output gets written. */
+/* Make sure queued output gets written (once the log allows: see log.h,
+ * "Holding replies"). */
 void dkv__conn_flush(struct dkv_conn *c);
+/* The log made more records durable: write the output it held back. */
+void dkv__server_log_durable(void *arg);
 /* Output queued but not yet written, bytes. */
 size_t dkv__conn_backlog(const struct dkv_conn *c);
 /* Whether the connection can take more stream output now. */

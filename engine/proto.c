@@ -8,6 +8,7 @@
  * changes made while it waits for the client's acks.
  */
 #include "conn.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -477,11 +478,12 @@ static void collect_current(struct dkv_engine *e, struct dkv_rangeset *cur)
 
 static int act_get_state(struct req *q)
 {
-	bool nodes, known, current, missing, rmissing, deleted;
+	bool nodes, known, current, missing, rmissing, deleted, log;
 	int rc;
 	if ((rc = get_bool(q, "nodes", &nodes)) || (rc = get_bool(q, "known", &known)) ||
 	    (rc = get_bool(q, "current", &current)) || (rc = get_bool(q, "missing", &missing)) ||
-	    (rc = get_bool(q, "remote_missing", &rmissing)) || (rc = get_bool(q, "deleted", &deleted)))
+	    (rc = get_bool(q, "remote_missing", &rmissing)) || (rc = get_bool(q, "deleted", &deleted)) ||
+	    (rc = get_bool(q, "log", &log)))
 		return rc;
 
 	uint32_t nn = dkv_engine_node_count(q->e);
@@ -567,6 +569,13 @@ static int act_get_state(struct req *q)
 			dkv_rangeset_encode(&n->deleted, r.b);
 		}
 	}
+	if (log) { /* OUR EXTENSION: the change log's health */
+		dkv__reply_key(&r, "log");
+		if (q->c->srv->opts.logger)
+			dkv_logger_encode_info(q->c->srv->opts.logger, r.b);
+		else
+			dkv_mp_nil(r.b);
+	}
 	reply_tock(&r, q->e, 0);
 	reply_seq(&r, q->m);
 	dkv__reply_end(&r);
@@ -643,6 +652,147 @@ static int act_not_yet(struct req *q)
 		 "this server does not support that action yet (persistence and clustering "
 		 "are not built in this version)");
 	return -ENOSYS;
+}
+
+/* ---- log and save ---- */
+
+/* `log` and `save` answer once the file is on disk.  Until then the
+ * request is a stream without output, so that it goes away with its
+ * connection: the logger is told to forget the callback. */
+
+static bool logop_pump(struct dkv_stream *st)
+{
+	return false;
+}
+
+static void logop_release(struct dkv_stream *st)
+{
+	dkv_logger_forget(st->conn->srv->opts.logger, st);
+}
+
+static const struct dkv_stream_ops logop_ops = {logop_pump, logop_release};
+
+static void logop_done(void *arg, int status, const char *msg)
+{
+	struct dkv_stream *st = arg;
+	struct dkv_conn *c = st->conn;
+	struct dkv_reply r;
+	dkv__reply_begin(&r, c);
+	if (status) {
+		dkv__reply_key(&r, "error");
+		dkv_mp_cstr(r.b, msg);
+	} else {
+		dkv__reply_key(&r, "result");
+		dkv_mp_bool(r.b, true);
+	}
+	dkv__reply_key(&r, "seq");
+	dkv_mp_uint(r.b, st->seq);
+	reply_tock(&r, c->srv->engine, 0);
+	dkv__reply_end(&r);
+	dkv__stream_cancel(st);
+	dkv__conn_flush(c);
+}
+
+/* The "path" field: a file name, or NULL when absent or None. */
+static int get_file(struct req *q, char *buf, size_t len, bool *given)
+{
+	const struct dkv_field *f = dkv__msg_get(q->m, "path");
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	*given = false;
+	if (!f)
+		return 0;
+	dkv_mp_reader_init(&r, f->val, f->vallen);
+	if (dkv_mp_read(&r, &it))
+		return bad_field(q, "path", "a file name");
+	if (it.type == DKV_MP_NIL)
+		return 0;
+	if ((it.type != DKV_MP_STR && it.type != DKV_MP_BIN) || !it.v.s.len ||
+	    it.v.s.len >= len || memchr(it.v.s.p, 0, it.v.s.len))
+		return bad_field(q, "path", "a file name");
+	memcpy(buf, it.v.s.p, it.v.s.len);
+	buf[it.v.s.len] = 0;
+	*given = true;
+	return 0;
+}
+
+/* what: "log to FILE", "stop the log", ... */
+static void logop_error(struct req *q, const char *what, int rc)
+{
+	snprintf(q->err, sizeof q->err, "cannot %s: %s", what,
+		 rc == -EBUSY	     ? "a log switch is still in progress"
+		 : rc == -ESHUTDOWN ? "the server is shutting down"
+				    : strerror(-rc));
+}
+
+static int act_log(struct req *q)
+{
+	struct dkv_logger *lg = q->c->srv->opts.logger;
+	char file[4096];
+	bool given, fetch;
+	int rc;
+
+	if ((rc = get_file(q, file, sizeof file, &given)) || (rc = get_bool(q, "fetch", &fetch)))
+		return rc;
+	if (!lg) {
+		snprintf(q->err, sizeof q->err, "this server keeps no logs");
+		return -ENOSYS;
+	}
+	enum dkv_log_sync sync = dkv_logger_default_sync(lg);
+	const struct dkv_field *sf = dkv__msg_get(q->m, "sync");
+	if (sf) { /* OUR EXTENSION: the durability mode */
+		struct dkv_mp_reader r;
+		struct dkv_mp_item it;
+		dkv_mp_reader_init(&r, sf->val, sf->vallen);
+		if (dkv_mp_read(&r, &it) ||
+		    (it.type != DKV_MP_NIL &&
+		     (it.type != DKV_MP_STR ||
+		      dkv_log_sync_parse((const char *)it.v.s.p, it.v.s.len, &sync))))
+			return bad_field(q, "sync", "'always', 'batch' or 'none'");
+	}
+	struct dkv_stream *st = dkv__stream_new(q->c, q->m->seq, &logop_ops, NULL);
+	if (given)
+		rc = dkv_logger_start(lg, file, sync, !fetch, logop_done, st);
+	else
+		rc = dkv_logger_stop(lg, logop_done, st);
+	if (rc == -EALREADY) { /* no log to stop */
+		logop_done(st, 0, NULL);
+		return 0;
+	}
+	if (rc) {
+		char what[240] = "stop the log";
+		if (given)
+			snprintf(what, sizeof what, "log to %.200s", file);
+		dkv__stream_cancel(st);
+		logop_error(q, what, rc);
+	}
+	return rc;
+}
+
+static int act_save(struct req *q)
+{
+	struct dkv_logger *lg = q->c->srv->opts.logger;
+	char file[4096];
+	bool given, full;
+	int rc;
+
+	if ((rc = get_file(q, file, sizeof file, &given)) || (rc = get_bool(q, "full", &full)))
+		return rc;
+	if (!given)
+		return bad_field(q, "path", "a file name");
+	if (!lg) {
+		snprintf(q->err, sizeof q->err, "this server keeps no logs");
+		return -ENOSYS;
+	}
+	struct dkv_stream *st = dkv__stream_new(q->c, q->m->seq, &logop_ops, NULL);
+	rc = dkv_logger_save(lg, file, full, logop_done, st);
+	if (rc) {
+		char what[240];
+		snprintf(what, sizeof what, "save to %.200s", file);
+		dkv__stream_cancel(st);
+		logop_error(q, what, rc);
+	}
+	return rc;
 }
 
 /* ---- streams: get_tree and watch ---- */
@@ -749,7 +899,8 @@ static void send_entry(struct dkv_stream *st, struct pstack *last, const struct 
 	dkv__reply_key(&r, "path");
 	size_t from = common < path->n ? path->off[common] : path->enc.len;
 	dkv_mp_array(r.b, path->n - common);
-	dkv_buf_append(r.b, path->enc.data + from, path->enc.len - from);
+	if (path->enc.len > from)
+		dkv_buf_append(r.b, path->enc.data + from, path->enc.len - from);
 	dkv__reply_key(&r, "depth");
 	dkv_mp_uint(r.b, common);
 	dkv__reply_end(&r);
@@ -1080,8 +1231,8 @@ static const struct action actions[] = {
 	{"enum_internal", act_enum_internal, ACL_INTERNAL},
 	{"get_tree_internal", act_get_tree_internal, ACL_INTERNAL},
 	{"delete_tree", act_delete_tree, ACL_DELETE},
-	{"log", act_not_yet, ACL_INTERNAL},
-	{"save", act_not_yet, ACL_INTERNAL},
+	{"log", act_log, ACL_INTERNAL},
+	{"save", act_save, ACL_INTERNAL},
 	{"msg_send", act_not_yet, 0},
 	{"msg_monitor", act_not_yet, 0},
 };

@@ -2,6 +2,7 @@
  * server.c - the listening socket and the server's lifetime.
  */
 #include "conn.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -65,6 +66,8 @@ int dkv_server_new(struct dkv_server **out, uv_loop_t *loop, struct dkv_engine *
 		else if (ss.ss_family == AF_INET6)
 			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
+	if (opts->logger)
+		dkv_logger_set_notify(opts->logger, dkv__server_log_durable, s);
 	*out = s;
 	return 0;
 }
@@ -103,6 +106,8 @@ static void listener_closed(uv_handle_t *h)
 void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 {
 	s->closing = true;
+	if (s->opts.logger)
+		dkv_logger_set_notify(s->opts.logger, NULL, NULL);
 	s->close_cb = cb;
 	s->close_arg = arg;
 	uv_close((uv_handle_t *)&s->listener, listener_closed);

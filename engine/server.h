@@ -10,6 +10,8 @@
 
 #include <uv.h>
 
+struct dkv_logger;
+
 struct dkv_server_opts {
 	const char *host;      /* server.bind_default.host */
 	int port;              /* server.bind_default.port; 0 picks a free port */
@@ -18,6 +20,7 @@ struct dkv_server_opts {
 	unsigned qlen;         /* server.buffer: the largest stream window offered */
 	size_t max_watch_queue; /* events held for a watcher that does not ack */
 	const char *version;   /* sent in the greeting; NULL: our own */
+	struct dkv_logger *logger; /* change logs (log.h); NULL: `log` and `save` refused */
 };
 
 struct dkv_server;

@@ -903,11 +903,13 @@ static int cmd_dump(struct ctx *x, int argc, char **argv)
 }
 
 static const char state_usage[] =
-	"internal state [--nodes] [--known] [--current] [--missing] [--remote-missing] [--deleted]";
+	"internal state [--nodes] [--known] [--current] [--missing] [--remote-missing] [--deleted]\n"
+	"       [--log]";
 
 static int cmd_state(struct ctx *x, int argc, char **argv)
 {
-	static const char *const flags[] = {"nodes", "known", "current", "missing", "remote_missing", "deleted"};
+	static const char *const flags[] = {"nodes",	      "known",	 "current", "missing",
+					    "remote_missing", "deleted", "log"};
 	enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
 	static const struct option lo[] = {
 		{"nodes", no_argument, NULL, 0},
@@ -916,6 +918,7 @@ static int cmd_state(struct ctx *x, int argc, char **argv)
 		{"missing", no_argument, NULL, 3},
 		{"remote-missing", no_argument, NULL, 4},
 		{"deleted", no_argument, NULL, 5},
+		{"log", no_argument, NULL, 6},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
@@ -931,7 +934,8 @@ static int cmd_state(struct ctx *x, int argc, char **argv)
 		if (ch == 'H')
 			return help(x, state_usage,
 				    "Print the server's replication state as YAML (every part when\n"
-				    "no option is given).\n");
+				    "no option is given).  --log: the change log's health (path,\n"
+				    "sync mode, state, records, bytes, syncs, errors, last_error).\n");
 		return usage_error(x, state_usage, NULL, NULL);
 	}
 	if (optind < argc)
@@ -951,6 +955,138 @@ static int cmd_state(struct ctx *x, int argc, char **argv)
 	return rc;
 }
 
+/* ---- log ---- */
+
+/* Send a log request and report: nothing on success, the server's
+ * message on failure. */
+static int log_request(struct ctx *x, const struct dkv_buf *req, uint32_t nfields)
+{
+	struct dkv_buf rep = {0};
+	int rc = ctx_connect(x);
+	if (rc == 0) {
+		int r = dkv_client_call(x->conn, req->data, req->len, nfields, &rep);
+		rc = r < 0 ? request_failed(x, r) : 0;
+	}
+	dkv_buf_release(&rep);
+	return rc;
+}
+
+static const char dest_usage[] = "log dest [-i] [--sync always|batch|none] FILE";
+
+static int cmd_log_dest(struct ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"incremental", no_argument, NULL, 'i'},
+		{"sync", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	bool incremental = false;
+	const char *sync = NULL;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+is:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			incremental = true;
+			break;
+		case 's':
+			if (strcmp(optarg, "always") && strcmp(optarg, "batch") && strcmp(optarg, "none"))
+				return usage_error(x, dest_usage, "bad --sync '%s'", optarg);
+			sync = optarg;
+			break;
+		case 'H':
+			return help(x, dest_usage,
+				    "Make the server log every change to FILE (a path on the server's\n"
+				    "machine, relative to its working directory), first writing the\n"
+				    "complete current state unless -i (incremental) is given.  A log\n"
+				    "that was open is closed once FILE holds everything.  --sync:\n"
+				    "always (each change is on disk before its reply), batch (fsync\n"
+				    "every server.log.interval, the default) or none.\n");
+		default:
+			return usage_error(x, dest_usage, NULL, NULL);
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error(x, dest_usage, "exactly one FILE is needed%s", "");
+	struct dkv_buf req = {0};
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "log");
+	dkv_mp_cstr(&req, "path");
+	dkv_mp_cstr(&req, argv[optind]);
+	put_bool(&req, "fetch", !incremental);
+	if (sync) {
+		dkv_mp_cstr(&req, "sync");
+		dkv_mp_cstr(&req, sync);
+	}
+	int rc = log_request(x, &req, sync ? 4 : 3);
+	dkv_buf_release(&req);
+	return rc;
+}
+
+static const char save_usage[] = "log save [-f] FILE";
+
+static int cmd_log_save(struct ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"full", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	bool full = false;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+f", lo, NULL)) != -1) {
+		if (ch == 'f') {
+			full = true;
+			continue;
+		}
+		if (ch == 'H')
+			return help(x, save_usage,
+				    "Make the server write its current state to FILE (on the server's\n"
+				    "machine) as a one-shot dump: written to a temporary file, synced,\n"
+				    "then renamed into place.  -f: include the internal data.\n");
+		return usage_error(x, save_usage, NULL, NULL);
+	}
+	if (optind != argc - 1)
+		return usage_error(x, save_usage, "exactly one FILE is needed%s", "");
+	struct dkv_buf req = {0};
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "save");
+	dkv_mp_cstr(&req, "path");
+	dkv_mp_cstr(&req, argv[optind]);
+	put_bool(&req, "full", full);
+	int rc = log_request(x, &req, 3);
+	dkv_buf_release(&req);
+	return rc;
+}
+
+static const char stop_usage[] = "log stop";
+
+static int cmd_log_stop(struct ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+		if (ch == 'H')
+			return help(x, stop_usage,
+				    "Make the server flush and close its change log.\n");
+		return usage_error(x, stop_usage, NULL, NULL);
+	}
+	if (optind != argc)
+		return usage_error(x, stop_usage, "unexpected argument '%s'", argv[optind]);
+	struct dkv_buf req = {0};
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "log");
+	int rc = log_request(x, &req, 1);
+	dkv_buf_release(&req);
+	return rc;
+}
+
 /* ---- dispatch ---- */
 
 struct command {
@@ -967,6 +1103,9 @@ static const struct command commands[] = {
 	{"data", "monitor", cmd_monitor, "print changes as they happen"},
 	{"internal", "dump", cmd_dump, "print the internal tree"},
 	{"internal", "state", cmd_state, "print the replication state"},
+	{"log", "dest", cmd_log_dest, "log every change to a file"},
+	{"log", "save", cmd_log_save, "write the current state to a file"},
+	{"log", "stop", cmd_log_stop, "stop logging changes"},
 };
 
 static void group_usage(struct ctx *x, FILE *f, const char *group)
@@ -1015,7 +1154,8 @@ static void client_usage(struct ctx *x, FILE *f)
 		"\n"
 		"Commands:\n"
 		"  data      read and change the stored data\n"
-		"  internal  look at the server's internal data and state\n",
+		"  internal  look at the server's internal data and state\n"
+		"  log       save the server's state and log its changes to files\n",
 		x->cmdname);
 }
 
@@ -1079,7 +1219,7 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	int rc;
-	if (!strcmp(argv[0], "data") || !strcmp(argv[0], "internal")) {
+	if (!strcmp(argv[0], "data") || !strcmp(argv[0], "internal") || !strcmp(argv[0], "log")) {
 		rc = run_group(&x, argc, argv);
 	} else {
 		fprintf(stderr, "%s: unknown command '%s'\n", cli->progname, argv[0]);

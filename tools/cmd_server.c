@@ -1,17 +1,20 @@
 /*
  * cmd_server.c - "distkv server": run a node.
  *
- * Builds the engine from the configuration, optionally stores the root
- * value of a new network (-i), starts the client-protocol server and runs
- * the event loop until SIGINT or SIGTERM.
+ * Builds the engine from the configuration, loads state files and change
+ * logs (-l), optionally stores the root value of a new network (-i),
+ * starts logging (--save), starts the client-protocol server and runs the
+ * event loop until SIGINT or SIGTERM, when the logs are flushed and closed.
  */
 #include "cli.h"
 #include "config.h"
 #include "dkvfs.h"
 #include "engine.h"
+#include "log.h"
 #include "py.h"
 #include "server.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@ struct node {
 	struct dkv_engine *engine;
 	struct dkv_server *server;
 	struct dkvfs *fs;
+	struct dkv_logger *logger;
 	int verbose;
 	int exit_code;
 };
@@ -39,6 +43,12 @@ static void usage(FILE *f)
 	      "  -i, --init VALUE   store VALUE at the root of a new network (a string)\n"
 	      "  -e, --eval         evaluate the -i VALUE as a Python literal\n"
 	      "  -m, --mount DIR    mount the tree at DIR (config server.mount)\n"
+	      "  -l, --load FILE    load a state file or change log before serving (repeatable;\n"
+	      "                     order does not matter; FILE may be a pipe, - is stdin)\n"
+	      "      --skip-damaged skip damaged parts of loaded files instead of refusing to start\n"
+	      "      --save FILE    log every change to FILE, starting with the current state\n"
+	      "      --sync MODE    durability of the --save log: always, batch or none\n"
+	      "                     (default: server.log.sync, batch)\n"
 	      "      --help         show this help\n"
 	      "\n"
 	      "configuration keys used (set with -c FILE or -C key=value):\n"
@@ -49,6 +59,8 @@ static void usage(FILE *f)
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
 	      "  server.mount             where to mount the tree (none by default)\n"
 	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
+	      "  server.log.sync          durability of change logs: always, batch, none (batch)\n"
+	      "  server.log.interval      batch mode: seconds between fsyncs (0.1)\n"
 	      "\n"
 	      "Never use -i except to create a new, separate network.\n",
 	      f);
@@ -66,18 +78,71 @@ static void fs_gone(void *arg)
 	n->fs = NULL;
 }
 
+static void logger_gone(void *arg)
+{
+	struct node *n = arg;
+	n->logger = NULL;
+}
+
+/* Close everything; the loop ends when all of it is gone.  The logs go
+ * last and write out every change made before. */
+static void shut_down(struct node *n)
+{
+	if (!uv_is_closing((uv_handle_t *)&n->sigint)) {
+		uv_close((uv_handle_t *)&n->sigint, NULL);
+		uv_close((uv_handle_t *)&n->sigterm, NULL);
+	}
+	if (n->fs)
+		dkvfs_close(n->fs, fs_gone, n);
+	if (n->server)
+		dkv_server_close(n->server, server_gone, n);
+	if (n->logger)
+		dkv_logger_close(n->logger, logger_gone, n);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct node *n = h->data;
 	if (n->verbose >= 0)
 		fprintf(stderr, "distkv: %s received, shutting down\n",
 			signum == SIGINT ? "SIGINT" : "SIGTERM");
-	uv_close((uv_handle_t *)&n->sigint, NULL);
-	uv_close((uv_handle_t *)&n->sigterm, NULL);
-	if (n->fs)
-		dkvfs_close(n->fs, fs_gone, n);
-	if (n->server)
-		dkv_server_close(n->server, server_gone, n);
+	shut_down(n);
+}
+
+/* Load every -l file; any damage (unless skipped) stops the start. */
+static int load_all(struct node *n, char **files, int nfiles, bool skip_damaged)
+{
+	struct dkv_log_load_opts lo = {.skip_damaged = skip_damaged};
+	char err[600];
+	for (int i = 0; i < nfiles; i++) {
+		struct dkv_log_stats st = {0};
+		uint64_t t0 = uv_hrtime();
+		int rc = dkv_log_load_file(n->engine, files[i], &lo, &st, err, sizeof err);
+		if (rc) {
+			fprintf(stderr, "distkv server: %s\n", err);
+			fprintf(stderr, "distkv server: not started: nothing of the loaded data is served\n");
+			return rc;
+		}
+		if (n->verbose >= 0)
+			fprintf(stderr, "distkv: loaded %s: %llu records, %llu bytes in %.3f s\n",
+				files[i], (unsigned long long)st.records,
+				(unsigned long long)st.bytes, (uv_hrtime() - t0) / 1e9);
+	}
+	return 0;
+}
+
+struct started {
+	bool done;
+	int status;
+	char msg[400];
+};
+
+static void save_started(void *arg, int status, const char *msg)
+{
+	struct started *s = arg;
+	s->done = true;
+	s->status = status;
+	snprintf(s->msg, sizeof s->msg, "%s", msg);
 }
 
 static int set_root(struct node *n, const char *text, bool eval)
@@ -120,17 +185,49 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		{"init", required_argument, NULL, 'i'},
 		{"eval", no_argument, NULL, 'e'},
 		{"mount", required_argument, NULL, 'm'},
+		{"load", required_argument, NULL, 'l'},
+		{"save", required_argument, NULL, 'S'},
+		{"sync", required_argument, NULL, 'Y'},
+		{"skip-damaged", no_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *init = NULL;
 	const char *mount = dkv_config_str(cli->cfg, "server.mount", NULL);
 	bool eval = false;
-	int c;
+	char **loads = dkv_xcalloc((size_t)argc + 1, sizeof *loads);
+	int nloads = 0;
+	const char *save = NULL;
+	bool skip_damaged = false;
+	const char *synctext = dkv_config_str(cli->cfg, "server.log.sync", "batch");
+	enum dkv_log_sync default_sync, save_sync;
+	int c, rc;
 
+	if (dkv_log_sync_parse(synctext, strlen(synctext), &default_sync)) {
+		fprintf(stderr, "distkv server: server.log.sync must be always, batch or none\n");
+		free(loads);
+		return 2;
+	}
+	save_sync = default_sync;
 	dkv_cli_getopt_reset();
-	while ((c = getopt_long(argc, argv, "+i:em:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+i:em:l:", opts, NULL)) != -1) {
 		switch (c) {
+		case 'l':
+			loads[nloads++] = optarg;
+			break;
+		case 'S':
+			save = optarg;
+			break;
+		case 'D':
+			skip_damaged = true;
+			break;
+		case 'Y':
+			if (dkv_log_sync_parse(optarg, strlen(optarg), &save_sync)) {
+				fprintf(stderr, "distkv server: --sync must be always, batch or none\n");
+				free(loads);
+				return 2;
+			}
+			break;
 		case 'm':
 			mount = optarg;
 			break;
@@ -142,19 +239,23 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			break;
 		case 'H':
 			usage(stdout);
+			free(loads);
 			return 0;
 		default:
 			usage(stderr);
+			free(loads);
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "distkv server: exactly one NODENAME is needed\n");
 		usage(stderr);
+		free(loads);
 		return 2;
 	}
 	if (eval && !init) {
 		fprintf(stderr, "distkv server: -e needs -i VALUE\n");
+		free(loads);
 		return 2;
 	}
 	const char *name = argv[optind];
@@ -165,7 +266,9 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
 	};
 	n.engine = dkv_engine_new(&eo);
-	if (init && set_root(&n, init, eval)) {
+	rc = load_all(&n, loads, nloads, skip_damaged);
+	free(loads);
+	if (rc || (init && set_root(&n, init, eval))) {
 		dkv_engine_free(n.engine);
 		return 1;
 	}
@@ -181,9 +284,34 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	char err[256];
 	uv_loop_init(&n.loop);
 	signal(SIGPIPE, SIG_IGN);
-	int rc = dkv_server_new(&n.server, &n.loop, n.engine, &so, err, sizeof err);
+	double interval = dkv_config_float(cli->cfg, "server.log.interval", 0.1);
+	struct dkv_logger_opts lo = {
+		.sync = default_sync,
+		.interval_ms = interval > 0 && interval < 3600 ? (unsigned)(interval * 1000 + 0.5) : 100,
+		.verbose = cli->verbose,
+	};
+	n.logger = dkv_logger_new(&n.loop, n.engine, &lo);
+	so.logger = n.logger;
+	if (save) {
+		/* the file holds the state before anyone can change it */
+		struct started st = {0};
+		rc = dkv_logger_start(n.logger, save, save_sync, false, save_started, &st);
+		while (!rc && !st.done)
+			uv_run(&n.loop, UV_RUN_ONCE);
+		if (rc || st.status) {
+			fprintf(stderr, "distkv server: --save: %s\n",
+				rc ? strerror(-rc) : st.msg);
+			dkv_logger_close(n.logger, logger_gone, &n);
+			uv_run(&n.loop, UV_RUN_DEFAULT);
+			uv_loop_close(&n.loop);
+			dkv_engine_free(n.engine);
+			return 1;
+		}
+	}
+	rc = dkv_server_new(&n.server, &n.loop, n.engine, &so, err, sizeof err);
 	if (rc) {
 		fprintf(stderr, "distkv server: %s\n", err);
+		dkv_logger_close(n.logger, logger_gone, &n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
 		dkv_engine_free(n.engine);
@@ -206,9 +334,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		rc = dkvfs_mount(&n.fs, &n.loop, n.engine, &fo, err, sizeof err);
 		if (rc) {
 			fprintf(stderr, "distkv server: %s\n", err);
-			uv_close((uv_handle_t *)&n.sigint, NULL);
-			uv_close((uv_handle_t *)&n.sigterm, NULL);
-			dkv_server_close(n.server, server_gone, &n);
+			shut_down(&n);
 			n.exit_code = 1;
 		} else if (cli->verbose >= 0) {
 			fprintf(stderr, "distkv: tree mounted at %s\n", mount);

@@ -1,0 +1,840 @@
+/*
+ * log.c - writing state files and change logs (the format: doc/formats.md).
+ *
+ * Workload: a steady stream of small changes (tens of bytes each), up to
+ * a few hundred thousand per second, against a disk whose fsync takes
+ * hundreds of microseconds to milliseconds.  So the hook only encodes a
+ * record into a buffer on the loop; a libuv worker writes whole buffers
+ * and runs fsync; while it runs, new records collect for the next write.
+ * In `always` mode that is group commit: one fsync covers every change
+ * made while the previous fsync ran, and the replies to those changes are
+ * held back (conn.c asks dkv_logger_is_durable) until it completes.
+ *
+ * A log's life: OPENING (the worker opens the file and writes the header
+ * and the state), OPEN (records flow), CLOSING (the last write, fsync and
+ * close), then freed.  A write error ends a log at once: the file is cut
+ * back to its last complete record, the error is kept for `internal
+ * state`, and the server goes on without that log.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Write a batch early (without waiting for the timer) once this much is
+ * pending, so a burst does not pile up in memory. */
+#define EARLY_WRITE_BYTES (1u << 20)
+
+/* ---- the format ---- */
+
+void dkv_log_encode_header(struct dkv_buf *out, const char *node, enum dkv_log_kind kind)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* the first key is the signature the reader looks for */
+	dkv_mp_map(out, 4);
+	dkv_mp_cstr(out, "distkv-log");
+	dkv_mp_uint(out, DKV_LOG_FORMAT);
+	dkv_mp_cstr(out, "node");
+	dkv_mp_cstr(out, node);
+	dkv_mp_cstr(out, "created");
+	dkv_mp_double(out, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	dkv_mp_cstr(out, "kind");
+	dkv_mp_cstr(out, kind == DKV_LOG_KIND_DUMP ? "dump" : "log");
+}
+
+/* Close a record: its last item is the CRC-32 of everything before it. */
+static void end_record(struct dkv_buf *out, size_t start)
+{
+	uint32_t crc = dkv__log_crc32(0, out->data + start, out->len - start);
+	dkv_mp_uint(out, crc);
+}
+
+static void encode_change(struct dkv_buf *out, const struct dkv_path *path,
+			  const struct dkv_value *v, uint64_t tock)
+{
+	size_t start = out->len;
+	bool del = !v->len;
+	dkv_mp_array(out, del ? 5 : 6);
+	dkv_mp_uint(out, del ? DKV__LOG_REC_DELETE : DKV__LOG_REC_ENTRY);
+	dkv_path_encode(out, path->enc.data, path->enc.len);
+	dkv_mp_uint(out, tock);
+	dkv_mp_array(out, v->nchain);
+	for (uint32_t i = 0; i < v->nchain; i++) {
+		dkv_mp_array(out, 2);
+		dkv_mp_cstr(out, v->chain[i].node->name);
+		dkv_mp_uint(out, v->chain[i].tick);
+	}
+	if (!del)
+		dkv_buf_append(out, dkv_value_data(v), v->len);
+	end_record(out, start);
+}
+
+void dkv_log_encode_entry(struct dkv_buf *out, const struct dkv_entry *ent, struct dkv_path *tmp)
+{
+	if (!ent->value || !ent->value->nchain)
+		return;
+	tmp->enc.len = 0;
+	tmp->n = 0;
+	dkv_entry_path(ent, NULL, tmp);
+	encode_change(out, tmp, ent->value, ent->tock);
+}
+
+void dkv_log_encode_state(struct dkv_buf *out, struct dkv_engine *e)
+{
+	size_t start = out->len;
+	uint32_t nn = dkv_engine_node_count(e);
+	dkv_mp_array(out, 4);
+	dkv_mp_uint(out, DKV__LOG_REC_STATE);
+	dkv_mp_uint(out, dkv_engine_tock(e));
+	dkv_mp_map(out, nn);
+	for (uint32_t i = 0; i < nn; i++) {
+		struct dkv_node *n = dkv_engine_node_at(e, i);
+		dkv_mp_cstr(out, n->name);
+		dkv_mp_array(out, 3);
+		dkv_mp_uint(out, n->tick);
+		dkv_rangeset_encode(&n->seen, out);
+		dkv_rangeset_encode(&n->deleted, out);
+	}
+	end_record(out, start);
+}
+
+void dkv_log_encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full)
+{
+	struct dkv_path tmp;
+	struct dkv_entry *root = dkv_engine_root(e);
+
+	dkv_path_init(&tmp);
+	dkv_log_encode_state(out, e);
+	struct dkv_entry *x = root;
+	while (x) {
+		if (!full && x->parent == root && x->namelen == 1 && x->name[0] == 0xc0) {
+			x = dkv_entry_walk_next(x, root, false);
+			continue;
+		}
+		dkv_log_encode_entry(out, x, &tmp);
+		x = dkv_entry_walk_next(x, root, true);
+	}
+	dkv_path_release(&tmp);
+}
+
+int dkv_log_sync_parse(const char *s, size_t len, enum dkv_log_sync *out)
+{
+	static const char *const names[] = {"none", "batch", "always"};
+	for (int i = 0; i < 3; i++) {
+		if (strlen(names[i]) == len && !memcmp(names[i], s, len)) {
+			*out = (enum dkv_log_sync)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *dkv_log_sync_name(enum dkv_log_sync s)
+{
+	return s == DKV_LOG_SYNC_ALWAYS ? "always" : s == DKV_LOG_SYNC_BATCH ? "batch" : "none";
+}
+
+/* ---- one log file ---- */
+
+enum log_state { LOG_OPENING, LOG_OPEN, LOG_CLOSING };
+
+struct logfile {
+	struct dkv_logger *lg;
+	struct logfile *next;      /* in lg->logs */
+	char *path;
+	enum dkv_log_sync sync;
+	enum log_state state;
+	struct dkv_buf pending;    /* records for the next write; owned by the loop */
+	uint64_t pending_seq;      /* number of the last record in pending (or written) */
+	uint64_t attach_seq;       /* records up to this one are not in this log's care */
+	uint64_t last_seq;         /* CLOSING: the last record it must hold; else UINT64_MAX */
+	uint64_t synced_seq;       /* records up to this one are written (synced in always mode) */
+	bool unsynced;             /* batch: written since the last fsync */
+	uint64_t records;          /* records appended */
+	uint64_t bytes;            /* bytes written to the file */
+	uint64_t syncs;            /* fsyncs done */
+	dkv_logger_cb cb;          /* the caller waiting for the open or the close */
+	void *cb_arg;
+
+	/* the write in progress; the worker owns these while busy */
+	bool busy;
+	uv_work_t work;
+	struct dkv_buf inflight;
+	uint64_t inflight_seq;
+	bool job_open, job_sync, job_close;
+	int fd;                    /* -1 when not open */
+	off_t good_size;           /* file size after the last complete write */
+	int job_err;               /* negative errno */
+	const char *job_what;      /* "open", "write", "sync" */
+};
+
+struct save {
+	struct dkv_logger *lg;
+	struct save *next; /* in lg->saves */
+	char *path;
+	struct dkv_buf data;
+	uv_work_t work;
+	int err;
+	const char *what;
+	dkv_logger_cb cb;
+	void *cb_arg;
+};
+
+struct dkv_logger {
+	uv_loop_t *loop;
+	struct dkv_engine *e;
+	struct dkv_logger_opts opts;
+	struct logfile *logs;   /* every log not yet freed */
+	struct logfile *cur;    /* the log changes go to; NULL: none */
+	struct logfile *next;   /* opening, to replace cur */
+	struct save *saves;     /* one-shot dumps in progress */
+	uint64_t seq;           /* records appended so far */
+	struct dkv_buf rec;     /* scratch: the record being appended */
+	struct dkv_path tmp;    /* scratch: its path */
+	uv_check_t check;       /* always: start a write after each loop iteration */
+	uv_timer_t timer;       /* batch and none: periodic writes */
+	bool timer_on;
+	unsigned handles;       /* handles not yet closed */
+	/* health, for `internal state` */
+	unsigned errors;
+	char last_error[300];
+	char *failed_path;      /* the log that failed last, while no other runs */
+	void (*notify)(void *arg);
+	void *notify_arg;
+	bool closing;
+	void (*close_cb)(void *arg);
+	void *close_arg;
+};
+
+static void job_work(uv_work_t *w);
+static void job_done(uv_work_t *w, int status);
+static void maybe_finish_close(struct dkv_logger *lg);
+static void on_check(uv_check_t *h);
+static void on_timer(uv_timer_t *h);
+
+static void say(struct dkv_logger *lg, const char *msg)
+{
+	if (lg->opts.verbose >= 0)
+		fprintf(stderr, "distkv: %s\n", msg);
+}
+
+static void notify(struct dkv_logger *lg)
+{
+	if (lg->notify)
+		lg->notify(lg->notify_arg);
+}
+
+static struct logfile *log_new(struct dkv_logger *lg, const char *path, enum dkv_log_sync sync)
+{
+	struct logfile *l = dkv_xcalloc(1, sizeof *l);
+	l->lg = lg;
+	l->path = dkv_xstrdup(path);
+	l->sync = sync;
+	l->state = LOG_OPENING;
+	l->fd = -1;
+	l->last_seq = UINT64_MAX;
+	l->attach_seq = lg->seq;
+	l->pending_seq = lg->seq;
+	l->synced_seq = lg->seq;
+	l->next = lg->logs;
+	lg->logs = l;
+	return l;
+}
+
+static void log_free(struct logfile *l)
+{
+	struct dkv_logger *lg = l->lg;
+	struct logfile **pp = &lg->logs;
+	while (*pp != l)
+		pp = &(*pp)->next;
+	*pp = l->next;
+	if (lg->cur == l)
+		lg->cur = NULL;
+	if (lg->next == l)
+		lg->next = NULL;
+	dkv_buf_release(&l->pending);
+	dkv_buf_release(&l->inflight);
+	free(l->path);
+	free(l);
+	/* a log that held replies no longer does */
+	notify(lg);
+	maybe_finish_close(lg);
+}
+
+/* Hand pending to the worker. */
+static void start_job(struct logfile *l, bool sync, bool close_after)
+{
+	struct dkv_buf t = l->inflight;
+	l->inflight = l->pending;
+	l->pending = t;
+	l->pending.len = 0;
+	l->inflight_seq = l->pending_seq;
+	l->job_open = l->fd < 0 && !close_after;
+	l->job_sync = sync;
+	l->job_close = close_after;
+	l->job_err = 0;
+	l->job_what = NULL;
+	l->work.data = l;
+	l->busy = true;
+	if (sync)
+		l->unsynced = false;
+	else if (l->inflight.len)
+		l->unsynced = true;
+	/* uv_queue_work fails only for a NULL work_cb */
+	uv_queue_work(l->lg->loop, &l->work, job_work, job_done);
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *d = dkv_xstrdup(path);
+	char *slash = strrchr(d, '/');
+	int rc = 0;
+	if (!slash)
+		strcpy(d, ".");
+	else if (slash == d)
+		d[1] = 0;
+	else
+		*slash = 0;
+	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(d);
+	return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			return -EIO;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* On a worker thread: touches only the job's fields. */
+static void job_work(uv_work_t *w)
+{
+	struct logfile *l = w->data;
+	int rc;
+
+	if (l->job_open) {
+		struct stat st;
+		l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (l->fd < 0) {
+			l->job_err = -errno;
+			l->job_what = "open";
+			return;
+		}
+		if (fstat(l->fd, &st)) {
+			l->job_err = -errno;
+			l->job_what = "open";
+			goto fail;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+			l->job_err = -EINVAL;
+			l->job_what = "open";
+			goto fail;
+		}
+		l->good_size = st.st_size;
+		/* the file's name must survive a crash as well as its data */
+		if (S_ISREG(st.st_mode) && (rc = fsync_dir_of(l->path))) {
+			l->job_err = rc;
+			l->job_what = "sync the directory of";
+			goto fail;
+		}
+	}
+	if (l->inflight.len && (rc = write_all(l->fd, l->inflight.data, l->inflight.len))) {
+		l->job_err = rc;
+		l->job_what = "write";
+		/* cut off the partial record, so that later loads see a clean end */
+		if (ftruncate(l->fd, l->good_size))
+			(void)0; /* a pipe or a full disk: the loader treats it as truncated */
+		goto fail;
+	}
+	l->good_size += (off_t)l->inflight.len;
+	if (l->job_sync && fdatasync(l->fd) && errno != EINVAL && errno != EROFS) {
+		l->job_err = -errno;
+		l->job_what = "sync";
+		goto fail;
+	}
+	if (l->job_close) {
+		close(l->fd);
+		l->fd = -1;
+	}
+	return;
+fail:
+	close(l->fd);
+	l->fd = -1;
+}
+
+static void log_failed(struct logfile *l)
+{
+	struct dkv_logger *lg = l->lg;
+	snprintf(lg->last_error, sizeof lg->last_error, "cannot %s log %s: %s", l->job_what,
+		 l->path, strerror(-l->job_err));
+	lg->errors++;
+	say(lg, lg->last_error);
+	if (l->state == LOG_OPENING) {
+		if (l->cb)
+			l->cb(l->cb_arg, l->job_err, lg->last_error);
+	} else {
+		say(lg, "logging stopped; the server goes on without a log "
+			"(start a new one with `distkv client log dest FILE`)");
+		free(lg->failed_path);
+		lg->failed_path = dkv_xstrdup(l->path);
+		if (l->cb) /* a stop was waiting */
+			l->cb(l->cb_arg, l->job_err, lg->last_error);
+	}
+	l->cb = NULL;
+	log_free(l);
+}
+
+static void begin_close(struct logfile *l, dkv_logger_cb cb, void *arg);
+
+/* The new log holds the state: it replaces the old one, which closes. */
+static void switch_done(struct logfile *l)
+{
+	struct dkv_logger *lg = l->lg;
+	struct logfile *old = lg->cur;
+	lg->cur = l;
+	lg->next = NULL;
+	free(lg->failed_path);
+	lg->failed_path = NULL;
+	if (old)
+		begin_close(old, NULL, NULL);
+	if (l->cb) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "logging to %s", l->path);
+		l->cb(l->cb_arg, 0, msg);
+		l->cb = NULL;
+	}
+	if (l->sync != DKV_LOG_SYNC_ALWAYS && !lg->timer_on) {
+		uint64_t iv = lg->opts.interval_ms ? lg->opts.interval_ms : 100;
+		uv_timer_start(&lg->timer, on_timer, iv, iv);
+		lg->timer_on = true;
+	}
+}
+
+static void closed(struct logfile *l)
+{
+	if (l->cb) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "log %s closed", l->path);
+		l->cb(l->cb_arg, 0, msg);
+		l->cb = NULL;
+	}
+	log_free(l);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+	struct logfile *l = w->data;
+	size_t n = l->inflight.len;
+	l->busy = false;
+	l->inflight.len = 0;
+	if (l->job_err) {
+		log_failed(l);
+		return;
+	}
+	l->bytes += n;
+	l->syncs += l->job_sync;
+	l->synced_seq = l->inflight_seq;
+	if (l->job_close) {
+		closed(l);
+		return;
+	}
+	if (l->state == LOG_OPENING) {
+		if (l->lg->next != l) { /* closed while it was opening */
+			l->state = LOG_CLOSING;
+			start_job(l, l->sync != DKV_LOG_SYNC_NONE, true);
+			return;
+		}
+		l->state = LOG_OPEN;
+		switch_done(l);
+	} else if (l->state == LOG_CLOSING) {
+		start_job(l, l->sync != DKV_LOG_SYNC_NONE, true);
+		return;
+	}
+	if (l->sync == DKV_LOG_SYNC_ALWAYS) {
+		/* the changes made during that fsync share the next one */
+		if (l->pending.len)
+			start_job(l, true, false);
+		notify(l->lg);
+	}
+}
+
+/* Stop taking records, then write what is left, fsync and close. */
+static void begin_close(struct logfile *l, dkv_logger_cb cb, void *arg)
+{
+	struct dkv_logger *lg = l->lg;
+	if (lg->cur == l)
+		lg->cur = NULL;
+	if (lg->next == l)
+		lg->next = NULL;
+	l->cb = cb;
+	l->cb_arg = arg;
+	l->last_seq = l->pending_seq;
+	if (l->state == LOG_OPENING) {
+		/* job_done continues once the open is through */
+		return;
+	}
+	l->state = LOG_CLOSING;
+	if (!l->busy) {
+		if (l->fd < 0)
+			closed(l);
+		else
+			start_job(l, l->sync != DKV_LOG_SYNC_NONE, true);
+	}
+}
+
+/* ---- the hook and the triggers ---- */
+
+/* NEEDSWORK: in batch and none mode nothing slows the clients down when
+ * the disk cannot keep up; pending then grows without bound. */
+static void append(struct logfile *l, const struct dkv_buf *rec, uint64_t seq)
+{
+	dkv_buf_append(&l->pending, rec->data, rec->len);
+	l->pending_seq = seq;
+	l->records++;
+	if (l->state != LOG_OPEN || l->busy)
+		return;
+	if (l->sync == DKV_LOG_SYNC_ALWAYS) {
+		if (!uv_is_active((uv_handle_t *)&l->lg->check))
+			uv_check_start(&l->lg->check, on_check);
+	} else if (l->pending.len >= EARLY_WRITE_BYTES) {
+		start_job(l, false, false);
+	}
+}
+
+static void on_change(void *ctx, const struct dkv_event *ev)
+{
+	struct dkv_logger *lg = ctx;
+	if (!lg->cur && !lg->next)
+		return;
+	lg->rec.len = 0;
+	lg->tmp.enc.len = 0;
+	lg->tmp.n = 0;
+	dkv_entry_path(ev->entry, NULL, &lg->tmp);
+	encode_change(&lg->rec, &lg->tmp, ev->value, ev->tock);
+	lg->seq++;
+	if (lg->cur)
+		append(lg->cur, &lg->rec, lg->seq);
+	if (lg->next)
+		append(lg->next, &lg->rec, lg->seq);
+}
+
+/* After a loop iteration's requests are handled: one write (and fsync)
+ * for all the changes they made. */
+static void on_check(uv_check_t *h)
+{
+	struct dkv_logger *lg = h->data;
+	uv_check_stop(h);
+	for (struct logfile *l = lg->logs; l; l = l->next)
+		if (l->state == LOG_OPEN && l->sync == DKV_LOG_SYNC_ALWAYS && !l->busy &&
+		    l->pending.len)
+			start_job(l, true, false);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+	struct dkv_logger *lg = h->data;
+	bool any = false;
+	for (struct logfile *l = lg->logs; l; l = l->next) {
+		if (l->state != LOG_OPEN || l->sync == DKV_LOG_SYNC_ALWAYS)
+			continue;
+		any = true;
+		bool sync = l->sync == DKV_LOG_SYNC_BATCH;
+		if (!l->busy && (l->pending.len || (sync && l->unsynced)))
+			start_job(l, sync, false);
+	}
+	if (!any) {
+		uv_timer_stop(h);
+		lg->timer_on = false;
+	}
+}
+
+/* ---- the logger ---- */
+
+struct dkv_logger *dkv_logger_new(uv_loop_t *loop, struct dkv_engine *e,
+				  const struct dkv_logger_opts *o)
+{
+	struct dkv_logger *lg = dkv_xcalloc(1, sizeof *lg);
+	lg->loop = loop;
+	lg->e = e;
+	if (o)
+		lg->opts = *o;
+	dkv_path_init(&lg->tmp);
+	uv_check_init(loop, &lg->check);
+	uv_timer_init(loop, &lg->timer);
+	lg->check.data = lg->timer.data = lg;
+	lg->handles = 2;
+	dkv_engine_add_hook(e, on_change, lg);
+	return lg;
+}
+
+enum dkv_log_sync dkv_logger_default_sync(const struct dkv_logger *lg)
+{
+	return lg->opts.sync;
+}
+
+int dkv_logger_start(struct dkv_logger *lg, const char *path, enum dkv_log_sync sync,
+		     bool incremental, dkv_logger_cb cb, void *arg)
+{
+	if (lg->closing)
+		return -ESHUTDOWN;
+	if (lg->next)
+		return -EBUSY;
+	struct logfile *l = log_new(lg, path, sync);
+	l->cb = cb;
+	l->cb_arg = arg;
+	dkv_log_encode_header(&l->pending, dkv_engine_self(lg->e)->name,
+			      incremental ? DKV_LOG_KIND_LOG : DKV_LOG_KIND_DUMP);
+	if (incremental)
+		dkv_log_encode_state(&l->pending, lg->e); /* ticks, so a load never reuses one */
+	else
+		dkv_log_encode_dump(&l->pending, lg->e, true);
+	lg->next = l;
+	start_job(l, sync != DKV_LOG_SYNC_NONE, false);
+	return 0;
+}
+
+int dkv_logger_stop(struct dkv_logger *lg, dkv_logger_cb cb, void *arg)
+{
+	if (lg->closing)
+		return -ESHUTDOWN;
+	if (lg->next)
+		return -EBUSY;
+	free(lg->failed_path);
+	lg->failed_path = NULL;
+	if (!lg->cur)
+		return -EALREADY;
+	begin_close(lg->cur, cb, arg);
+	return 0;
+}
+
+/* ---- one-shot dumps ---- */
+
+static void save_work(uv_work_t *w)
+{
+	struct save *s = w->data;
+	size_t n = strlen(s->path);
+	char *tmp = dkv_xmalloc(n + 16);
+	int fd, rc;
+
+	memcpy(tmp, s->path, n);
+	memcpy(tmp + n, ".tmp-XXXXXX", 12);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		s->err = -errno;
+		s->what = "create a temporary file for";
+		free(tmp);
+		return;
+	}
+	if ((rc = write_all(fd, s->data.data, s->data.len))) {
+		s->err = rc;
+		s->what = "write";
+	} else if (fdatasync(fd)) {
+		s->err = -errno;
+		s->what = "sync";
+	} else if (fchmod(fd, 0644)) { /* mkostemp made it private */
+		s->err = -errno;
+		s->what = "write";
+	}
+	if (close(fd) && !s->err) {
+		s->err = -errno;
+		s->what = "write";
+	}
+	if (!s->err && rename(tmp, s->path)) {
+		s->err = -errno;
+		s->what = "rename the temporary file to";
+	}
+	if (s->err)
+		unlink(tmp);
+	else if ((rc = fsync_dir_of(s->path))) {
+		s->err = rc;
+		s->what = "sync the directory of";
+	}
+	free(tmp);
+}
+
+static void save_done(uv_work_t *w, int status)
+{
+	struct save *s = w->data;
+	struct dkv_logger *lg = s->lg;
+	char msg[300];
+	struct save **pp = &lg->saves;
+	while (*pp != s)
+		pp = &(*pp)->next;
+	*pp = s->next;
+	if (s->err) {
+		snprintf(msg, sizeof msg, "cannot %s %s: %s", s->what, s->path, strerror(-s->err));
+		snprintf(lg->last_error, sizeof lg->last_error, "%s", msg);
+		lg->errors++;
+		say(lg, msg);
+	} else {
+		snprintf(msg, sizeof msg, "saved to %s", s->path);
+	}
+	if (s->cb)
+		s->cb(s->cb_arg, s->err, msg);
+	dkv_buf_release(&s->data);
+	free(s->path);
+	free(s);
+	maybe_finish_close(lg);
+}
+
+int dkv_logger_save(struct dkv_logger *lg, const char *path, bool full, dkv_logger_cb cb,
+		    void *arg)
+{
+	if (lg->closing)
+		return -ESHUTDOWN;
+	struct save *s = dkv_xcalloc(1, sizeof *s);
+	s->lg = lg;
+	s->path = dkv_xstrdup(path);
+	s->cb = cb;
+	s->cb_arg = arg;
+	/* NEEDSWORK: the dump is built in memory in one go on the loop (about
+	 * 40 bytes per entry, some 100 ms per million entries); a huge tree
+	 * would want it written in slices. */
+	dkv_log_encode_header(&s->data, dkv_engine_self(lg->e)->name, DKV_LOG_KIND_DUMP);
+	dkv_log_encode_dump(&s->data, lg->e, full);
+	s->work.data = s;
+	s->next = lg->saves;
+	lg->saves = s;
+	uv_queue_work(lg->loop, &s->work, save_work, save_done);
+	return 0;
+}
+
+void dkv_logger_forget(struct dkv_logger *lg, void *arg)
+{
+	for (struct logfile *l = lg->logs; l; l = l->next)
+		if (l->cb_arg == arg)
+			l->cb = NULL;
+	for (struct save *s = lg->saves; s; s = s->next)
+		if (s->cb_arg == arg)
+			s->cb = NULL;
+}
+
+/* ---- health and durability ---- */
+
+void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out)
+{
+	const struct logfile *l = lg->cur ? lg->cur : lg->next;
+	dkv_mp_map(out, 8);
+	dkv_mp_cstr(out, "path");
+	if (l)
+		dkv_mp_cstr(out, l->path);
+	else if (lg->failed_path)
+		dkv_mp_cstr(out, lg->failed_path);
+	else
+		dkv_mp_nil(out);
+	dkv_mp_cstr(out, "sync");
+	if (l)
+		dkv_mp_cstr(out, dkv_log_sync_name(l->sync));
+	else
+		dkv_mp_nil(out);
+	dkv_mp_cstr(out, "state");
+	dkv_mp_cstr(out, !l ? (lg->failed_path ? "failed" : "off")
+			    : l->state == LOG_OPENING ? "opening" : "ok");
+	dkv_mp_cstr(out, "records");
+	dkv_mp_uint(out, l ? l->records : 0);
+	dkv_mp_cstr(out, "bytes");
+	dkv_mp_uint(out, l ? l->bytes : 0);
+	dkv_mp_cstr(out, "syncs");
+	dkv_mp_uint(out, l ? l->syncs : 0);
+	dkv_mp_cstr(out, "errors");
+	dkv_mp_uint(out, lg->errors);
+	dkv_mp_cstr(out, "last_error");
+	if (lg->errors)
+		dkv_mp_cstr(out, lg->last_error);
+	else
+		dkv_mp_nil(out);
+}
+
+uint64_t dkv_logger_need(const struct dkv_logger *lg)
+{
+	for (const struct logfile *l = lg->logs; l; l = l->next)
+		if (l->sync == DKV_LOG_SYNC_ALWAYS && l->synced_seq < lg->seq)
+			return lg->seq;
+	return 0;
+}
+
+bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq)
+{
+	for (const struct logfile *l = lg->logs; l; l = l->next)
+		if (l->sync == DKV_LOG_SYNC_ALWAYS && seq > l->attach_seq && seq <= l->last_seq &&
+		    l->synced_seq < seq)
+			return false;
+	return true;
+}
+
+void dkv_logger_set_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
+{
+	lg->notify = cb;
+	lg->notify_arg = arg;
+}
+
+/* ---- closing ---- */
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct dkv_logger *lg = h->data;
+	lg->handles--;
+	maybe_finish_close(lg);
+}
+
+static void maybe_finish_close(struct dkv_logger *lg)
+{
+	if (!lg->closing || lg->logs || lg->saves)
+		return;
+	if (lg->handles == 2 && !uv_is_closing((uv_handle_t *)&lg->check)) {
+		uv_close((uv_handle_t *)&lg->check, handle_closed);
+		uv_close((uv_handle_t *)&lg->timer, handle_closed);
+		return;
+	}
+	if (lg->handles)
+		return;
+	void (*cb)(void *) = lg->close_cb;
+	void *arg = lg->close_arg;
+	dkv_buf_release(&lg->rec);
+	dkv_path_release(&lg->tmp);
+	free(lg->failed_path);
+	free(lg);
+	if (cb)
+		cb(arg);
+}
+
+void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
+{
+	lg->closing = true;
+	lg->close_cb = cb;
+	lg->close_arg = arg;
+	lg->notify = NULL;
+	dkv_engine_remove_hook(lg->e, on_change, lg);
+	for (struct save *s = lg->saves; s; s = s->next)
+		s->cb = NULL;
+	struct logfile *l = lg->logs, *n;
+	for (; l; l = n) {
+		n = l->next; /* begin_close may free l */
+		l->cb = NULL;
+		if (l->state != LOG_CLOSING)
+			begin_close(l, NULL, NULL);
+	}
+	maybe_finish_close(lg);
+}

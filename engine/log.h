@@ -1,0 +1,166 @@
+/*
+ * log.h - persistence: state files, change logs and loading them.
+ *
+ * One file format serves both (doc/formats.md): a msgpack stream of a
+ * header and records.  A dump is a header, the node state and every
+ * entry; a change log is the same followed by one record per change, or
+ * (incremental) only the header and the changes.  Because records merge
+ * by the chain rules, files can be loaded in any order, twice, or
+ * concatenated (`cat a b c`), and the result is the same.
+ *
+ * The writer ("the logger") belongs to the server's event loop.  It is an
+ * engine hook, so it sees every change whatever its source.  Records are
+ * buffered on the loop and written by a libuv worker, which also runs
+ * fsync, so the loop never waits for the disk.  In `always` mode replies
+ * are held back until the changes they may reflect are on disk: see
+ * dkv_logger_need() -- one fsync then covers every change made while the
+ * previous one ran (group commit).
+ *
+ * Errors are negative errnos.  Every asynchronous call takes a callback;
+ * when the call returns an error, the callback is never called.
+ */
+#ifndef DKV_LOG_H
+#define DKV_LOG_H
+
+#include "engine.h"
+
+#include <uv.h>
+
+#define DKV_LOG_FORMAT 1 /* the format version this code writes and the newest it reads */
+
+/* ---- loading ---- */
+
+struct dkv_log_load_opts {
+	bool skip_damaged; /* skip garbage (with a warning) instead of failing */
+	/* called for each warning (one line, no newline); NULL: stderr */
+	void (*warn)(void *arg, const char *msg);
+	void *arg;
+};
+
+struct dkv_log_stats {
+	uint64_t records; /* records read (headers not counted) */
+	uint64_t applied; /* records that changed the tree */
+	uint64_t bytes;   /* bytes read */
+	unsigned warnings;
+};
+
+/* Load one stream into e: read fd to its end, never seeking, applying
+ * each record through dkv_engine_apply (DKV_SRC_REPLAY).  name is used in
+ * messages.  A truncated last record is a warning.  Errors: -EBADMSG
+ * (damaged input; err names the file and the byte offset), -EPROTO (a
+ * newer format), or a read error.  The engine may hold part of the
+ * stream after an error: a caller that must not serve half-loaded data
+ * throws the engine away.  st may be NULL. */
+int dkv_log_load_fd(struct dkv_engine *e, int fd, const char *name,
+		    const struct dkv_log_load_opts *o, struct dkv_log_stats *st, char *err,
+		    size_t errlen);
+/* The same for a file by name ("-": standard input). */
+int dkv_log_load_file(struct dkv_engine *e, const char *path, const struct dkv_log_load_opts *o,
+		      struct dkv_log_stats *st, char *err, size_t errlen);
+/* The same for bytes in memory (tests, the fuzzer). */
+int dkv_log_load_mem(struct dkv_engine *e, const uint8_t *p, size_t len, const char *name,
+		     const struct dkv_log_load_opts *o, struct dkv_log_stats *st, char *err,
+		     size_t errlen);
+
+/* ---- encoding (shared by the writer, tests and tools) ---- */
+
+enum dkv_log_kind { DKV_LOG_KIND_DUMP, DKV_LOG_KIND_LOG };
+
+/* Append a header record. */
+void dkv_log_encode_header(struct dkv_buf *out, const char *node, enum dkv_log_kind kind);
+/* Append the node-state record: the tock and every node's tick and ranges. */
+void dkv_log_encode_state(struct dkv_buf *out, struct dkv_engine *e);
+/* Append one entry's current state (an entry or a tombstone record);
+ * nothing when the entry was never changed. */
+void dkv_log_encode_entry(struct dkv_buf *out, const struct dkv_entry *ent, struct dkv_path *tmp);
+/* Append the whole state: node state, then every entry (full: with the
+ * internal subtree below None).  Runs on the loop; it does not yield. */
+void dkv_log_encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full);
+
+/* ---- writing ---- */
+
+enum dkv_log_sync {
+	DKV_LOG_SYNC_NONE,   /* write, never fsync (the kernel decides) */
+	DKV_LOG_SYNC_BATCH,  /* fsync at most every interval */
+	DKV_LOG_SYNC_ALWAYS, /* a change is on disk before its reply is sent */
+};
+
+/* "always", "batch", "none"; -EINVAL otherwise. */
+int dkv_log_sync_parse(const char *s, size_t len, enum dkv_log_sync *out);
+const char *dkv_log_sync_name(enum dkv_log_sync s);
+
+struct dkv_logger;
+
+struct dkv_logger_opts {
+	enum dkv_log_sync sync; /* the mode of a `log dest` that names none */
+	unsigned interval_ms; /* batch: the longest a change waits for fsync; default 100 */
+	int verbose;          /* < 0: no messages on stderr */
+};
+
+/* A logger for engine e on loop: it keeps at most one log open (two
+ * while switching) and registers its engine hook at once. */
+struct dkv_logger *dkv_logger_new(uv_loop_t *loop, struct dkv_engine *e,
+				  const struct dkv_logger_opts *o);
+/* The mode a log gets when its caller names none. */
+enum dkv_log_sync dkv_logger_default_sync(const struct dkv_logger *lg);
+
+/* Completion of an asynchronous logger call: status 0 or a negative
+ * errno, msg a sentence for the user (names the file). */
+typedef void (*dkv_logger_cb)(void *arg, int status, const char *msg);
+
+/* Start logging to path (opened for appending, created if missing).
+ * Unless incremental, the file first gets the complete current state.
+ * cb runs when the new file holds everything up to now and is on disk;
+ * only then is the previous log flushed and closed, so no change is ever
+ * missing from both.  On failure the previous log goes on.
+ * -EBUSY: another switch is running; -ESHUTDOWN: the logger is closing. */
+int dkv_logger_start(struct dkv_logger *lg, const char *path, enum dkv_log_sync sync,
+		     bool incremental, dkv_logger_cb cb, void *arg);
+/* Flush and close the current log; cb runs when it is closed.
+ * -EALREADY: no log is open; -EBUSY: a switch is running. */
+int dkv_logger_stop(struct dkv_logger *lg, dkv_logger_cb cb, void *arg);
+/* A one-shot dump to path, written to a temporary file in the same
+ * directory, synced, then renamed into place. */
+int dkv_logger_save(struct dkv_logger *lg, const char *path, bool full, dkv_logger_cb cb,
+		    void *arg);
+/* Forget cb for every pending call that was given arg (its requester
+ * went away); the operations themselves go on. */
+void dkv_logger_forget(struct dkv_logger *lg, void *arg);
+
+/* The log's health for `internal state`: a map {path, sync, state,
+ * records, bytes, syncs, errors, last_error}. */
+void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out);
+
+/*
+ * Holding replies (group commit).  Every record gets the next sequence
+ * number.  need() is the number a reply produced now must wait for: the
+ * last record appended when a log in `always` mode is active, else 0.
+ * is_durable(n) says whether every `always` log has record n on disk (or
+ * has failed: a broken log promises nothing, and the held replies go).
+ * notify(arg) runs on the loop whenever is_durable may have become true
+ * for more numbers; set cb NULL to stop it.
+ *
+ * NEEDSWORK: only the protocol server holds its replies; a write through
+ * the FUSE mount is answered before an `always` log has it on disk.
+ */
+uint64_t dkv_logger_need(const struct dkv_logger *lg);
+bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq);
+void dkv_logger_set_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
+
+/* Flush and close every log (SIGTERM), detach from the engine and free
+ * the logger once all of its work and handles are done; cb (may be
+ * NULL) runs then.  Pending calls get no callback. */
+void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
+
+/* ---- internal: shared by log.c and logload.c ---- */
+
+enum {
+	DKV__LOG_REC_ENTRY = 1,  /* [1, path, tock, chain, value, crc] */
+	DKV__LOG_REC_DELETE = 2, /* [2, path, tock, chain, crc] */
+	DKV__LOG_REC_STATE = 3,  /* [3, tock, {node: [tick, seen, deleted]}, crc] */
+};
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32), continued from crc. */
+uint32_t dkv__log_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+#endif
