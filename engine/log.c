@@ -206,8 +206,10 @@ struct dkv_logger {
 	unsigned errors;
 	char last_error[300];
 	char *failed_path;      /* the log that failed last, while no other runs */
-	void (*notify)(void *arg);
-	void *notify_arg;
+	struct {
+		void (*cb)(void *arg);
+		void *arg;
+	} notify[4]; /* the protocol server, the filesystem */
 	bool closing;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -227,8 +229,9 @@ static void say(struct dkv_logger *lg, const char *msg)
 
 static void notify(struct dkv_logger *lg)
 {
-	if (lg->notify)
-		lg->notify(lg->notify_arg);
+	for (unsigned i = 0; i < 4; i++)
+		if (lg->notify[i].cb)
+			lg->notify[i].cb(lg->notify[i].arg);
 }
 
 static struct logfile *log_new(struct dkv_logger *lg, const char *path, enum dkv_log_sync sync)
@@ -784,10 +787,23 @@ bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq)
 	return true;
 }
 
-void dkv_logger_set_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
+void dkv_logger_add_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
 {
-	lg->notify = cb;
-	lg->notify_arg = arg;
+	for (unsigned i = 0; i < 4; i++) {
+		if (!lg->notify[i].cb) {
+			lg->notify[i].cb = cb;
+			lg->notify[i].arg = arg;
+			return;
+		}
+	}
+	abort(); /* more listeners than parts of a server: a bug */
+}
+
+void dkv_logger_remove_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
+{
+	for (unsigned i = 0; i < 4; i++)
+		if (lg->notify[i].cb == cb && lg->notify[i].arg == arg)
+			lg->notify[i].cb = NULL;
 }
 
 /* ---- closing ---- */
@@ -825,7 +841,7 @@ void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
 	lg->closing = true;
 	lg->close_cb = cb;
 	lg->close_arg = arg;
-	lg->notify = NULL;
+	memset(lg->notify, 0, sizeof lg->notify);
 	dkv_engine_remove_hook(lg->e, on_change, lg);
 	for (struct save *s = lg->saves; s; s = s->next)
 		s->cb = NULL;

@@ -137,15 +137,14 @@ void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out);
  * last record appended when a log in `always` mode is active, else 0.
  * is_durable(n) says whether every `always` log has record n on disk (or
  * has failed: a broken log promises nothing, and the held replies go).
- * notify(arg) runs on the loop whenever is_durable may have become true
- * for more numbers; set cb NULL to stop it.
- *
- * NEEDSWORK: only the protocol server holds its replies; a write through
- * the FUSE mount is answered before an `always` log has it on disk.
+ * Listeners added with add_notify run on the loop whenever is_durable may
+ * have become true for more numbers (at most 4: the protocol server holds
+ * its replies, the filesystem its writers' close()).
  */
 uint64_t dkv_logger_need(const struct dkv_logger *lg);
 bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq);
-void dkv_logger_set_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
+void dkv_logger_add_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
+void dkv_logger_remove_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
 
 /* Flush and close every log (SIGTERM), detach from the engine and free
  * the logger once all of its work and handles are done; cb (may be

@@ -67,7 +67,7 @@ int dkv_server_new(struct dkv_server **out, uv_loop_t *loop, struct dkv_engine *
 			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	if (opts->logger)
-		dkv_logger_set_notify(opts->logger, dkv__server_log_durable, s);
+		dkv_logger_add_notify(opts->logger, dkv__server_log_durable, s);
 	*out = s;
 	return 0;
 }
@@ -107,7 +107,7 @@ void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 {
 	s->closing = true;
 	if (s->opts.logger)
-		dkv_logger_set_notify(s->opts.logger, NULL, NULL);
+		dkv_logger_remove_notify(s->opts.logger, dkv__server_log_durable, s);
 	s->close_cb = cb;
 	s->close_arg = arg;
 	uv_close((uv_handle_t *)&s->listener, listener_closed);

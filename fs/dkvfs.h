@@ -17,6 +17,7 @@
 #define DKVFS_H
 
 #include "engine.h"
+#include "log.h"
 
 #include <uv.h>
 
@@ -25,6 +26,8 @@ struct dkvfs_opts {
 	bool inotify;    /* repeat changes through the mount for inotify (default on) */
 	bool debug;      /* libfuse debug output */
 	int max_threads; /* FUSE worker threads; 0: libfuse's default */
+	struct dkv_logger *logger; /* change logs: close() of a written "_" waits
+				    * until an `always` log has the change */
 };
 
 struct dkvfs;

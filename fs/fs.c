@@ -355,13 +355,44 @@ void dkvfs__run_jobs(struct dkvfs *fs)
 	while (jobs) {
 		struct fsjob *j = jobs;
 		jobs = j->next;
+		j->need = 0;
 		int rc = j->run(fs, j);
+		if (!rc && j->need && !dkv_logger_is_durable(fs->opts.logger, j->need)) {
+			/* like a protocol reply: close() returns once it is on disk */
+			j->rc = rc;
+			j->next = fs->durable_wait;
+			fs->durable_wait = j;
+			continue;
+		}
 		pthread_mutex_lock(&fs->mu);
 		j->rc = rc;
 		j->done = true;
 		pthread_cond_broadcast(&fs->cond);
 		pthread_mutex_unlock(&fs->mu);
 	}
+}
+
+/* The logger's listener, on the loop: release the writers whose changes
+ * are on disk now. */
+static void on_log_durable(void *arg)
+{
+	struct dkvfs *fs = arg;
+	struct fsjob **pp = &fs->durable_wait;
+	bool any = false;
+	pthread_mutex_lock(&fs->mu);
+	while (*pp) {
+		struct fsjob *j = *pp;
+		if (fs->opts.logger && !dkv_logger_is_durable(fs->opts.logger, j->need)) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		j->done = true;
+		any = true;
+	}
+	if (any)
+		pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->mu);
 }
 
 int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
@@ -406,6 +437,8 @@ static int job_set(struct dkvfs *fs, struct fsjob *j)
 	fs->applying = j->ent; /* its inotify events came from the writer itself */
 	int rc = dkv_engine_apply(fs->e, &c, &res);
 	fs->applying = NULL;
+	if (!rc && fs->opts.logger)
+		j->need = dkv_logger_need(fs->opts.logger);
 	if (!rc && !j->data.len && !res.changed)
 		rc = -ENOENT; /* nothing to delete */
 	dkv_result_release(fs->e, &res);
@@ -1410,9 +1443,13 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 		goto fail;
 	}
 	dkv_engine_add_hook(e, dkvfs__on_change, fs);
+	if (opts->logger)
+		dkv_logger_add_notify(opts->logger, on_log_durable, fs);
 	rc = dkvfs__notify_start(fs);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the notifier thread: %s", strerror(-rc));
+		if (opts->logger)
+			dkv_logger_remove_notify(opts->logger, on_log_durable, fs);
 		dkv_engine_remove_hook(e, dkvfs__on_change, fs);
 		fuse_session_unmount(fs->se);
 		goto fail;
@@ -1422,6 +1459,8 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 		snprintf(err, errlen, "cannot start the FUSE thread: %s", strerror(rc));
 		rc = -rc;
 		dkvfs__notify_stop(fs);
+		if (opts->logger)
+			dkv_logger_remove_notify(opts->logger, on_log_durable, fs);
 		dkv_engine_remove_hook(e, dkvfs__on_change, fs);
 		fuse_session_unmount(fs->se);
 		goto fail;
@@ -1503,6 +1542,12 @@ void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg)
 	fs->close_cb = cb;
 	fs->close_arg = arg;
 	dkv_engine_remove_hook(fs->e, dkvfs__on_change, fs);
+	if (fs->opts.logger) {
+		/* nobody may wait for a log that is about to close */
+		dkv_logger_remove_notify(fs->opts.logger, on_log_durable, fs);
+		fs->opts.logger = NULL;
+		on_log_durable(fs);
+	}
 	dkvfs__notify_stop(fs);
 	dkvfs__watch_close_all(fs);
 	fuse_session_exit(fs->se);

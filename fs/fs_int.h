@@ -62,6 +62,7 @@ struct fsjob {
 	int pre;                 /* enum dkv_precond */
 	void *ptr;               /* job-specific */
 	struct dkv_entry *out;   /* the entry made (mkdir) */
+	uint64_t need;           /* log record that must be on disk first (0: none) */
 };
 
 /* The notifier's current expectation: the FUSE handlers answer the
@@ -91,6 +92,7 @@ struct dkvfs {
 	size_t nodes_mask;
 	size_t nnodes;
 	struct fsjob *jobs, **jobs_tail;        /* for the loop */
+	struct fsjob *durable_wait;             /* loop: done, waiting for the log */
 	struct dkv_entry **unpins;              /* for the loop: kernel forgot them */
 	size_t nunpins, unpins_cap;
 	uv_async_t async;

@@ -330,6 +330,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			.mountpoint = mount,
 			.inotify = dkv_config_bool(cli->cfg, "server.mount_inotify", true),
 			.debug = cli->verbose >= 3,
+			.logger = n.logger,
 		};
 		rc = dkvfs_mount(&n.fs, &n.loop, n.engine, &fo, err, sizeof err);
 		if (rc) {

@@ -425,7 +425,7 @@ TEST(writer_switch_always_and_errors)
 	struct dkv_engine *a = mk("node-a");
 	struct dkv_logger *lg = dkv_logger_new(&loop, a, &(struct dkv_logger_opts){
 		.sync = DKV_LOG_SYNC_BATCH, .interval_ms = 10, .verbose = -1});
-	dkv_logger_set_notify(lg, on_notify, NULL);
+	dkv_logger_add_notify(lg, on_notify, NULL);
 	history(a);
 	struct done d = {0};
 	REQUIRE(dkv_logger_start(lg, f1, DKV_LOG_SYNC_BATCH, false, on_done, &d) == 0);
