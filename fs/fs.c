@@ -94,7 +94,6 @@ static struct fsnode *node_ref(struct dkvfs *fs, struct dkv_entry *ent)
 		}
 		n = dkv_xcalloc(1, sizeof *n);
 		n->ent = ent;
-		n->cached_ver = ~0ull;
 		size_t b = node_bucket(fs, ent);
 		n->hnext = fs->nodes[b];
 		fs->nodes[b] = n;
@@ -251,15 +250,13 @@ static struct dkv_entry *child_by_name(struct dkvfs *fs, struct dkv_entry *dir, 
 
 static uid_t the_uid;
 static gid_t the_gid;
+static int64_t mount_time_ns;
 
 static void fill_times(struct stat *st, const struct dkv_entry *ent)
 {
 	int64_t ns = ent->mtime_ns;
-	if (!ns) {
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	}
+	if (!ns)
+		ns = mount_time_ns; /* never changed: a time that stays put (tar checks) */
 	st->st_mtim.tv_sec = ns / 1000000000;
 	st->st_mtim.tv_nsec = ns % 1000000000;
 	st->st_atim = st->st_mtim;
@@ -322,8 +319,10 @@ static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, 
 	(void)req;
 	memset(e, 0, sizeof *e);
 	e->ino = dkvfs__ino(fs, ent, k);
-	e->attr_timeout = k == K_WATCH || k == K_STATS ? 0 : TIMEOUT;
-	e->entry_timeout = TIMEOUT;
+	/* directories are cached until the notifier invalidates them; value
+	 * files change size and come and go with every change: never cached */
+	e->attr_timeout = k == K_DIR ? TIMEOUT : 0;
+	e->entry_timeout = k == K_DIR ? TIMEOUT : 0;
 	fill_attr(fs, ent, k, &e->attr);
 	pthread_mutex_lock(&fs->mu);
 	node_ref(fs, ent);
@@ -503,13 +502,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* see doc/filesystem.md */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
-	/* directories need no per-open state: without OPENDIR/RELEASEDIR a
-	 * warm ls -R costs no requests at all (the kernel keeps listings
-	 * until the notifier invalidates them) */
-	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) {
-		conn->want |= FUSE_CAP_NO_OPENDIR_SUPPORT;
-		((struct dkvfs *)userdata)->no_opendir = true;
-	}
+	/* Directories could do without OPENDIR/RELEASEDIR (a warm ls -R would
+	 * cost no requests at all), but then a listing would stay cached until
+	 * the notifier invalidates it, a little after the change: opendir
+	 * compares the directory's generation instead, so a listing made after
+	 * a change always shows it (see doc/filesystem.md). */
+	(void)userdata;
 	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
 		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
 }
@@ -615,7 +613,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	dkv_engine_rdlock(fs->e);
 	fill_attr(fs, ent, k, &st);
 	dkv_engine_unlock(fs->e);
-	fuse_reply_attr(req, &st, k == K_WATCH || k == K_STATS ? 0 : TIMEOUT);
+	fuse_reply_attr(req, &st, k == K_DIR ? TIMEOUT : 0);
 }
 
 /* ---- value files ---- */
@@ -627,6 +625,7 @@ struct vfile {
 	bool written;        /* write() or ftruncate() since the last commit */
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
+	bool created;        /* made by create(): the kernel thinks "_" exists */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
 };
 
@@ -644,24 +643,6 @@ static void vfile_free(struct vfile *v)
 	free(v);
 }
 
-/* Decide how the kernel may cache the value file's data; under the read lock. */
-static void cache_policy(struct dkvfs *fs, struct dkv_entry *ent, struct fuse_file_info *fi)
-{
-	pthread_mutex_lock(&fs->mu);
-	struct fsnode *n = dkvfs__node_find(fs, ent);
-	if (n && n->cached_ver == n->ver) {
-		fi->keep_cache = 1; /* unchanged since the page cache was filled */
-	} else if (!n || n->inval_ver == n->ver) {
-		if (n)
-			n->cached_ver = n->ver; /* caches are clean: fill them */
-	} else {
-		/* changed, and the notifier has not yet dropped the kernel's
-		 * copy (or its size): read past the page cache */
-		fi->direct_io = 1;
-	}
-	pthread_mutex_unlock(&fs->mu);
-}
-
 /* Parse the text and commit it as the entry's value. */
 static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
 {
@@ -676,14 +657,14 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		dkv_buf_release(&p);
 		/* the kernel truncated or overwrote its cached copy of the text
 		 * when the file was written: make it forget that copy */
-		dkvfs__notify_inval(fs, ent);
+		dkvfs__notify_inval(fs, ent, true);
 		return -EINVAL;
 	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
 	if (rc)
-		dkvfs__notify_inval(fs, ent);
+		dkvfs__notify_inval(fs, ent, true);
 	return rc;
 }
 
@@ -704,10 +685,11 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	}
 	if (!(fi->flags & O_TRUNC) && !created)
 		dkvfs__render_value(ent, &v->text);
-	if (!v->writable)
-		cache_policy(fs, ent, fi);
-	else if (!v->notifier)
-		fi->direct_io = 0;
+	/* Every open reads its own snapshot of the value; the page cache and
+	 * the inode's size are shared by all opens and could mix an older and a
+	 * newer text (torn reads, measured).  So "_" is read and written past
+	 * the page cache, and its attributes are never cached. */
+	fi->direct_io = 1;
 	dkv_engine_unlock(fs->e);
 	if ((fi->flags & O_TRUNC) || created)
 		v->dirty = v->writable && !v->notifier;
@@ -1020,8 +1002,8 @@ static bool add_dirent(struct dkvfs *fs, fuse_req_t req, struct dkv_buf *buf, si
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof e);
 		e.ino = dkvfs__ino(fs, ent, k);
-		e.attr_timeout = TIMEOUT;
-		e.entry_timeout = TIMEOUT;
+		e.attr_timeout = k == K_DIR ? TIMEOUT : 0;
+		e.entry_timeout = k == K_DIR ? TIMEOUT : 0;
 		fill_attr(fs, ent, k, &e.attr);
 		need = fuse_add_direntry_plus(req, NULL, 0, name, &e, next);
 		if (need > room)
@@ -1203,6 +1185,14 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0);
 		return;
 	}
+	if (dir == dkv_engine_root(fs->e)) {
+		for (unsigned i = 0; i < fs->nspecials; i++) {
+			if (name_is(name, fs->specials[i].name)) {
+				fuse_reply_err(req, EPERM);
+				return;
+			}
+		}
+	}
 	struct fsjob j = {.run = job_rmdir, .ent = dir};
 	if (pk != K_DIR || dkv_pathtext_parse(&j.data, name, strlen(name), DKV_PT_FS)) {
 		dkv_buf_release(&j.data);
@@ -1325,35 +1315,70 @@ static void *fuse_main_thread(void *arg)
 	return NULL;
 }
 
-/* A dead daemon's mount answers "Transport endpoint is not connected";
- * detach it so that we can mount again.  A live one is left alone. */
+/* Abort a FUSE connection through fusectl: every process blocked on the
+ * dead daemon's mount (even inside the dead daemon) gets ENOTCONN. */
+static void abort_connection(unsigned minor)
+{
+	char path[96];
+	struct stat st;
+	if (stat("/sys/fs/fuse/connections", &st) == 0) {
+		snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", minor);
+		if (access(path, F_OK))
+			mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
+		FILE *f = fopen(path, "w");
+		if (f) {
+			fputs("1", f);
+			fclose(f);
+		}
+	}
+}
+
+/* A dead daemon's mount answers "Transport endpoint is not connected"
+ * (stat may still be answered from the kernel's caches; statfs is not);
+ * abort and detach it so that we can mount again.  A live one is left
+ * alone. */
 static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
 {
-	struct stat st;
-	if (stat(mnt, &st) == 0) {
-		FILE *f = fopen("/proc/self/mountinfo", "r");
-		char line[4096];
-		bool mounted = false;
-		while (f && fgets(line, sizeof line, f)) {
-			char path[4096];
-			if (sscanf(line, "%*s %*s %*s %*s %4095s", path) == 1 && !strcmp(path, mnt) &&
-			    strstr(line, "fuse.distkv"))
-				mounted = true;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096];
+	unsigned maj = 0, min = 0;
+	bool mounted = false;
+	while (f && fgets(line, sizeof line, f)) {
+		char path[4096];
+		unsigned a, b;
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, path) == 3 && !strcmp(path, mnt) &&
+		    strstr(line, " fuse.distkv ")) {
+			mounted = true;
+			maj = a;
+			min = b;
 		}
-		if (f)
-			fclose(f);
-		if (mounted) {
+	}
+	if (f)
+		fclose(f);
+	(void)maj;
+	if (mounted) {
+		struct statvfs sv;
+		if (statvfs(mnt, &sv) == 0) {
 			snprintf(err, errlen, "%s: another distkv node is mounted here", mnt);
 			return -EBUSY;
 		}
+		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
+		abort_connection(min);
+		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
+			snprintf(err, errlen, "%s: cannot detach stale mount: %s", mnt,
+				 strerror(errno));
+			return -errno;
+		}
+	}
+	struct stat st;
+	if (stat(mnt, &st) == 0) {
 		if (!S_ISDIR(st.st_mode)) {
 			snprintf(err, errlen, "%s: not a directory", mnt);
 			return -ENOTDIR;
 		}
 		return 0;
 	}
-	if (errno == ENOTCONN || errno == ECONNABORTED) {
-		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
+	if (errno == ENOTCONN || errno == ECONNABORTED) { /* a stale mount of another kind */
 		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
 			snprintf(err, errlen, "%s: cannot detach stale mount: %s", mnt,
 				 strerror(errno));
@@ -1397,6 +1422,9 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	*out = NULL;
 	the_uid = getuid();
 	the_gid = getgid();
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	mount_time_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	char *mnt = realpath(opts->mountpoint, NULL);
 	if (!mnt) {
 		if (errno == ENOENT && mkdir(opts->mountpoint, 0755) == 0)

@@ -44,9 +44,6 @@ struct fsnode {
 	struct dkv_entry *ent;
 	struct fsnode *hnext;
 	uint64_t nlookup;    /* kernel lookups of all this entry's inodes */
-	uint64_t ver;        /* bumped on every change of the entry's value */
-	uint64_t cached_ver; /* ver whose text the page cache may hold; ~0: none */
-	uint64_t inval_ver;  /* ver for which the kernel's caches were dropped */
 	uint64_t dir_gen;    /* bumped when children appear or go */
 	uint64_t dir_cached_gen;
 };
@@ -100,7 +97,9 @@ struct dkvfs {
 	/* notifier (notify.c) */
 	pthread_t notify_thread;
 	bool notify_running;
-	pid_t notify_tid;
+	pid_t notify_tid;     /* the helper process that repeats changes */
+	pid_t helper_pid;
+	int helper_sock;      /* its end of a socketpair; -1: none */
 	struct notify_item *nq_head, **nq_tail;
 	size_t nq_len;
 	struct notify_item *later_head, **later_tail; /* second rounds, by due time */
@@ -167,7 +166,7 @@ bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req);
 /* From a FUSE thread: the kernel's copy of ent's text is wrong (a write
  * that was refused); have the notifier drop it. ent must be known to the
  * kernel (an open file of it). */
-void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent);
+void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_has_value);
 
 /* watchfile.c */
 void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,

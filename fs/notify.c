@@ -25,7 +25,10 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/syscall.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,7 +94,6 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	/* versions: what open() and opendir() compare against */
 	struct fsnode *n = dkvfs__node_find(fs, ent);
 	if (n) {
-		n->ver++;
 		if (had != has)
 			n->dir_gen++;
 	}
@@ -129,15 +131,12 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	pthread_mutex_unlock(&fs->mu);
 }
 
-void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent)
+void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_has_value)
 {
 	dkv_engine_rdlock(fs->e);
 	bool has = dkv_entry_has_value(ent);
 	dkv_engine_unlock(fs->e);
 	pthread_mutex_lock(&fs->mu);
-	struct fsnode *n = dkvfs__node_find(fs, ent);
-	if (n)
-		n->ver++; /* until the notifier is done, reads bypass the cache */
 	struct notify_item *it;
 	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
 		if (it->ent == ent)
@@ -145,7 +144,7 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent)
 	if (!it && !fs->stopping) {
 		it = dkv_xcalloc(1, sizeof *it);
 		it->ent = ent;
-		it->had_value = has;
+		it->had_value = kernel_has_value || has; /* "_" made by create() but refused */
 		it->no_repeat = true;
 		dkv_entry_pin(ent); /* safe: the kernel holds it, so it cannot go */
 		size_t b = idx_bucket(fs, ent);
@@ -157,6 +156,117 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent)
 		pthread_cond_signal(&fs->ncond);
 	}
 	pthread_mutex_unlock(&fs->mu);
+}
+
+/*
+ * The repeats run in a child process, not in a thread of ours: a thread
+ * blocked in a request to our own mount would keep a crashed (kill -9)
+ * daemon from ever exiting, since the mount's connection only ends when
+ * the daemon's last thread is gone.  The child holds no descriptor of the
+ * connection, so when the daemon dies its requests fail with ENOTCONN and
+ * it exits.  It was forked from a threaded process: it only makes system
+ * calls on a static buffer.
+ */
+enum { H_MKDIR = 1, H_MODIFY, H_CREATE, H_UNLINK, H_RMDIR };
+
+static char helper_buf[8192];
+
+static void helper_main(int sock)
+{
+	for (;;) {
+		ssize_t n = read(sock, helper_buf, sizeof helper_buf - 1);
+		if (n <= 1)
+			_exit(0);
+		helper_buf[n] = 0;
+		const char *path = helper_buf + 1;
+		int rc = 0, fd = -1;
+		switch (helper_buf[0]) {
+		case H_MKDIR:
+			rc = mkdir(path, 0755);
+			break;
+		case H_MODIFY:
+		case H_CREATE:
+			fd = open(path, O_WRONLY | O_CLOEXEC | (helper_buf[0] == H_CREATE ? O_CREAT : 0),
+				  0644);
+			/* one byte is enough: "_" is read past the page cache, and the
+			 * daemon ignores what we write; inotify sees IN_MODIFY */
+			if (fd >= 0) {
+				rc = write(fd, "\n", 1) < 0 ? -1 : 0;
+				close(fd);
+			} else {
+				rc = -1;
+			}
+			break;
+		case H_UNLINK:
+			rc = unlink(path);
+			break;
+		case H_RMDIR:
+			rc = rmdir(path);
+			break;
+		}
+		int res = rc ? errno : 0;
+		if (write(sock, &res, sizeof res) != sizeof res)
+			_exit(0);
+	}
+}
+
+static int helper_start(struct dkvfs *fs)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		return -errno;
+	int fusefd = fuse_session_fd(fs->se);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		/* keep nothing of the daemon's: above all not the connection */
+		for (int fd = 3; fd < 65536; fd++)
+			if (fd != sv[1])
+				close(fd);
+		(void)fusefd;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		helper_main(sv[1]);
+		_exit(0);
+	}
+	close(sv[1]);
+	fs->helper_sock = sv[0];
+	fs->helper_pid = pid;
+	fs->notify_tid = pid;
+	return 0;
+}
+
+static void helper_stop(struct dkvfs *fs)
+{
+	if (fs->helper_sock >= 0) {
+		close(fs->helper_sock);
+		fs->helper_sock = -1;
+	}
+	if (fs->helper_pid > 0) {
+		int st;
+		kill(fs->helper_pid, SIGKILL);
+		waitpid(fs->helper_pid, &st, 0);
+		fs->helper_pid = 0;
+	}
+}
+
+/* Ask the helper to do one operation; returns 0 or an errno. */
+static int helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
+{
+	char msg[8192];
+	int res = EIO;
+	if (fs->helper_sock < 0 || path->len + 2 > sizeof msg)
+		return EIO;
+	msg[0] = (char)op;
+	memcpy(msg + 1, path->data, path->len);
+	if (write(fs->helper_sock, msg, path->len + 1) < 0 ||
+	    read(fs->helper_sock, &res, sizeof res) != sizeof res)
+		return EIO;
+	return res;
 }
 
 static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char *name,
@@ -190,7 +300,6 @@ struct snapshot {
 	struct dkv_buf text;      /* the value's YAML */
 	struct dkv_buf name;      /* its name in its parent directory */
 	struct dkv_entry *parent;
-	uint64_t ver;
 	/* the newly created directories, outermost first */
 	struct dkv_entry *made[16];
 	unsigned nmade;
@@ -218,10 +327,6 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 	for (unsigned i = 0; i < n; i++)
 		s->made[i] = up[n - 1 - i];
 	s->nmade = s->has_value ? n : 0;
-	pthread_mutex_lock(&fs->mu);
-	struct fsnode *fn = dkvfs__node_find(fs, ent);
-	s->ver = fn ? fn->ver : 0;
-	pthread_mutex_unlock(&fs->mu);
 }
 
 static void snapshot_release(struct snapshot *s)
@@ -294,7 +399,10 @@ static void scan_fdinfo(struct dkvfs *fs, const char *pid, unsigned maj, unsigne
 static void scan_watches(struct dkvfs *fs)
 {
 	int64_t now = mono_ns();
-	if (fs->scan_ns && now - fs->scan_ns < WATCH_SCAN_NS)
+	/* a watcher that appears must be noticed at once; one that goes may
+	 * be noticed a little later (that only costs a few wasted repeats) */
+	int64_t ttl = fs->nwatched ? WATCH_SCAN_NS : WATCH_SCAN_NS / 25;
+	if (fs->scan_ns && now - fs->scan_ns < ttl)
 		return;
 	fs->scan_ns = now;
 	if (!fs->dev) {
@@ -346,11 +454,6 @@ static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot
 			fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_DIR), 0, 0);
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, ent, K_DIR), "_", 1);
 		}
-		pthread_mutex_lock(&fs->mu);
-		struct fsnode *fn = dkvfs__node_find(fs, ent);
-		if (fn)
-			fn->inval_ver = s->ver;
-		pthread_mutex_unlock(&fs->mu);
 	}
 	if (it->created || it->had_value != s->has_value) {
 		/* the entry's visibility may have changed, and with it the
@@ -422,7 +525,8 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
 							 (const char *)nm.data, nm.len);
 		at(fs, &path, dkv_buf_cstr(&rel), NULL);
-		if (mkdir((char *)path.data, 0755) && errno != EEXIST)
+		int e = helper_do(fs, H_MKDIR, &path);
+		if (e && e != EEXIST)
 			break;
 		made = true;
 	}
@@ -438,29 +542,21 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 	if (!watched_maybe(fs, it->ent)) {
 		/* nobody watches a directory that nobody has looked up */
 	} else if (s->has_value) {
-		int fd;
 		at(fs, &path, relp, "_");
 		if (it->had_value) {
 			set_expect(fs, NULL, NULL, false);
-			fd = open((char *)path.data, O_WRONLY | O_CLOEXEC);
+			helper_do(fs, H_MODIFY, &path);
 		} else {
 			set_expect(fs, it->ent, "_", false);
 			if (known(fs, it->ent))
 				fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, it->ent, K_DIR),
 								 "_", 1);
-			fd = open((char *)path.data, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-		}
-		if (fd >= 0) {
-			if (s->text.len && write(fd, s->text.data, s->text.len) < 0)
-				(void)0; /* nothing to do: the data is already in place */
-			if (ftruncate(fd, (off_t)s->text.len))
-				(void)0;
-			close(fd);
+			helper_do(fs, H_CREATE, &path);
 		}
 	} else if (it->had_value) {
 		set_expect(fs, it->ent, "_", true);
 		at(fs, &path, relp, "_");
-		unlink((char *)path.data);
+		helper_do(fs, H_UNLINK, &path);
 		/* the directory, and ancestors left with nothing to show */
 		struct dkv_entry *x = it->ent;
 		while (x) {
@@ -477,7 +573,7 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 				break;
 			set_expect(fs, parent, dkv_buf_cstr(&nm), true);
 			at(fs, &path, dkv_buf_cstr(&rel), NULL);
-			if (rmdir((char *)path.data))
+			if (helper_do(fs, H_RMDIR, &path))
 				break;
 			x = parent;
 		}
@@ -508,7 +604,6 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 static void *notify_main(void *arg)
 {
 	struct dkvfs *fs = arg;
-	fs->notify_tid = (pid_t)syscall(SYS_gettid);
 	pthread_mutex_lock(&fs->mu);
 	while (!fs->stopping) {
 		if (fs->npolls) {
@@ -582,9 +677,15 @@ int dkvfs__notify_start(struct dkvfs *fs)
 	fs->nq_mask = 4095;
 	fs->nq_index = dkv_xcalloc(fs->nq_mask + 1, sizeof *fs->nq_index);
 	pthread_cond_init(&fs->ncond, NULL);
-	int rc = pthread_create(&fs->notify_thread, NULL, notify_main, fs);
+	fs->helper_sock = -1;
+	int rc = helper_start(fs);
 	if (rc)
+		return rc;
+	rc = pthread_create(&fs->notify_thread, NULL, notify_main, fs);
+	if (rc) {
+		helper_stop(fs);
 		return -rc;
+	}
 	fs->notify_running = true;
 	return 0;
 }
@@ -604,6 +705,7 @@ void dkvfs__notify_stop(struct dkvfs *fs)
 		}
 		fs->notify_running = false;
 	}
+	helper_stop(fs);
 	/* what was still queued: let go of the entries */
 	pthread_mutex_lock(&fs->mu);
 	while (fs->nq_head) {
