@@ -299,6 +299,26 @@ void dkv__conn_flush(struct dkv_conn *c)
 			dkv__conn_close(c);
 		return;
 	}
+	/* The common case, replies to requests on a connection that is being
+	 * read: hand them to the socket at once.  A queued uv_write would cost a
+	 * callback and, with libuv 1.44, an epoll_ctl per batch.  (Where streams
+	 * or throttling wait for the write's completion, on_write must run.) */
+	if (c->reading && !c->streams) {
+		uv_buf_t tb = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &tb, 1);
+		if (n == (int)c->out.len) {
+			c->out.len = 0;
+			if (c->close_after_write)
+				dkv__conn_close(c);
+			return;
+		}
+		if (n > 0)
+			dkv_buf_consume(&c->out, (size_t)n);
+		else if (n != UV_EAGAIN) {
+			dkv__conn_close(c);
+			return;
+		}
+	}
 	/* swap buffers: out becomes inflight, the old inflight is reused */
 	struct dkv_buf t = c->inflight;
 	c->inflight = c->out;
