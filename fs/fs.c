@@ -626,18 +626,35 @@ struct vfile {
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
 	bool created;        /* made by create(): the kernel thinks "_" exists */
+	struct vfile *next, *prev; /* fs->vfiles, under fs->mu */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
 };
 
-static struct vfile *vfile_new(void)
+/* Open files are listed so that those the kernel never releases (the
+ * mount went away under them) can be freed at the end. */
+static struct vfile *vfile_new(struct dkvfs *fs)
 {
 	struct vfile *v = dkv_xcalloc(1, sizeof *v);
 	pthread_mutex_init(&v->mu, NULL);
+	pthread_mutex_lock(&fs->mu);
+	v->next = fs->vfiles;
+	if (v->next)
+		v->next->prev = v;
+	fs->vfiles = v;
+	pthread_mutex_unlock(&fs->mu);
 	return v;
 }
 
-static void vfile_free(struct vfile *v)
+static void vfile_free(struct dkvfs *fs, struct vfile *v)
 {
+	pthread_mutex_lock(&fs->mu);
+	if (v->prev)
+		v->prev->next = v->next;
+	else
+		fs->vfiles = v->next;
+	if (v->next)
+		v->next->prev = v->prev;
+	pthread_mutex_unlock(&fs->mu);
 	dkv_buf_release(&v->text);
 	pthread_mutex_destroy(&v->mu);
 	free(v);
@@ -655,6 +672,7 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		dkv_engine_unlock(fs->e);
 		fprintf(stderr, "distkv: %s/%s/_: not stored: %s\n", fs->mnt, dkv_buf_cstr(&p), err);
 		dkv_buf_release(&p);
+		dkv_buf_release(&j.data);
 		/* the kernel truncated or overwrote its cached copy of the text
 		 * when the file was written: make it forget that copy */
 		dkvfs__notify_inval(fs, ent, true);
@@ -671,7 +689,7 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		       struct fuse_file_info *fi, bool created)
 {
-	struct vfile *v = vfile_new();
+	struct vfile *v = vfile_new(fs);
 	int acc = fi->flags & O_ACCMODE;
 	v->writable = acc != O_RDONLY;
 	v->notifier = dkvfs__from_notifier(fs, req);
@@ -679,7 +697,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	dkv_engine_rdlock(fs->e);
 	if (!created && !dkv_entry_has_value(ent) && !v->notifier) {
 		dkv_engine_unlock(fs->e);
-		vfile_free(v);
+		vfile_free(fs, v);
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -725,7 +743,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EACCES);
 			return;
 		}
-		struct vfile *v = vfile_new();
+		struct vfile *v = vfile_new(fs);
 		dkv_engine_rdlock(fs->e);
 		if (k == K_META)
 			dkvfs__render_meta(ent, &v->text);
@@ -869,7 +887,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 	if (k == K_VALUE && v->dirty && !v->notifier)
 		vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
-	vfile_free(v);
+	vfile_free(fs, v);
 	fuse_reply_err(req, 0);
 }
 
@@ -904,7 +922,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			v->written = true;
 			pthread_mutex_unlock(&v->mu);
 		} else { /* truncate(2) by name: a change of its own */
-			struct vfile *v = vfile_new();
+			struct vfile *v = vfile_new(fs);
 			dkv_engine_rdlock(fs->e);
 			dkvfs__render_value(ent, &v->text);
 			dkv_engine_unlock(fs->e);
@@ -916,7 +934,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				v->text.len = size;
 			}
 			int rc = vfile_commit(fs, ent, v);
-			vfile_free(v);
+			vfile_free(fs, v);
 			if (rc) {
 				fuse_reply_err(req, -rc);
 				return;
@@ -1460,6 +1478,7 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 			opts->debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
 	fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
+	fuse_opt_free_args(&args);
 	if (!fs->se) {
 		snprintf(err, errlen, "%s: cannot create the FUSE session", mnt);
 		rc = -EIO;
@@ -1538,6 +1557,8 @@ static void fs_free(uv_handle_t *h)
 	dkv_buf_release(&fs->expect.name);
 	for (unsigned i = 0; i < 32; i++)
 		dkv_buf_release(&fs->cursors[i].name);
+	while (fs->vfiles)
+		vfile_free(fs, fs->vfiles);
 	pthread_mutex_destroy(&fs->mu);
 	pthread_cond_destroy(&fs->cond);
 	free(fs);

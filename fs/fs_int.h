@@ -71,6 +71,7 @@ struct expect {
 };
 
 struct notify_item; /* notify.c */
+struct vfile;       /* fs.c */
 struct wstream;     /* watchfile.c */
 
 struct dkvfs {
@@ -122,6 +123,7 @@ struct dkvfs {
 	unsigned nspecials;
 
 	struct wstream *streams; /* open .watch files, under mu */
+	struct vfile *vfiles;    /* open "_", .meta, .stats files, under mu */
 	bool no_opendir;         /* the kernel opens directories without asking */
 	/* where recent listings stopped, to resume without a scan; under mu */
 	struct cursor {

@@ -401,7 +401,9 @@ static void scan_watches(struct dkvfs *fs)
 	int64_t now = mono_ns();
 	/* a watcher that appears must be noticed at once; one that goes may
 	 * be noticed a little later (that only costs a few wasted repeats) */
-	int64_t ttl = fs->nwatched ? WATCH_SCAN_NS : WATCH_SCAN_NS / 25;
+	int64_t ttl = fs->nwatched ? WATCH_SCAN_NS : 0;
+	if (!fs->nwatched && fs->nq_len > 64)
+		ttl = WATCH_SCAN_NS / 25; /* a bulk load nobody watches: do not rescan per change */
 	if (fs->scan_ns && now - fs->scan_ns < ttl)
 		return;
 	fs->scan_ns = now;
@@ -419,16 +421,33 @@ static void scan_watches(struct dkvfs *fs)
 			scan_fdinfo(fs, de->d_name, major(fs->dev), minor(fs->dev));
 	if (proc)
 		closedir(proc);
-	qsort(fs->watched, fs->nwatched, sizeof *fs->watched, cmp_u64);
+	if (fs->nwatched > 1)
+		qsort(fs->watched, fs->nwatched, sizeof *fs->watched, cmp_u64);
 }
 
 static bool is_watched(const struct dkvfs *fs, uint64_t ino)
 {
-	return bsearch(&ino, fs->watched, fs->nwatched, sizeof ino, cmp_u64) != NULL;
+	return fs->nwatched && bsearch(&ino, fs->watched, fs->nwatched, sizeof ino, cmp_u64) != NULL;
 }
 
-/* Whether an inotify watch can see changes in ent's directory. */
+static bool watched_now(struct dkvfs *fs, const struct dkv_entry *ent);
+
+/* Whether an inotify watch can see changes in ent's directory.  Before
+ * saying no on the strength of an older scan, look again: a watcher that
+ * is still adding its watches (inotifywait -r walks the tree) may have
+ * reached this directory since. */
 static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (watched_now(fs, ent))
+		return true;
+	if (mono_ns() - fs->scan_ns < WATCH_SCAN_NS / 10)
+		return false;
+	fs->scan_ns = 0;
+	scan_watches(fs);
+	return watched_now(fs, ent);
+}
+
+static bool watched_now(struct dkvfs *fs, const struct dkv_entry *ent)
 {
 	if (!fs->nwatched)
 		return false;
