@@ -68,6 +68,16 @@ bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req)
 	return fs->notify_tid && fuse_req_ctx(req)->pid == fs->notify_tid;
 }
 
+static bool known(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (ent == dkv_engine_root(fs->e))
+		return true;
+	pthread_mutex_lock(&fs->mu);
+	bool k = dkvfs__node_find(fs, ent) != NULL;
+	pthread_mutex_unlock(&fs->mu);
+	return k;
+}
+
 void dkvfs__queue_poll(struct dkvfs *fs, struct fuse_pollhandle *ph)
 {
 	if (fs->npolls == fs->polls_cap) {
@@ -281,15 +291,6 @@ static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char
 	pthread_mutex_unlock(&fs->mu);
 }
 
-static bool known(struct dkvfs *fs, const struct dkv_entry *ent)
-{
-	if (ent == dkv_engine_root(fs->e))
-		return true;
-	pthread_mutex_lock(&fs->mu);
-	bool k = dkvfs__node_find(fs, ent) != NULL;
-	pthread_mutex_unlock(&fs->mu);
-	return k;
-}
 
 /* What one item needs, read under the engine's read lock. */
 struct snapshot {
@@ -297,7 +298,6 @@ struct snapshot {
 	bool visible;
 	bool shown;               /* the entry has a path in the mount */
 	struct dkv_buf rel;       /* its path below the mount */
-	struct dkv_buf text;      /* the value's YAML */
 	struct dkv_buf name;      /* its name in its parent directory */
 	struct dkv_entry *parent;
 	/* the newly created directories, outermost first */
@@ -313,8 +313,6 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 	s->visible = dkv_entry_visible(ent);
 	s->shown = dkvfs__entry_relpath(fs, ent, &s->rel);
 	s->parent = ent->parent;
-	if (s->has_value)
-		dkvfs__render_value(ent, &s->text);
 	if (ent->parent)
 		dkvfs__entry_name(fs, ent, &s->name);
 	dkv_engine_unlock(fs->e);
@@ -332,9 +330,9 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 static void snapshot_release(struct snapshot *s)
 {
 	dkv_buf_release(&s->rel);
-	dkv_buf_release(&s->text);
 	dkv_buf_release(&s->name);
 }
+
 
 /*
  * Who is watching?  Repeating a change through the mount costs several
@@ -401,9 +399,7 @@ static void scan_watches(struct dkvfs *fs)
 	int64_t now = mono_ns();
 	/* a watcher that appears must be noticed at once; one that goes may
 	 * be noticed a little later (that only costs a few wasted repeats) */
-	int64_t ttl = fs->nwatched ? WATCH_SCAN_NS : 0;
-	if (!fs->nwatched && fs->nq_len > 64)
-		ttl = WATCH_SCAN_NS / 25; /* a bulk load nobody watches: do not rescan per change */
+	int64_t ttl = fs->nwatched ? WATCH_SCAN_NS : WATCH_SCAN_NS / 10;
 	if (fs->scan_ns && now - fs->scan_ns < ttl)
 		return;
 	fs->scan_ns = now;
@@ -438,6 +434,9 @@ static bool watched_now(struct dkvfs *fs, const struct dkv_entry *ent);
  * reached this directory since. */
 static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
 {
+	/* a watch holds its directory's inode: no inode in the kernel, no watch */
+	if (!known(fs, ent))
+		return false;
 	if (watched_now(fs, ent))
 		return true;
 	if (mono_ns() - fs->scan_ns < WATCH_SCAN_NS / 10)
@@ -612,10 +611,8 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 	snapshot_take(fs, it, &s);
 	if (!it->value_only)
 		invalidate(fs, it, &s);
-	if (fs->opts.inotify && s.shown && !it->no_repeat) {
-		scan_watches(fs);
+	if (fs->opts.inotify && s.shown && !it->no_repeat)
 		again = repeat(fs, it, &s);
-	}
 	snapshot_release(&s);
 	return again;
 }
