@@ -572,25 +572,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 }
 
-static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+/* The kernel let go of inodes: drop our counts, and let the loop unpin
+ * the entries nobody holds any more. */
+static void forget_all(struct dkvfs *fs, size_t count, const struct fuse_forget_data *forgets)
 {
-	COUNT(FS(req), forget);
-	struct dkvfs *fs = FS(req);
-	if (ino != FUSE_ROOT_ID) {
-		pthread_mutex_lock(&fs->mu);
-		node_forget(fs, ino, nlookup);
-		bool wake = fs->nunpins > 0;
-		pthread_mutex_unlock(&fs->mu);
-		if (wake)
-			uv_async_send(&fs->async);
-	}
-	fuse_reply_none(req);
-}
-
-static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
-{
-	COUNT(FS(req), forget);
-	struct dkvfs *fs = FS(req);
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < count; i++)
 		if (forgets[i].ino != FUSE_ROOT_ID)
@@ -599,6 +584,20 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	pthread_mutex_unlock(&fs->mu);
 	if (wake)
 		uv_async_send(&fs->async);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	COUNT(FS(req), forget);
+	struct fuse_forget_data one = {.ino = ino, .nlookup = nlookup};
+	forget_all(FS(req), 1, &one);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	COUNT(FS(req), forget);
+	forget_all(FS(req), count, forgets);
 	fuse_reply_none(req);
 }
 
