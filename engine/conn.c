@@ -34,6 +34,8 @@ void dkv__server_maybe_done(struct dkv_server *s);
 
 static unsigned next_conn_id;
 
+#define PER_ROUND_OUTPUT (4u << 20) /* reply bytes one connection may produce per round */
+
 /* ---- requests ---- */
 
 int dkv__msg_decode(struct dkv_msg *m, const uint8_t *p, size_t len, char *err, size_t errlen)
@@ -254,8 +256,11 @@ static void process_input(struct dkv_conn *c);
 
 static void update_reading(struct dkv_conn *c)
 {
+	/* requests not yet handled are bounded too: a message may take up to
+	 * max_msg_size, and more than that waits in the client's socket */
 	bool want = !c->closing && !c->close_after_write &&
-		    dkv__conn_backlog(c) < c->srv->opts.max_out_buffer;
+		    dkv__conn_backlog(c) < c->srv->opts.max_out_buffer &&
+		    c->in.len <= c->srv->opts.max_msg_size;
 	if (want && !c->reading) {
 		if (!uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))
 			c->reading = true;
@@ -302,8 +307,10 @@ void dkv__conn_flush(struct dkv_conn *c)
 	/* The common case, replies to requests on a connection that is being
 	 * read: hand them to the socket at once.  A queued uv_write would cost a
 	 * callback and, with libuv 1.44, an epoll_ctl per batch.  (Where streams
-	 * or throttling wait for the write's completion, on_write must run.) */
-	if (c->reading && !c->streams) {
+	 * or throttling wait for the write's completion, on_write must run; and
+	 * a big backlog goes to uv_write whole rather than being moved down
+	 * after every partial write.) */
+	if (c->reading && !c->streams && c->out.len <= 65536) {
 		uv_buf_t tb = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
 		int n = uv_try_write((uv_stream_t *)&c->tcp, &tb, 1);
 		if (n == (int)c->out.len) {
@@ -416,10 +423,16 @@ static void process_input(struct dkv_conn *c)
 	size_t done = 0;
 	size_t max = c->srv->opts.max_msg_size;
 
+	size_t backlog0 = dkv__conn_backlog(c);
 	dkv_mp_reader_init(&r, c->in.data, c->in.len);
 	while (!c->closing && !c->close_after_write && dkv_mp_left(&r)) {
 		/* a client that does not read its replies gets no more service */
 		if (dkv__conn_backlog(c) >= c->srv->opts.max_out_buffer)
+			break;
+		/* nor may one with a deep pipeline keep the loop from the others:
+		 * past this much output in one round, the rest waits until the
+		 * write completes (on_write comes back here) */
+		if (dkv__conn_backlog(c) - backlog0 >= PER_ROUND_OUTPUT && c->out.len > 65536)
 			break;
 		const uint8_t *start = r.p;
 		int rc = dkv_mp_skip(&r);
