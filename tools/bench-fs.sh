@@ -27,7 +27,7 @@
 # Environment: N_OP (2000 iterations for stat/cat/echo), N_MKDIR (1000),
 # N_COLD (30 cold cats), N_CHANGE (200 changes for the inotify and
 # cat-after-change figures), PERF_OUT (a file: perf record -g the server
-# during the cold ls -R and find).
+# during the ls -R and find runs, which then take several times longer).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -423,8 +423,8 @@ reqs() {
 srv_ticks() { awk '{ print $14 + $15 }' "/proc/$srv_pid/stat"; }
 hz=$(getconf CLK_TCK)
 settle() {
-	local i c0
-	for i in $(seq 1200); do
+	local c0
+	for _ in $(seq 1200); do
 		snap s0
 		c0=$(srv_ticks)
 		sleep 0.25
@@ -436,6 +436,7 @@ settle() {
 
 # ---- start the node, fill both trees ----
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
+build_info="$build ($(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown), distkv built $(date -r "$distkv" '+%F %T'))"
 port=$(free_port)
 mkdir -p "$mnt" "$tfs"
 "$distkv" -C server.bind_default.host=127.0.0.1 -C server.bind_default.port="$port" \
@@ -493,7 +494,7 @@ for fs in fuse tmpfs; do
 		R[proc.$fs]=$($PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.0f / %.0f (hyperfine median / mean)" % (r["median"]*1e6, r["mean"]*1e6))' "$tmp/hf.json")
 	else
 		s=$(now_ms); for _ in $(seq 1000); do cat "$f" >/dev/null; done
-		R[proc.$fs]="$(( ($(now_ms) - s) )) (mean of 1000 cat processes)"
+		R[proc.$fs]="$(( $(now_ms) - s )) (mean of 1000 cat processes)" # ms per 1000 = µs
 	fi
 	[ $fs = fuse ] && { snap e; for _ in $(seq 100); do cat "$f" >/dev/null; done; snap e1; R[proc.req]=$(reqs e e1 100); }
 	e=$d/bench/k6/6/_
@@ -531,14 +532,14 @@ if [ -n "$PERF_OUT" ] && command -v perf >/dev/null; then
 fi
 for fs in fuse tmpfs; do
 	if [ $fs = fuse ]; then d=$mnt; else d=$tfs; fi
-	for cmd in "ls -R" find; do
-		key=${cmd%% *}
-		phase "$cmd on $fs"
+	for key in ls find; do
+		if [ $key = ls ]; then cmd=(ls -R); else cmd=(find); fi
+		phase "${cmd[*]} on $fs"
 		drop_caches
 		[ $fs = fuse ] && snap k
-		s=$(now_ms); walk $cmd "$d/bench"; t=$(now_ms)
+		s=$(now_ms); walk "${cmd[@]}" "$d/bench"; t=$(now_ms)
 		[ $fs = fuse ] && snap l
-		s2=$(now_ms); walk $cmd "$d/bench"; t2=$(now_ms)
+		s2=$(now_ms); walk "${cmd[@]}" "$d/bench"; t2=$(now_ms)
 		[ $fs = fuse ] && { snap m; R[$key.cold.req]=$(reqs k l 1); R[$key.warm.req]=$(reqs l m 1); }
 		R[$key.cold.$fs]=$(awk -v x=$((t - s)) 'BEGIN { printf "%.2f", x / 1000 }')
 		R[$key.warm.$fs]=$(awk -v x=$((t2 - s2)) 'BEGIN { printf "%.2f", x / 1000 }')
@@ -548,14 +549,14 @@ if [ -n "$perf_pid" ]; then
 	kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=
 fi
 
-phase done
+phase "done"
 # ---- the table ----
 row() { printf '| %s | %s | %s | %s |\n' "$1" "${R[$2.fuse]}" "${R[$2.tmpfs]}" "$3"; }
 echo
 echo "bench/: 100,101 directories and 100,000 \`_\` files (9-byte values); $fill_info."
 echo "Latencies are p50 / p99 in µs over $N_OP runs (mkdir $N_MKDIR, cold cat $N_COLD, after a change $N_CHANGE); ls -R and find in seconds."
 echo
-echo "Build: $build ($(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown), distkv built $(date -r "$distkv" '+%F %T'))."
+echo "Build: $build_info."
 echo "Load average (1, 5, 15 min) at the start: $load0; at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs."
 echo
 echo "| operation | distkv | tmpfs | FUSE requests per op |"
