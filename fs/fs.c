@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1357,29 +1358,57 @@ static void abort_connection(unsigned minor)
  * (stat may still be answered from the kernel's caches; statfs is not);
  * abort and detach it so that we can mount again.  A live one is left
  * alone. */
+/* Whether the daemon that mounted a tree (its pid is in the mount's
+ * source, "distkv:PID") still runs: not gone, not a zombie, not being
+ * killed (a SIGKILL pending; a thread stuck in the kernel can keep such a
+ * process from ever exiting). */
+static bool daemon_alive(pid_t pid)
+{
+	char path[64], line[256];
+	bool alive = false;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	alive = true;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long long mask;
+		if (!strncmp(line, "State:", 6) && strchr(line, 'Z'))
+			alive = false;
+		if ((sscanf(line, "ShdPnd: %llx", &mask) == 1 || sscanf(line, "SigPnd: %llx", &mask) == 1) &&
+		    (mask & (1ull << (SIGKILL - 1))))
+			alive = false;
+	}
+	fclose(f);
+	return alive;
+}
+
 static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 	char line[4096];
-	unsigned maj = 0, min = 0;
+	unsigned min = 0;
+	int pid = 0;
 	bool mounted = false;
 	while (f && fgets(line, sizeof line, f)) {
 		char path[4096];
 		unsigned a, b;
 		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, path) == 3 && !strcmp(path, mnt) &&
 		    strstr(line, " fuse.distkv ")) {
+			const char *src = strstr(line, " fuse.distkv ") + strlen(" fuse.distkv ");
 			mounted = true;
-			maj = a;
 			min = b;
+			if (sscanf(src, "distkv:%d", &pid) != 1)
+				pid = 0;
 		}
 	}
 	if (f)
 		fclose(f);
-	(void)maj;
 	if (mounted) {
-		struct statvfs sv;
-		if (statvfs(mnt, &sv) == 0) {
-			snprintf(err, errlen, "%s: another distkv node is mounted here", mnt);
+		/* never statfs it: a dead daemon's mount can hang the caller */
+		if (pid > 0 && daemon_alive(pid)) {
+			snprintf(err, errlen, "%s: another distkv node (pid %d) is mounted here", mnt,
+				 pid);
 			return -EBUSY;
 		}
 		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
@@ -1476,8 +1505,10 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	fs->async.data = fs;
 	make_specials(fs);
 
-	char *argv[] = {"distkv", "-o", "fsname=distkv,subtype=distkv,default_permissions,allow_other",
-			opts->debug ? "-d" : NULL, NULL};
+	char mopts[128];
+	snprintf(mopts, sizeof mopts,
+		 "fsname=distkv:%d,subtype=distkv,default_permissions,allow_other", (int)getpid());
+	char *argv[] = {"distkv", "-o", mopts, opts->debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
 	fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
 	fuse_opt_free_args(&args);
