@@ -285,19 +285,14 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 		st->st_size = 4096;
 		break;
 	}
-	case K_VALUE: {
+	case K_VALUE:
+	case K_META: { /* the size is that of the text a read would give */
 		struct dkv_buf t = {0};
-		dkvfs__render_value(ent, &t);
-		st->st_mode = S_IFREG | 0644;
-		st->st_nlink = 1;
-		st->st_size = (off_t)t.len;
-		dkv_buf_release(&t);
-		break;
-	}
-	case K_META: {
-		struct dkv_buf t = {0};
-		dkvfs__render_meta(ent, &t);
-		st->st_mode = S_IFREG | 0444;
+		if (k == K_VALUE)
+			dkvfs__render_value(ent, &t);
+		else
+			dkvfs__render_meta(ent, &t);
+		st->st_mode = S_IFREG | (k == K_VALUE ? 0644 : 0444);
 		st->st_nlink = 1;
 		st->st_size = (off_t)t.len;
 		dkv_buf_release(&t);

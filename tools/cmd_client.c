@@ -79,6 +79,14 @@ static int request_failed(struct ctx *x, int r)
 	return 1;
 }
 
+/* The exit status for a request's outcome: -EIO was already reported. */
+static int request_status(struct ctx *x, int r)
+{
+	if (r >= 0)
+		return 0;
+	return r == -EIO ? 1 : request_failed(x, r);
+}
+
 /* Turn command-line words into a path (element encodings back to back). */
 static int parse_path(struct ctx *x, int argc, char **argv, struct dkv_buf *enc)
 {
@@ -424,11 +432,8 @@ static int get_recursive(struct ctx *x, const struct get_opts *o, const struct d
 		s.root = dkv_xcalloc(1, sizeof(*s.root));
 	int rc = 0;
 	int r = dkv_client_stream(x->conn, req.data, req.len, nf, tree_cb, &s);
-	if (r == -EIO)
-		rc = 1;
-	else if (r < 0)
-		rc = request_failed(x, r);
-	else if (o->as_dict) {
+	rc = request_status(x, r);
+	if (!rc && o->as_dict) {
 		struct dkv_buf out = {0};
 		tnode_encode(&out, s.root, o->as_dict);
 		rc = print_yaml(x, out.data, out.len);
@@ -722,10 +727,8 @@ static int cmd_delete(struct ctx *x, int argc, char **argv)
 		if (r == 0 && meta)
 			rc = print_reply(x, rep.data, rep.len);
 	}
-	if (r == -EIO)
-		rc = 1;
-	else if (r < 0)
-		rc = request_failed(x, r);
+	if (r < 0)
+		rc = request_status(x, r);
 out:
 	dkv_buf_release(&path);
 	dkv_buf_release(&req);
@@ -733,11 +736,9 @@ out:
 	return rc;
 }
 
-/* ---- data list ---- */
-
-static const char list_usage[] = "data list [PATH...]";
-
-static int cmd_list(struct ctx *x, int argc, char **argv)
+/* Commands whose only option is --help.  Returns -1 to go on, else the
+ * exit status. */
+static int help_only(struct ctx *x, int argc, char **argv, const char *usage, const char *text)
 {
 	static const struct option lo[] = {
 		{"help", no_argument, NULL, 'H'},
@@ -747,10 +748,22 @@ static int cmd_list(struct ctx *x, int argc, char **argv)
 	dkv_cli_getopt_reset();
 	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
 		if (ch == 'H')
-			return help(x, list_usage,
-				    "Print the names of PATH's children, one per line, in colon notation.\n");
-		return usage_error(x, list_usage, NULL, NULL);
+			return help(x, usage, text);
+		return usage_error(x, usage, NULL, NULL);
 	}
+	return -1;
+}
+
+/* ---- data list ---- */
+
+static const char list_usage[] = "data list [PATH...]";
+
+static int cmd_list(struct ctx *x, int argc, char **argv)
+{
+	int hrc = help_only(x, argc, argv, list_usage,
+			    "Print the names of PATH's children, one per line, in colon notation.\n");
+	if (hrc >= 0)
+		return hrc;
 	struct dkv_buf path = {0}, req = {0}, rep = {0}, out = {0};
 	int rc = parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
@@ -861,10 +874,8 @@ static int cmd_monitor(struct ctx *x, int argc, char **argv)
 	struct print_state s = {.x = x, .prefix = &path, .meta = meta};
 	int r = dkv_client_stream(x->conn, req.data, req.len, nf, monitor_cb, &s);
 	longener_release(&s.l);
-	if (r == -EIO)
-		rc = 1;
-	else if (r < 0)
-		rc = request_failed(x, r);
+	if (r < 0)
+		rc = request_status(x, r);
 out:
 	dkv_buf_release(&path);
 	dkv_buf_release(&req);
@@ -877,19 +888,11 @@ static const char dump_usage[] = "internal dump [PATH...]";
 
 static int cmd_dump(struct ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-		if (ch == 'H')
-			return help(x, dump_usage,
-				    "Print the internal tree below PATH as one nested mapping\n"
+	int hrc = help_only(x, argc, argv, dump_usage,
+			    "Print the internal tree below PATH as one nested mapping\n"
 				    "(like \"data get -rd_\"), values under the key \"_\".\n");
-		return usage_error(x, dump_usage, NULL, NULL);
-	}
+	if (hrc >= 0)
+		return hrc;
 	struct get_opts o = {
 		.action = "get_tree_internal", .as_dict = "_", .mindepth = -1, .maxdepth = -1};
 	struct dkv_buf path = {0};
@@ -1065,18 +1068,10 @@ static const char stop_usage[] = "log stop";
 
 static int cmd_log_stop(struct ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-		if (ch == 'H')
-			return help(x, stop_usage,
-				    "Make the server flush and close its change log.\n");
-		return usage_error(x, stop_usage, NULL, NULL);
-	}
+	int hrc = help_only(x, argc, argv, stop_usage,
+			    "Make the server flush and close its change log.\n");
+	if (hrc >= 0)
+		return hrc;
 	if (optind != argc)
 		return usage_error(x, stop_usage, "unexpected argument '%s'", argv[optind]);
 	struct dkv_buf req = {0};
