@@ -703,8 +703,6 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	 * newer text (torn reads, measured).  So "_" is read and written past
 	 * the page cache, and its attributes are never cached. */
 	fi->direct_io = 1;
-	if (!v->writable)
-		fi->noflush = 1; /* nothing to commit: spare the FLUSH of every cat */
 	dkv_engine_unlock(fs->e);
 	if ((fi->flags & O_TRUNC) || created)
 		v->dirty = v->writable && !v->notifier;
@@ -748,7 +746,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			render_stats(fs, &v->text);
 		dkv_engine_unlock(fs->e);
 		fi->direct_io = 1; /* small and changing: never cached */
-		fi->noflush = 1;
 		fi->fh = (uint64_t)(uintptr_t)v;
 		fuse_reply_open(req, fi);
 		return;
