@@ -258,7 +258,7 @@ static void update_reading(struct dkv_conn *c)
 {
 	/* requests not yet handled are bounded too: a message may take up to
 	 * max_msg_size, and more than that waits in the client's socket */
-	bool want = !c->closing && !c->close_after_write &&
+	bool want = !c->closing && !c->close_after_write && !c->parked &&
 		    dkv__conn_backlog(c) < c->srv->opts.max_out_buffer &&
 		    c->in.len <= c->srv->opts.max_msg_size;
 	if (want && !c->reading) {
@@ -377,20 +377,39 @@ static void handle_control(struct dkv_conn *c, const struct dkv_msg *m, const ch
 	}
 }
 
-static void handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
+/* Whether a request may run before the node is in sync with its peers:
+ * replication itself, and what only describes the node. */
+static bool runs_unready(const struct dkv_field *act)
+{
+	static const char *const ok[] = {"repl", "get_state", "get_tock", "stop", "msg_send",
+					 "msg_monitor"};
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	dkv_mp_reader_init(&r, act->val, act->vallen);
+	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_STR)
+		return true; /* an error reply needs no data */
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (dkv_mp_streq(&it, ok[i]))
+			return true;
+	return false;
+}
+
+/* Handle one message; false when it must wait until the node is in sync
+ * (the connection is parked: see dkv_server_set_ready). */
+static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 {
 	struct dkv_msg m;
 	char err[128];
 
 	if (dkv__msg_decode(&m, p, len, err, sizeof err)) {
 		dkv__reply_error(c, NULL, "%s", err);
-		return;
+		return true;
 	}
 	const struct dkv_field *sf = dkv__msg_get(&m, "seq");
 	if (!m.has_seq) {
 		dkv__reply_error(c, &m, sf ? "seq must be a non-negative integer"
 					   : "a request needs a seq");
-		return;
+		return true;
 	}
 	const struct dkv_field *st = dkv__msg_get(&m, "state");
 	const struct dkv_field *act = dkv__msg_get(&m, "action");
@@ -400,7 +419,7 @@ static void handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 		dkv_mp_reader_init(&r, st->val, st->vallen);
 		if (!dkv_mp_read(&r, &it) && it.type == DKV_MP_STR)
 			handle_control(c, &m, (const char *)it.v.s.p, it.v.s.len);
-		return;
+		return true;
 	}
 	if (m.seq == 0 && !act) { /* the client's hello: its window */
 		const struct dkv_field *q = dkv__msg_get(&m, "qlen");
@@ -412,9 +431,14 @@ static void handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 				c->qlen = it.v.u < c->srv->opts.qlen ? (unsigned)it.v.u
 								    : c->srv->opts.qlen;
 		}
-		return;
+		return true;
+	}
+	if (!c->srv->ready && act && !runs_unready(act)) {
+		c->parked = true;
+		return false;
 	}
 	dkv__proto_dispatch(c, &m);
+	return true;
 }
 
 static void process_input(struct dkv_conn *c)
@@ -459,8 +483,9 @@ static void process_input(struct dkv_conn *c)
 			char err[128];
 			bool ok = !dkv__msg_decode(&m, start, len, err, sizeof err);
 			dkv__reply_error(c, ok ? &m : NULL, "message too large (limit %zu bytes)", max);
-		} else {
-			handle_message(c, start, len);
+		} else if (!handle_message(c, start, len)) {
+			update_reading(c);
+			break;
 		}
 		done = (size_t)(r.p - c->in.data);
 	}
@@ -560,4 +585,24 @@ void dkv__conn_accept(struct dkv_server *s)
 	dkv__proto_greeting(c);
 	dkv__conn_flush(c);
 	update_reading(c);
+}
+
+void dkv_server_set_ready(struct dkv_server *s, bool ready)
+{
+	s->ready = ready;
+	if (!ready)
+		return;
+	for (struct dkv_conn *c = s->conns, *n; c; c = n) {
+		n = c->next;
+		if (!c->parked)
+			continue;
+		c->parked = false;
+		process_input(c);
+		update_reading(c);
+	}
+}
+
+bool dkv_server_ready(const struct dkv_server *s)
+{
+	return s->ready;
 }

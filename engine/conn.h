@@ -61,6 +61,10 @@ struct dkv_server {
 	size_t nhandles;        /* connection handles not yet closed */
 	size_t nheld;           /* connections whose output waits for the log */
 	bool closing;
+	bool ready;             /* in sync with the cluster: data requests run */
+	struct dkv_cluster *cluster; /* NULL: a standalone node */
+	struct dkv__repl *repls; /* replication streams (repl.c) */
+	struct dkv__repl_srv *repl; /* repl.c's shared state; NULL until first used */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 	int port;
@@ -79,6 +83,7 @@ struct dkv_conn {
 	bool closing;
 	bool close_after_write;     /* protocol error: flush, then close */
 	bool held;                  /* out waits for the log (in srv->nheld) */
+	bool parked;                /* a request waits until the node is in sync */
 	uint64_t hold;              /* out may be written once the log has this record on disk */
 	unsigned qlen;              /* stream window agreed with the client; 0: none */
 	struct dkv_stream *streams; /* multi-reply requests still running */
@@ -137,5 +142,14 @@ struct dkv_stream *dkv__stream_find(struct dkv_conn *c, uint64_t seq);
 void dkv__proto_dispatch(struct dkv_conn *c, const struct dkv_msg *m);
 /* The greeting sent when a client connects. */
 void dkv__proto_greeting(struct dkv_conn *c);
+
+/* ---- the cluster's actions (repl.c) ---- */
+
+/* Each returns 0, or a negative errno with a sentence in err. */
+int dkv__act_repl(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
+int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
+int dkv__act_msg_monitor(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
+/* The server closes: stop replication streams' timers and hook. */
+void dkv__repl_close(struct dkv_server *s);
 
 #endif

@@ -359,6 +359,19 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	return 0;
 }
 
+bool dkv_engine_purge(struct dkv_engine *e, struct dkv_entry *ent)
+{
+	if (!dkv_entry_is_tombstone(ent))
+		return false;
+	pthread_rwlock_wrlock(&e->lock);
+	struct dkv_value *v = ent->value;
+	ent->value = NULL;
+	pthread_rwlock_unlock(&e->lock);
+	dkv_value_unref(v);
+	dkv__entry_maybe_free(e, ent);
+	return true;
+}
+
 void dkv_result_release(struct dkv_engine *e, struct dkv_result *res)
 {
 	dkv_value_unref(res->prev);

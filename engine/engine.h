@@ -216,6 +216,10 @@ struct dkv_result {
  * error: it returns 0 with changed false. */
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
 void dkv_result_release(struct dkv_engine *e, struct dkv_result *res);
+/* Forget the tombstone of ent: its deletion is known everywhere (the
+ * cluster decides).  Not a change: no fan-out, not logged.  ent may be
+ * freed unless pinned.  False when ent holds no tombstone. */
+bool dkv_engine_purge(struct dkv_engine *e, struct dkv_entry *ent);
 
 /* ---- fan-out ---- */
 

@@ -32,6 +32,9 @@
 
 struct dkv_log_load_opts {
 	bool skip_damaged; /* skip garbage (with a warning) instead of failing */
+	/* records from another node (replication): applied as DKV_SRC_REMOTE,
+	 * and no header is needed before them */
+	bool remote;
 	/* called for each warning (one line, no newline); NULL: stderr */
 	void (*warn)(void *arg, const char *msg);
 	void *arg;
@@ -40,6 +43,7 @@ struct dkv_log_load_opts {
 struct dkv_log_stats {
 	uint64_t records; /* records read (headers not counted) */
 	uint64_t applied; /* records that changed the tree */
+	uint64_t conflicts; /* records made concurrently with our state (resolved) */
 	uint64_t bytes;   /* bytes read */
 	unsigned warnings;
 };

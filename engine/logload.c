@@ -307,7 +307,7 @@ static int apply_change(struct rd *r, struct dkv_mp_reader *mr, bool del, const 
 		.internal = internal,
 		.value = del ? NULL : r->val.data,
 		.value_len = r->val.len,
-		.src = DKV_SRC_REPLAY,
+		.src = r->o && r->o->remote ? DKV_SRC_REMOTE : DKV_SRC_REPLAY,
 		.chain = r->links,
 		.nchain = nchain,
 		.tock = tock,
@@ -316,6 +316,8 @@ static int apply_change(struct rd *r, struct dkv_mp_reader *mr, bool del, const 
 	int rc = dkv_engine_apply(r->e, &ch, &res);
 	if (!rc && r->st && res.changed)
 		r->st->applied++;
+	if (!rc && r->st && res.conflict)
+		r->st->conflicts++;
 	dkv_result_release(r->e, &res);
 	if (rc) {
 		*why = rc == -EFBIG ? "value too large" : "path not allowed";
@@ -384,7 +386,7 @@ static int record(struct rd *r, const uint8_t *p, size_t n, uint64_t off, const 
 		r->have_header = true;
 		return 0;
 	}
-	if (!r->have_header) {
+	if (!r->have_header && !(r->o && r->o->remote)) {
 		*why = "not a distkv log (it does not start with a log header)";
 		return -EBADMSG;
 	}

@@ -7,6 +7,7 @@
  * over the tree that holds a pin on its current entry, so it survives
  * changes made while it waits for the client's acks.
  */
+#include "cluster.h"
 #include "conn.h"
 #include "log.h"
 
@@ -478,12 +479,12 @@ static void collect_current(struct dkv_engine *e, struct dkv_rangeset *cur)
 
 static int act_get_state(struct req *q)
 {
-	bool nodes, known, current, missing, rmissing, deleted, log;
+	bool nodes, known, current, missing, rmissing, deleted, log, cluster;
 	int rc;
 	if ((rc = get_bool(q, "nodes", &nodes)) || (rc = get_bool(q, "known", &known)) ||
 	    (rc = get_bool(q, "current", &current)) || (rc = get_bool(q, "missing", &missing)) ||
 	    (rc = get_bool(q, "remote_missing", &rmissing)) || (rc = get_bool(q, "deleted", &deleted)) ||
-	    (rc = get_bool(q, "log", &log)))
+	    (rc = get_bool(q, "log", &log)) || (rc = get_bool(q, "cluster", &cluster)))
 		return rc;
 
 	uint32_t nn = dkv_engine_node_count(q->e);
@@ -576,6 +577,13 @@ static int act_get_state(struct req *q)
 		else
 			dkv_mp_nil(r.b);
 	}
+	if (cluster) { /* OUR EXTENSION: peers, links, sync */
+		dkv__reply_key(&r, "cluster");
+		if (q->c->srv->cluster)
+			dkv_cluster_encode_info(q->c->srv->cluster, r.b);
+		else
+			dkv_mp_nil(r.b);
+	}
 	reply_tock(&r, q->e, 0);
 	reply_seq(&r, q->m);
 	dkv__reply_end(&r);
@@ -644,14 +652,6 @@ out:
 	dkv_path_release(&sub);
 	dkv_path_release(&p);
 	return rc;
-}
-
-static int act_not_yet(struct req *q)
-{
-	snprintf(q->err, sizeof q->err,
-		 "this server does not support that action yet (persistence and clustering "
-		 "are not built in this version)");
-	return -ENOSYS;
 }
 
 /* ---- log and save ---- */
@@ -1205,6 +1205,23 @@ static int act_stop(struct req *q)
 	return 0;
 }
 
+/* ---- the cluster (repl.c) ---- */
+
+static int act_repl(struct req *q)
+{
+	return dkv__act_repl(q->c, q->m, q->err, sizeof q->err);
+}
+
+static int act_msg_send(struct req *q)
+{
+	return dkv__act_msg_send(q->c, q->m, q->err, sizeof q->err);
+}
+
+static int act_msg_monitor(struct req *q)
+{
+	return dkv__act_msg_monitor(q->c, q->m, q->err, sizeof q->err);
+}
+
 /* ---- dispatch ---- */
 
 struct action {
@@ -1233,8 +1250,9 @@ static const struct action actions[] = {
 	{"delete_tree", act_delete_tree, ACL_DELETE},
 	{"log", act_log, ACL_INTERNAL},
 	{"save", act_save, ACL_INTERNAL},
-	{"msg_send", act_not_yet, 0},
-	{"msg_monitor", act_not_yet, 0},
+	{"msg_send", act_msg_send, 0},
+	{"msg_monitor", act_msg_monitor, 0},
+	{"repl", act_repl, ACL_INTERNAL},
 };
 
 void dkv__proto_dispatch(struct dkv_conn *c, const struct dkv_msg *m)

@@ -44,6 +44,7 @@ int dkv_server_new(struct dkv_server **out, uv_loop_t *loop, struct dkv_engine *
 	s->loop = loop;
 	s->engine = e;
 	s->opts = *opts;
+	s->ready = !opts->unready;
 	uv_tcp_init(loop, &s->listener);
 	s->listener.data = s;
 	rc = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
@@ -82,6 +83,11 @@ size_t dkv_server_conn_count(const struct dkv_server *s)
 	return s->nconns;
 }
 
+void dkv_server_set_cluster(struct dkv_server *s, struct dkv_cluster *cl)
+{
+	s->cluster = cl;
+}
+
 /* Called by conn.c whenever a connection is freed, and after the listener
  * closed: the server goes when both are gone. */
 void dkv__server_maybe_done(struct dkv_server *s);
@@ -110,6 +116,8 @@ void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 		dkv_logger_remove_notify(s->opts.logger, dkv__server_log_durable, s);
 	s->close_cb = cb;
 	s->close_arg = arg;
+	s->cluster = NULL;
+	dkv__repl_close(s);
 	uv_close((uv_handle_t *)&s->listener, listener_closed);
 	for (struct dkv_conn *c = s->conns, *n; c; c = n) {
 		n = c->next;

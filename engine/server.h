@@ -21,6 +21,7 @@ struct dkv_server_opts {
 	size_t max_watch_queue; /* events held for a watcher that does not ack */
 	const char *version;   /* sent in the greeting; NULL: our own */
 	struct dkv_logger *logger; /* change logs (log.h); NULL: `log` and `save` refused */
+	bool unready;          /* start not in sync: data requests wait (dkv_server_set_ready) */
 };
 
 struct dkv_server;
@@ -32,6 +33,15 @@ int dkv_server_new(struct dkv_server **out, uv_loop_t *loop, struct dkv_engine *
 /* The port actually bound (useful with port 0). */
 int dkv_server_port(const struct dkv_server *s);
 size_t dkv_server_conn_count(const struct dkv_server *s);
+/* Whether data requests are answered.  A node that must first download
+ * the state from its peers starts unready: its clients' data requests
+ * wait (their connections stop reading) until it is set ready. */
+void dkv_server_set_ready(struct dkv_server *s, bool ready);
+bool dkv_server_ready(const struct dkv_server *s);
+/* The cluster this server belongs to (cluster.h), for `get_state`,
+ * `repl` and messages; NULL: standalone. */
+struct dkv_cluster;
+void dkv_server_set_cluster(struct dkv_server *s, struct dkv_cluster *cl);
 /* Close the listener and every connection; cb (may be NULL) runs when
  * all handles are closed and the server is freed. */
 void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg);

@@ -112,6 +112,7 @@ struct dkvfs {
 	uint64_t *watched;    /* notifier thread: inodes with inotify watches, sorted */
 	size_t nwatched, watched_cap;
 	int64_t scan_ns;      /* when they were last read */
+	uint64_t scan_opendirs; /* OPENDIR requests counted at that scan */
 	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
 	bool stopping;
 

@@ -403,6 +403,7 @@ static void scan_watches(struct dkvfs *fs)
 	if (fs->scan_ns && now - fs->scan_ns < ttl)
 		return;
 	fs->scan_ns = now;
+	fs->scan_opendirs = atomic_load_explicit(&fs->ops[OP_opendir], memory_order_relaxed);
 	if (!fs->dev) {
 		struct stat st;
 		if (stat(fs->mnt, &st))
@@ -439,7 +440,13 @@ static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
 		return false;
 	if (watched_now(fs, ent))
 		return true;
-	if (mono_ns() - fs->scan_ns < WATCH_SCAN_NS / 10)
+	/* a recursive watcher opens every directory it adds watches to: if
+	 * none was opened since the last scan, that scan is still good for a
+	 * while; otherwise a watcher may have just started */
+	int64_t age = mono_ns() - fs->scan_ns;
+	bool opened = atomic_load_explicit(&fs->ops[OP_opendir], memory_order_relaxed) !=
+		      fs->scan_opendirs;
+	if (age < (opened ? WATCH_SCAN_NS / 100 : WATCH_SCAN_NS / 10))
 		return false;
 	fs->scan_ns = 0;
 	scan_watches(fs);

@@ -907,12 +907,12 @@ static int cmd_dump(struct ctx *x, int argc, char **argv)
 
 static const char state_usage[] =
 	"internal state [--nodes] [--known] [--current] [--missing] [--remote-missing] [--deleted]\n"
-	"       [--log]";
+	"       [--log] [--cluster]";
 
 static int cmd_state(struct ctx *x, int argc, char **argv)
 {
 	static const char *const flags[] = {"nodes",	      "known",	 "current", "missing",
-					    "remote_missing", "deleted", "log"};
+					    "remote_missing", "deleted", "log",	  "cluster"};
 	enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
 	static const struct option lo[] = {
 		{"nodes", no_argument, NULL, 0},
@@ -922,6 +922,7 @@ static int cmd_state(struct ctx *x, int argc, char **argv)
 		{"remote-missing", no_argument, NULL, 4},
 		{"deleted", no_argument, NULL, 5},
 		{"log", no_argument, NULL, 6},
+		{"cluster", no_argument, NULL, 7},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
@@ -938,7 +939,9 @@ static int cmd_state(struct ctx *x, int argc, char **argv)
 			return help(x, state_usage,
 				    "Print the server's replication state as YAML (every part when\n"
 				    "no option is given).  --log: the change log's health (path,\n"
-				    "sync mode, state, records, bytes, syncs, errors, last_error).\n");
+				    "sync mode, state, records, bytes, syncs, errors, last_error).\n"
+				    "--cluster: the network (root, ready, the Serf agent, each peer's\n"
+				    "address, link state and errors, conflicts, missing ticks).\n");
 		return usage_error(x, state_usage, NULL, NULL);
 	}
 	if (optind < argc)

@@ -7,6 +7,7 @@
  * event loop until SIGINT or SIGTERM, when the logs are flushed and closed.
  */
 #include "cli.h"
+#include "cluster.h"
 #include "config.h"
 #include "dkvfs.h"
 #include "engine.h"
@@ -15,8 +16,16 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +38,10 @@ struct node {
 	struct dkv_server *server;
 	struct dkvfs *fs;
 	struct dkv_logger *logger;
+	struct dkv_cluster *cluster;
+	pid_t agent;            /* our private serf agent, or 0 */
+	const char *mount;      /* where to mount the tree, or NULL */
+	struct dkv_cli *cli;
 	int verbose;
 	int exit_code;
 };
@@ -49,6 +62,8 @@ static void usage(FILE *f)
 	      "      --save FILE    log every change to FILE, starting with the current state\n"
 	      "      --sync MODE    durability of the --save log: always, batch or none\n"
 	      "                     (default: server.log.sync, batch)\n"
+	      "      --join ADDR    have the Serf agent join the agent at ADDR (host:port of\n"
+	      "                     its gossip address; repeatable)\n"
 	      "      --help         show this help\n"
 	      "\n"
 	      "configuration keys used (set with -c FILE or -C key=value):\n"
@@ -61,6 +76,14 @@ static void usage(FILE *f)
 	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
 	      "  server.log.sync          durability of change logs: always, batch, none (batch)\n"
 	      "  server.log.interval      batch mode: seconds between fsyncs (0.1)\n"
+	      "  server.cluster           join a network through Serf (true)\n"
+	      "  server.root              the network's name (:distkv)\n"
+	      "  server.serf.host, server.serf.port   the Serf agent's RPC address\n"
+	      "                           (127.0.0.1:7373)\n"
+	      "  server.serf.spawn        start a private agent when none answers (true)\n"
+	      "  server.serf.bind         that agent's gossip address (127.0.0.1:7946)\n"
+	      "  server.advertise         host:port where peers reach this server\n"
+	      "                           (default: the bind address)\n"
 	      "\n"
 	      "Never use -i except to create a new, separate network.\n",
 	      f);
@@ -76,6 +99,12 @@ static void fs_gone(void *arg)
 {
 	struct node *n = arg;
 	n->fs = NULL;
+}
+
+static void cluster_gone(void *arg)
+{
+	struct node *n = arg;
+	n->cluster = NULL;
 }
 
 static void logger_gone(void *arg)
@@ -94,6 +123,8 @@ static void shut_down(struct node *n)
 	}
 	if (n->fs)
 		dkvfs_close(n->fs, fs_gone, n);
+	if (n->cluster)
+		dkv_cluster_close(n->cluster, cluster_gone, n);
 	if (n->server)
 		dkv_server_close(n->server, server_gone, n);
 	if (n->logger)
@@ -173,10 +204,183 @@ static int set_root(struct node *n, const char *text, bool eval)
 	return rc;
 }
 
+/* Whether something accepts TCP connections at host:port (a short wait). */
+static bool port_answers(const char *host, unsigned port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	char ps[16];
+	bool ok = false;
+	snprintf(ps, sizeof ps, "%u", port);
+	if (getaddrinfo(host, ps, &hints, &ai) || !ai)
+		return false;
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		if (!connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+			ok = true;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd pf = {.fd = fd, .events = POLLOUT};
+			int err = 0;
+			socklen_t el = sizeof err;
+			ok = poll(&pf, 1, 500) == 1 &&
+			     !getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) && !err;
+		}
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
+}
+
+/* Start a private serf agent for this node: RPC at host:port, gossip at
+ * bind.  It gets SIGTERM if we die (even by SIGKILL), and SIGINT (a
+ * graceful leave) when we stop. */
+static pid_t spawn_agent(const char *name, const char *host, unsigned port, const char *bind,
+			 int verbose)
+{
+	char rpc[300];
+	snprintf(rpc, sizeof rpc, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "distkv server: cannot start serf: %s\n", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		if (verbose < 1) {
+			int fd = open("/dev/null", O_WRONLY);
+			if (fd >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+				close(fd);
+			}
+		}
+		execlp("serf", "serf", "agent", "-node", name, "-bind", bind, "-rpc-addr", rpc,
+		       "-profile", "lan", "-log-level", verbose >= 2 ? "info" : "warn",
+		       (char *)NULL);
+		fprintf(stderr, "distkv server: cannot run serf: %s\n", strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "distkv server: the serf agent exited at once (is %s free?)\n",
+				bind);
+			return -1;
+		}
+		if (port_answers(host, port))
+			return pid;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	fprintf(stderr, "distkv server: the serf agent did not answer at %s\n", rpc);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static void stop_agent(pid_t pid)
+{
+	int st;
+	if (pid <= 0)
+		return;
+	kill(pid, SIGINT); /* serf's graceful leave */
+	for (int i = 0; i < 60; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
 static size_t cfg_size(const struct dkv_config *cfg, const char *key, int64_t dflt)
 {
 	int64_t v = dkv_config_int(cfg, key, dflt);
 	return v > 0 ? (size_t)v : (size_t)dflt;
+}
+
+/* Mount the tree (when the node is in sync: an empty tree must not be
+ * shown while the state is downloaded). */
+static void do_mount(struct node *n)
+{
+	char err[256];
+	if (!n->mount || !*n->mount || n->fs || n->exit_code)
+		return;
+	struct dkvfs_opts fo = {
+		.mountpoint = n->mount,
+		.inotify = dkv_config_bool(n->cli->cfg, "server.mount_inotify", true),
+		.debug = n->cli->verbose >= 3,
+		.logger = n->logger,
+	};
+	int rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
+	if (rc) {
+		fprintf(stderr, "distkv server: %s\n", err);
+		n->exit_code = 1;
+		shut_down(n);
+	} else if (n->verbose >= 0) {
+		fprintf(stderr, "distkv: tree mounted at %s\n", n->mount);
+	}
+}
+
+static void on_ready(void *arg)
+{
+	do_mount(arg);
+}
+
+/* Find or start the Serf agent, then join the network. */
+static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
+			 const struct dkv_server_opts *so, const char **joins, size_t njoins)
+{
+	const char *host = dkv_config_str(cli->cfg, "server.serf.host", "127.0.0.1");
+	int64_t port = dkv_config_int(cli->cfg, "server.serf.port", 7373);
+	char adv[300], err[400];
+	if (port <= 0 || port > 65535) {
+		fprintf(stderr, "distkv server: server.serf.port must be a port number\n");
+		return -1;
+	}
+	if (!port_answers(host, (unsigned)port) &&
+	    dkv_config_bool(cli->cfg, "server.serf.spawn", true)) {
+		const char *bind = dkv_config_str(cli->cfg, "server.serf.bind", "127.0.0.1:7946");
+		n->agent = spawn_agent(name, host, (unsigned)port, bind, cli->verbose);
+		if (n->agent < 0) {
+			n->agent = 0;
+			return -1;
+		}
+		if (cli->verbose >= 0)
+			fprintf(stderr, "distkv: started a serf agent (pid %d), gossip at %s\n",
+				(int)n->agent, bind);
+	}
+	const char *advertise = dkv_config_str(cli->cfg, "server.advertise", NULL);
+	if (!advertise) {
+		snprintf(adv, sizeof adv, strchr(so->host, ':') ? "[%s]:%d" : "%s:%d", so->host,
+			 dkv_server_port(n->server));
+		advertise = adv;
+	}
+	struct dkv_cluster_opts co = {
+		.root = dkv_config_str(cli->cfg, "server.root", ":distkv"),
+		.serf_host = host,
+		.serf_port = (unsigned)port,
+		.serf_auth = dkv_config_str(cli->cfg, "server.serf.auth", NULL),
+		.advertise = advertise,
+		.join = joins,
+		.njoin = njoins,
+		.ready_now = !so->unready,
+		.verbose = cli->verbose,
+		.on_ready = on_ready,
+		.arg = n,
+	};
+	double tw = dkv_config_float(cli->cfg, "server.tombstone.interval", 10);
+	if (tw > 0 && tw < 86400)
+		co.tombstone_ms = (unsigned)(tw * 1000);
+	if (dkv_cluster_new(&n->cluster, &n->loop, n->engine, n->server, &co, err, sizeof err)) {
+		fprintf(stderr, "distkv server: %s\n", err);
+		n->cluster = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
@@ -189,6 +393,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		{"save", required_argument, NULL, 'S'},
 		{"sync", required_argument, NULL, 'Y'},
 		{"skip-damaged", no_argument, NULL, 'D'},
+		{"join", required_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'H'},
 		{NULL, 0, NULL, 0},
 	};
@@ -197,6 +402,8 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	bool eval = false;
 	char **loads = dkv_xcalloc((size_t)argc + 1, sizeof *loads);
 	int nloads = 0;
+	const char **joins = dkv_xcalloc((size_t)argc + 1, sizeof *joins);
+	size_t njoins = 0;
 	const char *save = NULL;
 	bool skip_damaged = false;
 	const char *synctext = dkv_config_str(cli->cfg, "server.log.sync", "batch");
@@ -206,6 +413,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	if (dkv_log_sync_parse(synctext, strlen(synctext), &default_sync)) {
 		fprintf(stderr, "distkv server: server.log.sync must be always, batch or none\n");
 		free(loads);
+		free(joins);
 		return 2;
 	}
 	save_sync = default_sync;
@@ -218,6 +426,9 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		case 'S':
 			save = optarg;
 			break;
+		case 'J':
+			joins[njoins++] = optarg;
+			break;
 		case 'D':
 			skip_damaged = true;
 			break;
@@ -225,6 +436,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			if (dkv_log_sync_parse(optarg, strlen(optarg), &save_sync)) {
 				fprintf(stderr, "distkv server: --sync must be always, batch or none\n");
 				free(loads);
+		free(joins);
 				return 2;
 			}
 			break;
@@ -240,10 +452,12 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		case 'H':
 			usage(stdout);
 			free(loads);
+		free(joins);
 			return 0;
 		default:
 			usage(stderr);
 			free(loads);
+		free(joins);
 			return 2;
 		}
 	}
@@ -251,11 +465,13 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		fprintf(stderr, "distkv server: exactly one NODENAME is needed\n");
 		usage(stderr);
 		free(loads);
+		free(joins);
 		return 2;
 	}
 	if (eval && !init) {
 		fprintf(stderr, "distkv server: -e needs -i VALUE\n");
 		free(loads);
+		free(joins);
 		return 2;
 	}
 	const char *name = argv[optind];
@@ -270,8 +486,10 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {
 		dkv_engine_free(n.engine);
+		free(joins);
 		return 1;
 	}
+	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
 
 	struct dkv_server_opts so = {
 		.host = dkv_config_str(cli->cfg, "server.bind_default.host", "localhost"),
@@ -280,6 +498,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		.max_out_buffer = cfg_size(cli->cfg, "server.max_out_buffer", 64 << 20),
 		.qlen = (unsigned)dkv_config_int(cli->cfg, "server.buffer", 10),
 		.max_watch_queue = cfg_size(cli->cfg, "server.max_watch_queue", 100000),
+		.unready = cluster && !init,
 	};
 	char err[256];
 	uv_loop_init(&n.loop);
@@ -322,29 +541,29 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	n.sigint.data = n.sigterm.data = &n;
 	uv_signal_start(&n.sigint, on_signal, SIGINT);
 	uv_signal_start(&n.sigterm, on_signal, SIGTERM);
+	if (cluster && start_cluster(&n, cli, name, &so, joins, njoins)) {
+		n.exit_code = 1;
+		shut_down(&n);
+		uv_run(&n.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&n.loop);
+		dkv_engine_free(n.engine);
+		stop_agent(n.agent);
+		free(joins);
+		return 1;
+	}
+	free(joins);
 	if (cli->verbose >= 0)
 		fprintf(stderr, "distkv: node %s serving on %s:%d\n", name, so.host,
 			dkv_server_port(n.server));
-	if (mount && *mount) {
-		struct dkvfs_opts fo = {
-			.mountpoint = mount,
-			.inotify = dkv_config_bool(cli->cfg, "server.mount_inotify", true),
-			.debug = cli->verbose >= 3,
-			.logger = n.logger,
-		};
-		rc = dkvfs_mount(&n.fs, &n.loop, n.engine, &fo, err, sizeof err);
-		if (rc) {
-			fprintf(stderr, "distkv server: %s\n", err);
-			shut_down(&n);
-			n.exit_code = 1;
-		} else if (cli->verbose >= 0) {
-			fprintf(stderr, "distkv: tree mounted at %s\n", mount);
-		}
-	}
+	n.mount = mount;
+	n.cli = cli;
+	if (!so.unready || !n.cluster)
+		do_mount(&n);
 
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))
 		fprintf(stderr, "distkv: warning: handles still open at exit\n");
 	dkv_engine_free(n.engine);
+	stop_agent(n.agent);
 	return n.exit_code;
 }

@@ -192,5 +192,68 @@ TEST(remote_changes)
 	dkv_engine_free(e);
 }
 
+/* Two concurrent changes of one entry, applied in either order, leave
+ * the same winner on both sides, and each side counts a conflict. */
+TEST(conflicts_resolve_the_same_everywhere)
+{
+	uint8_t path[] = {0xa1, 'k'};
+	for (int order = 0; order < 2; order++) {
+		struct dkv_engine *e = mk();
+		struct dkv_node *x = dkv_engine_node(e, "node-x", 6);
+		struct dkv_node *y = dkv_engine_node(e, "node-y", 6);
+		struct dkv_chain_link cx[1] = {{x, 3}}, cy[1] = {{y, 9}};
+		/* equal tocks: the higher node name wins (node-y) */
+		struct dkv_change a = {.path = path, .path_len = 2, .value = (const uint8_t *)"\x01",
+				       .value_len = 1, .src = DKV_SRC_REMOTE, .chain = cx, .nchain = 1,
+				       .tock = 50};
+		struct dkv_change b = a;
+		b.value = (const uint8_t *)"\x02";
+		b.chain = cy;
+		struct dkv_result r;
+		unsigned conflicts = 0;
+		CHECK_EQ_INT(dkv_engine_apply(e, order ? &b : &a, &r), 0);
+		conflicts += r.conflict;
+		dkv_result_release(e, &r);
+		CHECK_EQ_INT(dkv_engine_apply(e, order ? &a : &b, &r), 0);
+		conflicts += r.conflict;
+		CHECK_EQ_INT(conflicts, 1);
+		CHECK_EQ_INT(dkv_value_data(r.entry->value)[0], 2);
+		CHECK(r.entry->value->chain[0].node == y);
+		dkv_result_release(e, &r);
+		/* a later tock beats the name */
+		struct dkv_chain_link cx2[1] = {{x, 4}};
+		a.chain = cx2;
+		a.tock = 51;
+		CHECK_EQ_INT(dkv_engine_apply(e, &a, &r), 0);
+		CHECK(r.conflict);
+		CHECK_EQ_INT(dkv_value_data(r.entry->value)[0], 1);
+		dkv_result_release(e, &r);
+		dkv_engine_free(e);
+	}
+}
+
+/* A tombstone can be purged; the entry goes with it unless pinned. */
+TEST(purge_tombstones)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	REQUIRE(set(e, "p", "q", 1, false, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK(!dkv_engine_purge(e, dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1q", 4,
+						    false))); /* a value, not a tombstone */
+	REQUIRE(set(e, "p", "q", 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	size_t before = dkv_engine_entry_count(e);
+	struct dkv_entry *q = dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1q", 4, false);
+	REQUIRE(q && dkv_entry_is_tombstone(q));
+	CHECK(dkv_engine_purge(e, q));
+	CHECK_EQ_INT(dkv_engine_entry_count(e), before - 2); /* q and its empty parent */
+	CHECK(!dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p", 2, false));
+	/* the tick of the deletion stays seen */
+	CHECK(dkv_rangeset_contains(&dkv_engine_self(e)->seen, 2));
+	dkv_engine_free(e);
+}
+
 TESTS(ticks_and_chains, preconditions, tombstones_and_pruning, watchers_and_hooks,
-      internal_is_separate, remote_changes)
+      internal_is_separate, remote_changes, conflicts_resolve_the_same_everywhere,
+      purge_tombstones)

@@ -506,6 +506,46 @@ TEST(writer_switch_always_and_errors)
 	dkv_engine_free(a);
 }
 
+/* Replication: records without a header, applied as remote changes;
+ * then the node state merges the sender's seen ticks. */
+TEST(remote_records)
+{
+	struct dkv_engine *a = mk("node-a"), *b = mk("node-b");
+	struct dkv_buf recs = {0}, state = {0};
+	struct dkv_path tmp;
+	char err[600];
+	dkv_path_init(&tmp);
+	history(a);
+	dkv_log_encode_state(&state, a);
+	struct dkv_entry *root = dkv_engine_root(a);
+	for (struct dkv_entry *x = root; x; x = dkv_entry_walk_next(x, root, true))
+		dkv_log_encode_entry(&recs, x, &tmp);
+	struct dkv_log_load_opts remote = {.warn = count_warn, .remote = true};
+	struct dkv_log_stats st = {0};
+	/* without .remote a headerless stream is refused */
+	CHECK(dkv_log_load_mem(b, recs.data, recs.len, "peer", &quiet, NULL, err, sizeof err) ==
+	      -EBADMSG);
+	REQUIRE(dkv_log_load_mem(b, recs.data, recs.len, "peer", &remote, &st, err, sizeof err) ==
+		0);
+	REQUIRE(dkv_log_load_mem(b, state.data, state.len, "peer", &remote, &st, err,
+				 sizeof err) == 0);
+	CHECK(same_tree(a, b));
+	CHECK_EQ_INT(st.conflicts, 0);
+	struct dkv_node *na = dkv_engine_find_node(b, "node-a", 6);
+	REQUIRE(na != NULL);
+	CHECK_EQ_INT(dkv_rangeset_count(&na->seen), dkv_engine_self(a)->tick);
+	/* the same records again change nothing */
+	struct dkv_log_stats st2 = {0};
+	REQUIRE(dkv_log_load_mem(b, recs.data, recs.len, "peer", &remote, &st2, err,
+				 sizeof err) == 0);
+	CHECK_EQ_INT(st2.applied, 0);
+	dkv_path_release(&tmp);
+	dkv_buf_release(&recs);
+	dkv_buf_release(&state);
+	dkv_engine_free(a);
+	dkv_engine_free(b);
+}
+
 TESTS(round_trip, truncated_at_every_offset, torn_record_before_next_file, garbage_in_the_middle,
       empty_and_newer_format, another_node_and_ticks, twice_and_any_order,
-      writer_switch_always_and_errors)
+      writer_switch_always_and_errors, remote_records)
