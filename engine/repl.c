@@ -63,13 +63,14 @@ struct dkv__repl_srv {
 	struct dkv_buf scratch;
 	struct dkv_path tmp;
 	bool hooked;
+	unsigned nclosed; /* handles closed so far (of 2) */
 };
 
 static void repl_handle_closed(uv_handle_t *h)
 {
 	struct dkv__repl_srv *rs = h->data;
 	struct dkv_server *s = rs->srv;
-	if (h == (uv_handle_t *)&rs->timer) {
+	if (++rs->nclosed == 2) {
 		dkv_buf_release(&rs->scratch);
 		dkv_path_release(&rs->tmp);
 		free(rs);
@@ -339,6 +340,13 @@ int dkv__act_repl(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t
 	const uint8_t *node, *root;
 	size_t nodelen, rootlen;
 
+	if (!s->ready) {
+		/* what we have may be far from complete: the asker had better
+		 * wait for a peer that is in sync (two nodes starting together
+		 * each give up on the other and serve what they have) */
+		snprintf(err, errlen, "repl: not in sync yet");
+		return -EAGAIN;
+	}
 	if (field_str(m, "node", &node, &nodelen) || !nodelen) {
 		snprintf(err, errlen, "repl: field 'node' must be a node name");
 		return -EINVAL;

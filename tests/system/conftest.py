@@ -25,9 +25,19 @@ What is here:
                        `-i Testing`, a fresh port and temp dir.
       proto            a dkvproto.Proto connected to `server` (greeting read,
                        hello {'seq': 0, 'qlen': 10} sent).
+      serf_factory     make(name, **kw) -> started cluster_util.SerfAgent;
+                       all are stopped at teardown (and must be gone).
+      cluster_factory  make(n, **kw) -> cluster_util.Cluster: n Serf agents
+                       joined together and n replicating servers "one",
+                       "two", ... (the first with -i Testing), all ready.
+      netlab           make(n) -> cluster_util.NetLab: network namespaces
+                       for partitions (skips where they cannot be made).
 
-When a test fails, the logs of the servers it used are attached to the
-report ("server node-a log" sections).
+Servers are standalone (`-C server.cluster=false`) unless a test's config
+sets `server.cluster`.
+
+When a test fails, the logs of the servers (and Serf agents) it used are
+attached to the report ("server node-a log" sections).
 """
 
 import os
@@ -82,8 +92,11 @@ class Server:
     Command line::
 
         distkv [global_args] -C server.bind_default.port=PORT
-               -C server.bind_default.host=127.0.0.1 [-C key=value ...]
-               server [server_args] [-i INIT] NODE
+               -C server.bind_default.host=127.0.0.1 [-C server.cluster=false]
+               [-C key=value ...] server [server_args] [-i INIT] NODE
+
+    `server.cluster=false` (a standalone node: no Serf, no peers) is added
+    unless config sets `server.cluster` itself.
 
     Arguments (all keyword):
         workdir      directory for the process (cwd) and its log (server.log)
@@ -129,6 +142,8 @@ class Server:
         a = [str(DISTKV), *self.global_args,
              "-C", "server.bind_default.port=%d" % self.port,
              "-C", "server.bind_default.host=%s" % self.host]
+        if "server.cluster" not in self.config:
+            a += ["-C", "server.cluster=false"]    # standalone unless asked
         for k, v in self.config.items():
             a += ["-C", "%s=%s" % (k, _cfg_text(v))]
         a += ["server", *self.server_args]
@@ -295,16 +310,18 @@ class Server:
 @pytest.fixture
 def server_factory(tmp_path, request):
     """make(**kw) -> a started Server in tmp_path/<node>[-n]; kw as for
-    Server (node, init, port, config, global_args, server_args, env, ...).
+    Server (node, init, port, config, global_args, server_args, env, ...),
+    plus server_class (a Server subclass to use instead).
     Every server is stopped at teardown; a server that crashed during the
     test, hung at SIGTERM or left a sanitizer report fails the test."""
     servers = []
     request.node._dkv_servers = servers
 
     def make(**kw):
+        cls = kw.pop("server_class", Server)
         node = kw.get("node", "node-a")
         name = node if not any(s.node == node for s in servers) else "%s-%d" % (node, len(servers))
-        s = Server(tmp_path / name, **kw)
+        s = cls(tmp_path / name, **kw)
         servers.append(s)
         return s.start()
 
@@ -341,3 +358,113 @@ def pytest_runtest_makereport(item, call):
         if s not in seen:
             seen.append(s)
             rep.sections.append(("server %s (port %d)" % (s.node, s.port), s.describe()))
+    for a in getattr(item, "_dkv_agents", []):
+        rep.sections.append(("serf agent %s" % a.name, a.describe()))
+
+
+# --------------------------------------------------------------------------
+# clusters: Serf agents and replicating servers (see cluster_util.py)
+
+import itertools  # noqa: E402
+
+import cluster_util  # noqa: E402
+
+_root_counter = itertools.count(1)
+
+
+@pytest.fixture
+def serf_factory(tmp_path, request):
+    """make(name, **kw) -> a started cluster_util.SerfAgent in
+    tmp_path/serf-<name>; kw as for SerfAgent (bind_host, bind_port,
+    rpc_listen, rpc_port, rpc_host, profile, prefix).  Every agent is
+    stopped at teardown; one that cannot be stopped fails the test."""
+    agents = []
+    request.node._dkv_agents = agents
+
+    def make(name, **kw):
+        a = cluster_util.SerfAgent(tmp_path / ("serf-%s" % name), name, **kw)
+        agents.append(a)
+        return a.start()
+
+    yield make
+    problems = []
+    for a in agents:
+        problems += a.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def netlab(request):
+    """make(n) -> a cluster_util.NetLab with n namespaces, set up; all are
+    deleted at teardown.  Skips the test where network namespaces, veth
+    pairs or bridges cannot be made (not root, no iproute2, no kernel
+    support)."""
+    labs = []
+    why = cluster_util.netns_usable()
+
+    def make(n):
+        if why:
+            pytest.skip("no real partition possible here: " + why)
+        lab = cluster_util.NetLab(n)
+        labs.append(lab)
+        try:
+            return lab.setup()
+        except RuntimeError as exc:
+            pytest.skip("no real partition possible here: %s" % exc)
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+@pytest.fixture
+def cluster_factory(serf_factory, server_factory, request):
+    """make(n, **kw) -> a cluster_util.Cluster of n nodes, all ready.
+
+    Starts n Serf agents (named like the nodes), joins each to the first,
+    then starts the servers "one", "two", ... in order, each pointing at
+    its own agent with server.cluster=true, server.serf.spawn=false and a
+    server.root unique to this test; the first with `-i Testing`, the
+    others without -i.  Waits until every server says `ready: true` and
+    sees every other one `live`.
+
+    kw:
+        config       extra -C settings for every server (dict)
+        node_config  list of per-node dicts of extra settings
+        server_args  list of per-node lists of extra `server` arguments
+        init         -i value of the first node (default "Testing")
+        root         server.root (default: unique per test)
+        placement    cluster_util.Loopback() (default) or a NetLab
+        profile      Serf profile (default lan)
+        ready_timeout  seconds to wait for readiness (default 30)
+    Agents and servers are stopped at teardown (servers first).
+    """
+    def make(n, *, config=None, node_config=None, server_args=None, init="Testing",
+             root=None, placement=None, profile="lan", ready_timeout=30.0):
+        placement = placement or cluster_util.Loopback()
+        names = cluster_util.NAMES[:n]
+        root = root or "dkvtest-%d-%d" % (os.getpid(), next(_root_counter))
+        agents = [serf_factory(name, profile=profile, **placement.agent_kw(i, name))
+                  for i, name in enumerate(names)]
+        for a in agents[1:]:
+            a.join(agents[0])
+        cfgs, skws = [], []
+        for i, name in enumerate(names):
+            skw, pcfg = placement.server_kw(i, name, agents[i])
+            cfg = {"server.cluster": True, "server.serf.spawn": False, "server.root": root}
+            cfg.update(pcfg)
+            cfg.update(config or {})
+            if node_config:
+                cfg.update(node_config[i] or {})
+            cfgs.append(cfg)
+            skws.append(skw)
+        c = cluster_util.Cluster(server_factory, agents, root, cfgs, skws, names)
+        for i in range(n):
+            c.start(i, init=init if i == 0 else None,
+                    server_args=(server_args[i] if server_args else ()))
+            c.wait_ready([c.servers[i]], ready_timeout)
+        c.wait_ready(timeout=ready_timeout)
+        return c
+
+    return make
