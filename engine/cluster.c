@@ -1116,7 +1116,18 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	dkv_mp_map(out, np);
 	for (struct peer *p = cl->peers; p; p = p->next) {
 		dkv_mp_cstr(out, p->name);
-		dkv_mp_map(out, 7);
+		dkv_mp_map(out, 8);
+		dkv_mp_cstr(out, "ticks"); /* what it reported: node -> highest tick known */
+		uint32_t nt = 0;
+		for (uint32_t i = 0; i < p->nrep; i++)
+			nt += p->rep[i].tick != 0;
+		dkv_mp_map(out, nt);
+		for (uint32_t i = 0; i < p->nrep; i++) {
+			if (!p->rep[i].tick)
+				continue;
+			dkv_mp_cstr(out, dkv_engine_node_at(cl->e, i)->name);
+			dkv_mp_uint(out, p->rep[i].tick);
+		}
 		dkv_mp_cstr(out, "addr");
 		if (p->addr)
 			dkv_mp_cstr(out, p->addr);
@@ -1160,6 +1171,32 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 		dkv_rangeset_encode(&ms, out);
 		dkv_rangeset_release(&ms);
 	}
+}
+
+void dkv_cluster_encode_remote_missing(struct dkv_cluster *cl, struct dkv_buf *out)
+{
+	uint32_t nn = dkv_engine_node_count(cl->e), nm = 0;
+	struct dkv_rangeset *ms = dkv_xcalloc(nn ? nn : 1, sizeof *ms);
+	for (struct peer *p = cl->peers; p; p = p->next) {
+		if (!p->present)
+			continue;
+		for (uint32_t i = 0; i < nn && i < p->nrep; i++) {
+			struct dkv_node *n = dkv_engine_node_at(cl->e, i);
+			if (p->rep[i].tick && p->rep[i].prefix < n->tick)
+				dkv_rangeset_add(&ms[i], p->rep[i].prefix + 1, n->tick + 1);
+		}
+	}
+	for (uint32_t i = 0; i < nn; i++)
+		nm += ms[i].n > 0;
+	dkv_mp_map(out, nm);
+	for (uint32_t i = 0; i < nn; i++) {
+		if (ms[i].n) {
+			dkv_mp_cstr(out, dkv_engine_node_at(cl->e, i)->name);
+			dkv_rangeset_encode(&ms[i], out);
+		}
+		dkv_rangeset_release(&ms[i]);
+	}
+	free(ms);
 }
 
 /* ---- closing ---- */

@@ -65,5 +65,8 @@ struct serf_client *dkv_cluster_serf(struct dkv_cluster *cl);
 /* The state for `get_state`: a msgpack map {root, ready, serf, peers,
  * conflicts, ...}. */
 void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out);
+/* For `get_state`'s remote_missing: node -> the ticks some peer may
+ * still lack (past the end of its gap-free run, as it last reported). */
+void dkv_cluster_encode_remote_missing(struct dkv_cluster *cl, struct dkv_buf *out);
 
 #endif

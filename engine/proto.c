@@ -551,10 +551,12 @@ static int act_get_state(struct req *q)
 		}
 		free(ms);
 	}
-	if (rmissing) {
-		/* NEEDSWORK: what other nodes miss arrives with the cluster issue */
+	if (rmissing) { /* what peers reported they may lack */
 		dkv__reply_key(&r, "remote_missing");
-		dkv_mp_map(r.b, 0);
+		if (q->c->srv->cluster)
+			dkv_cluster_encode_remote_missing(q->c->srv->cluster, r.b);
+		else
+			dkv_mp_map(r.b, 0);
 	}
 	if (deleted) {
 		uint32_t nd = 0;

@@ -159,3 +159,12 @@ for n in "${names[@]}"; do
 		cat "$tmp/$n.log" >&2
 	fi
 done
+
+# The same workloads on a 3-member etcd cluster, side by side (when etcd
+# is installed: Debian package etcd-server; ETCD=0 skips it).
+if [ "${ETCD:-1}" != 0 ] && command -v etcd >/dev/null; then
+	echo
+	echo "For comparison, in the same run:"
+	echo
+	LAG_N=$LAG_N LAG_RATE=$LAG_RATE $PY "$root/tools/bench-etcd.py" || true
+fi
