@@ -521,6 +521,38 @@ def test_delete_while_node_down_stays_deleted(cluster_factory, tmp_path):
     assert request(cc, "get_value", 5.0, path=Path("dd", "kept")).get("value") == "kept value"
 
 
+def test_tombstones_dropped_only_when_every_node_has_seen_them(cluster_factory):
+    """A deletion's tombstone goes on every node once all three have seen
+    it; while a node is down, a newer tombstone stays (on the others) until
+    it is back and has caught up."""
+    c = cluster_factory(3, config={"server.tombstone.interval": 0.3})
+    a, b, cc = c.servers
+
+    def dropped(s):
+        return (cluster_state(s) or {}).get("tombstones_dropped", 0)
+
+    set_ok(a, ("tomb", "x"), 1)
+    set_ok(a, ("tomb", "y"), 2)
+    wait_converged([a, b, cc])
+    delete_ok(a, ("tomb", "x"))
+    assert wait_for(lambda: all(dropped(s) >= 1 for s in (a, b, cc)), 15), \
+        [dropped(s) for s in (a, b, cc)]
+
+    c.stop("three")
+    base = [dropped(a), dropped(b)]
+    delete_ok(a, ("tomb", "y"))
+    wait_value(b, ("tomb", "y"), absent=True)
+    time.sleep(2)  # several purge rounds: three has not seen the deletion
+    assert [dropped(a), dropped(b)] == base
+
+    cc = c.start("three")
+    c.wait_ready()
+    wait_value(cc, ("tomb", "y"), absent=True)
+    assert wait_for(lambda: dropped(a) > base[0] and dropped(b) > base[1], 15), \
+        [dropped(a), dropped(b)]
+    wait_converged([a, b, cc])
+
+
 # --------------------------------------------------------------------------
 # partition
 
