@@ -16,6 +16,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #define RETRY_MIN_MS 200
 #define RETRY_MAX_MS 5000
 #define MAX_PEER_MSG (256u << 20)
+#define LINK_USER_TIMEOUT_MS 15000
 #define ANNOUNCE_BURST 2.0     /* Serf announcements: token bucket */
 #define ANNOUNCE_RATE 1.0      /* per second */
 
@@ -530,6 +533,11 @@ static void on_connect(uv_connect_t *req, int status)
 	}
 	uv_tcp_nodelay(&l->tcp, 1);
 	uv_tcp_keepalive(&l->tcp, 1, 5);
+	/* unacknowledged data for this long means the peer is gone */
+	uv_os_fd_t fd;
+	unsigned tmo = LINK_USER_TIMEOUT_MS;
+	if (!uv_fileno((uv_handle_t *)&l->tcp, &fd))
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &tmo, sizeof tmo);
 	uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
 }
 
@@ -707,6 +715,11 @@ static void update_member(struct dkv_cluster *cl, const struct serf_member *m)
 		if (peer_alive(p) && !p->link) {
 			p->backoff_ms = 0;
 			peer_connect(p);
+		} else if (!peer_alive(p) && p->link) {
+			/* a link across a partition can look open for minutes */
+			char why[64];
+			snprintf(why, sizeof why, "Serf reports its agent %s", m->status);
+			link_drop(p, why);
 		}
 	}
 }

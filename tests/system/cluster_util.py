@@ -699,6 +699,16 @@ class NetLab:
     def heal(self, i):
         self._ip("link", "set", "c%s%d" % (self.tag, i), "up")
 
+    def cut(self, i, j):
+        """Nodes i and j can no longer reach each other (each drops what it
+        would send to the other); both still reach everyone else."""
+        self._ip("route", "add", "unreachable", self.cluster_ip(j) + "/32", ns=self.ns[i])
+        self._ip("route", "add", "unreachable", self.cluster_ip(i) + "/32", ns=self.ns[j])
+
+    def uncut(self, i, j):
+        self._ip("route", "del", "unreachable", self.cluster_ip(j) + "/32", ns=self.ns[i])
+        self._ip("route", "del", "unreachable", self.cluster_ip(i) + "/32", ns=self.ns[j])
+
     def close(self):
         for ns in self.made_ns:
             subprocess.run([IP, "netns", "del", ns], capture_output=True)

@@ -602,6 +602,37 @@ def test_partition_and_heal(netlab, cluster_factory):
     assert both.get("value") in ("one's", "three's"), both
 
 
+def test_gap_repaired_through_a_third_node(netlab, cluster_factory):
+    """two and three cannot reach each other (routes cut both ways), while
+    both reach one.  three's changes come to two only through one: two
+    learns three's ticks from one's reports, finds them missing, and fetches
+    them from one within seconds; two's changes reach three the same way."""
+    lab = netlab(3)
+    c = cluster_factory(3, placement=lab)
+    a, b, cc = c.servers
+    set_ok(a, ("gap", "start"), 1)
+    wait_converged([a, b, cc])
+
+    lab.cut(1, 2)
+    wait_for(lambda: peer_states(b).get("three") != "live"
+             and peer_states(cc).get("two") != "live",
+             30, "two and three to lose their link")
+    r_c = set_ok(cc, ("gap", "from three"), "via one")
+    r_b = set_ok(b, ("gap", "from two"), "via one too")
+    wait_value(a, ("gap", "from three"), "via one", chain=r_c["chain"])
+    t0 = time.monotonic()
+    wait_value(b, ("gap", "from three"), "via one", chain=r_c["chain"], timeout=15)
+    wait_value(cc, ("gap", "from two"), "via one too", chain=r_b["chain"], timeout=15)
+    took = time.monotonic() - t0
+    assert peer_states(b).get("three") != "live", "the cut did not hold"
+    assert took < 10, took
+    assert "missing" in b.log() and "asking one" in b.log(), b.log()[-2000:]
+
+    lab.uncut(1, 2)
+    c.wait_ready(timeout=30)
+    wait_converged([a, b, cc], timeout=30)
+
+
 # --------------------------------------------------------------------------
 # messages and networks
 
