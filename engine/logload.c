@@ -507,28 +507,28 @@ static int load(struct rd *r)
 		bool hdr;
 		if ((rc = resync(r, pos, &next, &hdr)))
 			break;
-		if (next == end_of(r) && torn(r, pos, next)) {
+		bool remote = r->o && r->o->remote; /* a message, not a file: no torn tails */
+		if (!remote && next == end_of(r) && torn(r, pos, next)) {
 			warn(r, "%s: truncated record at byte %llu (%llu bytes at the end ignored)",
 			     r->name, (unsigned long long)pos, (unsigned long long)(next - pos));
 			pos = next;
 			continue;
 		}
-		if (hdr && torn(r, pos, next)) {
+		if (!remote && hdr && torn(r, pos, next)) {
 			warn(r, "%s: truncated record at byte %llu (%llu bytes before the next log "
 				"header ignored)",
 			     r->name, (unsigned long long)pos, (unsigned long long)(next - pos));
 			pos = next;
 			continue;
 		}
-		if (r->o && r->o->skip_damaged) {
+		if (!remote && r->o && r->o->skip_damaged) {
 			warn(r, "%s: bytes %llu to %llu skipped: %s", r->name,
 			     (unsigned long long)pos, (unsigned long long)next, why);
 			pos = next;
 			continue;
 		}
-		snprintf(r->err, r->errlen,
-			 "%s: byte %llu: %s (use --skip-damaged to load the rest anyway)", r->name,
-			 (unsigned long long)pos, why);
+		snprintf(r->err, r->errlen, "%s: byte %llu: %s%s", r->name, (unsigned long long)pos,
+			 why, remote ? "" : " (use --skip-damaged to load the rest anyway)");
 		rc = -EBADMSG;
 		break;
 	}

@@ -634,6 +634,102 @@ def test_gap_repaired_through_a_third_node(netlab, cluster_factory):
 
 
 # --------------------------------------------------------------------------
+# bad input between servers
+
+
+def test_bad_repl_requests_get_errors(cluster_factory):
+    """repl from a client that is no proper peer: a clear error each, and
+    the node serves on with its data intact."""
+    c = cluster_factory(1)
+    a = c.servers[0]
+    set_ok(a, ("bad", "keep"), "safe")
+    cases = [
+        (dict(root=c.root), "node"),
+        (dict(node=a.node, root=c.root), "itself"),
+        (dict(node="intruder", root="another-net"), "network"),
+        (dict(node="intruder", root=c.root, have="not a map"), "have"),
+        (dict(node="intruder", root=c.root, have={"x": "not ranges"}), "have"),
+        (dict(node=7, root=c.root), "node"),
+    ]
+    for fields, word in cases:
+        r = request(a, "repl", 5.0, **fields)
+        assert "error" in r and word in r["error"], (fields, r)
+    wait_value(a, ("bad", "keep"), "safe")
+
+
+def fake_peer(script):
+    """A TCP server that plays a peer: for each connection, send the byte
+    strings in script (a list, or a callable returning one), then keep the
+    connection open until the test ends.  Returns (port, stop)."""
+    import socket as so
+    lsock = so.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    lsock.settimeout(0.2)
+    conns, halt = [], threading.Event()
+
+    def run():
+        while not halt.is_set():
+            try:
+                s, _ = lsock.accept()
+            except OSError:
+                continue
+            conns.append(s)
+            for chunk in (script() if callable(script) else script):
+                try:
+                    s.sendall(chunk)
+                except OSError:
+                    break
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def stop():
+        halt.set()
+        t.join(5)
+        for s in conns:
+            s.close()
+        lsock.close()
+
+    return lsock.getsockname()[1], conns, stop
+
+
+@pytest.mark.parametrize("kind", ["garbage", "bad-records", "wrong-name"])
+def test_a_bad_peer_is_dropped_and_nothing_is_lost(cluster_factory, kind):
+    """A "peer" announced through Serf (a tag on the node's own agent) that
+    sends garbage, records that do not parse, or the greeting of another
+    node: the link is dropped with a message naming it, the node keeps its
+    data and keeps serving, and it tries again later."""
+    import msgpack
+    c = cluster_factory(1)
+    a = c.servers[0]
+    set_ok(a, ("bad", "keep"), "safe")
+    hello = msgpack.packb({"seq": 0, "node": "fake", "version": [0, 57, 4], "tick": 0,
+                           "tock": 1, "qlen": 10})
+    script = {
+        "garbage": [b"\xc1\xc1\xc1 not msgpack at all"],
+        "bad-records": [hello, msgpack.packb({"seq": 1, "r": b"\x96\x01\xc7garbage"})],
+        "wrong-name": [msgpack.packb({"seq": 0, "node": "someone-else", "tick": 0})],
+    }[kind]
+    port, conns, stop = fake_peer(script)
+    try:
+        c.agent("one").serf_cmd("tags", "-set", "dkv:%s:fake=127.0.0.1:%d" % (c.root, port))
+        want = {"garbage": "malformed msgpack", "bad-records": "link to fake",
+                "wrong-name": "someone-else"}[kind]
+        wait_for(lambda: want in a.log() and len(conns) >= 2, 20,
+                 "the bad peer to be dropped and tried again")
+        st = cluster_state(a)
+        assert st["peers"]["fake"]["state"] != "live", st
+        assert st["peers"]["fake"]["error"], st
+        wait_value(a, ("bad", "keep"), "safe")
+        set_ok(a, ("bad", "after"), 1)
+        a.check_alive()
+    finally:
+        c.agent("one").serf_cmd("tags", "-delete", "dkv:%s:fake" % c.root, check=False)
+        stop()
+
+
+# --------------------------------------------------------------------------
 # messages and networks
 
 
