@@ -1093,8 +1093,8 @@ int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine
 	if (rc) {
 		snprintf(err, errlen, "cannot start the Serf client for %s: %s", cl->serf_where,
 			 strerror(-rc));
-		/* NEEDSWORK: unwinding here leaks the timers' memory until exit */
-		cl->closing = true;
+		dkv_server_set_ready(srv, true);
+		dkv_cluster_close(cl, NULL, NULL); /* frees cl from the loop */
 		return rc;
 	}
 	*out = cl;
