@@ -502,16 +502,14 @@ static void on_async(uv_async_t *h)
 	dkvfs__run_jobs(h->data);
 }
 
-/* Whether a job's writer must still wait (on the loop). */
+/* Whether a job's writer must still wait for the log (on the loop); the
+ * wait for the notifier is the writer's own (dkvfs__submit). */
 static bool job_waits(struct dkvfs *fs, const struct fsjob *j)
 {
-	if (j->need && fs->opts.logger && !dkv_logger_is_durable(fs->opts.logger, j->need))
-		return true;
-	return j->need_fence && !dkvfs__fence_passed(fs, j->need_fence);
+	return j->need && fs->opts.logger && !dkv_logger_is_durable(fs->opts.logger, j->need);
 }
 
-/* On the loop: release the writers whose changes are on disk and
- * invalidated now. */
+/* On the loop: release the writers whose changes are on disk now. */
 static void release_waiters(struct dkvfs *fs)
 {
 	struct fsjob **pp = &fs->durable_wait;
@@ -563,7 +561,8 @@ void dkvfs__run_jobs(struct dkvfs *fs)
 			j->need_fence = atomic_load(&fs->nq_seq);
 		if (!rc && job_waits(fs, j)) {
 			/* like a protocol reply: close() returns once the change is
-			 * on disk and the kernel's caches have let go of the old value */
+			 * on disk (and, see dkvfs__submit, the kernel's caches have
+			 * let go of the old value) */
 			j->rc = rc;
 			j->next = fs->durable_wait;
 			fs->durable_wait = j;
@@ -601,6 +600,9 @@ int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
 	uv_async_send(&fs->async);
 	pthread_mutex_lock(&fs->mu);
 	while (!j->done)
+		pthread_cond_wait(&fs->cond, &fs->mu);
+	/* the notifier wakes us itself: one thread hop less than via the loop */
+	while (j->need_fence && !dkvfs__fence_passed(fs, j->need_fence))
 		pthread_cond_wait(&fs->cond, &fs->mu);
 	pthread_mutex_unlock(&fs->mu);
 	return j->rc;

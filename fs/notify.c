@@ -638,6 +638,9 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 		if (it->upto > atomic_load(&fs->inval_done)) {
 			atomic_store(&fs->inval_done, it->upto);
 			uv_async_send(&fs->async); /* the loop lets held replies go */
+			pthread_mutex_lock(&fs->mu);
+			pthread_cond_broadcast(&fs->cond); /* writers in close() */
+			pthread_mutex_unlock(&fs->mu);
 		}
 	}
 	if (fs->opts.inotify && s.shown && !it->no_repeat)
@@ -767,6 +770,7 @@ void dkvfs__notify_stop(struct dkvfs *fs)
 	pthread_mutex_lock(&fs->mu);
 	fs->stopping = true;
 	atomic_store(&fs->inval_done, UINT64_MAX); /* nobody waits any more */
+	pthread_cond_broadcast(&fs->cond);
 	pthread_cond_broadcast(&fs->ncond);
 	pthread_mutex_unlock(&fs->mu);
 	if (fs->notify_running) {
