@@ -486,14 +486,13 @@ static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot
 	if (known(fs, ent)) {
 		/* the next lookup of "_" finds the new version (or none); the
 		 * version the kernel had may hold a writer's truncation or a
-		 * refused text: drop its pages too */
+		 * refused text: drop its pages too.  (.meta is never cached.) */
 		pthread_mutex_lock(&fs->mu);
 		uint64_t vino = dkvfs__value_ino(fs, ent);
 		pthread_mutex_unlock(&fs->mu);
 		fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, ent, K_DIR), "_", 1);
 		if (vino)
 			fuse_lowlevel_notify_inval_inode(fs->se, vino, 0, 0);
-		fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_META), 0, 0);
 		if (it->had_value != s->has_value)
 			fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_DIR), 0, 0);
 	}
