@@ -200,7 +200,7 @@ static void helper_main(int sock)
 		case H_CREATE:
 			fd = open(path, O_WRONLY | O_CLOEXEC | (helper_buf[0] == H_CREATE ? O_CREAT : 0),
 				  0644);
-			/* one byte is enough: "_" is read past the page cache, and the
+			/* one byte is enough: writable opens go past the page cache, and the
 			 * daemon ignores what we write; inotify sees IN_MODIFY */
 			if (fd >= 0) {
 				rc = write(fd, "\n", 1) < 0 ? -1 : 0;
