@@ -305,7 +305,33 @@ struct snapshot {
 	/* the newly created directories, outermost first */
 	struct dkv_entry *made[16];
 	unsigned nmade;
+	/* the directories whose listings and link counts changed */
+	struct dkv_entry *changed[64];
+	unsigned nchanged;
 };
+
+/* After a change that may have made ent appear or disappear: the
+ * directories whose listings (and link counts) changed.  Its parent's;
+ * and further up only while the directory above has nothing else to
+ * show, so that its own visibility went with ent's (a new entry deep
+ * below a visible one changes one listing, not all of its ancestors').
+ * Under the read lock. */
+static unsigned changed_dirs(const struct dkv_entry *ent, struct dkv_entry **out, unsigned max)
+{
+	unsigned n = 0;
+	for (const struct dkv_entry *x = ent; x->parent && n < max; x = x->parent) {
+		struct dkv_entry *p = x->parent;
+		out[n++] = p;
+		if (dkv_entry_has_value(p) || (p->flags & DKV_ENTRY_KEEP))
+			break;
+		bool other = false;
+		for (const struct dkv_entry *k = p->kids; k && !other; k = k->next)
+			other = k != x && dkv_entry_visible(k);
+		if (other)
+			break;
+	}
+	return n;
+}
 
 static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 {
@@ -317,6 +343,8 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 	s->parent = ent->parent;
 	if (ent->parent)
 		dkvfs__entry_name(fs, ent, &s->name);
+	if (!it->value_only && (it->created || it->had_value != s->has_value))
+		s->nchanged = changed_dirs(ent, s->changed, 64);
 	dkv_engine_unlock(fs->e);
 	/* the directories the kernel does not have: new ones, and ones an
 	 * earlier round removed from its view while they were empty */
@@ -498,16 +526,11 @@ static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot
 	}
 	if (it->created || it->had_value != s->has_value) {
 		/* the entry's visibility may have changed, and with it the
-		 * listings and link counts of its ancestors */
-		dkv_engine_rdlock(fs->e);
-		struct dkv_entry *anc[64];
-		unsigned na = 0;
-		for (struct dkv_entry *x = s->parent; x && na < 64; x = x->parent)
-			anc[na++] = x;
-		dkv_engine_unlock(fs->e);
-		for (unsigned i = 0; i < na; i++)
-			if (known(fs, anc[i]))
-				fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, anc[i], K_DIR), 0, 0);
+		 * listings and link counts of directories above it */
+		for (unsigned i = 0; i < s->nchanged; i++)
+			if (known(fs, s->changed[i]))
+				fuse_lowlevel_notify_inval_inode(fs->se,
+								 dkvfs__ino(fs, s->changed[i], K_DIR), 0, 0);
 		if (s->parent && s->name.len && known(fs, s->parent))
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, s->parent, K_DIR),
 							 (const char *)s->name.data, s->name.len);

@@ -1268,6 +1268,31 @@ def test_fresh_listing_and_links_right_after_reply(fs):
     assert not bad, bad[:10]
 
 
+def test_fresh_listings_several_levels(fs):
+    """Bullet 7 with cached listings at every level: a value set several
+    new levels down shows in each listing on the way right after the
+    reply, and its deletion removes the levels left empty from each."""
+    os.mkdir(fs.path("ml"))
+    fs.set(("ml", "keep"), 1)
+    levels = [fs.path("ml"), fs.path("ml", "keep")]
+    for d in levels:
+        os.listdir(d)
+    for i in range(10):
+        fs.set(("ml", "keep", "a%d" % i, "b", "c"), i)
+        assert "a%d" % i in os.listdir(fs.path("ml", "keep"))
+        assert os.listdir(fs.path("ml", "keep", "a%d" % i)) == ["b"]
+        assert os.listdir(fs.path("ml", "keep", "a%d" % i, "b")) == ["c"]
+        assert os.stat(fs.path("ml", "keep")).st_nlink == 2 + i + 1
+        assert os.listdir(fs.path("ml")) == ["keep"]
+    for i in range(10):
+        fs.delete("ml", "keep", "a%d" % i, "b", "c")
+        names = os.listdir(fs.path("ml", "keep"))
+        assert "a%d" % i not in names, (i, names)
+        assert os.stat(fs.path("ml", "keep")).st_nlink == 2 + 9 - i
+        assert os.listdir(fs.path("ml")) == ["keep"]
+    assert os.listdir(fs.path("ml", "keep")) == ["_"]
+
+
 def stats(fs):
     with open(fs.path(".stats")) as f:
         return {k: int(v) for k, v in (line.split(": ") for line in f.read().splitlines())}
