@@ -1021,6 +1021,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		dkvfs__watch_read(fs, req, fi->fh, size, fi);
 		return;
 	}
+	/* Reply from a copy: once the kernel has the reply, the reader may
+	 * close the file, and the kernel release it or forget the version
+	 * (another thread then frees v or ver), before this thread is back
+	 * from writev, where ASan's interceptor still reads the buffer. */
 	if (!fi->fh) { /* a read-only open of a version: its text never changes */
 		size_t len = ver ? ver->text.len : 0;
 		if ((size_t)off >= len) {
@@ -1029,12 +1033,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		if (size > len - (size_t)off)
 			size = len - (size_t)off;
-		fuse_reply_buf(req, (const char *)ver->text.data + off, size);
+		struct dkv_buf b = {0};
+		dkv_buf_append(&b, ver->text.data + off, size);
+		fuse_reply_buf(req, (const char *)b.data, b.len);
+		dkv_buf_release(&b);
 		return;
 	}
-	/* Copy, and reply without the lock: once the reply is out, the
-	 * kernel may release the file (and another thread free v) before this
-	 * thread gets to run again. */
+	/* the same, and the copy is taken under the file's lock */
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 	struct dkv_buf b = {0};
 	pthread_mutex_lock(&v->mu);
