@@ -16,6 +16,8 @@
  * writes nothing while the log is behind that, and the log's notify
  * (dkv__server_log_durable) writes the held output after each fsync.
  * All connections' changes of one loop iteration share that fsync.
+ * The server's fence (the mounted tree's cache invalidation, server.h)
+ * holds output the same way, with a number of its own.
  * NEEDSWORK: the whole output buffer waits for its newest reply's record;
  * keeping marks in out would let older replies go one fsync earlier.
  */
@@ -101,6 +103,11 @@ void dkv__reply_begin(struct dkv_reply *r, struct dkv_conn *c)
 		uint64_t need = dkv_logger_need(lg);
 		if (need > c->hold)
 			c->hold = need;
+	}
+	if (c->srv->fence.need) {
+		uint64_t need = c->srv->fence.need(c->srv->fence.arg);
+		if (need > c->hold_fence)
+			c->hold_fence = need;
 	}
 	r->b = &c->out;
 	r->head = c->out.len;
@@ -291,8 +298,7 @@ void dkv__conn_flush(struct dkv_conn *c)
 {
 	if (c->writing || c->closing)
 		return;
-	struct dkv_logger *lg = c->srv->opts.logger;
-	if (c->out.len && c->hold && lg && !dkv_logger_is_durable(lg, c->hold)) {
+	if (c->out.len && dkv__conn_must_hold(c)) {
 		if (!c->held) {
 			c->held = true;
 			c->srv->nheld++;
@@ -525,15 +531,22 @@ static void conn_closed(uv_handle_t *h)
 	dkv__server_maybe_done(s);
 }
 
+bool dkv__conn_must_hold(const struct dkv_conn *c)
+{
+	const struct dkv_server *s = c->srv;
+	if (c->hold && s->opts.logger && !dkv_logger_is_durable(s->opts.logger, c->hold))
+		return true;
+	return c->hold_fence && s->fence.need && !s->fence.passed(s->fence.arg, c->hold_fence);
+}
+
 void dkv__server_log_durable(void *arg)
 {
 	struct dkv_server *s = arg;
-	struct dkv_logger *lg = s->opts.logger;
 	if (!s->nheld)
 		return;
 	for (struct dkv_conn *c = s->conns, *n; c && s->nheld; c = n) {
 		n = c->next; /* flush may close c */
-		if (!c->held || !dkv_logger_is_durable(lg, c->hold))
+		if (!c->held || dkv__conn_must_hold(c))
 			continue;
 		c->held = false;
 		s->nheld--;
@@ -600,6 +613,23 @@ void dkv_server_set_ready(struct dkv_server *s, bool ready)
 		process_input(c);
 		update_reading(c);
 	}
+}
+
+void dkv_server_set_fence(struct dkv_server *s, const struct dkv_fence *f)
+{
+	if (f) {
+		s->fence = *f;
+		return;
+	}
+	memset(&s->fence, 0, sizeof s->fence);
+	for (struct dkv_conn *c = s->conns; c; c = c->next)
+		c->hold_fence = 0;
+	dkv__server_log_durable(s);
+}
+
+void dkv_server_fence_moved(void *server)
+{
+	dkv__server_log_durable(server);
 }
 
 bool dkv_server_ready(const struct dkv_server *s)

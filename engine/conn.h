@@ -59,7 +59,8 @@ struct dkv_server {
 	struct dkv_conn *conns; /* all open connections */
 	size_t nconns;          /* connections in conns */
 	size_t nhandles;        /* connection handles not yet closed */
-	size_t nheld;           /* connections whose output waits for the log */
+	size_t nheld;           /* connections whose output waits for the log or the fence */
+	struct dkv_fence fence; /* need == NULL: none (server.h) */
 	bool closing;
 	bool ready;             /* in sync with the cluster: data requests run */
 	struct dkv_cluster *cluster; /* NULL: a standalone node */
@@ -82,9 +83,10 @@ struct dkv_conn {
 	bool reading;               /* uv_read_start is active */
 	bool closing;
 	bool close_after_write;     /* protocol error: flush, then close */
-	bool held;                  /* out waits for the log (in srv->nheld) */
+	bool held;                  /* out waits for the log or the fence (in srv->nheld) */
 	bool parked;                /* a request waits until the node is in sync */
 	uint64_t hold;              /* out may be written once the log has this record on disk */
+	uint64_t hold_fence;        /* ... and the server's fence has passed this number */
 	unsigned qlen;              /* stream window agreed with the client; 0: none */
 	struct dkv_stream *streams; /* multi-reply requests still running */
 	unsigned id;                /* for log messages */
@@ -113,6 +115,8 @@ void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *f
 void dkv__conn_flush(struct dkv_conn *c);
 /* The log made more records durable: write the output it held back. */
 void dkv__server_log_durable(void *arg);
+/* Whether c's output must wait for the log or the fence. */
+bool dkv__conn_must_hold(const struct dkv_conn *c);
 /* Output queued but not yet written, bytes. */
 size_t dkv__conn_backlog(const struct dkv_conn *c);
 /* Whether the connection can take more stream output now. */

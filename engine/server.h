@@ -42,6 +42,26 @@ bool dkv_server_ready(const struct dkv_server *s);
  * `repl` and messages; NULL: standalone. */
 struct dkv_cluster;
 void dkv_server_set_cluster(struct dkv_server *s, struct dkv_cluster *cl);
+/*
+ * A fence: something replies wait for besides the change log.  The mounted
+ * tree is one: a reply is written only after the kernel's caches of the
+ * mount are rid of what the changes made before it made stale, so that
+ * the next read through the mount shows them (fs/notify.c).  need() is the
+ * number a reply produced now must wait for (0: nothing), passed(n)
+ * whether that point is reached; both run on the loop.  The fence's owner
+ * calls dkv_server_fence_moved() on the loop whenever passed() may have
+ * become true for more numbers.
+ */
+struct dkv_fence {
+	uint64_t (*need)(void *arg);
+	bool (*passed)(void *arg, uint64_t n);
+	void *arg;
+};
+/* Set the fence (NULL: none; held replies then go). */
+void dkv_server_set_fence(struct dkv_server *s, const struct dkv_fence *f);
+/* On the loop: the fence moved; write the output it held back.  (A void
+ * pointer, so that it can be a callback.) */
+void dkv_server_fence_moved(void *server);
 /* Close the listener and every connection; cb (may be NULL) runs when
  * all handles are closed and the server is freed. */
 void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg);

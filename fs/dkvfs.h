@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "server.h"
 
 #include <uv.h>
 
@@ -28,6 +29,9 @@ struct dkvfs_opts {
 	int max_threads; /* FUSE worker threads; 0: libfuse's default */
 	struct dkv_logger *logger; /* change logs: close() of a written "_" waits
 				    * until an `always` log has the change */
+	/* called on the loop when the fence (dkvfs_fence) moved; may be NULL */
+	void (*fence_moved)(void *arg);
+	void *fence_arg;
 };
 
 struct dkvfs;
@@ -37,6 +41,10 @@ struct dkvfs;
  * detached first.  On error *out is NULL and err says why. */
 int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 		const struct dkvfs_opts *opts, char *err, size_t errlen);
+/* The fence that protocol replies must wait for (server.h): the kernel's
+ * caches of the mount are rid of what changes made stale.  Valid until
+ * dkvfs_close, which must come after the fence was taken off the server. */
+void dkvfs_fence(struct dkvfs *fs, struct dkv_fence *out);
 /* Unmount and stop every thread; cb (may be NULL) runs on the loop when
  * all is gone and fs is freed.  The loop must keep running until then. */
 void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg);

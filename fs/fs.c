@@ -45,14 +45,34 @@ uint64_t dkvfs__ino(const struct dkvfs *fs, const struct dkv_entry *ent, enum fs
 	return (uint64_t)(uintptr_t)ent | k;
 }
 
-static struct dkv_entry *ino_entry(const struct dkvfs *fs, fuse_ino_t ino, enum fskind *k)
+static struct fsver *ver_find(struct dkvfs *fs, uint64_t id);
+
+/* The entry of an inode and its kind; for a "_" also its version (verp
+ * may be NULL).  NULL only for a version the kernel has forgotten, which
+ * it does not ask about. */
+static struct dkv_entry *ino_entry_ver(struct dkvfs *fs, fuse_ino_t ino, enum fskind *k,
+				       struct fsver **verp)
 {
 	if (ino == FUSE_ROOT_ID) {
 		*k = K_DIR;
 		return dkv_engine_root(fs->e);
 	}
+	if (ino & VER_BIT) {
+		pthread_mutex_lock(&fs->mu);
+		struct fsver *v = ver_find(fs, ino);
+		pthread_mutex_unlock(&fs->mu);
+		*k = K_VALUE;
+		if (verp)
+			*verp = v;
+		return v ? v->ent : NULL;
+	}
 	*k = (enum fskind)(ino & KIND_MASK);
 	return (struct dkv_entry *)(uintptr_t)(ino & ~(uint64_t)KIND_MASK);
+}
+
+static struct dkv_entry *ino_entry(struct dkvfs *fs, fuse_ino_t ino, enum fskind *k)
+{
+	return ino_entry_ver(fs, ino, k, NULL);
 }
 
 static size_t node_bucket(const struct dkvfs *fs, const struct dkv_entry *ent)
@@ -130,6 +150,131 @@ static void node_forget(struct dkvfs *fs, fuse_ino_t ino, uint64_t nlookup)
 			dkvfs__queue_unpin(fs, ent);
 			free(n);
 		}
+		return;
+	}
+}
+
+/* ---- versions of "_" ---- */
+
+static size_t ver_bucket(const struct dkvfs *fs, uint64_t id)
+{
+	uint64_t x = id >> 4;
+	x *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(x >> 32) & fs->vers_mask;
+}
+
+static struct fsver *ver_find(struct dkvfs *fs, uint64_t id)
+{
+	for (struct fsver *v = fs->vers[ver_bucket(fs, id)]; v; v = v->hnext)
+		if (v->id == id)
+			return v;
+	return NULL;
+}
+
+/* Where the newest version of ent's "_" is kept; NULL when the kernel
+ * does not know ent's directory.  Under mu. */
+static struct fsver **ver_slot(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	if (ent == dkv_engine_root(fs->e))
+		return &fs->root_ver;
+	struct fsnode *n = dkvfs__node_find(fs, ent);
+	return n ? &n->ver : NULL;
+}
+
+uint64_t dkvfs__value_ino(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	struct fsver **slot = ver_slot(fs, ent);
+	return slot && *slot ? (*slot)->id : 0;
+}
+
+static void ver_insert(struct dkvfs *fs, struct fsver *v)
+{
+	if (fs->nvers >= fs->vers_mask) {
+		size_t nb = (fs->vers_mask + 1) * 2;
+		struct fsver **t = dkv_xcalloc(nb, sizeof *t);
+		size_t oldn = fs->vers_mask + 1;
+		struct fsver **old = fs->vers;
+		fs->vers = t;
+		fs->vers_mask = nb - 1;
+		for (size_t i = 0; i < oldn; i++) {
+			for (struct fsver *x = old[i], *nx; x; x = nx) {
+				nx = x->hnext;
+				size_t b = ver_bucket(fs, x->id);
+				x->hnext = t[b];
+				t[b] = x;
+			}
+		}
+		free(old);
+	}
+	size_t b = ver_bucket(fs, v->id);
+	v->hnext = fs->vers[b];
+	fs->vers[b] = v;
+	fs->nvers++;
+}
+
+static void ver_free(struct fsver *v)
+{
+	dkv_value_unref(v->value);
+	dkv_buf_release(&v->text);
+	free(v);
+}
+
+/* The version of "_" that ent's value is now, with one more kernel
+ * lookup counted.  Under the read lock (ent->value stays put). */
+static struct fsver *ver_ref(struct dkvfs *fs, struct dkv_entry *ent)
+{
+	pthread_mutex_lock(&fs->mu);
+	struct fsver **slot = ver_slot(fs, ent);
+	if (slot && *slot && (*slot)->value == ent->value) {
+		(*slot)->nlookup++;
+		pthread_mutex_unlock(&fs->mu);
+		return *slot;
+	}
+	pthread_mutex_unlock(&fs->mu);
+
+	struct fsver *nv = dkv_xcalloc(1, sizeof *nv);
+	nv->ent = ent;
+	nv->value = dkv_value_ref(ent->value);
+	nv->mtime_ns = ent->mtime_ns;
+	nv->nlookup = 1;
+	dkvfs__render_value(ent, &nv->text);
+
+	pthread_mutex_lock(&fs->mu);
+	slot = ver_slot(fs, ent);
+	if (slot && *slot && (*slot)->value == ent->value) { /* another thread was quicker */
+		struct fsver *v = *slot;
+		v->nlookup++;
+		pthread_mutex_unlock(&fs->mu);
+		ver_free(nv);
+		return v;
+	}
+	nv->id = VER_BIT | (++fs->next_ver << 4) | K_VALUE;
+	ver_insert(fs, nv);
+	dkv_entry_pin(ent); /* freed only after the kernel forgets the version */
+	if (slot)
+		*slot = nv;
+	pthread_mutex_unlock(&fs->mu);
+	return nv;
+}
+
+/* Under mu. */
+static void ver_forget(struct dkvfs *fs, uint64_t id, uint64_t nlookup)
+{
+	struct fsver **pp = &fs->vers[ver_bucket(fs, id)];
+	for (; *pp; pp = &(*pp)->hnext) {
+		struct fsver *v = *pp;
+		if (v->id != id)
+			continue;
+		v->nlookup = v->nlookup > nlookup ? v->nlookup - nlookup : 0;
+		if (v->nlookup)
+			return;
+		*pp = v->hnext;
+		fs->nvers--;
+		struct fsver **slot = ver_slot(fs, v->ent);
+		if (slot && *slot == v)
+			*slot = NULL;
+		dkvfs__queue_unpin(fs, v->ent);
+		ver_free(v);
 		return;
 	}
 }
@@ -285,14 +430,11 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 		st->st_size = 4096;
 		break;
 	}
-	case K_VALUE:
+	case K_VALUE: /* versions: fill_ver_attr */
 	case K_META: { /* the size is that of the text a read would give */
 		struct dkv_buf t = {0};
-		if (k == K_VALUE)
-			dkvfs__render_value(ent, &t);
-		else
-			dkvfs__render_meta(ent, &t);
-		st->st_mode = S_IFREG | (k == K_VALUE ? 0644 : 0444);
+		dkvfs__render_meta(ent, &t);
+		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)t.len;
 		dkv_buf_release(&t);
@@ -308,15 +450,43 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
-/* Fill e for (ent, k) and count the kernel's lookup.  Under the read lock. */
+/* A version's attributes never change. */
+static void fill_ver_attr(const struct fsver *v, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = v->id;
+	st->st_uid = the_uid;
+	st->st_gid = the_gid;
+	st->st_blksize = 4096;
+	int64_t ns = v->mtime_ns ? v->mtime_ns : mount_time_ns;
+	st->st_mtim.tv_sec = ns / 1000000000;
+	st->st_mtim.tv_nsec = ns % 1000000000;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+	st->st_mode = S_IFREG | 0644;
+	st->st_nlink = 1;
+	st->st_size = (off_t)v->text.len;
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+/* Fill e for (ent, k) and count the kernel's lookup.  Under the read lock.
+ * Directories and versions of "_" are cached until the notifier
+ * invalidates them (protocol replies wait for that: see notify.c); .meta
+ * and .stats change without a new inode and are never cached. */
 static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
 		       struct fuse_entry_param *e)
 {
 	(void)req;
 	memset(e, 0, sizeof *e);
+	if (k == K_VALUE) {
+		struct fsver *v = ver_ref(fs, ent);
+		e->ino = v->id;
+		e->attr_timeout = TIMEOUT;
+		e->entry_timeout = TIMEOUT;
+		fill_ver_attr(v, &e->attr);
+		return;
+	}
 	e->ino = dkvfs__ino(fs, ent, k);
-	/* directories are cached until the notifier invalidates them; value
-	 * files change size and come and go with every change: never cached */
 	e->attr_timeout = k == K_DIR ? TIMEOUT : 0;
 	e->entry_timeout = k == K_DIR ? TIMEOUT : 0;
 	fill_attr(fs, ent, k, &e->attr);
@@ -330,6 +500,36 @@ static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, 
 static void on_async(uv_async_t *h)
 {
 	dkvfs__run_jobs(h->data);
+}
+
+/* Whether a job's writer must still wait for the log (on the loop); the
+ * wait for the notifier is the writer's own (dkvfs__submit). */
+static bool job_waits(struct dkvfs *fs, const struct fsjob *j)
+{
+	return j->need && fs->opts.logger && !dkv_logger_is_durable(fs->opts.logger, j->need);
+}
+
+/* On the loop: release the writers whose changes are on disk now. */
+static void release_waiters(struct dkvfs *fs)
+{
+	struct fsjob **pp = &fs->durable_wait;
+	bool any = false;
+	if (!*pp)
+		return;
+	pthread_mutex_lock(&fs->mu);
+	while (*pp) {
+		struct fsjob *j = *pp;
+		if (job_waits(fs, j)) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		j->done = true;
+		any = true;
+	}
+	if (any)
+		pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->mu);
 }
 
 void dkvfs__run_jobs(struct dkvfs *fs)
@@ -351,9 +551,18 @@ void dkvfs__run_jobs(struct dkvfs *fs)
 		struct fsjob *j = jobs;
 		jobs = j->next;
 		j->need = 0;
+		j->need_fence = 0;
 		int rc = j->run(fs, j);
-		if (!rc && j->need && !dkv_logger_is_durable(fs->opts.logger, j->need)) {
-			/* like a protocol reply: close() returns once it is on disk */
+		/* Only a commit of written text waits for the notifier: its
+		 * writer holds no locks then.  unlink, mkdir, rmdir hold their
+		 * directory's lock, which the notifier's invalidation takes (and
+		 * the kernel updates its own caches after those). */
+		if (!rc && j->fenced)
+			j->need_fence = atomic_load(&fs->nq_seq);
+		if (!rc && job_waits(fs, j)) {
+			/* like a protocol reply: close() returns once the change is
+			 * on disk (and, see dkvfs__submit, the kernel's caches have
+			 * let go of the old value) */
 			j->rc = rc;
 			j->next = fs->durable_wait;
 			fs->durable_wait = j;
@@ -365,29 +574,19 @@ void dkvfs__run_jobs(struct dkvfs *fs)
 		pthread_cond_broadcast(&fs->cond);
 		pthread_mutex_unlock(&fs->mu);
 	}
+	release_waiters(fs);
+	uint64_t done = atomic_load(&fs->inval_done);
+	if (done != fs->fence_told) {
+		fs->fence_told = done;
+		if (fs->opts.fence_moved)
+			fs->opts.fence_moved(fs->opts.fence_arg);
+	}
 }
 
-/* The logger's listener, on the loop: release the writers whose changes
- * are on disk now. */
+/* The logger's listener, on the loop. */
 static void on_log_durable(void *arg)
 {
-	struct dkvfs *fs = arg;
-	struct fsjob **pp = &fs->durable_wait;
-	bool any = false;
-	pthread_mutex_lock(&fs->mu);
-	while (*pp) {
-		struct fsjob *j = *pp;
-		if (fs->opts.logger && !dkv_logger_is_durable(fs->opts.logger, j->need)) {
-			pp = &j->next;
-			continue;
-		}
-		*pp = j->next;
-		j->done = true;
-		any = true;
-	}
-	if (any)
-		pthread_cond_broadcast(&fs->cond);
-	pthread_mutex_unlock(&fs->mu);
+	release_waiters(arg);
 }
 
 int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
@@ -401,6 +600,9 @@ int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
 	uv_async_send(&fs->async);
 	pthread_mutex_lock(&fs->mu);
 	while (!j->done)
+		pthread_cond_wait(&fs->cond, &fs->mu);
+	/* the notifier wakes us itself: one thread hop less than via the loop */
+	while (j->need_fence && !dkvfs__fence_passed(fs, j->need_fence))
 		pthread_cond_wait(&fs->cond, &fs->mu);
 	pthread_mutex_unlock(&fs->mu);
 	return j->rc;
@@ -498,11 +700,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* see doc/filesystem.md */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
-	/* Directories could do without OPENDIR/RELEASEDIR (a warm ls -R would
-	 * cost no requests at all), but then a listing would stay cached until
-	 * the notifier invalidates it, a little after the change: opendir
-	 * compares the directory's generation instead, so a listing made after
-	 * a change always shows it (see doc/filesystem.md). */
 	(void)userdata;
 	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
 		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
@@ -574,7 +771,9 @@ static void forget_all(struct dkvfs *fs, size_t count, const struct fuse_forget_
 {
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < count; i++)
-		if (forgets[i].ino != FUSE_ROOT_ID)
+		if (forgets[i].ino & VER_BIT)
+			ver_forget(fs, forgets[i].ino, forgets[i].nlookup);
+		else if (forgets[i].ino != FUSE_ROOT_ID)
 			node_forget(fs, forgets[i].ino, forgets[i].nlookup);
 	bool wake = fs->nunpins > 0;
 	pthread_mutex_unlock(&fs->mu);
@@ -603,8 +802,18 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dkvfs *fs = FS(req);
 	struct stat st;
 	enum fskind k;
-	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	struct fsver *ver = NULL;
+	struct dkv_entry *ent = ino_entry_ver(fs, ino, &k, &ver);
 	(void)fi;
+	if (!ent) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (ver) {
+		fill_ver_attr(ver, &st);
+		fuse_reply_attr(req, &st, TIMEOUT);
+		return;
+	}
 	dkv_engine_rdlock(fs->e);
 	fill_attr(fs, ent, k, &st);
 	dkv_engine_unlock(fs->e);
@@ -659,7 +868,7 @@ static void vfile_free(struct dkvfs *fs, struct vfile *v)
 static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
 {
 	char err[256];
-	struct fsjob j = {.run = job_set, .ent = ent};
+	struct fsjob j = {.run = job_set, .ent = ent, .fenced = true};
 	if (dkv_yaml_parse(&j.data, (const char *)v->text.data, v->text.len, err, sizeof err)) {
 		struct dkv_buf p = {0};
 		dkv_engine_rdlock(fs->e);
@@ -681,29 +890,30 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 	return rc;
 }
 
+/* Open a version of "_" (ver NULL: create() of a new one in ent).
+ * Read-only opens need nothing of their own: reads come from the version,
+ * through the page cache, which is kept (an inode is one version, so what
+ * the kernel cached is right for as long as it has the inode), and close()
+ * sends no FLUSH.  Writable opens collect their text in a vfile and go
+ * past the page cache, which stays the version's. */
 static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
-		       struct fuse_file_info *fi, bool created)
+		       struct fsver *ver, struct fuse_file_info *fi, bool created)
 {
-	struct vfile *v = vfile_new(fs);
 	int acc = fi->flags & O_ACCMODE;
+	if (!created && acc == O_RDONLY) {
+		fi->fh = 0;
+		fi->keep_cache = 1;
+		fi->noflush = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	struct vfile *v = vfile_new(fs);
 	v->writable = acc != O_RDONLY;
 	v->notifier = dkvfs__from_notifier(fs, req);
 	v->excl = created && (fi->flags & O_EXCL);
-	dkv_engine_rdlock(fs->e);
-	if (!created && !dkv_entry_has_value(ent) && !v->notifier) {
-		dkv_engine_unlock(fs->e);
-		vfile_free(fs, v);
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
 	if (!(fi->flags & O_TRUNC) && !created)
-		dkvfs__render_value(ent, &v->text);
-	/* Every open reads its own snapshot of the value; the page cache and
-	 * the inode's size are shared by all opens and could mix an older and a
-	 * newer text (torn reads, measured).  So "_" is read and written past
-	 * the page cache, and its attributes are never cached. */
+		dkv_buf_append(&v->text, ver->text.data, ver->text.len);
 	fi->direct_io = 1;
-	dkv_engine_unlock(fs->e);
 	if ((fi->flags & O_TRUNC) || created)
 		v->dirty = v->writable && !v->notifier;
 	fi->fh = (uint64_t)(uintptr_t)v;
@@ -713,6 +923,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		make_entry(fs, req, ent, K_VALUE, &e);
 		dkv_engine_unlock(fs->e);
 		e.attr.st_size = 0;
+		e.attr_timeout = 0; /* what the file holds is decided at close */
 		fuse_reply_create(req, &e, fi);
 	} else {
 		fuse_reply_open(req, fi);
@@ -724,13 +935,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	COUNT(FS(req), open);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
-	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	struct fsver *ver = NULL;
+	struct dkv_entry *ent = ino_entry_ver(fs, ino, &k, &ver);
+	if (!ent) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	switch (k) {
 	case K_DIR:
 		fuse_reply_err(req, EISDIR);
 		return;
 	case K_VALUE:
-		open_value(fs, req, ent, fi, false);
+		open_value(fs, req, ent, ver, fi, false);
 		return;
 	case K_META:
 	case K_STATS: {
@@ -746,6 +962,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			render_stats(fs, &v->text);
 		dkv_engine_unlock(fs->e);
 		fi->direct_io = 1; /* small and changing: never cached */
+		fi->noflush = 1;
 		fi->fh = (uint64_t)(uintptr_t)v;
 		fuse_reply_open(req, fi);
 		return;
@@ -789,7 +1006,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			return;
 		}
 	}
-	open_value(fs, req, dir, fi, true);
+	open_value(fs, req, dir, NULL, fi, true);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -798,23 +1015,43 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	COUNT(FS(req), read);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
-	ino_entry(fs, ino, &k);
+	struct fsver *ver = NULL;
+	ino_entry_ver(fs, ino, &k, &ver);
 	if (k == K_WATCH) {
 		dkvfs__watch_read(fs, req, fi->fh, size, fi);
 		return;
 	}
-	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
-	pthread_mutex_lock(&v->mu);
-	size_t len = v->text.len;
-	if ((size_t)off >= len) {
-		pthread_mutex_unlock(&v->mu);
-		fuse_reply_buf(req, NULL, 0);
+	/* Reply from a copy: once the kernel has the reply, the reader may
+	 * close the file, and the kernel release it or forget the version
+	 * (another thread then frees v or ver), before this thread is back
+	 * from writev, where ASan's interceptor still reads the buffer. */
+	if (!fi->fh) { /* a read-only open of a version: its text never changes */
+		size_t len = ver ? ver->text.len : 0;
+		if ((size_t)off >= len) {
+			fuse_reply_buf(req, NULL, 0);
+			return;
+		}
+		if (size > len - (size_t)off)
+			size = len - (size_t)off;
+		struct dkv_buf b = {0};
+		dkv_buf_append(&b, ver->text.data + off, size);
+		fuse_reply_buf(req, (const char *)b.data, b.len);
+		dkv_buf_release(&b);
 		return;
 	}
-	if (size > len - (size_t)off)
-		size = len - (size_t)off;
-	fuse_reply_buf(req, (const char *)v->text.data + off, size);
+	/* the same, and the copy is taken under the file's lock */
+	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+	struct dkv_buf b = {0};
+	pthread_mutex_lock(&v->mu);
+	size_t len = v->text.len;
+	if ((size_t)off < len) {
+		if (size > len - (size_t)off)
+			size = len - (size_t)off;
+		dkv_buf_append(&b, v->text.data + off, size);
+	}
 	pthread_mutex_unlock(&v->mu);
+	fuse_reply_buf(req, (const char *)b.data, b.len);
+	dkv_buf_release(&b);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -823,7 +1060,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	COUNT(FS(req), write);
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 	(void)ino;
-	if (!v->writable) {
+	if (!v || !v->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -854,7 +1091,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	enum fskind k;
 	struct dkv_entry *ent = ino_entry(fs, ino, &k);
 	int rc = 0;
-	if (k == K_VALUE) {
+	if (k == K_VALUE && fi->fh) {
 		struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 		pthread_mutex_lock(&v->mu);
 		/* a shell's "> _" opens, dup2()s and closes the first descriptor
@@ -880,6 +1117,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
+	if (!v) { /* a read-only open of a version */
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (k == K_VALUE && v->dirty && !v->notifier)
 		vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
 	vfile_free(fs, v);
@@ -892,9 +1133,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	COUNT(FS(req), setattr);
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
-	struct dkv_entry *ent = ino_entry(fs, ino, &k);
+	struct fsver *ver = NULL;
+	struct dkv_entry *ent = ino_entry_ver(fs, ino, &k, &ver);
 	struct stat st;
 
+	if (!ent) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && k != K_VALUE) {
 		fuse_reply_err(req, k == K_DIR ? EISDIR : EACCES);
 		return;
@@ -905,7 +1151,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			fuse_reply_err(req, EFBIG);
 			return;
 		}
-		if (fi) { /* ftruncate of an open file: part of the write */
+		if (fi && fi->fh) { /* ftruncate of an open file: part of the write */
 			struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 			pthread_mutex_lock(&v->mu);
 			size_t old = v->text.len;
@@ -938,21 +1184,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* modes, owners and times are not stored: accept them so that cp -p
 	 * and tar work, and report what is true */
-	dkv_engine_rdlock(fs->e);
-	fill_attr(fs, ent, k, &st);
-	dkv_engine_unlock(fs->e);
-	if ((to_set & FUSE_SET_ATTR_SIZE) && fi)
+	if (ver) {
+		fill_ver_attr(ver, &st);
+	} else {
+		dkv_engine_rdlock(fs->e);
+		fill_attr(fs, ent, k, &st);
+		dkv_engine_unlock(fs->e);
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) /* the version's own size no longer holds */
 		st.st_size = attr->st_size;
 	fuse_reply_attr(req, &st, (to_set & FUSE_SET_ATTR_SIZE) ? 0 : TIMEOUT);
 }
 
 /* ---- directories ---- */
-
-/* Per-open directory state, used only by kernels that still send
- * OPENDIR (listings resume through fs->cursors either way). */
-struct dirh {
-	struct dkv_buf last_name;
-};
 
 #define OFF_DOT 1
 #define OFF_DOTDOT 2
@@ -960,47 +1204,24 @@ struct dirh {
 #define OFF_SPECIAL 4   /* + index */
 #define OFF_CHILD 100   /* + seq */
 
+/* No OPENDIR/RELEASEDIR: after this ENOSYS the kernel opens directories
+ * without asking and keeps their listings (FOPEN_CACHE_DIR|KEEP_CACHE is
+ * its default then) until the notifier invalidates them; protocol replies
+ * wait for that, and the kernel drops a listing itself after a change made
+ * through the mount, so a listing is exact after any change. */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), opendir);
-	struct dkvfs *fs = FS(req);
-	enum fskind k;
-	struct dkv_entry *ent = ino_entry(fs, ino, &k);
-	if (k != K_DIR) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	if (fs->no_opendir) {
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	struct dirh *d = dkv_xcalloc(1, sizeof *d);
-	pthread_mutex_lock(&fs->mu);
-	struct fsnode *n = dkvfs__node_find(fs, ent);
-	if (ent == dkv_engine_root(fs->e) || n) {
-		/* the kernel may keep the listing while nothing below changed */
-		static struct fsnode rootnode; /* the root has no fsnode */
-		if (!n)
-			n = &rootnode;
-		fi->cache_readdir = 1;
-		if (n->dir_cached_gen == n->dir_gen + 1)
-			fi->keep_cache = 1;
-		n->dir_cached_gen = n->dir_gen + 1;
-	}
-	pthread_mutex_unlock(&fs->mu);
-	fi->fh = (uint64_t)(uintptr_t)d;
-	fuse_reply_open(req, fi);
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, ENOSYS);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), releasedir);
-	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	(void)ino;
-	if (d) {
-		dkv_buf_release(&d->last_name);
-		free(d);
-	}
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -1014,26 +1235,32 @@ static bool add_dirent(struct dkvfs *fs, fuse_req_t req, struct dkv_buf *buf, si
 	if (plus) {
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof e);
-		e.ino = dkvfs__ino(fs, ent, k);
-		e.attr_timeout = k == K_DIR ? TIMEOUT : 0;
-		e.entry_timeout = k == K_DIR ? TIMEOUT : 0;
-		fill_attr(fs, ent, k, &e.attr);
 		need = fuse_add_direntry_plus(req, NULL, 0, name, &e, next);
 		if (need > room)
 			return false;
+		if (!strcmp(name, ".") || !strcmp(name, "..")) {
+			/* not a lookup, and the kernel ignores their attributes:
+			 * no counting of a big parent's children for every leaf */
+			e.ino = dkvfs__ino(fs, ent, K_DIR);
+			e.attr.st_ino = e.ino;
+			e.attr.st_mode = S_IFDIR | 0755;
+		} else {
+			make_entry(fs, req, ent, k, &e); /* counts as a lookup */
+		}
 		dkv_buf_reserve(buf, need);
 		fuse_add_direntry_plus(req, (char *)buf->data + buf->len, need, name, &e, next);
 		buf->len += need;
-		/* every entry but . and .. counts as a lookup */
-		if (strcmp(name, ".") && strcmp(name, "..")) {
-			pthread_mutex_lock(&fs->mu);
-			node_ref(fs, ent);
-			pthread_mutex_unlock(&fs->mu);
-		}
 	} else {
 		struct stat st;
 		memset(&st, 0, sizeof st);
 		st.st_ino = dkvfs__ino(fs, ent, k);
+		if (k == K_VALUE) {
+			pthread_mutex_lock(&fs->mu);
+			uint64_t vino = dkvfs__value_ino(fs, ent);
+			pthread_mutex_unlock(&fs->mu);
+			if (vino)
+				st.st_ino = vino;
+		}
 		st.st_mode = k == K_DIR ? S_IFDIR : S_IFREG;
 		need = fuse_add_direntry(req, NULL, 0, name, &st, next);
 		if (need > room)
@@ -1321,8 +1548,12 @@ static void *fuse_main_thread(void *arg)
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	fuse_loop_cfg_set_idle_threads(cfg, 4);
-	if (fs->opts.max_threads > 0)
-		fuse_loop_cfg_set_max_threads(cfg, (unsigned)fs->opts.max_threads);
+	/* writers wait in close() for the notifier, which may wait for a
+	 * directory lock held by a process whose request needs a free worker:
+	 * more workers than libfuse's 10 make that unlikely (see Known
+	 * problems in doc/filesystem.md) */
+	fuse_loop_cfg_set_max_threads(cfg, fs->opts.max_threads > 0 ? (unsigned)fs->opts.max_threads
+								     : 64);
 	fuse_session_loop_mt(fs->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return NULL;
@@ -1490,6 +1721,8 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	fs->mnt = mnt;
 	fs->nodes_mask = 1023;
 	fs->nodes = dkv_xcalloc(fs->nodes_mask + 1, sizeof *fs->nodes);
+	fs->vers_mask = 1023;
+	fs->vers = dkv_xcalloc(fs->vers_mask + 1, sizeof *fs->vers);
 	fs->jobs_tail = &fs->jobs;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cond, NULL);
@@ -1550,10 +1783,12 @@ fail:
 	/* fs is freed by the caller's loop run via the closer below */
 	fs->se = NULL;
 	free(fs->nodes);
+	free(fs->vers);
 	free(fs->mnt);
 	pthread_mutex_destroy(&fs->mu);
 	pthread_cond_destroy(&fs->cond);
 	fs->nodes = NULL;
+	fs->vers = NULL;
 	fs->mnt = NULL;
 	/* NEEDSWORK: fs leaks on this error path because the async handle
 	 * closes asynchronously; the daemon exits right after anyway. */
@@ -1572,6 +1807,14 @@ static void fs_free(uv_handle_t *h)
 			free(n);
 		}
 	}
+	for (size_t i = 0; i <= fs->vers_mask; i++) {
+		for (struct fsver *v = fs->vers[i], *nx; v; v = nx) {
+			nx = v->hnext;
+			dkv_entry_unpin(fs->e, v->ent);
+			ver_free(v);
+		}
+	}
+	free(fs->vers);
 	for (size_t i = 0; i < fs->nunpins; i++)
 		dkv_entry_unpin(fs->e, fs->unpins[i]);
 	for (unsigned i = 0; i < fs->nspecials; i++)
@@ -1615,6 +1858,7 @@ void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg)
 {
 	fs->close_cb = cb;
 	fs->close_arg = arg;
+	fs->opts.fence_moved = NULL; /* the server may go first */
 	dkv_engine_remove_hook(fs->e, dkvfs__on_change, fs);
 	if (fs->opts.logger) {
 		/* nobody may wait for a log that is about to close */

@@ -17,7 +17,9 @@
 #include <sys/types.h>
 
 /* An inode number is an entry's address with the kind in the low bits
- * (entries are 16-byte aligned); the root entry's directory is inode 1. */
+ * (entries are 16-byte aligned); the root entry's directory is inode 1.
+ * The "_" files are the exception: each version of a value is an inode of
+ * its own, VER_BIT | counter << 4 | K_VALUE (struct fsver). */
 enum fskind {
 	K_DIR = 0,
 	K_VALUE = 1, /* "_" */
@@ -38,14 +40,31 @@ enum fsop {
 	OP__COUNT
 };
 #define KIND_MASK 15u
+#define VER_BIT (1ull << 63) /* never set in an entry's address */
+
+/* One version of a "_" file: what the kernel knows as one inode.  A new
+ * value gets a new inode number (a counter, never reused), so the page
+ * cache and attributes the kernel keeps for an old version stay right for
+ * whoever still has it; the notifier drops the dentry of "_" after a
+ * change, so that the next lookup finds the new version.  Owned under
+ * fs->mu; text is immutable, and the version lives while the kernel has
+ * looked it up (until FORGET), so reads use it without a lock. */
+struct fsver {
+	uint64_t id;              /* the inode number */
+	struct fsver *hnext;      /* fs->vers */
+	struct dkv_entry *ent;    /* pinned */
+	struct dkv_value *value;  /* referenced: the version's identity (NULL: none) */
+	struct dkv_buf text;      /* the YAML text reads return */
+	int64_t mtime_ns;         /* the entry's, when the version was made */
+	uint64_t nlookup;         /* kernel lookups */
+};
 
 /* What the kernel knows of one entry.  Owned under fs->mu. */
 struct fsnode {
 	struct dkv_entry *ent;
 	struct fsnode *hnext;
-	uint64_t nlookup;    /* kernel lookups of all this entry's inodes */
-	uint64_t dir_gen;    /* bumped when children appear or go */
-	uint64_t dir_cached_gen;
+	uint64_t nlookup;    /* kernel lookups of the entry's inodes but "_" */
+	struct fsver *ver;   /* the newest version of "_" the kernel looked up */
 };
 
 /* A change handed from a FUSE thread to the loop thread. */
@@ -60,6 +79,8 @@ struct fsjob {
 	void *ptr;               /* job-specific */
 	struct dkv_entry *out;   /* the entry made (mkdir) */
 	uint64_t need;           /* log record that must be on disk first (0: none) */
+	bool fenced;             /* the writer waits for the notifier, too (see run_jobs) */
+	uint64_t need_fence;     /* change the notifier must have invalidated first (0: none) */
 };
 
 /* The notifier's current expectation: the FUSE handlers answer the
@@ -89,8 +110,12 @@ struct dkvfs {
 	struct fsnode **nodes;      /* hash by entry address */
 	size_t nodes_mask;
 	size_t nnodes;
+	struct fsver **vers;        /* hash by id */
+	size_t vers_mask, nvers;
+	uint64_t next_ver;
+	struct fsver *root_ver;     /* the root has no fsnode */
 	struct fsjob *jobs, **jobs_tail;        /* for the loop */
-	struct fsjob *durable_wait;             /* loop: done, waiting for the log */
+	struct fsjob *durable_wait;             /* loop: done, waiting for the log or the fence */
 	struct dkv_entry **unpins;              /* for the loop: kernel forgot them */
 	size_t nunpins, unpins_cap;
 	uv_async_t async;
@@ -105,6 +130,12 @@ struct dkvfs {
 	size_t nq_len;
 	struct notify_item *later_head, **later_tail; /* second rounds, by due time */
 	struct notify_item **nq_index; /* by entry, to merge repeated changes */
+	/* the fence (dkvfs_fence): every change queued gets the next number;
+	 * inval_done is the highest number whose change, and every one
+	 * before it, the notifier has invalidated */
+	_Atomic uint64_t nq_seq;     /* written under mu */
+	_Atomic uint64_t inval_done; /* written by the notifier */
+	uint64_t fence_told;         /* loop: inval_done when fence_moved last ran */
 	size_t nq_mask;
 	struct fuse_pollhandle **polls; /* .watch readers to wake */
 	size_t npolls, polls_cap;
@@ -112,7 +143,7 @@ struct dkvfs {
 	uint64_t *watched;    /* notifier thread: inodes with inotify watches, sorted */
 	size_t nwatched, watched_cap;
 	int64_t scan_ns;      /* when they were last read */
-	uint64_t scan_opendirs; /* OPENDIR requests counted at that scan */
+	uint64_t scan_listings; /* READDIR(PLUS) requests counted at that scan */
 	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
 	bool stopping;
 
@@ -125,7 +156,6 @@ struct dkvfs {
 
 	struct wstream *streams; /* open .watch files, under mu */
 	struct vfile *vfiles;    /* open "_", .meta, .stats files, under mu */
-	bool no_opendir;         /* the kernel opens directories without asking */
 	/* where recent listings stopped, to resume without a scan; under mu */
 	struct cursor {
 		const struct dkv_entry *dir;
@@ -146,6 +176,11 @@ struct dkvfs {
 /* fs.c */
 uint64_t dkvfs__ino(const struct dkvfs *fs, const struct dkv_entry *ent, enum fskind k);
 struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent);
+/* The inode number of the newest version of ent's "_" that the kernel
+ * looked up; 0: none.  Under mu. */
+uint64_t dkvfs__value_ino(struct dkvfs *fs, const struct dkv_entry *ent);
+/* Whether the notifier has invalidated change n (and all before it). */
+bool dkvfs__fence_passed(struct dkvfs *fs, uint64_t n);
 /* Render the YAML text of a value file / meta file; under the read lock. */
 void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out);
 void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);

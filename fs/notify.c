@@ -14,6 +14,16 @@
  *
  * Changes to one entry that arrive while it waits in the queue are merged,
  * so a hot key costs one round of work, not one per change.
+ *
+ * The kernel keeps directories, listings, and the versions of "_" (fs.c)
+ * until step 1 drops them, so a read right after a change could still see
+ * the old state: protocol replies (and close() of a written "_") wait for
+ * step 1 of the changes made before them.  Every change queued gets the
+ * next number (nq_seq); when the notifier takes an item off the queue,
+ * every change numbered below the next queued item's first number (or, if
+ * none is left, every change so far) is in this item or was in an earlier
+ * one, so once step 1 of this item is done that number is published as
+ * inval_done (the fence that conn.c holds replies for).
  */
 #include "fs_int.h"
 
@@ -41,6 +51,8 @@ struct notify_item {
 	bool value_only;           /* a later round: no more invalidation */
 	bool no_repeat;            /* made through the mount: inotify saw it already */
 	int64_t due_ns;            /* not before (CLOCK_MONOTONIC) */
+	uint64_t seq;              /* the number of its first change */
+	uint64_t upto;             /* invalidated, every change up to this one is */
 };
 
 /* A recursive inotify watcher (inotifywait -r) adds a watch on a new
@@ -94,27 +106,14 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	struct dkvfs *fs = ctx;
 	struct dkv_entry *ent = ev->entry;
 	bool had = ev->prev && ev->prev->len;
-	bool has = ev->value && ev->value->len;
 
 	pthread_mutex_lock(&fs->mu);
 	if (fs->stopping) {
 		pthread_mutex_unlock(&fs->mu);
 		return;
 	}
-	/* versions: what open() and opendir() compare against */
-	struct fsnode *n = dkvfs__node_find(fs, ent);
-	if (n) {
-		if (had != has)
-			n->dir_gen++;
-	}
-	struct dkv_entry *x = ent;
-	for (unsigned i = 0; x->parent && (i < ev->created || (i == 0 && had != has)); i++) {
-		struct fsnode *p = dkvfs__node_find(fs, x->parent);
-		if (p)
-			p->dir_gen++;
-		x = x->parent;
-	}
-
+	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
+	atomic_store(&fs->nq_seq, seq);
 	struct notify_item *it;
 	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
 		if (it->ent == ent)
@@ -129,6 +128,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		it->had_value = had;
 		it->created = ev->created;
 		it->no_repeat = own;
+		it->seq = seq;
 		dkv_entry_pin(ent);
 		size_t b = idx_bucket(fs, ent);
 		it->hnext = fs->nq_index[b];
@@ -156,6 +156,8 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
 		it->ent = ent;
 		it->had_value = kernel_has_value || has; /* "_" made by create() but refused */
 		it->no_repeat = true;
+		it->seq = atomic_load(&fs->nq_seq) + 1;
+		atomic_store(&fs->nq_seq, it->seq);
 		dkv_entry_pin(ent); /* safe: the kernel holds it, so it cannot go */
 		size_t b = idx_bucket(fs, ent);
 		it->hnext = fs->nq_index[b];
@@ -198,7 +200,7 @@ static void helper_main(int sock)
 		case H_CREATE:
 			fd = open(path, O_WRONLY | O_CLOEXEC | (helper_buf[0] == H_CREATE ? O_CREAT : 0),
 				  0644);
-			/* one byte is enough: "_" is read past the page cache, and the
+			/* one byte is enough: writable opens go past the page cache, and the
 			 * daemon ignores what we write; inotify sees IN_MODIFY */
 			if (fd >= 0) {
 				rc = write(fd, "\n", 1) < 0 ? -1 : 0;
@@ -303,7 +305,33 @@ struct snapshot {
 	/* the newly created directories, outermost first */
 	struct dkv_entry *made[16];
 	unsigned nmade;
+	/* the directories whose listings and link counts changed */
+	struct dkv_entry *changed[64];
+	unsigned nchanged;
 };
+
+/* After a change that may have made ent appear or disappear: the
+ * directories whose listings (and link counts) changed.  Its parent's;
+ * and further up only while the directory above has nothing else to
+ * show, so that its own visibility went with ent's (a new entry deep
+ * below a visible one changes one listing, not all of its ancestors').
+ * Under the read lock. */
+static unsigned changed_dirs(const struct dkv_entry *ent, struct dkv_entry **out, unsigned max)
+{
+	unsigned n = 0;
+	for (const struct dkv_entry *x = ent; x->parent && n < max; x = x->parent) {
+		struct dkv_entry *p = x->parent;
+		out[n++] = p;
+		if (dkv_entry_has_value(p) || (p->flags & DKV_ENTRY_KEEP))
+			break;
+		bool other = false;
+		for (const struct dkv_entry *k = p->kids; k && !other; k = k->next)
+			other = k != x && dkv_entry_visible(k);
+		if (other)
+			break;
+	}
+	return n;
+}
 
 static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 {
@@ -315,6 +343,8 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 	s->parent = ent->parent;
 	if (ent->parent)
 		dkvfs__entry_name(fs, ent, &s->name);
+	if (!it->value_only && (it->created || it->had_value != s->has_value))
+		s->nchanged = changed_dirs(ent, s->changed, 64);
 	dkv_engine_unlock(fs->e);
 	/* the directories the kernel does not have: new ones, and ones an
 	 * earlier round removed from its view while they were empty */
@@ -394,6 +424,13 @@ static void scan_fdinfo(struct dkvfs *fs, const char *pid, unsigned maj, unsigne
 	closedir(d);
 }
 
+/* A recursive watcher lists every directory it adds watches to. */
+static uint64_t listings(struct dkvfs *fs)
+{
+	return atomic_load_explicit(&fs->ops[OP_readdirplus], memory_order_relaxed) +
+	       atomic_load_explicit(&fs->ops[OP_readdir], memory_order_relaxed);
+}
+
 static void scan_watches(struct dkvfs *fs)
 {
 	int64_t now = mono_ns();
@@ -403,7 +440,7 @@ static void scan_watches(struct dkvfs *fs)
 	if (fs->scan_ns && now - fs->scan_ns < ttl)
 		return;
 	fs->scan_ns = now;
-	fs->scan_opendirs = atomic_load_explicit(&fs->ops[OP_opendir], memory_order_relaxed);
+	fs->scan_listings = listings(fs);
 	if (!fs->dev) {
 		struct stat st;
 		if (stat(fs->mnt, &st))
@@ -440,12 +477,11 @@ static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
 		return false;
 	if (watched_now(fs, ent))
 		return true;
-	/* a recursive watcher opens every directory it adds watches to: if
-	 * none was opened since the last scan, that scan is still good for a
+	/* a recursive watcher lists every directory it adds watches to: if
+	 * none was listed since the last scan, that scan is still good for a
 	 * while; otherwise a watcher may have just started */
 	int64_t age = mono_ns() - fs->scan_ns;
-	bool opened = atomic_load_explicit(&fs->ops[OP_opendir], memory_order_relaxed) !=
-		      fs->scan_opendirs;
+	bool opened = listings(fs) != fs->scan_listings;
 	if (age < (opened ? WATCH_SCAN_NS / 100 : WATCH_SCAN_NS / 10))
 		return false;
 	fs->scan_ns = 0;
@@ -457,7 +493,10 @@ static bool watched_now(struct dkvfs *fs, const struct dkv_entry *ent)
 {
 	if (!fs->nwatched)
 		return false;
-	if (is_watched(fs, dkvfs__ino(fs, ent, K_VALUE)))
+	pthread_mutex_lock(&fs->mu);
+	uint64_t vino = dkvfs__value_ino(fs, ent);
+	pthread_mutex_unlock(&fs->mu);
+	if (vino && is_watched(fs, vino))
 		return true;
 	dkv_engine_rdlock(fs->e);
 	bool w = false;
@@ -473,25 +512,25 @@ static void invalidate(struct dkvfs *fs, struct notify_item *it, struct snapshot
 {
 	struct dkv_entry *ent = it->ent;
 	if (known(fs, ent)) {
-		fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_VALUE), 0, 0);
-		fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_META), 0, 0);
-		if (it->had_value != s->has_value) {
+		/* the next lookup of "_" finds the new version (or none); the
+		 * version the kernel had may hold a writer's truncation or a
+		 * refused text: drop its pages too.  (.meta is never cached.) */
+		pthread_mutex_lock(&fs->mu);
+		uint64_t vino = dkvfs__value_ino(fs, ent);
+		pthread_mutex_unlock(&fs->mu);
+		fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, ent, K_DIR), "_", 1);
+		if (vino)
+			fuse_lowlevel_notify_inval_inode(fs->se, vino, 0, 0);
+		if (it->had_value != s->has_value)
 			fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, ent, K_DIR), 0, 0);
-			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, ent, K_DIR), "_", 1);
-		}
 	}
 	if (it->created || it->had_value != s->has_value) {
 		/* the entry's visibility may have changed, and with it the
-		 * listings and link counts of its ancestors */
-		dkv_engine_rdlock(fs->e);
-		struct dkv_entry *anc[64];
-		unsigned na = 0;
-		for (struct dkv_entry *x = s->parent; x && na < 64; x = x->parent)
-			anc[na++] = x;
-		dkv_engine_unlock(fs->e);
-		for (unsigned i = 0; i < na; i++)
-			if (known(fs, anc[i]))
-				fuse_lowlevel_notify_inval_inode(fs->se, dkvfs__ino(fs, anc[i], K_DIR), 0, 0);
+		 * listings and link counts of directories above it */
+		for (unsigned i = 0; i < s->nchanged; i++)
+			if (known(fs, s->changed[i]))
+				fuse_lowlevel_notify_inval_inode(fs->se,
+								 dkvfs__ino(fs, s->changed[i], K_DIR), 0, 0);
 		if (s->parent && s->name.len && known(fs, s->parent))
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, s->parent, K_DIR),
 							 (const char *)s->name.data, s->name.len);
@@ -616,8 +655,16 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 	struct snapshot s = {0};
 	bool again = false;
 	snapshot_take(fs, it, &s);
-	if (!it->value_only)
+	if (!it->value_only) {
 		invalidate(fs, it, &s);
+		if (it->upto > atomic_load(&fs->inval_done)) {
+			atomic_store(&fs->inval_done, it->upto);
+			uv_async_send(&fs->async); /* the loop lets held replies go */
+			pthread_mutex_lock(&fs->mu);
+			pthread_cond_broadcast(&fs->cond); /* writers in close() */
+			pthread_mutex_unlock(&fs->mu);
+		}
+	}
 	if (fs->opts.inotify && s.shown && !it->no_repeat)
 		again = repeat(fs, it, &s);
 	snapshot_release(&s);
@@ -671,6 +718,7 @@ static void *notify_main(void *arg)
 			while (*pp != it)
 				pp = &(*pp)->hnext;
 			*pp = it->hnext;
+			it->upto = fs->nq_head ? fs->nq_head->seq - 1 : atomic_load(&fs->nq_seq);
 		}
 		pthread_mutex_unlock(&fs->mu);
 
@@ -713,10 +761,38 @@ int dkvfs__notify_start(struct dkvfs *fs)
 	return 0;
 }
 
+/* ---- the fence ---- */
+
+static uint64_t fence_need(void *arg)
+{
+	struct dkvfs *fs = arg;
+	uint64_t n = atomic_load(&fs->nq_seq);
+	return n > atomic_load(&fs->inval_done) ? n : 0;
+}
+
+bool dkvfs__fence_passed(struct dkvfs *fs, uint64_t n)
+{
+	return atomic_load(&fs->inval_done) >= n;
+}
+
+static bool fence_passed(void *arg, uint64_t n)
+{
+	return dkvfs__fence_passed(arg, n);
+}
+
+void dkvfs_fence(struct dkvfs *fs, struct dkv_fence *out)
+{
+	out->need = fence_need;
+	out->passed = fence_passed;
+	out->arg = fs;
+}
+
 void dkvfs__notify_stop(struct dkvfs *fs)
 {
 	pthread_mutex_lock(&fs->mu);
 	fs->stopping = true;
+	atomic_store(&fs->inval_done, UINT64_MAX); /* nobody waits any more */
+	pthread_cond_broadcast(&fs->cond);
 	pthread_cond_broadcast(&fs->ncond);
 	pthread_mutex_unlock(&fs->mu);
 	if (fs->notify_running) {

@@ -121,8 +121,11 @@ static void shut_down(struct node *n)
 		uv_close((uv_handle_t *)&n->sigint, NULL);
 		uv_close((uv_handle_t *)&n->sigterm, NULL);
 	}
-	if (n->fs)
+	if (n->fs) {
+		if (n->server)
+			dkv_server_set_fence(n->server, NULL);
 		dkvfs_close(n->fs, fs_gone, n);
+	}
 	if (n->cluster)
 		dkv_cluster_close(n->cluster, cluster_gone, n);
 	if (n->server)
@@ -314,13 +317,22 @@ static void do_mount(struct node *n)
 		.inotify = dkv_config_bool(n->cli->cfg, "server.mount_inotify", true),
 		.debug = n->cli->verbose >= 3,
 		.logger = n->logger,
+		.fence_moved = n->server ? dkv_server_fence_moved : NULL,
+		.fence_arg = n->server,
 	};
 	int rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
 	if (rc) {
 		fprintf(stderr, "distkv server: %s\n", err);
 		n->exit_code = 1;
 		shut_down(n);
-	} else if (n->verbose >= 0) {
+		return;
+	}
+	if (n->server) {
+		struct dkv_fence f;
+		dkvfs_fence(n->fs, &f);
+		dkv_server_set_fence(n->server, &f);
+	}
+	if (n->verbose >= 0) {
 		fprintf(stderr, "distkv: tree mounted at %s\n", n->mount);
 	}
 }

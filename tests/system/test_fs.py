@@ -1245,6 +1245,126 @@ def test_fresh_deletion(fs):
     assert os.listdir(fs.path("fd2")) == ["kid"]
 
 
+def test_fresh_listing_and_links_right_after_reply(fs):
+    """Bullet 7 with cached directories: listings and link counts are kept
+    by the kernel, and a protocol reply comes only after they were dropped,
+    so the very next ls and stat after each change are exact (no waiting)."""
+    fs.set(("fl", "base"), 0)
+    d = fs.path("fl")
+    bad = []
+    for i in range(30):
+        fs.set(("fl", "k%d" % i), i)
+        names = os.listdir(d)
+        if "k%d" % i not in names:
+            bad.append(("not listed", i))
+        if os.stat(d).st_nlink != 2 + 2 + i:
+            bad.append(("nlink", i, os.stat(d).st_nlink))
+    for i in range(30):
+        fs.delete("fl", "k%d" % i)
+        if "k%d" % i in os.listdir(d):
+            bad.append(("still listed", i))
+        if os.stat(d).st_nlink != 2 + 1 + 29 - i:
+            bad.append(("nlink after delete", i, os.stat(d).st_nlink))
+    assert not bad, bad[:10]
+
+
+def test_fresh_listings_several_levels(fs):
+    """Bullet 7 with cached listings at every level: a value set several
+    new levels down shows in each listing on the way right after the
+    reply, and its deletion removes the levels left empty from each."""
+    os.mkdir(fs.path("ml"))
+    fs.set(("ml", "keep"), 1)
+    levels = [fs.path("ml"), fs.path("ml", "keep")]
+    for d in levels:
+        os.listdir(d)
+    for i in range(10):
+        fs.set(("ml", "keep", "a%d" % i, "b", "c"), i)
+        assert "a%d" % i in os.listdir(fs.path("ml", "keep"))
+        assert os.listdir(fs.path("ml", "keep", "a%d" % i)) == ["b"]
+        assert os.listdir(fs.path("ml", "keep", "a%d" % i, "b")) == ["c"]
+        assert os.stat(fs.path("ml", "keep")).st_nlink == 2 + i + 1
+        assert os.listdir(fs.path("ml")) == ["keep"]
+    for i in range(10):
+        fs.delete("ml", "keep", "a%d" % i, "b", "c")
+        names = os.listdir(fs.path("ml", "keep"))
+        assert "a%d" % i not in names, (i, names)
+        assert os.stat(fs.path("ml", "keep")).st_nlink == 2 + 9 - i
+        assert os.listdir(fs.path("ml")) == ["keep"]
+    assert os.listdir(fs.path("ml", "keep")) == ["_"]
+
+
+def stats(fs):
+    with open(fs.path(".stats")) as f:
+        return {k: int(v) for k, v in (line.split(": ") for line in f.read().splitlines())}
+
+
+def test_cached_reread_costs_no_read(fs):
+    """A warm re-read of an unchanged value comes from the page cache: no
+    LOOKUP, GETATTR, READ or FLUSH; an OPEN (and its RELEASE) are all that
+    is left.  After a change, the next read gets the new text."""
+    fs.set(("cr",), "cached value")
+    f = fs.path("cr", "_")
+    assert read(f) == "cached value\n"
+    os.stat(f)
+    base0 = stats(fs)
+    base1 = stats(fs)  # what reading .stats itself costs
+    cost = {k: base1[k] - base0[k] for k in base0}
+    for _ in range(20):
+        assert read(f) == "cached value\n"
+        os.stat(f)
+    after = stats(fs)
+    d = {k: after[k] - base1[k] - cost[k] for k in after}
+    for k in ("lookup", "getattr", "read", "flush", "opendir"):
+        assert d[k] == 0, (k, d)
+    assert d["open"] == 20, d
+    fs.set(("cr",), "changed")
+    assert read(f) == "changed\n"
+
+
+def test_open_file_keeps_its_version(fs):
+    """A file opened before a change goes on reading the text it opened
+    (its own inode, with its own size and page cache), whole and never
+    mixed with the new one; a new open shows the new value."""
+    fs.set(("ov",), "a" * 5000)
+    f = fs.path("ov", "_")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert os.read(fd, 100) == b"a" * 100
+        ino = os.fstat(fd).st_ino
+        fs.set(("ov",), "short")
+        assert read(f) == "short\n"
+        assert os.stat(f).st_ino != ino
+        assert os.fstat(fd).st_size == 5001
+        assert os.pread(fd, 10000, 0) == b"a" * 5000 + b"\n"
+    finally:
+        os.close(fd)
+
+
+def test_read_while_release_under_load(fs):
+    """Read-only opens send no FLUSH; reads and the release of the same
+    open file may then overlap in the daemon.  Many short-lived readers of
+    .meta and _ at once (run under ASan by tools/run-tests)."""
+    fs.set(("rr",), "x" * 3000)
+    errors = []
+
+    def reader():
+        for _ in range(200):
+            try:
+                if read(fs.path("rr", "_")) != "x" * 3000 + "\n":
+                    errors.append("bad _")
+                read(fs.path("rr", ".meta"))
+            except OSError as e:
+                errors.append(en(e.errno))
+
+    ts = [threading.Thread(target=reader) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors[:5]
+    fs.server.check_alive()
+
+
 # ---------------------------------------------------------------------------
 # 8. inotify
 
