@@ -591,7 +591,14 @@ def test_partition_and_heal(netlab, cluster_factory):
     assert "value" not in request(a, "get_value", 5.0, path=Path("part", "c"))
 
     lab.heal(2)
-    c.agent("three").join(c.agent("one"))
+
+    def rejoin():  # the neighbour entries may still say "failed" for a moment
+        try:
+            c.agent("three").join(c.agent("one"))
+            return True
+        except AssertionError:
+            return False
+    wait_for(rejoin, 20, "three's agent to join one's again after the heal")
     c.wait_ready(timeout=30)
     wait_converged([a, b, cc], timeout=30)
     for s in (a, b, cc):
