@@ -451,6 +451,62 @@ static struct serf_client *need_serf(struct dkv_server *s, char *err, size_t err
 	return sc;
 }
 
+/* A msg_send waiting for the agent's answer: a stream without output
+ * (so that it goes with its connection) and the Serf callback's context;
+ * whichever of the two ends last frees it. */
+struct msgsend {
+	struct dkv_stream *st; /* NULL once the client's stream is gone */
+	bool agent_done;
+};
+
+static bool send_pump(struct dkv_stream *st)
+{
+	(void)st;
+	return false;
+}
+
+static void send_release(struct dkv_stream *st)
+{
+	struct msgsend *ms = st->state;
+	ms->st = NULL;
+	if (ms->agent_done)
+		free(ms);
+}
+
+static const struct dkv_stream_ops send_ops = {send_pump, send_release};
+
+static void sent(struct serf_client *sc, int status, const char *agent_err, void *arg)
+{
+	struct msgsend *ms = arg;
+	(void)sc;
+	ms->agent_done = true;
+	struct dkv_stream *st = ms->st;
+	if (!st) {
+		free(ms);
+		return;
+	}
+	struct dkv_conn *c = st->conn;
+	struct dkv_reply r;
+	dkv__reply_begin(&r, c);
+	if (status) {
+		dkv__reply_key(&r, "error");
+		char text[300];
+		snprintf(text, sizeof text, "the Serf agent did not take the message: %s",
+			 agent_err ? agent_err : strerror(-status));
+		dkv_mp_cstr(r.b, text);
+	} else {
+		dkv__reply_key(&r, "result");
+		dkv_mp_bool(r.b, true);
+	}
+	dkv__reply_key(&r, "seq");
+	dkv_mp_uint(r.b, st->seq);
+	dkv__reply_key(&r, "tock");
+	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
+	dkv__reply_end(&r);
+	dkv__stream_cancel(st); /* frees ms through send_release */
+	dkv__conn_flush(c);
+}
+
 int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen)
 {
 	struct dkv_buf name = {0};
@@ -484,19 +540,15 @@ int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, si
 		p = (const uint8_t *)"\xc0";
 		len = 1;
 	}
-	rc = serf_event(sc, (const char *)name.data, p, len, false, NULL, NULL);
+	struct msgsend *ms = dkv_xcalloc(1, sizeof *ms);
+	rc = serf_event(sc, (const char *)name.data, p, len, false, sent, ms);
 	dkv_buf_release(&name);
 	if (rc) {
+		free(ms);
 		snprintf(err, errlen, "cannot send the message: %s", strerror(-rc));
 		return rc;
 	}
-	struct dkv_reply r;
-	dkv__reply_begin(&r, c);
-	dkv__reply_key(&r, "seq");
-	dkv_mp_uint(r.b, m->seq);
-	dkv__reply_key(&r, "tock");
-	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
-	dkv__reply_end(&r);
+	ms->st = dkv__stream_new(c, m->seq, &send_ops, ms);
 	return 0;
 }
 

@@ -793,6 +793,22 @@ def test_msg_send_reaches_msg_monitor_on_another_node(cluster_factory):
         pb.close()
 
 
+def test_msg_send_errors(cluster_factory):
+    """msg_send answers once the agent took the message; a message the
+    agent refuses (larger than its event size limit) or a bad topic gets an
+    error, and the node goes on serving."""
+    c = cluster_factory(1)
+    a = c.servers[0]
+    r = request(a, "msg_send", 10.0, topic=["ok", "small"], data={"x": 1})
+    assert r.get("result") is True, r
+    r = request(a, "msg_send", 10.0, topic=["too", "big"], data="x" * 4000)
+    assert "error" in r and "did not take" in r["error"], r
+    for bad in ([], [1, 2], None):
+        r = request(a, "msg_send", 10.0, topic=bad, data=1)
+        assert "error" in r and "topic" in r["error"], (bad, r)
+    set_ok(a, ("msg", "after"), 1)
+
+
 def test_two_networks_share_agents(serf_factory, server_factory):
     """Two networks (server.root) on the same two Serf agents: each node
     sees only the peers of its own network, data and messages do not
