@@ -154,8 +154,8 @@ static uint64_t now_ms(struct dkv_cluster *cl)
 
 static void set_ready(struct dkv_cluster *cl, const char *why)
 {
-	if (cl->ready)
-		return;
+	if (cl->ready || cl->closing)
+		return; /* closing: links dropped now say nothing about sync */
 	cl->ready = true;
 	uv_timer_stop(&cl->serf_wait);
 	say(cl, "in sync: %s (%.1f s after start); answering clients", why,

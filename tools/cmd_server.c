@@ -44,6 +44,7 @@ struct node {
 	struct dkv_cli *cli;
 	int verbose;
 	int exit_code;
+	bool stopping;          /* shut_down ran: mount nothing any more */
 };
 
 static void usage(FILE *f)
@@ -117,6 +118,7 @@ static void logger_gone(void *arg)
  * last and write out every change made before. */
 static void shut_down(struct node *n)
 {
+	n->stopping = true;
 	if (!uv_is_closing((uv_handle_t *)&n->sigint)) {
 		uv_close((uv_handle_t *)&n->sigint, NULL);
 		uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -310,7 +312,7 @@ static size_t cfg_size(const struct dkv_config *cfg, const char *key, int64_t df
 static void do_mount(struct node *n)
 {
 	char err[256];
-	if (!n->mount || !*n->mount || n->fs || n->exit_code)
+	if (!n->mount || !*n->mount || n->fs || n->exit_code || n->stopping)
 		return;
 	struct dkvfs_opts fo = {
 		.mountpoint = n->mount,

@@ -736,6 +736,35 @@ def test_a_bad_peer_is_dropped_and_nothing_is_lost(cluster_factory, kind):
         stop()
 
 
+def test_stopped_while_still_downloading(serf_factory, server_factory, tmp_path):
+    """A node whose only peer greets and then never sends the state stays
+    out of sync: data requests wait, get_state answers, the mount is not
+    made; SIGTERM then stops it cleanly and mounts nothing."""
+    import msgpack
+    agent = serf_factory("two")
+    root = "stuck-%d" % os.getpid()
+    hello = msgpack.packb({"seq": 0, "node": "fake", "tick": 0, "tock": 1})
+    port, conns, stop = fake_peer([hello])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        agent.serf_cmd("tags", "-set", "dkv:%s:fake=127.0.0.1:%d" % (root, port))
+        two = server_factory(node="two", init=None, config=cluster_cfg(agent, root),
+                             server_args=("--mount", str(mnt)))
+        wait_for(lambda: conns, 10, "the node to connect to its only peer")
+        st = cluster_state(two)
+        assert st["ready"] is False and st["peers"]["fake"]["state"] == "syncing", st
+        with connect(two) as p:
+            p.send({"seq": 5, "action": "get_value", "path": Path("x")})
+            with pytest.raises(TimeoutError):
+                p.next(5, timeout=1.0)  # waits: not answered while out of sync
+        assert not os.path.ismount(mnt)
+        assert two.stop() == 0, two.log_tail()
+        assert not os.path.ismount(mnt)
+    finally:
+        stop()
+
+
 # --------------------------------------------------------------------------
 # messages and networks
 
