@@ -12,6 +12,7 @@ set -eu
 distkv=${1:-build/tools/distkv}
 base=${BASE:-28000}
 dir=$(mktemp -d)
+one= two=
 trap 'kill $one $two 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 
 node() { # name, number, extra args...
@@ -24,15 +25,25 @@ node() { # name, number, extra args...
 }
 client() { # number, args...
 	i=$1; shift
-	"$distkv" client -p $((base + i)) "$@"
+	timeout 10 "$distkv" client -p $((base + i)) "$@"
+}
+wait_for() { # number, pid: until the node answers (30 s at most)
+	for _ in $(seq 300); do
+		kill -0 "$2" 2>/dev/null || { echo "node $1 exited:" >&2; cat "$dir"/*.log >&2; exit 1; }
+		timeout 5 "$distkv" client -p $((base + $1)) data get >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "node $1 does not answer:" >&2
+	cat "$dir"/*.log >&2
+	exit 1
 }
 
 node one 1 -i Testing
 one=$!
-until client 1 data get >/dev/null 2>&1; do sleep 0.1; done
+wait_for 1 $one
 node two 2 --join 127.0.0.1:$((base + 21))
 two=$!
-until client 2 data get >/dev/null 2>&1; do sleep 0.1; done
+wait_for 2 $two
 
 client 1 data set -v "hello from one" greeting
 sleep 0.2

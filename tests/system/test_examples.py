@@ -4,6 +4,7 @@ two-nodes.sh, a real two-node network with its own Serf agents)."""
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -81,8 +82,23 @@ def test_dump_and_watch_changes(server_factory, tmp_path):
         w.wait(5)
 
 
+def ports_free(base):
+    """The script's ports (base+1, +2, +11, +12, +21, +22) are free, for
+    TCP and (the gossip ones) UDP."""
+    for off in (1, 2, 11, 12, 21, 22):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind(("127.0.0.1", base + off))
+                except OSError:
+                    return False
+    return True
+
+
 def test_two_nodes_script():
-    base = random.randrange(30000, 40000, 50)
+    # below the ephemeral range, so that no outgoing connection takes them
+    base = next(b for b in iter(lambda: random.randrange(20000, 32000, 50), None)
+                if ports_free(b))
     r = subprocess.run([str(EX / "two-nodes.sh"), str(DISTKV)], capture_output=True, text=True,
                        env=dict(os.environ, BASE=str(base)), timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
