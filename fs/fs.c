@@ -589,6 +589,8 @@ static void on_log_durable(void *arg)
 	release_waiters(arg);
 }
 
+#define FENCE_WAIT_S 2 /* longest a writer's close() waits for the notifier */
+
 int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
 {
 	pthread_mutex_lock(&fs->mu);
@@ -601,9 +603,20 @@ int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
 	pthread_mutex_lock(&fs->mu);
 	while (!j->done)
 		pthread_cond_wait(&fs->cond, &fs->mu);
-	/* the notifier wakes us itself: one thread hop less than via the loop */
-	while (j->need_fence && !dkvfs__fence_passed(fs, j->need_fence))
-		pthread_cond_wait(&fs->cond, &fs->mu);
+	/* the notifier wakes us itself: one thread hop less than via the loop.
+	 * The wait is bounded: should every worker thread be waiting here
+	 * while the notifier needs one of them (an invalidation that waits for
+	 * a directory lock held by a request in the queue), close() returns
+	 * after FENCE_WAIT_S with the change applied but other readers'
+	 * caches possibly not yet dropped, instead of hanging. */
+	if (j->need_fence) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += FENCE_WAIT_S;
+		while (!dkvfs__fence_passed(fs, j->need_fence) &&
+		       pthread_cond_timedwait(&fs->cond, &fs->mu, &until) != ETIMEDOUT)
+			;
+	}
 	pthread_mutex_unlock(&fs->mu);
 	return j->rc;
 }
