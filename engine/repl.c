@@ -49,6 +49,7 @@ struct dkv__repl {
 	bool live;
 	bool overflow;
 	bool report_due;
+	unsigned round;            /* the last flush_all pass that pumped it */
 	struct dkv_buf state;      /* node-state record from the start */
 	struct dkv_buf pending;    /* live records not yet sent */
 	struct dkv_path tmp;
@@ -64,6 +65,7 @@ struct dkv__repl_srv {
 	struct dkv_path tmp;
 	bool hooked;
 	unsigned nclosed; /* handles closed so far (of 2) */
+	unsigned round;   /* flush_all passes, to visit each stream once */
 };
 
 static void repl_handle_closed(uv_handle_t *h)
@@ -107,14 +109,28 @@ static void on_change(void *ctx, const struct dkv_event *ev)
 		uv_check_start(&rs->check, on_check);
 }
 
-static void flush_all(struct dkv_server *s, bool reports)
+/* Pump every stream that has something to say.  A pump may close its
+ * connection and so free other streams of the list too: start again from
+ * the head after each one, skipping those already pumped this round. */
+static void flush_all(struct dkv__repl_srv *rs, bool reports)
 {
-	for (struct dkv__repl *rp = s->repls, *n; rp; rp = n) {
-		n = rp->next;
+	struct dkv_server *s = rs->srv;
+	unsigned round = ++rs->round;
+	struct dkv__repl *rp = s->repls;
+	while (rp) {
+		if (rp->round == round) {
+			rp = rp->next;
+			continue;
+		}
+		rp->round = round;
 		if (reports && rp->live)
 			rp->report_due = true;
-		if (rp->pending.len || rp->overflow || rp->report_due)
-			dkv__stream_pump(rp->st); /* may free rp */
+		if (rp->pending.len || rp->overflow || rp->report_due) {
+			dkv__stream_pump(rp->st); /* may free rp and others */
+			rp = s->repls;
+			continue;
+		}
+		rp = rp->next;
 	}
 }
 
@@ -122,13 +138,13 @@ static void on_check(uv_check_t *h)
 {
 	struct dkv__repl_srv *rs = h->data;
 	uv_check_stop(h);
-	flush_all(rs->srv, false);
+	flush_all(rs, false);
 }
 
 static void on_timer(uv_timer_t *h)
 {
 	struct dkv__repl_srv *rs = h->data;
-	flush_all(rs->srv, true);
+	flush_all(rs, true);
 }
 
 static struct dkv__repl_srv *repl_srv(struct dkv_server *s)
