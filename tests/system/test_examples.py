@@ -99,8 +99,19 @@ def test_two_nodes_script():
     # below the ephemeral range, so that no outgoing connection takes them
     base = next(b for b in iter(lambda: random.randrange(20000, 32000, 50), None)
                 if ports_free(b))
-    r = subprocess.run([str(EX / "two-nodes.sh"), str(DISTKV)], capture_output=True, text=True,
-                       env=dict(os.environ, BASE=str(base)), timeout=60)
+    # its own session, so that nothing it started outlives a timeout
+    p = subprocess.Popen([str(EX / "two-nodes.sh"), str(DISTKV)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=dict(os.environ, BASE=str(base)))
+    try:
+        out, err = p.communicate(timeout=90)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "root value on two: Testing" in r.stdout, r.stdout
     assert "greeting on two:   hello from one" in r.stdout, r.stdout
