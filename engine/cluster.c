@@ -898,7 +898,7 @@ static void on_serf_wait(uv_timer_t *h)
 
 static uint64_t prefix_of(const struct dkv_node *n)
 {
-	return n->seen.n && n->seen.r[0].lo <= 1 ? n->seen.r[0].hi - 1 : 0;
+	return dkv_rangeset_prefix(&n->seen);
 }
 
 static void announce(struct dkv_cluster *cl)

@@ -235,6 +235,27 @@ void dkv__stream_end(struct dkv_stream *st)
 	dkv__stream_cancel(st);
 }
 
+void dkv__stream_answer(struct dkv_stream *st, const char *error)
+{
+	struct dkv_conn *c = st->conn;
+	struct dkv_reply r;
+	dkv__reply_begin(&r, c);
+	if (error) {
+		dkv__reply_key(&r, "error");
+		dkv_mp_cstr(r.b, error);
+	} else {
+		dkv__reply_key(&r, "result");
+		dkv_mp_bool(r.b, true);
+	}
+	dkv__reply_key(&r, "seq");
+	dkv_mp_uint(r.b, st->seq);
+	dkv__reply_key(&r, "tock");
+	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
+	dkv__reply_end(&r);
+	dkv__stream_cancel(st);
+	dkv__conn_flush(c);
+}
+
 void dkv__stream_pump(struct dkv_stream *st)
 {
 	struct dkv_conn *c = st->conn;

@@ -134,6 +134,10 @@ void dkv__stream_msg_begin(struct dkv_stream *st, struct dkv_reply *r);
 void dkv__stream_state(struct dkv_stream *st, const char *state);
 /* Send "end" and retire the stream. */
 void dkv__stream_end(struct dkv_stream *st);
+/* Answer the request of a stream that only waited for an outcome: one
+ * reply {error: error} or {result: true}, with seq and tock; then retire
+ * the stream.  error NULL: success. */
+void dkv__stream_answer(struct dkv_stream *st, const char *error);
 /* Retire without sending anything more. */
 void dkv__stream_cancel(struct dkv_stream *st);
 /* Run the stream's pump if it has room; retire it when done. */

@@ -676,23 +676,7 @@ static const struct dkv_stream_ops logop_ops = {logop_pump, logop_release};
 
 static void logop_done(void *arg, int status, const char *msg)
 {
-	struct dkv_stream *st = arg;
-	struct dkv_conn *c = st->conn;
-	struct dkv_reply r;
-	dkv__reply_begin(&r, c);
-	if (status) {
-		dkv__reply_key(&r, "error");
-		dkv_mp_cstr(r.b, msg);
-	} else {
-		dkv__reply_key(&r, "result");
-		dkv_mp_bool(r.b, true);
-	}
-	dkv__reply_key(&r, "seq");
-	dkv_mp_uint(r.b, st->seq);
-	reply_tock(&r, c->srv->engine, 0);
-	dkv__reply_end(&r);
-	dkv__stream_cancel(st);
-	dkv__conn_flush(c);
+	dkv__stream_answer(arg, status ? msg : NULL);
 }
 
 /* The "path" field: a file name, or NULL when absent or None. */

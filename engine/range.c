@@ -119,6 +119,11 @@ uint64_t dkv_rangeset_count(const struct dkv_rangeset *s)
 	return c;
 }
 
+uint64_t dkv_rangeset_prefix(const struct dkv_rangeset *s)
+{
+	return s->n && s->r[0].lo <= 1 ? s->r[0].hi - 1 : 0;
+}
+
 void dkv_rangeset_missing(const struct dkv_rangeset *s, uint64_t lo, uint64_t hi,
 			  struct dkv_rangeset *out)
 {

@@ -26,6 +26,8 @@ void dkv_rangeset_add(struct dkv_rangeset *s, uint64_t lo, uint64_t hi); /* [lo,
 void dkv_rangeset_remove(struct dkv_rangeset *s, uint64_t lo, uint64_t hi);
 bool dkv_rangeset_contains(const struct dkv_rangeset *s, uint64_t tick);
 uint64_t dkv_rangeset_count(const struct dkv_rangeset *s);
+/* The last tick of the gap-free run starting at 1 (0 when 1 is missing). */
+uint64_t dkv_rangeset_prefix(const struct dkv_rangeset *s);
 /* The ticks in [lo, hi) not in s, appended to out (which must be distinct). */
 void dkv_rangeset_missing(const struct dkv_rangeset *s, uint64_t lo, uint64_t hi,
 			  struct dkv_rangeset *out);

@@ -243,11 +243,10 @@ static void send_report(struct dkv__repl *rp)
 	dkv_mp_map(r.b, nn);
 	for (uint32_t i = 0; i < nn; i++) {
 		struct dkv_node *n = dkv_engine_node_at(e, i);
-		uint64_t prefix = n->seen.n && n->seen.r[0].lo <= 1 ? n->seen.r[0].hi - 1 : 0;
 		dkv_mp_cstr(r.b, n->name);
 		dkv_mp_array(r.b, 2);
 		dkv_mp_uint(r.b, n->tick);
-		dkv_mp_uint(r.b, prefix);
+		dkv_mp_uint(r.b, dkv_rangeset_prefix(&n->seen));
 	}
 	dkv__reply_key(&r, "tock");
 	dkv_mp_uint(r.b, dkv_engine_tock(e));
@@ -501,26 +500,11 @@ static void sent(struct serf_client *sc, int status, const char *agent_err, void
 		free(ms);
 		return;
 	}
-	struct dkv_conn *c = st->conn;
-	struct dkv_reply r;
-	dkv__reply_begin(&r, c);
-	if (status) {
-		dkv__reply_key(&r, "error");
-		char text[300];
+	char text[300];
+	if (status)
 		snprintf(text, sizeof text, "the Serf agent did not take the message: %s",
 			 agent_err ? agent_err : strerror(-status));
-		dkv_mp_cstr(r.b, text);
-	} else {
-		dkv__reply_key(&r, "result");
-		dkv_mp_bool(r.b, true);
-	}
-	dkv__reply_key(&r, "seq");
-	dkv_mp_uint(r.b, st->seq);
-	dkv__reply_key(&r, "tock");
-	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
-	dkv__reply_end(&r);
-	dkv__stream_cancel(st); /* frees ms through send_release */
-	dkv__conn_flush(c);
+	dkv__stream_answer(st, status ? text : NULL); /* frees ms through send_release */
 }
 
 int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen)

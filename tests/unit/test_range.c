@@ -82,4 +82,18 @@ TEST(wire_form)
 	dkv_buf_release(&b);
 }
 
-TESTS(add_merges, remove_splits, missing, wire_form)
+TEST(prefix)
+{
+	struct dkv_rangeset s;
+	dkv_rangeset_init(&s);
+	CHECK_EQ_INT(dkv_rangeset_prefix(&s), 0);
+	dkv_rangeset_add(&s, 2, 5);
+	CHECK_EQ_INT(dkv_rangeset_prefix(&s), 0); /* tick 1 missing */
+	dkv_rangeset_add(&s, 1, 2);
+	CHECK_EQ_INT(dkv_rangeset_prefix(&s), 4);
+	dkv_rangeset_add(&s, 7, 9);
+	CHECK_EQ_INT(dkv_rangeset_prefix(&s), 4); /* the gap at 5..6 ends it */
+	dkv_rangeset_release(&s);
+}
+
+TESTS(add_merges, remove_splits, missing, wire_form, prefix)
