@@ -862,6 +862,8 @@ static void on_serf_event(struct serf_client *c, struct serf_stream *s, int stat
 	}
 }
 
+/* NEEDSWORK: when the agent we use goes away for good (it was not ours),
+ * no new private agent is started; the client keeps reconnecting. */
 static void on_serf_state(struct serf_client *c, int status, const char *msg, void *arg)
 {
 	struct dkv_cluster *cl = arg;
@@ -982,7 +984,10 @@ static void check_gaps(struct dkv_cluster *cl)
 	}
 }
 
-/* Drop tombstones every known node has seen. */
+/* Drop tombstones every known node has seen.  NEEDSWORK: this walks the
+ * whole tree on the loop every server.tombstone.interval (a few ms per
+ * 100,000 entries); a list of tombstones would make it proportional to
+ * the deletions. */
 static void purge_tombstones(struct dkv_cluster *cl)
 {
 	struct dkv_entry *root = dkv_engine_root(cl->e);

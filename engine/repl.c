@@ -202,7 +202,9 @@ static void send_bin(struct dkv_stream *st, const char *key, const uint8_t *p, s
 	dkv__reply_end(&r);
 }
 
-/* Look at the next stretch of the tree; send what the peer lacks. */
+/* Look at the next stretch of the tree; send what the peer lacks.
+ * NEEDSWORK: a repair (a one-shot repl) also walks the whole tree; an
+ * index by (node, tick) would send a small gap without the walk. */
 static void dump_step(struct dkv__repl *rp)
 {
 	struct dkv_server *s = rp->st->conn->srv;
