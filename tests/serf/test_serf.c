@@ -601,6 +601,10 @@ TEST(query)
 	CHECK_EQ_STR(q.from, "b");
 	CHECK_EQ_STR(q.payload, "pong:hello");
 	RUN_UNTIL(q.done, 3000);
+	/* NEEDSWORK: once (2026-11-30, ASan build, 1 run in about 20) this
+	 * saw 6 acks from the one node asked; the agent's log showed the query
+	 * received once.  Not reproduced since; the cause (the agent, or a
+	 * record delivered twice by our reader) is not known yet. */
 	CHECK_EQ_INT(q.acks, 1);
 	CHECK_EQ_INT(q.done, 1);
 	CHECK_EQ_INT(q.final_status, 0);
