@@ -26,7 +26,9 @@ struct dkvfs_opts {
 	const char *mountpoint;
 	bool inotify;    /* repeat changes through the mount for inotify (default on) */
 	bool debug;      /* libfuse debug output */
-	int max_threads; /* FUSE worker threads; 0: libfuse's default */
+	int max_threads; /* FUSE worker threads; 0: 64 */
+	int spin_us;     /* how long a worker that answered a request keeps
+			  * polling for the next before it sleeps; 0: never */
 	struct dkv_logger *logger; /* change logs: close() of a written "_" waits
 				    * until an `always` log has the change */
 	/* called on the loop when the fence (dkvfs_fence) moved; may be NULL */

@@ -279,6 +279,26 @@ static void ver_forget(struct dkvfs *fs, uint64_t id, uint64_t nlookup)
 	}
 }
 
+bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev)
+{
+	struct fsver *v = fs->inplace.ver;
+	struct dkv_entry *ent = ev->entry;
+	if (!v || fs->applying != ent || v->ent != ent)
+		return false;
+	struct fsver **slot = ver_slot(fs, ent);
+	/* the kernel's newest version of "_", holding the value just replaced,
+	 * and nobody read it since the writer opened it */
+	if (!slot || *slot != v || !ev->prev || v->value != ev->prev || !ev->value->len ||
+	    ev->created || v->reads != fs->inplace.reads || !dkv_entry_has_value(ent))
+		return false;
+	dkv_value_unref(v->value);
+	v->value = dkv_value_ref(ent->value);
+	v->text.len = 0;
+	dkv_buf_append(&v->text, fs->inplace.text->data, fs->inplace.text->len);
+	v->mtime_ns = ent->mtime_ns;
+	return true;
+}
+
 /* ---- rendering ---- */
 
 void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out)
@@ -450,7 +470,7 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
-/* A version's attributes never change. */
+/* A version's attributes; under mu. */
 static void fill_ver_attr(const struct fsver *v, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
@@ -483,7 +503,9 @@ static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, 
 		e->ino = v->id;
 		e->attr_timeout = TIMEOUT;
 		e->entry_timeout = TIMEOUT;
+		pthread_mutex_lock(&fs->mu);
 		fill_ver_attr(v, &e->attr);
+		pthread_mutex_unlock(&fs->mu);
 		return;
 	}
 	e->ino = dkvfs__ino(fs, ent, k);
@@ -645,8 +667,10 @@ static int job_set(struct dkvfs *fs, struct fsjob *j)
 	c.pre = (enum dkv_precond)j->pre;
 	c.src = DKV_SRC_LOCAL;
 	fs->applying = j->ent; /* its inotify events came from the writer itself */
+	fs->inplace = j->inplace;
 	int rc = dkv_engine_apply(fs->e, &c, &res);
 	fs->applying = NULL;
+	fs->inplace = (struct inplace){0};
 	if (!rc && fs->opts.logger)
 		j->need = dkv_logger_need(fs->opts.logger);
 	if (!rc && !j->data.len && !res.changed)
@@ -823,7 +847,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	if (ver) {
+		pthread_mutex_lock(&fs->mu);
 		fill_ver_attr(ver, &st);
+		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_attr(req, &st, TIMEOUT);
 		return;
 	}
@@ -843,6 +869,9 @@ struct vfile {
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
 	bool created;        /* made by create(): the kernel thinks "_" exists */
+	struct fsver *ver;   /* the version opened for writing (NULL: created); the
+			      * kernel holds it while the file is open */
+	uint64_t ver_reads;  /* ver->reads then (struct inplace) */
 	struct vfile *next, *prev; /* fs->vfiles, under fs->mu */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
 };
@@ -896,6 +925,14 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		return -EINVAL;
 	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
+	if (v->ver) {
+		/* the inode may stay if it reads back as written (struct inplace) */
+		struct dkv_buf canon = {0};
+		if (!dkv_yaml_emit(&canon, j.data.data, j.data.len) && canon.len == v->text.len &&
+		    !memcmp(canon.data, v->text.data, canon.len))
+			j.inplace = (struct inplace){.ver = v->ver, .reads = v->ver_reads, .text = &v->text};
+		dkv_buf_release(&canon);
+	}
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
 	if (rc)
@@ -924,8 +961,14 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	v->writable = acc != O_RDONLY;
 	v->notifier = dkvfs__from_notifier(fs, req);
 	v->excl = created && (fi->flags & O_EXCL);
-	if (!(fi->flags & O_TRUNC) && !created)
-		dkv_buf_append(&v->text, ver->text.data, ver->text.len);
+	if (!created) {
+		pthread_mutex_lock(&fs->mu);
+		if (!(fi->flags & O_TRUNC))
+			dkv_buf_append(&v->text, ver->text.data, ver->text.len);
+		v->ver = ver;
+		v->ver_reads = ver->reads;
+		pthread_mutex_unlock(&fs->mu);
+	}
 	fi->direct_io = 1;
 	if ((fi->flags & O_TRUNC) || created)
 		v->dirty = v->writable && !v->notifier;
@@ -1038,16 +1081,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * close the file, and the kernel release it or forget the version
 	 * (another thread then frees v or ver), before this thread is back
 	 * from writev, where ASan's interceptor still reads the buffer. */
-	if (!fi->fh) { /* a read-only open of a version: its text never changes */
-		size_t len = ver ? ver->text.len : 0;
-		if ((size_t)off >= len) {
-			fuse_reply_buf(req, NULL, 0);
-			return;
-		}
-		if (size > len - (size_t)off)
-			size = len - (size_t)off;
+	if (!fi->fh) { /* a read-only open of a version */
 		struct dkv_buf b = {0};
-		dkv_buf_append(&b, ver->text.data + off, size);
+		pthread_mutex_lock(&fs->mu);
+		size_t len = ver ? ver->text.len : 0;
+		if ((size_t)off < len) {
+			if (size > len - (size_t)off)
+				size = len - (size_t)off;
+			dkv_buf_append(&b, ver->text.data + off, size);
+		}
+		if (ver)
+			ver->reads++; /* the page cache may hold this text now */
+		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_buf(req, (const char *)b.data, b.len);
 		dkv_buf_release(&b);
 		return;
@@ -1198,7 +1243,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	/* modes, owners and times are not stored: accept them so that cp -p
 	 * and tar work, and report what is true */
 	if (ver) {
+		pthread_mutex_lock(&fs->mu);
 		fill_ver_attr(ver, &st);
+		pthread_mutex_unlock(&fs->mu);
 	} else {
 		dkv_engine_rdlock(fs->e);
 		fill_attr(fs, ent, k, &st);
@@ -1558,17 +1605,9 @@ static const struct fuse_lowlevel_ops ops = {
 static void *fuse_main_thread(void *arg)
 {
 	struct dkvfs *fs = arg;
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_idle_threads(cfg, 4);
-	/* writers wait in close() for the notifier, which may wait for a
-	 * directory lock held by a process whose request needs a free worker:
-	 * more workers than libfuse's 10 make that unlikely (see Known
-	 * problems in doc/filesystem.md) */
-	fuse_loop_cfg_set_max_threads(cfg, fs->opts.max_threads > 0 ? (unsigned)fs->opts.max_threads
-								     : 64);
-	fuse_session_loop_mt(fs->se, cfg);
-	fuse_loop_cfg_destroy(cfg);
+	int rc = dkvfs__workers_run(fs);
+	if (rc)
+		fprintf(stderr, "distkv: %s: cannot serve FUSE requests: %s\n", fs->mnt, strerror(-rc));
 	return NULL;
 }
 

@@ -46,9 +46,11 @@ enum fsop {
  * value gets a new inode number (a counter, never reused), so the page
  * cache and attributes the kernel keeps for an old version stay right for
  * whoever still has it; the notifier drops the dentry of "_" after a
- * change, so that the next lookup finds the new version.  Owned under
- * fs->mu; text is immutable, and the version lives while the kernel has
- * looked it up (until FORGET), so reads use it without a lock. */
+ * change, so that the next lookup finds the new version.  The exception
+ * is a write through the mount that the kernel already saw happen to the
+ * inode (struct inplace): the version then takes the new value.  Owned
+ * under fs->mu, and value, text and mtime_ns are read under it; the
+ * version lives while the kernel has looked it up (until FORGET). */
 struct fsver {
 	uint64_t id;              /* the inode number */
 	struct fsver *hnext;      /* fs->vers */
@@ -57,6 +59,22 @@ struct fsver {
 	struct dkv_buf text;      /* the YAML text reads return */
 	int64_t mtime_ns;         /* the entry's, when the version was made */
 	uint64_t nlookup;         /* kernel lookups */
+	uint64_t reads;           /* READ requests answered from text */
+};
+
+/* A write through the mount may keep its inode.  The kernel dropped the
+ * version's page cache when the writer opened it, the writer's close()
+ * has invalidated its size and times, and its name still leads to it: if
+ * the text written is exactly what the new value renders to, and no READ
+ * put old text back into the page cache meanwhile, nothing the kernel
+ * holds is wrong.  Then the notifier has nothing to do, and the writer's
+ * next open needs no LOOKUP (a new inode) and no GETATTR of the directory
+ * (dropping a name marks the directory's attributes stale).  Set by the
+ * FUSE thread (vfile_commit), used by the hook on the loop thread. */
+struct inplace {
+	struct fsver *ver;          /* the version the writer opened; NULL: none */
+	uint64_t reads;             /* ver->reads when it was opened */
+	const struct dkv_buf *text; /* what was written (the writer's, locked) */
 };
 
 /* What the kernel knows of one entry.  Owned under fs->mu. */
@@ -80,6 +98,7 @@ struct fsjob {
 	struct dkv_entry *out;   /* the entry made (mkdir) */
 	uint64_t need;           /* log record that must be on disk first (0: none) */
 	bool fenced;             /* the writer waits for the notifier, too (see run_jobs) */
+	struct inplace inplace;  /* job_set: the version may take the value */
 	uint64_t need_fence;     /* change the notifier must have invalidated first (0: none) */
 };
 
@@ -91,7 +110,10 @@ struct expect {
 	bool present;                /* answer lookups as present (for unlink/rmdir) */
 };
 
-struct notify_item; /* notify.c */
+struct notify_item; /* workers.c: answer requests until the session ends. */
+int dkvfs__workers_run(struct dkvfs *fs);
+
+/* notify.c */
 struct vfile;       /* fs.c */
 struct wstream;     /* watchfile.c */
 
@@ -145,6 +167,7 @@ struct dkvfs {
 	int64_t scan_ns;      /* when they were last read */
 	uint64_t scan_listings; /* READDIR(PLUS) requests counted at that scan */
 	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
+	struct inplace inplace;     /* loop thread: that write's, if it may keep its inode */
 	bool stopping;
 
 	/* special directories at the root */
@@ -181,6 +204,9 @@ struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent);
 uint64_t dkvfs__value_ino(struct dkvfs *fs, const struct dkv_entry *ent);
 /* Whether the notifier has invalidated change n (and all before it). */
 bool dkvfs__fence_passed(struct dkvfs *fs, uint64_t n);
+/* Give a version the entry's new value after a write through the mount
+ * (struct inplace); false if it may not.  Under mu, on the loop thread. */
+bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev);
 /* Render the YAML text of a value file / meta file; under the read lock. */
 void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out);
 void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);

@@ -112,12 +112,18 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		pthread_mutex_unlock(&fs->mu);
 		return;
 	}
-	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
-	atomic_store(&fs->nq_seq, seq);
 	struct notify_item *it;
 	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
 		if (it->ent == ent)
 			break;
+	/* a write through the mount that kept its inode: the kernel holds
+	 * nothing stale, and inotify saw the writer (struct inplace) */
+	if (!it && dkvfs__ver_take(fs, ev)) {
+		pthread_mutex_unlock(&fs->mu);
+		return;
+	}
+	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
+	atomic_store(&fs->nq_seq, seq);
 	bool own = fs->applying == ent;
 	if (it) {
 		it->created += ev->created;

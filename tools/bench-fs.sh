@@ -29,7 +29,8 @@
 #
 # Environment: N_OP (2000 iterations for stat/cat/echo), N_MKDIR (1000),
 # N_COLD (30 cold cats), N_CHANGE (200 changes for the inotify and
-# cat-after-change figures), PERF_OUT (a file: perf record -g the server
+# cat-after-change figures), SERVER_OPTS (more options for the server,
+# e.g. "-C server.mount_spin_us=0"), PERF_OUT (a file: perf record -g the server
 # during the ls -R and find runs, which then take several times longer).
 set -euo pipefail
 
@@ -43,6 +44,7 @@ N_MKDIR=${N_MKDIR:-1000}
 N_COLD=${N_COLD:-30}
 N_CHANGE=${N_CHANGE:-200}
 PERF_OUT=${PERF_OUT:-}
+SERVER_OPTS=${SERVER_OPTS:-}
 PY=/usr/bin/python3
 
 die() { echo "bench-fs: $*" >&2; exit 1; }
@@ -442,7 +444,8 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
 build_info="$build ($(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown), distkv built $(date -r "$distkv" '+%F %T'))"
 port=$(free_port)
 mkdir -p "$mnt" "$tfs"
-"$distkv" -C server.bind_default.host=127.0.0.1 -C server.bind_default.port="$port" \
+# shellcheck disable=SC2086  # SERVER_OPTS is a list of words
+"$distkv" -C server.bind_default.host=127.0.0.1 -C server.bind_default.port="$port" $SERVER_OPTS \
 	server -i Testing --mount "$mnt" benchfs 2>"$tmp/server.log" &
 srv_pid=$!
 for _ in $(seq 100); do

@@ -75,6 +75,8 @@ static void usage(FILE *f)
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
 	      "  server.mount             where to mount the tree (none by default)\n"
 	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
+	      "  server.mount_spin_us     how long a busy mount's thread polls for the next\n"
+	      "                           request before it sleeps (50; 0: never)\n"
 	      "  server.log.sync          durability of change logs: always, batch, none (batch)\n"
 	      "  server.log.interval      batch mode: seconds between fsyncs (0.1)\n"
 	      "  server.cluster           join a network through Serf (true)\n"
@@ -317,6 +319,7 @@ static void do_mount(struct node *n)
 	struct dkvfs_opts fo = {
 		.mountpoint = n->mount,
 		.inotify = dkv_config_bool(n->cli->cfg, "server.mount_inotify", true),
+		.spin_us = (int)dkv_config_int(n->cli->cfg, "server.mount_spin_us", 50),
 		.debug = n->cli->verbose >= 3,
 		.logger = n->logger,
 		.fence_moved = n->server ? dkv_server_fence_moved : NULL,
