@@ -53,7 +53,19 @@ struct notify_item {
 	int64_t due_ns;            /* not before (CLOCK_MONOTONIC) */
 	uint64_t seq;              /* the number of its first change */
 	uint64_t upto;             /* invalidated, every change up to this one is */
+	/* the new directories to repeat, outermost first, fixed in the first
+	 * round (pinned); mk_done of them are made */
+	struct dkv_entry *mk[16];
+	unsigned nmk, mk_done;
 };
+
+static void item_free(struct dkvfs *fs, struct notify_item *it)
+{
+	dkvfs__queue_unpin(fs, it->ent);
+	for (unsigned i = 0; i < it->nmk; i++)
+		dkvfs__queue_unpin(fs, it->mk[i]);
+	free(it);
+}
 
 /* A recursive inotify watcher (inotifywait -r) adds a watch on a new
  * directory only after it has read the directory's IN_CREATE; a "_"
@@ -353,14 +365,26 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 		s->nchanged = changed_dirs(ent, s->changed, 64);
 	dkv_engine_unlock(fs->e);
 	/* the directories the kernel does not have: new ones, and ones an
-	 * earlier round removed from its view while they were empty */
-	struct dkv_entry *up[16];
-	unsigned n = 0;
-	for (struct dkv_entry *x = ent; x && x->parent && n < 16 && !known(fs, x); x = x->parent)
-		up[n++] = x;
-	for (unsigned i = 0; i < n; i++)
-		s->made[i] = up[n - 1 - i];
-	s->nmade = s->has_value ? n : 0;
+	 * earlier round removed from its view while they were empty.  Fixed
+	 * in the first round: a recursive watcher that lists the outermost
+	 * new directory makes the kernel know the levels below it, which
+	 * must still be repeated for it to report them. */
+	if (!it->value_only && s->has_value) {
+		struct dkv_entry *up[16];
+		unsigned n = 0;
+		for (struct dkv_entry *x = ent; x && x->parent && n < 16 && !known(fs, x);
+		     x = x->parent)
+			up[n++] = x;
+		for (unsigned i = 0; i < n; i++) {
+			it->mk[i] = up[n - 1 - i];
+			dkv_entry_pin(it->mk[i]); /* safe: ent is pinned, and so its ancestors */
+		}
+		it->nmk = n;
+	}
+	s->nmade = 0;
+	if (s->has_value)
+		for (unsigned i = it->mk_done; i < it->nmk; i++)
+			s->made[s->nmade++] = it->mk[i];
 }
 
 static void snapshot_release(struct snapshot *s)
@@ -570,8 +594,10 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 	/* new directories, outermost first, one per round; an inotify watch
 	 * needs the directory's inode, so where the kernel does not know the
 	 * parent nobody can be watching and nothing needs repeating */
+	unsigned used = 0;
 	for (unsigned i = 0; i < s->nmade && !made; i++) {
 		struct dkv_entry *d = s->made[i];
+		used++;
 		if (!watched_maybe(fs, d->parent)) {
 			set_expect(fs, NULL, NULL, false);
 			dkv_buf_release(&path);
@@ -602,7 +628,8 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 	}
 
 	/* the made directory is known now; the next round makes the next one */
-	if (made && ((s->has_value && !it->had_value) || s->nmade > 1)) {
+	it->mk_done += used;
+	if (made && ((s->has_value && !it->had_value) || s->nmade > used)) {
 		set_expect(fs, NULL, NULL, false);
 		dkv_buf_release(&path);
 		dkv_buf_release(&rel);
@@ -739,8 +766,7 @@ static void *notify_main(void *arg)
 			fs->later_tail = &it->next;
 			continue;
 		}
-		dkvfs__queue_unpin(fs, it->ent);
-		free(it);
+		item_free(fs, it);
 		uv_async_send(&fs->async);
 	}
 	pthread_mutex_unlock(&fs->mu);
@@ -816,15 +842,13 @@ void dkvfs__notify_stop(struct dkvfs *fs)
 	while (fs->nq_head) {
 		struct notify_item *it = fs->nq_head;
 		fs->nq_head = it->next;
-		dkvfs__queue_unpin(fs, it->ent);
-		free(it);
+		item_free(fs, it);
 	}
 	fs->nq_tail = &fs->nq_head;
 	while (fs->later_head) {
 		struct notify_item *it = fs->later_head;
 		fs->later_head = it->next;
-		dkvfs__queue_unpin(fs, it->ent);
-		free(it);
+		item_free(fs, it);
 	}
 	fs->later_tail = &fs->later_head;
 	for (size_t i = 0; i < fs->npolls; i++)

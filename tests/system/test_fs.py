@@ -1504,14 +1504,12 @@ def test_inotify_watcher_just_started(fs):
     assert not missed, "changes not reported in rounds %r of 5" % missed
 
 
-@pytest.mark.xfail(reason="known gap (doc/filesystem.md): inotifywait -r lists a new "
-                   "directory when it adds its watch, and finds the deeper new levels "
-                   "already there; it reports CREATE only for the outermost one and for _",
-                   strict=False)
 def test_inotify_nested_levels(fs):
     """Bullet 8 (20 ms per new directory level): a value set at a new path
     4 levels deep gives CREATE for every new directory, outermost first,
-    then CREATE for its `_` (5 rounds)."""
+    then CREATE for its `_` (5 rounds).  inotifywait -r lists a new
+    directory when it adds its watch and so makes the kernel know the
+    levels below it before they are repeated; they are repeated anyway."""
     ino = Inotify(fs.mnt).settle()
     try:
         for r in range(5):
