@@ -73,7 +73,6 @@ static bool may_wait(const struct fuse_buf *buf)
 	case FUSE_FORGET:
 	case FUSE_BATCH_FORGET:
 	case FUSE_GETATTR:
-	case FUSE_OPEN: /* .watch opens register a stream, they do not wait */
 	case FUSE_OPENDIR:
 	case FUSE_WRITE: /* collects text; the commit is at FLUSH */
 	case FUSE_READDIR:
@@ -83,7 +82,8 @@ static bool may_wait(const struct fuse_buf *buf)
 	case FUSE_GETXATTR:
 	case FUSE_LISTXATTR:
 		return false;
-	case FUSE_READ: /* only a .watch read blocks */
+	case FUSE_OPEN: /* a .watch open starts its stream on the loop thread */
+	case FUSE_READ: /* and a .watch read blocks until there is news */
 		return !(in->nodeid & VER_BIT) && (in->nodeid & KIND_MASK) == K_WATCH;
 	case FUSE_RELEASE: { /* a read-only open of a version has nothing to commit */
 		const struct fuse_release_in *rel = (const void *)(in + 1);
