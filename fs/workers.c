@@ -18,7 +18,13 @@
  * notifier, or a .watch stream), it hands leadership to a follower
  * (starting a thread if none is idle, up to max_threads), so that requests
  * keep being read while it waits; the notifier's invalidations may depend
- * on them.
+ * on them.  Nobody spins while such a handler waits: what it waits for
+ * (the loop thread, the notifier) needs the CPU.
+ *
+ * NEEDSWORK: quick requests are answered one at a time by the leader.  On
+ * this 2-CPU machine that is as fast as libfuse's pool or faster (see
+ * doc/benchmarks.md); with many CPUs and many busy readers, handing over
+ * when more requests are queued would let them run in parallel.
  */
 #include "fs_int.h"
 
@@ -27,8 +33,8 @@
 #include <linux/fuse.h>
 #include <poll.h>
 #include <stdio.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct workers {
