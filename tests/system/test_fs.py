@@ -2036,6 +2036,28 @@ def test_workers_without_spinning(mount_factory):
     assert fs.get("ns", "a") == 2
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_workers_stop_spinning_when_idle(fs):
+    """The thread that reads FUSE requests polls for a moment after a busy
+    spell (server.mount_spin_us) and then sleeps: an idle mount right
+    after 2,000 requests costs (almost) no CPU."""
+    fs.set(("sp",), "x")
+    f = fs.path("sp", "_")
+    for _ in range(1000):
+        read(f)
+    time.sleep(0.2)
+    c0 = cpu_seconds(fs.server.pid)
+    time.sleep(2.0)
+    used = cpu_seconds(fs.server.pid) - c0
+    assert used < 0.1, "the idle daemon used %.2f s of CPU in 2 s" % used
+
+
 def test_many_blocked_handlers(fs):
     """Handlers that wait (here 40 `.watch` readers blocked in read) each
     hold a thread; the others go on answering requests (reads, writes),
