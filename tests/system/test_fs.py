@@ -1317,6 +1317,19 @@ def test_cached_reread_costs_no_read(fs):
     for k in ("lookup", "getattr", "read", "flush", "opendir"):
         assert d[k] == 0, (k, d)
     assert d["open"] == 20, d
+    # a re-read through a descriptor kept open costs nothing at all
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 100, 0) == b"cached value\n"
+        b0 = stats(fs)
+        for _ in range(20):
+            assert os.pread(fd, 100, 0) == b"cached value\n"
+            os.fstat(fd)
+        b1 = stats(fs)
+        d = {k: b1[k] - b0[k] - cost[k] for k in b1}
+        assert not any(d.values()), d
+    finally:
+        os.close(fd)
     fs.set(("cr",), "changed")
     assert read(f) == "changed\n"
 
