@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,15 +57,6 @@ static int64_t mono_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
 }
 
 /* Whether the handler of the request in buf may wait for something other
@@ -120,7 +112,7 @@ static int next_request(struct workers *w, struct fuse_buf *buf)
 		 * notifier, which would then share a CPU with this one */
 		if (!atomic_load_explicit(&w->waiting, memory_order_relaxed) &&
 		    mono_ns() - atomic_load_explicit(&w->last_ns, memory_order_relaxed) < w->spin_ns) {
-			cpu_relax();
+			sched_yield(); /* a task waiting for this CPU goes first */
 			continue;
 		}
 		/* the connection's end (unmount, abort) shows as POLLERR; the
