@@ -984,37 +984,27 @@ static void check_gaps(struct dkv_cluster *cl)
 	}
 }
 
-/* Drop tombstones every known node has seen.  NEEDSWORK: this walks the
- * whole tree on the loop every server.tombstone.interval (a few ms per
- * 100,000 entries); a list of tombstones would make it proportional to
- * the deletions. */
+/* Whether every known node has seen the deletion that made ent a
+ * tombstone: its tick is within the gap-free run of ticks that each
+ * present peer (and this node) reported of the deleting node. */
+static bool tombstone_ripe(void *arg, const struct dkv_entry *ent)
+{
+	struct dkv_cluster *cl = arg;
+	if (!ent->value->nchain)
+		return false;
+	const struct dkv_chain_link *l = &ent->value->chain[0];
+	bool everywhere = prefix_of(l->node) >= l->tick;
+	for (struct peer *p = cl->peers; p && everywhere; p = p->next)
+		everywhere = !p->present ||
+			     (l->node->idx < p->nrep && p->rep[l->node->idx].prefix >= l->tick);
+	return everywhere;
+}
+
+/* Drop tombstones every known node has seen (the engine keeps a list of
+ * them: this costs a look at each tombstone, not a walk of the tree). */
 static void purge_tombstones(struct dkv_cluster *cl)
 {
-	struct dkv_entry *root = dkv_engine_root(cl->e);
-	struct dkv_entry **victims = NULL;
-	size_t nv = 0, cap = 0;
-	for (struct dkv_entry *x = root; x; x = dkv_entry_walk_next(x, root, true)) {
-		if (!dkv_entry_is_tombstone(x) || !x->value->nchain)
-			continue;
-		const struct dkv_chain_link *l = &x->value->chain[0];
-		bool everywhere = prefix_of(l->node) >= l->tick;
-		for (struct peer *p = cl->peers; p && everywhere; p = p->next)
-			everywhere = !p->present ||
-				     (l->node->idx < p->nrep && p->rep[l->node->idx].prefix >= l->tick);
-		if (!everywhere)
-			continue;
-		if (nv == cap) {
-			cap = cap ? cap * 2 : 64;
-			victims = dkv_xrealloc(victims, cap * sizeof *victims);
-		}
-		dkv_entry_pin(x);
-		victims[nv++] = x;
-	}
-	for (size_t i = 0; i < nv; i++) {
-		cl->purged += dkv_engine_purge(cl->e, victims[i]);
-		dkv_entry_unpin(cl->e, victims[i]);
-	}
-	free(victims);
+	cl->purged += dkv_engine_purge(cl->e, tombstone_ripe, cl);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -1121,7 +1111,8 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	unsigned np = 0;
 	for (struct peer *p = cl->peers; p; p = p->next)
 		np++;
-	dkv_mp_map(out, 8);
+	dkv_mp_map(out, 9); /* root ready serf advertise peers conflicts tombstones_dropped
+			     * tombstones missing */
 	dkv_mp_cstr(out, "root");
 	dkv_mp_cstr(out, cl->root);
 	dkv_mp_cstr(out, "ready");
@@ -1171,6 +1162,8 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	dkv_mp_uint(out, cl->conflicts);
 	dkv_mp_cstr(out, "tombstones_dropped");
 	dkv_mp_uint(out, cl->purged);
+	dkv_mp_cstr(out, "tombstones");
+	dkv_mp_uint(out, dkv_engine_tombstone_count(cl->e));
 	dkv_mp_cstr(out, "missing");
 	uint32_t nn = dkv_engine_node_count(cl->e), nm = 0;
 	for (uint32_t i = 0; i < nn; i++) {

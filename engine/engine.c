@@ -40,6 +40,7 @@ void dkv_engine_free(struct dkv_engine *e)
 	dkv__tree_release(e);
 	dkv__nodes_release(e);
 	free(e->hooks);
+	free(e->tombs);
 	pthread_rwlock_destroy(&e->lock);
 	free(e);
 }
@@ -335,11 +336,21 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	res->changed = !dkv_value_same_data(ent->value, nv);
 	res->prev = ent->value; /* the entry's reference moves to the result */
 
+	bool tomb = !c->value && !(ent->flags & DKV_ENTRY_TOMB);
 	pthread_rwlock_wrlock(&e->lock);
 	ent->value = nv;
 	ent->tock = tock;
 	ent->mtime_ns = now_ns();
+	if (tomb)
+		ent->flags |= DKV_ENTRY_TOMB;
 	pthread_rwlock_unlock(&e->lock);
+	if (tomb) {
+		if (e->ntombs == e->tombs_cap) {
+			e->tombs_cap = e->tombs_cap ? 2 * e->tombs_cap : 64;
+			e->tombs = dkv_xrealloc(e->tombs, e->tombs_cap * sizeof *e->tombs);
+		}
+		e->tombs[e->ntombs++] = ent;
+	}
 
 	struct dkv_node *who = chain->node;
 	dkv_rangeset_add(&who->seen, chain->tick, chain->tick + 1);
@@ -359,17 +370,43 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	return 0;
 }
 
-bool dkv_engine_purge(struct dkv_engine *e, struct dkv_entry *ent)
+size_t dkv_engine_purge(struct dkv_engine *e,
+			bool (*ripe)(void *arg, const struct dkv_entry *ent), void *arg)
 {
-	if (!dkv_entry_is_tombstone(ent))
-		return false;
-	pthread_rwlock_wrlock(&e->lock);
-	struct dkv_value *v = ent->value;
-	ent->value = NULL;
-	pthread_rwlock_unlock(&e->lock);
-	dkv_value_unref(v);
-	dkv__entry_maybe_free(e, ent);
-	return true;
+	size_t dropped = 0, kept = 0;
+	for (size_t i = 0; i < e->ntombs; i++) {
+		struct dkv_entry *ent = e->tombs[i];
+		bool tomb = dkv_entry_is_tombstone(ent);
+		if (tomb && !ripe(arg, ent)) {
+			e->tombs[kept++] = ent;
+			continue;
+		}
+		struct dkv_value *v = NULL;
+		pthread_rwlock_wrlock(&e->lock);
+		ent->flags &= (uint8_t)~DKV_ENTRY_TOMB;
+		if (tomb) {
+			v = ent->value;
+			ent->value = NULL;
+		}
+		pthread_rwlock_unlock(&e->lock);
+		dkv_value_unref(v);
+		dropped += tomb;
+		dkv__entry_maybe_free(e, ent);
+	}
+	e->ntombs = kept;
+	if (e->tombs_cap > 64 && kept < e->tombs_cap / 4) {
+		e->tombs_cap /= 2;
+		e->tombs = dkv_xrealloc(e->tombs, e->tombs_cap * sizeof *e->tombs);
+	}
+	return dropped;
+}
+
+size_t dkv_engine_tombstone_count(const struct dkv_engine *e)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < e->ntombs; i++)
+		n += dkv_entry_is_tombstone(e->tombs[i]);
+	return n;
 }
 
 void dkv_result_release(struct dkv_engine *e, struct dkv_result *res)

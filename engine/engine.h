@@ -77,6 +77,7 @@ bool dkv_value_same_data(const struct dkv_value *a, const struct dkv_value *b);
 enum {
 	DKV_ENTRY_WATCHED = 2, /* has watchers in the engine's watch list */
 	DKV_ENTRY_KEEP = 4,    /* made by mkdir: stays while empty (local only) */
+	DKV_ENTRY_TOMB = 8,    /* in the engine's list of tombstones (kept till purged) */
 };
 
 struct dkv_entry {
@@ -216,10 +217,15 @@ struct dkv_result {
  * error: it returns 0 with changed false. */
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
 void dkv_result_release(struct dkv_engine *e, struct dkv_result *res);
-/* Forget the tombstone of ent: its deletion is known everywhere (the
- * cluster decides).  Not a change: no fan-out, not logged.  ent may be
- * freed unless pinned.  False when ent holds no tombstone. */
-bool dkv_engine_purge(struct dkv_engine *e, struct dkv_entry *ent);
+/* Forget the tombstones whose deletion is known everywhere: ripe(arg,
+ * ent) decides (the cluster).  Not a change: no fan-out, not logged; an
+ * entry may go with its tombstone.  The engine keeps a list of its
+ * tombstones, so this costs a look at each of them, not a walk of the
+ * tree.  Returns how many were dropped.  On the loop thread. */
+size_t dkv_engine_purge(struct dkv_engine *e,
+			bool (*ripe)(void *arg, const struct dkv_entry *ent), void *arg);
+/* Tombstones the engine holds (and has not yet purged). */
+size_t dkv_engine_tombstone_count(const struct dkv_engine *e);
 
 /* ---- fan-out ---- */
 

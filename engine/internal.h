@@ -37,6 +37,11 @@ struct dkv_engine {
 	bool watch_dead;       /* a watch was stopped during a fan-out */
 	struct dkv_hook *hooks;
 	uint32_t nhooks;
+
+	/* entries that became tombstones (DKV_ENTRY_TOMB), for purging; some
+	 * may hold a value again since (dropped at the next purge) */
+	struct dkv_entry **tombs;
+	size_t ntombs, tombs_cap;
 };
 
 uint32_t dkv__hash_elem(const struct dkv_entry *parent, const uint8_t *name, size_t len);

@@ -176,7 +176,7 @@ static void unlink_from_parent(struct dkv_entry *ent)
 static bool removable(const struct dkv_entry *ent)
 {
 	return ent->parent && !ent->value && !ent->kids && !atomic_load(&ent->pins) &&
-	       !(ent->flags & (DKV_ENTRY_WATCHED | DKV_ENTRY_KEEP));
+	       !(ent->flags & (DKV_ENTRY_WATCHED | DKV_ENTRY_KEEP | DKV_ENTRY_TOMB));
 }
 
 void dkv__entry_maybe_free(struct dkv_engine *e, struct dkv_entry *ent)

@@ -544,12 +544,15 @@ def test_tombstones_dropped_only_when_every_node_has_seen_them(cluster_factory):
     wait_value(b, ("tomb", "y"), absent=True)
     time.sleep(2)  # several purge rounds: three has not seen the deletion
     assert [dropped(a), dropped(b)] == base
+    assert cluster_state(a)["tombstones"] == 1, cluster_state(a)
 
     cc = c.start("three")
     c.wait_ready()
     wait_value(cc, ("tomb", "y"), absent=True)
     assert wait_for(lambda: dropped(a) > base[0] and dropped(b) > base[1], 15), \
         [dropped(a), dropped(b)]
+    assert wait_for(lambda: all(cluster_state(s)["tombstones"] == 0 for s in (a, b, cc)), 15), \
+        [cluster_state(s)["tombstones"] for s in (a, b, cc)]
     wait_converged([a, b, cc])
 
 

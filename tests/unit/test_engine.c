@@ -232,25 +232,72 @@ TEST(conflicts_resolve_the_same_everywhere)
 	}
 }
 
-/* A tombstone can be purged; the entry goes with it unless pinned. */
+static bool ripe_all(void *arg, const struct dkv_entry *ent)
+{
+	(void)ent;
+	++*(int *)arg;
+	return true;
+}
+
+static bool ripe_none(void *arg, const struct dkv_entry *ent)
+{
+	(void)ent;
+	++*(int *)arg;
+	return false;
+}
+
+/* Tombstones are listed as they are made and purged from the list (not by
+ * a walk of the tree); the entry goes with its tombstone unless pinned; an
+ * entry that got a value again is not purged; the deletion's tick stays
+ * seen. */
 TEST(purge_tombstones)
 {
 	struct dkv_engine *e = mk();
 	struct dkv_result r;
+	int asked = 0;
 	REQUIRE(set(e, "p", "q", 1, false, DKV_PRE_NONE, 0, &r) == 0);
 	dkv_result_release(e, &r);
-	CHECK(!dkv_engine_purge(e, dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1q", 4,
-						    false))); /* a value, not a tombstone */
+	REQUIRE(set(e, "p", "s", 1, false, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_purge(e, ripe_all, &asked), 0); /* values, not tombstones */
+	CHECK_EQ_INT(asked, 0);
 	REQUIRE(set(e, "p", "q", 0, true, DKV_PRE_NONE, 0, &r) == 0);
 	dkv_result_release(e, &r);
+	REQUIRE(set(e, "p", "s", 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_tombstone_count(e), 2);
+	/* deleted twice: listed once */
+	REQUIRE(set(e, "p", "s", 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_purge(e, ripe_none, &asked), 0);
+	CHECK_EQ_INT(asked, 2);
+	/* s gets a value again: no longer a tombstone */
+	REQUIRE(set(e, "p", "s", 7, false, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_tombstone_count(e), 1);
 	size_t before = dkv_engine_entry_count(e);
-	struct dkv_entry *q = dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1q", 4, false);
-	REQUIRE(q && dkv_entry_is_tombstone(q));
-	CHECK(dkv_engine_purge(e, q));
-	CHECK_EQ_INT(dkv_engine_entry_count(e), before - 2); /* q and its empty parent */
+	asked = 0;
+	CHECK_EQ_INT(dkv_engine_purge(e, ripe_all, &asked), 1);
+	CHECK_EQ_INT(asked, 1); /* s is not asked about */
+	CHECK_EQ_INT(dkv_engine_entry_count(e), before - 1); /* q; p stays for s */
+	CHECK(!dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1q", 4, false));
+	CHECK_EQ_INT(dkv_engine_tombstone_count(e), 0);
+	/* s deleted again is listed again; with p empty, both go */
+	REQUIRE(set(e, "p", "s", 0, true, DKV_PRE_NONE, 0, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_tombstone_count(e), 1);
+	before = dkv_engine_entry_count(e);
+	struct dkv_entry *s = dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p\xa1s", 4, false);
+	REQUIRE(s);
+	dkv_entry_pin(s);
+	CHECK_EQ_INT(dkv_engine_purge(e, ripe_all, &asked), 1);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), before); /* pinned: stays, without a value */
+	CHECK(!s->value);
+	dkv_entry_unpin(e, s);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), before - 2); /* s and its empty parent */
 	CHECK(!dkv_entry_lookup(e, NULL, (const uint8_t *)"\xa1p", 2, false));
-	/* the tick of the deletion stays seen */
-	CHECK(dkv_rangeset_contains(&dkv_engine_self(e)->seen, 2));
+	/* the ticks of the deletions stay seen */
+	CHECK(dkv_rangeset_contains(&dkv_engine_self(e)->seen, 3));
 	dkv_engine_free(e);
 }
 
