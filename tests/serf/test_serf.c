@@ -12,6 +12,8 @@
 #include "agents.h"
 #include "serf.h"
 
+#include <msgpack.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -601,10 +603,9 @@ TEST(query)
 	CHECK_EQ_STR(q.from, "b");
 	CHECK_EQ_STR(q.payload, "pong:hello");
 	RUN_UNTIL(q.done, 3000);
-	/* NEEDSWORK: once (2026-11-30, ASan build, 1 run in about 20) this
-	 * saw 6 acks from the one node asked; the agent's log showed the query
-	 * received once.  Not reproduced since; the cause (the agent, or a
-	 * record delivered twice by our reader) is not known yet. */
+	/* once (ASan build) this saw 6 acks: the agent streams an empty ack
+	 * for every read of the query's closed ack channel between Serf's
+	 * deadline and its own (serf/stream.c drops them now) */
 	CHECK_EQ_INT(q.acks, 1);
 	CHECK_EQ_INT(q.done, 1);
 	CHECK_EQ_INT(q.final_status, 0);
@@ -926,6 +927,192 @@ TEST(garbage)
 	RUN_UNTIL(f.nclosed == n + 1, 1000);
 }
 
+/* ---- a fake agent that answers a query the way a real one may ---- */
+
+struct qfake {
+	uv_tcp_t server, conn;
+	bool accepted;
+	int nclosed;
+	msgpack_unpacker up;
+	char cmd[32]; /* of the header read last; "" when a header comes next */
+	uint64_t seq;
+};
+
+static void qf_alloc(uv_handle_t *h, size_t n, uv_buf_t *buf)
+{
+	struct qfake *f = h->data;
+	(void)n;
+	msgpack_unpacker_reserve_buffer(&f->up, 4096);
+	*buf = uv_buf_init(msgpack_unpacker_buffer(&f->up), 4096);
+}
+
+static void qf_pack_str(msgpack_packer *pk, const char *str)
+{
+	msgpack_pack_str(pk, strlen(str));
+	msgpack_pack_str_body(pk, str, strlen(str));
+}
+
+static void qf_header(msgpack_packer *pk, uint64_t seq)
+{
+	msgpack_pack_map(pk, 2);
+	qf_pack_str(pk, "Error");
+	qf_pack_str(pk, "");
+	qf_pack_str(pk, "Seq");
+	msgpack_pack_uint64(pk, seq);
+}
+
+static void qf_record(msgpack_packer *pk, uint64_t seq, const char *type, const char *from,
+		      const char *payload)
+{
+	qf_header(pk, seq);
+	msgpack_pack_map(pk, 3);
+	qf_pack_str(pk, "Type");
+	qf_pack_str(pk, type);
+	qf_pack_str(pk, "From");
+	qf_pack_str(pk, from);
+	qf_pack_str(pk, "Payload");
+	if (payload) {
+		msgpack_pack_bin(pk, strlen(payload));
+		msgpack_pack_bin_body(pk, payload, strlen(payload));
+	} else {
+		msgpack_pack_nil(pk);
+	}
+}
+
+static void qf_send(struct qfake *f, msgpack_sbuffer *sb)
+{
+	uv_write_t *w = malloc(sizeof(*w) + sb->size);
+	if (!w)
+		return;
+	memcpy(w + 1, sb->data, sb->size);
+	uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)sb->size);
+	if (uv_write(w, (uv_stream_t *)&f->conn, &b, 1, fake_write_done))
+		free(w);
+}
+
+static const char *qf_get(const msgpack_object *o, const char *key, uint64_t *u)
+{
+	static char val[32];
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object_kv *kv = &o->via.map.ptr[i];
+		if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size != strlen(key) ||
+		    memcmp(kv->key.via.str.ptr, key, strlen(key)))
+			continue;
+		if (u && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			*u = kv->val.via.u64;
+			return "";
+		}
+		if (kv->val.type == MSGPACK_OBJECT_STR && kv->val.via.str.size < sizeof(val)) {
+			memcpy(val, kv->val.via.str.ptr, kv->val.via.str.size);
+			val[kv->val.via.str.size] = 0;
+			return val;
+		}
+	}
+	return NULL;
+}
+
+/* Handshake, then a query answered with an ack from "b", then what the
+ * agent sends when Serf closed the query's channels before the agent's
+ * own timer fired (an ack and a response from ""), then b's response and
+ * the end. */
+static void qf_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct qfake *f = s->data;
+	(void)buf;
+	if (n <= 0)
+		return;
+	msgpack_unpacker_buffer_consumed(&f->up, (size_t)n);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	while (msgpack_unpacker_next(&f->up, &u) == MSGPACK_UNPACK_SUCCESS) {
+		if (!f->cmd[0]) {
+			const char *cmd = qf_get(&u.data, "Command", NULL);
+			if (!cmd || !qf_get(&u.data, "Seq", &f->seq))
+				continue;
+			snprintf(f->cmd, sizeof(f->cmd), "%s", cmd);
+			continue;
+		}
+		/* the body of handshake or query */
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		qf_header(&pk, f->seq);
+		if (!strcmp(f->cmd, "query")) {
+			qf_record(&pk, f->seq, "ack", "b", NULL);
+			qf_record(&pk, f->seq, "ack", "", NULL);
+			qf_record(&pk, f->seq, "response", "", NULL);
+			qf_record(&pk, f->seq, "response", "b", "pong");
+			qf_record(&pk, f->seq, "ack", "", NULL);
+			qf_record(&pk, f->seq, "done", "", NULL);
+		}
+		qf_send(f, &sb);
+		msgpack_sbuffer_destroy(&sb);
+		f->cmd[0] = 0;
+	}
+	msgpack_unpacked_destroy(&u);
+}
+
+static void qf_conn(uv_stream_t *server, int status)
+{
+	struct qfake *f = server->data;
+	if (status < 0 || f->accepted)
+		return;
+	uv_tcp_init(loop, &f->conn);
+	f->conn.data = f;
+	f->accepted = true;
+	if (!uv_accept(server, (uv_stream_t *)&f->conn))
+		uv_read_start((uv_stream_t *)&f->conn, qf_alloc, qf_read);
+}
+
+static void qf_closed(uv_handle_t *h)
+{
+	struct qfake *f = h->data;
+	f->nclosed++;
+}
+
+TEST(query_empty_from)
+{
+	struct qfake f = {0};
+	struct sockaddr_in sa;
+	int len = sizeof(sa);
+	struct cl k;
+	struct qres q = {0};
+
+	REQUIRE(msgpack_unpacker_init(&f.up, 4096));
+	uv_ip4_addr("127.0.0.1", 0, &sa);
+	REQUIRE(uv_tcp_init(loop, &f.server) == 0);
+	f.server.data = &f;
+	CHECK_EQ_INT(uv_tcp_bind(&f.server, (struct sockaddr *)&sa, 0), 0);
+	CHECK_EQ_INT(uv_listen((uv_stream_t *)&f.server, 8, qf_conn), 0);
+	uv_tcp_getsockname(&f.server, (struct sockaddr *)&sa, &len);
+
+	struct serf_client_opts o = {.on_state = on_state, .arg = &k};
+	memset(&k, 0, sizeof(k));
+	k.state = 1;
+	REQUIRE(serf_client_new(&k.c, loop, "127.0.0.1", ntohs(sa.sin_port), NULL, &o) == 0);
+	RUN_UNTIL(k.nready, 3000);
+	REQUIRE(k.nready == 1);
+	struct serf_query_opts qo = {.request_ack = true, .timeout_ms = 1000};
+	CHECK_EQ_INT(serf_query(k.c, "q", "hello", 5, &qo, query_cb, &q), 0);
+	RUN_UNTIL(q.done, 3000);
+	CHECK_EQ_INT(q.done, 1);
+	CHECK_EQ_INT(q.final_status, 0);
+	CHECK_EQ_INT(q.acks, 1);      /* b's, not the agent's empty ones */
+	CHECK_EQ_INT(q.responses, 1); /* likewise */
+	CHECK_EQ_STR(q.from, "b");
+	CHECK_EQ_STR(q.payload, "pong");
+	cl_close(&k);
+
+	if (f.accepted)
+		uv_close((uv_handle_t *)&f.conn, qf_closed);
+	uv_close((uv_handle_t *)&f.server, qf_closed);
+	RUN_UNTIL(f.nclosed == 1 + f.accepted, 1000);
+	msgpack_unpacker_destroy(&f.up);
+}
+
 static const struct test_case_ cases[] = {
 	TEST_ENTRY_(handshake)
 	TEST_ENTRY_(auth)
@@ -938,6 +1125,7 @@ static const struct test_case_ cases[] = {
 	TEST_ENTRY_(bad_regexp)
 	TEST_ENTRY_(close_pending)
 	TEST_ENTRY_(garbage)
+	TEST_ENTRY_(query_empty_from)
 	TEST_ENTRY_(leave)
 };
 
