@@ -597,65 +597,6 @@ static int act_get_state(struct req *q)
 	return 0;
 }
 
-static int act_delete_tree(struct req *q)
-{
-	struct dkv_path p, sub;
-	int rc;
-	uint64_t count = 0;
-
-	dkv_path_init(&p);
-	dkv_path_init(&sub);
-	if ((rc = get_path(q, &p)))
-		goto out;
-	if (!p.n) {
-		snprintf(q->err, sizeof q->err, "You can't delete the root node");
-		rc = -EINVAL;
-		goto out;
-	}
-	struct dkv_entry *top = lookup(q, &p, false);
-	if (top) {
-		/* collect first: deleting while walking would move the walk's ground */
-		struct dkv_entry **todo = NULL;
-		size_t n = 0, cap = 0;
-		for (struct dkv_entry *x = top; x; x = dkv_entry_walk_next(x, top, true)) {
-			if (!dkv_entry_has_value(x))
-				continue;
-			if (n == cap) {
-				cap = cap ? 2 * cap : 64;
-				todo = dkv_xrealloc(todo, cap * sizeof *todo);
-			}
-			dkv_entry_pin(x);
-			todo[n++] = x;
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct dkv_change ch = {0};
-			struct dkv_result res;
-			sub.enc.len = 0;
-			sub.n = 0;
-			dkv_entry_path(todo[i], NULL, &sub);
-			ch.path = sub.enc.data;
-			ch.path_len = sub.enc.len;
-			ch.src = DKV_SRC_LOCAL;
-			if (!dkv_engine_apply(q->e, &ch, &res) && res.changed)
-				count++;
-			dkv_result_release(q->e, &res);
-			dkv_entry_unpin(q->e, todo[i]);
-		}
-		free(todo);
-	}
-	struct dkv_reply r;
-	dkv__reply_begin(&r, q->c);
-	dkv__reply_key(&r, "changed");
-	dkv_mp_uint(r.b, count);
-	reply_seq(&r, q->m);
-	reply_tock(&r, q->e, 0);
-	dkv__reply_end(&r);
-out:
-	dkv_path_release(&sub);
-	dkv_path_release(&p);
-	return rc;
-}
-
 /* ---- log and save ---- */
 
 /* `log` and `save` answer once the file is on disk.  Until then the
@@ -989,6 +930,133 @@ static void tree_release(struct dkv_stream *st)
 }
 
 static const struct dkv_stream_ops tree_ops = {tree_pump, tree_release};
+
+/* delete_tree: the values of a subtree go, each as a change of its own.
+ * With nchain the answer is a stream with one record per deleted entry
+ * (path relative to the request's, depth-compressed, chain, tock), as
+ * DistKV sends it; without, {changed: count}. */
+struct delrec {
+	struct pstack path;
+	struct dkv_value *value; /* the tombstone */
+	uint64_t tock;
+};
+
+struct delstate {
+	struct delrec *recs;
+	size_t n, next;
+	struct pstack last;
+	int64_t nchain;
+};
+
+static bool del_pump(struct dkv_stream *st)
+{
+	struct delstate *d = st->state;
+	while (d->next < d->n && dkv__stream_can_send(st)) {
+		struct delrec *r = &d->recs[d->next++];
+		if (r->value) /* NULL: nothing was deleted there after all */
+			send_entry(st, &d->last, &r->path, r->value, r->tock, d->nchain);
+	}
+	return d->next == d->n;
+}
+
+static void del_free(struct delstate *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		pstack_release(&d->recs[i].path);
+		dkv_value_unref(d->recs[i].value);
+	}
+	free(d->recs);
+	pstack_release(&d->last);
+	free(d);
+}
+
+static void del_release(struct dkv_stream *st)
+{
+	del_free(st->state);
+}
+
+static const struct dkv_stream_ops del_ops = {del_pump, del_release};
+
+static int act_delete_tree(struct req *q)
+{
+	struct dkv_path p, sub;
+	int64_t nchain;
+	int rc;
+	uint64_t count = 0;
+
+	dkv_path_init(&p);
+	dkv_path_init(&sub);
+	if ((rc = get_path(q, &p)) || (rc = get_int(q, "nchain", 0, &nchain)))
+		goto out;
+	if (!p.n) {
+		snprintf(q->err, sizeof q->err, "You can't delete the root node");
+		rc = -EINVAL;
+		goto out;
+	}
+	struct delstate *d = dkv_xcalloc(1, sizeof *d);
+	d->nchain = nchain;
+	struct dkv_entry *top = lookup(q, &p, false);
+	if (top) {
+		/* collect first: deleting while walking would move the walk's ground */
+		struct walker w = {.top = top, .max_depth = -1};
+		struct dkv_entry **todo = NULL;
+		size_t cap = 0;
+		dkv_entry_pin(top);
+		for (struct dkv_entry *x; (x = walker_step(q->e, &w));) {
+			if (!dkv_entry_has_value(x))
+				continue;
+			if (d->n == cap) {
+				cap = cap ? 2 * cap : 64;
+				todo = dkv_xrealloc(todo, cap * sizeof *todo);
+				d->recs = dkv_xrealloc(d->recs, cap * sizeof *d->recs);
+			}
+			dkv_entry_pin(x);
+			todo[d->n] = x;
+			memset(&d->recs[d->n], 0, sizeof d->recs[d->n]);
+			if (nchain)
+				pstack_set(&d->recs[d->n].path, &w.path);
+			d->n++;
+		}
+		walker_release(q->e, &w);
+		for (size_t i = 0; i < d->n; i++) {
+			struct dkv_change ch = {0};
+			struct dkv_result res;
+			sub.enc.len = 0;
+			sub.n = 0;
+			dkv_entry_path(todo[i], NULL, &sub);
+			ch.path = sub.enc.data;
+			ch.path_len = sub.enc.len;
+			ch.src = DKV_SRC_LOCAL;
+			bool changed = !dkv_engine_apply(q->e, &ch, &res) && res.changed;
+			count += changed;
+			if (changed && nchain) {
+				d->recs[i].value = dkv_value_ref(todo[i]->value);
+				d->recs[i].tock = todo[i]->tock;
+			}
+			dkv_result_release(q->e, &res);
+			dkv_entry_unpin(q->e, todo[i]);
+		}
+		free(todo);
+	}
+	if (nchain) {
+		struct dkv_stream *st = dkv__stream_new(q->c, q->m->seq, &del_ops, d);
+		dkv__stream_state(st, "start");
+		dkv__stream_pump(st);
+		goto out;
+	}
+	del_free(d);
+	struct dkv_reply r;
+	dkv__reply_begin(&r, q->c);
+	dkv__reply_key(&r, "changed");
+	dkv_mp_uint(r.b, count);
+	reply_seq(&r, q->m);
+	reply_tock(&r, q->e, 0);
+	dkv__reply_end(&r);
+out:
+	dkv_path_release(&sub);
+	dkv_path_release(&p);
+	return rc;
+}
 
 static int do_get_tree(struct req *q, bool internal)
 {

@@ -280,6 +280,23 @@ def test_delete(cli):
     assert cli("data", "get", "-rd_", "t6").stdout == "{}\n"
 
 
+def test_delete_recursive_meta(cli):
+    """`data delete -r -m` prints one document per deleted entry (its full
+    path and the chain of the deletion), as `get -r -m` does; without -m
+    nothing is printed."""
+    cli("data", "set", "-ev", "1", "t6m", "a")
+    cli("data", "set", "-ev", "2", "t6m", "a", "b")
+    cli("data", "set", "-ev", "3", "t6m", "c", "d")
+    cli("data", "set", "-ev", "4", "t6m", "c", "e")
+    got = docs(cli("data", "delete", "-r", "-m", "t6m").stdout)
+    assert [d["path"][1] for d in got] == ["t6m.a", "t6m.a.b", "t6m.c.d", "t6m.c.e"], got
+    assert all("value" not in d and d["chain"]["tick"] > 0 and d["tock"] > 0 for d in got), got
+    assert cli("data", "get", "-rd_", "t6m").stdout == "{}\n"
+    cli("data", "set", "-ev", "5", "t6n", "a")
+    assert cli("data", "delete", "-r", "t6n").stdout == ""
+    assert cli("data", "get", "t6n", "a").stdout == ""
+
+
 def test_get_recursive_documents(cli):
     cli("data", "set", "-ev", "1", "t7", "a")
     cli("data", "set", "-ev", "2", "t7", "a", "b")

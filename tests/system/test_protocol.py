@@ -926,6 +926,34 @@ def test_get_tree_interleaved_with_requests(server):
     p.close()
 
 
+def test_delete_tree(server):
+    """delete_tree deletes every value below (and at) the path.  Without
+    nchain it answers {changed: count}; with nchain it streams one record
+    per deleted entry (path relative to the request's, depth-compressed,
+    the deletion's chain and tock, no value), as DistKV does, paced by
+    acks like get_tree (here 30 entries, more than one window)."""
+    p = server.connect()
+    for i in range(30):
+        p.set(("dt", "a", i), i)
+    p.set(("dt",), "top")
+    got = p.stream("delete_tree", path=Path("dt", "a"), nchain=2)
+    assert got[0].get("state") == "start" and got[-1].get("state") == "end", got
+    recs = got[1:-1]
+    assert len(recs) == 30, recs
+    assert recs[0]["path"] == (0,) and recs[0]["depth"] == 0, recs[0]
+    assert all(r["path"] == (i,) and r["depth"] == 0 for i, r in enumerate(recs)), recs
+    assert all("value" not in r and r["chain"]["node"] == server.node for r in recs), recs
+    assert [r["tock"] for r in recs] == sorted(r["tock"] for r in recs)
+    assert p.get(("dt", "a", 5)).get("value", "gone") == "gone"
+    assert p.get(("dt",))["value"] == "top"
+    r = p.request("delete_tree", path=Path("dt"))
+    assert r["changed"] == 1 and "tock" in r, r
+    assert p.request("delete_tree", path=Path("dt"))["changed"] == 0
+    got = p.stream("delete_tree", path=Path("nothing", "here"), nchain=1)
+    assert [m.get("state") for m in got] == ["start", "end"], got
+    p.close()
+
+
 def test_two_streams_in_parallel(server):
     """Two get_tree streams and a watch on one connection, interleaved."""
     p = server.connect()
