@@ -862,8 +862,9 @@ static void on_serf_event(struct serf_client *c, struct serf_stream *s, int stat
 	}
 }
 
-/* NEEDSWORK: when the agent we use goes away for good (it was not ours),
- * no new private agent is started; the client keeps reconnecting. */
+/* When our private agent exits, cmd_server starts another.  NEEDSWORK:
+ * when an agent we did not start goes away for good, none is started in
+ * its place; the client keeps reconnecting. */
 static void on_serf_state(struct serf_client *c, int status, const char *msg, void *arg)
 {
 	struct dkv_cluster *cl = arg;

@@ -40,6 +40,17 @@ struct node {
 	struct dkv_logger *logger;
 	struct dkv_cluster *cluster;
 	pid_t agent;            /* our private serf agent, or 0 */
+	/* supervision of that agent: started again when it exits */
+	struct agent_spec {
+		char name[256], host[256], bind[300];
+		unsigned port;
+		int verbose;
+	} agent_spec;
+	uv_timer_t agent_timer;
+	bool agent_supervised;  /* agent_timer is running */
+	uint64_t agent_since;   /* loop time it was started */
+	uint64_t agent_next;    /* loop time of the next start, while it is down */
+	unsigned agent_backoff; /* ms before the next start after an early exit */
 	const char *mount;      /* where to mount the tree, or NULL */
 	struct dkv_cli *cli;
 	int verbose;
@@ -121,6 +132,8 @@ static void logger_gone(void *arg)
 static void shut_down(struct node *n)
 {
 	n->stopping = true;
+	if (n->agent_supervised && !uv_is_closing((uv_handle_t *)&n->agent_timer))
+		uv_close((uv_handle_t *)&n->agent_timer, NULL);
 	if (!uv_is_closing((uv_handle_t *)&n->sigint)) {
 		uv_close((uv_handle_t *)&n->sigint, NULL);
 		uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -240,8 +253,8 @@ static bool port_answers(const char *host, unsigned port)
 /* Start a private serf agent for this node: RPC at host:port, gossip at
  * bind.  It gets SIGTERM if we die (even by SIGKILL), and SIGINT (a
  * graceful leave) when we stop. */
-static pid_t spawn_agent(const char *name, const char *host, unsigned port, const char *bind,
-			 int verbose)
+static pid_t fork_agent(const char *name, const char *host, unsigned port, const char *bind,
+		       int verbose)
 {
 	char rpc[300];
 	snprintf(rpc, sizeof rpc, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
@@ -269,6 +282,17 @@ static pid_t spawn_agent(const char *name, const char *host, unsigned port, cons
 		fprintf(stderr, "distkv server: cannot run serf: %s\n", strerror(errno));
 		_exit(127);
 	}
+	return pid;
+}
+
+static pid_t spawn_agent(const char *name, const char *host, unsigned port, const char *bind,
+			 int verbose)
+{
+	char rpc[300];
+	snprintf(rpc, sizeof rpc, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	pid_t pid = fork_agent(name, host, port, bind, verbose);
+	if (pid < 0)
+		return -1;
 	for (int i = 0; i < 100; i++) {
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -285,6 +309,69 @@ static pid_t spawn_agent(const char *name, const char *host, unsigned port, cons
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	return -1;
+}
+
+#define AGENT_BACKOFF_MIN 1000
+#define AGENT_BACKOFF_MAX 30000
+#define AGENT_STABLE_MS 30000 /* an agent that ran this long exited "late" */
+
+/* Every second: has our agent exited?  Then start another, at once if it
+ * had run for a while, else after a growing pause.  The Serf client
+ * reconnects by itself, and the cluster then joins the agents it knew. */
+static void agent_watch(uv_timer_t *h)
+{
+	struct node *n = h->data;
+	struct agent_spec *a = &n->agent_spec;
+	uint64_t now = uv_now(h->loop);
+	if (n->stopping)
+		return;
+	if (n->agent > 0) {
+		int st;
+		if (waitpid(n->agent, &st, WNOHANG) != n->agent)
+			return;
+		bool early = now - n->agent_since < AGENT_STABLE_MS;
+		n->agent_backoff = early ? (n->agent_backoff ? n->agent_backoff * 2 : AGENT_BACKOFF_MIN)
+					 : 0;
+		if (n->agent_backoff > AGENT_BACKOFF_MAX)
+			n->agent_backoff = AGENT_BACKOFF_MAX;
+		char how[64];
+		if (WIFSIGNALED(st))
+			snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
+		else
+			snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
+		fprintf(stderr, "distkv: the serf agent (pid %d) %s; starting another%s\n",
+			(int)n->agent, how, n->agent_backoff ? " shortly" : "");
+		n->agent = 0;
+		n->agent_next = now + n->agent_backoff;
+	}
+	if (now < n->agent_next)
+		return;
+	pid_t pid = fork_agent(a->name, a->host, a->port, a->bind, a->verbose);
+	if (pid < 0) {
+		n->agent_next = now + AGENT_BACKOFF_MAX;
+		return;
+	}
+	n->agent = pid;
+	n->agent_since = now;
+	if (a->verbose >= 0)
+		fprintf(stderr, "distkv: started a serf agent (pid %d), gossip at %s\n", (int)pid,
+			a->bind);
+}
+
+static void supervise_agent(struct node *n, const char *name, const char *host, unsigned port,
+			    const char *bind, int verbose)
+{
+	struct agent_spec *a = &n->agent_spec;
+	snprintf(a->name, sizeof a->name, "%s", name);
+	snprintf(a->host, sizeof a->host, "%s", host);
+	snprintf(a->bind, sizeof a->bind, "%s", bind);
+	a->port = port;
+	a->verbose = verbose;
+	n->agent_since = uv_now(&n->loop);
+	uv_timer_init(&n->loop, &n->agent_timer);
+	n->agent_timer.data = n;
+	uv_timer_start(&n->agent_timer, agent_watch, 1000, 1000);
+	n->agent_supervised = true;
 }
 
 static void stop_agent(pid_t pid)
@@ -369,6 +456,7 @@ static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
 		if (cli->verbose >= 0)
 			fprintf(stderr, "distkv: started a serf agent (pid %d), gossip at %s\n",
 				(int)n->agent, bind);
+		supervise_agent(n, name, host, (unsigned)port, bind, cli->verbose);
 	}
 	const char *advertise = dkv_config_str(cli->cfg, "server.advertise", NULL);
 	if (!advertise) {

@@ -952,6 +952,48 @@ def test_embedded_agent_started_joined_and_stopped(server_factory):
         _reap(pids)
 
 
+def test_embedded_agent_restarted_when_it_dies(server_factory):
+    """A server's own agent killed with -9 under it: the server notices,
+    starts another (same name and ports), which joins the agents it knew;
+    the two nodes see each other live again and replicate both ways."""
+    root = "respawn-%d" % os.getpid()
+    rpc1, g1, rpc2, g2 = (free_port_tcp_udp() for _ in range(4))
+    pids = []
+    try:
+        x = server_factory(node="one", init="Testing", config=spawn_cfg(root, rpc1, g1))
+        pids += wait_for(lambda: serf_descendants(x.pid), 15, "one's serf agent")
+        wait_for(lambda: is_ready(x), 20, "one ready")
+        y = server_factory(node="two", init=None, config=spawn_cfg(root, rpc2, g2),
+                           server_args=["--join", "127.0.0.1:%d" % g1])
+        py = wait_for(lambda: serf_descendants(y.pid), 15, "two's serf agent")
+        pids += py
+        wait_for(lambda: is_ready(y, ["one"]) and is_ready(x, ["two"]), 30,
+                 "one and two ready, each seeing the other live")
+        os.kill(py[0], signal.SIGKILL)
+        py2 = wait_for(lambda: [p for p in serf_descendants(y.pid) if p not in py], 15,
+                       "a new agent under two")
+        pids += py2
+        wait_for(lambda: "starting another" in y.log(), 5, "two saying so in its log")
+        wait_for(lambda: str(cluster_state(y)["serf"]).startswith("connected"), 15,
+                 "two connected to its new agent")
+        members = lambda: subprocess.run(  # noqa: E731
+            ["serf", "members", "-rpc-addr=127.0.0.1:%d" % rpc2],
+            capture_output=True, text=True, timeout=10).stdout
+        wait_for(lambda: "one " in members() and " alive" in members(), 30,
+                 "the new agent to have joined one's")
+        wait_for(lambda: is_ready(y, ["one"]) and is_ready(x, ["two"]), 60,
+                 "one and two seeing each other live again")
+        r = set_ok(x, ("respawn", "from-one"), 1)
+        wait_value(y, ("respawn", "from-one"), 1, chain=r["chain"])
+        r = set_ok(y, ("respawn", "from-two"), 2)
+        wait_value(x, ("respawn", "from-two"), 2, chain=r["chain"])
+        assert y.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+        wait_for(lambda: not any(pid_alive(p) for p in py2), 10, "two's new agent to be gone")
+        assert x.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    finally:
+        _reap(pids)
+
+
 def test_embedded_agent_dies_with_a_killed_server(server_factory):
     """kill -9 of a server that started its own agent: the agent goes too
     (no orphaned agent holding the ports), and a restarted server starts
