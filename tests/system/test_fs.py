@@ -1321,22 +1321,16 @@ def test_cached_reread_costs_no_read(fs):
     fd = os.open(f, os.O_RDONLY)
     try:
         assert os.pread(fd, 100, 0) == b"cached value\n"
-        # the RELEASEs of the closes above come after close() returned:
-        # wait until nothing but reading .stats changes the counts
         b0 = stats(fs)
-        for _ in range(200):
-            time.sleep(0.01)
-            b = stats(fs)
-            quiet = all(b[k] - b0[k] - cost[k] == 0 for k in b)
-            b0 = b
-            if quiet:
-                break
         for _ in range(20):
             assert os.pread(fd, 100, 0) == b"cached value\n"
             os.fstat(fd)
         b1 = stats(fs)
         d = {k: b1[k] - b0[k] - cost[k] for k in b1}
-        assert not any(d.values()), d
+        # (RELEASE is not counted: the kernel sends it after close()
+        # returned, so those of earlier closes, .stats's own included, land
+        # when they land)
+        assert not any(v for k, v in d.items() if k != "release"), d
     finally:
         os.close(fd)
     fs.set(("cr",), "changed")
