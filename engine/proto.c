@@ -936,6 +936,7 @@ static const struct dkv_stream_ops tree_ops = {tree_pump, tree_release};
  * (path relative to the request's, depth-compressed, chain, tock), as
  * DistKV sends it; without, {changed: count}. */
 struct delrec {
+	struct dkv_entry *ent;   /* pinned until deleted */
 	struct pstack path;
 	struct dkv_value *value; /* the tombstone */
 	uint64_t tock;
@@ -999,7 +1000,6 @@ static int act_delete_tree(struct req *q)
 	if (top) {
 		/* collect first: deleting while walking would move the walk's ground */
 		struct walker w = {.top = top, .max_depth = -1};
-		struct dkv_entry **todo = NULL;
 		size_t cap = 0;
 		dkv_entry_pin(top);
 		for (struct dkv_entry *x; (x = walker_step(q->e, &w));) {
@@ -1007,36 +1007,36 @@ static int act_delete_tree(struct req *q)
 				continue;
 			if (d->n == cap) {
 				cap = cap ? 2 * cap : 64;
-				todo = dkv_xrealloc(todo, cap * sizeof *todo);
 				d->recs = dkv_xrealloc(d->recs, cap * sizeof *d->recs);
 			}
+			struct delrec *r = &d->recs[d->n++];
+			memset(r, 0, sizeof *r);
 			dkv_entry_pin(x);
-			todo[d->n] = x;
-			memset(&d->recs[d->n], 0, sizeof d->recs[d->n]);
+			r->ent = x;
 			if (nchain)
-				pstack_set(&d->recs[d->n].path, &w.path);
-			d->n++;
+				pstack_set(&r->path, &w.path);
 		}
 		walker_release(q->e, &w);
 		for (size_t i = 0; i < d->n; i++) {
+			struct delrec *r = &d->recs[i];
 			struct dkv_change ch = {0};
 			struct dkv_result res;
 			sub.enc.len = 0;
 			sub.n = 0;
-			dkv_entry_path(todo[i], NULL, &sub);
+			dkv_entry_path(r->ent, NULL, &sub);
 			ch.path = sub.enc.data;
 			ch.path_len = sub.enc.len;
 			ch.src = DKV_SRC_LOCAL;
 			bool changed = !dkv_engine_apply(q->e, &ch, &res) && res.changed;
 			count += changed;
 			if (changed && nchain) {
-				d->recs[i].value = dkv_value_ref(todo[i]->value);
-				d->recs[i].tock = todo[i]->tock;
+				r->value = dkv_value_ref(r->ent->value);
+				r->tock = r->ent->tock;
 			}
 			dkv_result_release(q->e, &res);
-			dkv_entry_unpin(q->e, todo[i]);
+			dkv_entry_unpin(q->e, r->ent);
+			r->ent = NULL;
 		}
-		free(todo);
 	}
 	if (nchain) {
 		struct dkv_stream *st = dkv__stream_new(q->c, q->m->seq, &del_ops, d);

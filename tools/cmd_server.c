@@ -41,8 +41,8 @@ struct node {
 	struct dkv_cluster *cluster;
 	pid_t agent;            /* our private serf agent, or 0 */
 	/* supervision of that agent: started again when it exits */
-	struct agent_spec {
-		char name[256], host[256], bind[300];
+	struct agent_spec { /* the strings live as long as the server */
+		const char *name, *host, *bind;
 		unsigned port;
 		int verbose;
 	} agent_spec;
@@ -361,12 +361,7 @@ static void agent_watch(uv_timer_t *h)
 static void supervise_agent(struct node *n, const char *name, const char *host, unsigned port,
 			    const char *bind, int verbose)
 {
-	struct agent_spec *a = &n->agent_spec;
-	snprintf(a->name, sizeof a->name, "%s", name);
-	snprintf(a->host, sizeof a->host, "%s", host);
-	snprintf(a->bind, sizeof a->bind, "%s", bind);
-	a->port = port;
-	a->verbose = verbose;
+	n->agent_spec = (struct agent_spec){name, host, bind, port, verbose};
 	n->agent_since = uv_now(&n->loop);
 	uv_timer_init(&n->loop, &n->agent_timer);
 	n->agent_timer.data = n;
