@@ -9,13 +9,14 @@
  * max_out_buffer bytes of unsent replies we stop reading its requests, and
  * its streams stop producing, so memory per connection stays bounded.
  *
- * With a change log in `always` mode, output is held back until the log
- * has on disk every change made before the output was produced: a reply
- * never reports (or shows) a change that a crash could still lose.  Each
- * reply raises the connection's hold to the log's newest record; flush
- * writes nothing while the log is behind that, and the log's notify
- * (dkv__server_log_durable) writes the held output after each fsync.
- * All connections' changes of one loop iteration share that fsync.
+ * With a change log, output is held back until the log has every change
+ * made before the output was produced (written to the file; in `always`
+ * mode also on disk): a reply never reports (or shows) a change that a
+ * crash could still lose.  Each reply raises the connection's hold to the
+ * log's newest record; flush writes nothing while the log is behind that,
+ * and the log's notify (dkv__server_log_durable) writes the held output
+ * once the log has taken it.  All connections' changes of one loop
+ * iteration share one write (and in `always` mode one fsync).
  * The server's fence (the mounted tree's cache invalidation, server.h)
  * holds output the same way, with a number of its own.
  * NEEDSWORK: the whole output buffer waits for its newest reply's record;

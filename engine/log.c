@@ -4,11 +4,20 @@
  * Workload: a steady stream of small changes (tens of bytes each), up to
  * a few hundred thousand per second, against a disk whose fsync takes
  * hundreds of microseconds to milliseconds.  So the hook only encodes a
- * record into a buffer on the loop; a libuv worker writes whole buffers
- * and runs fsync; while it runs, new records collect for the next write.
- * In `always` mode that is group commit: one fsync covers every change
- * made while the previous fsync ran, and the replies to those changes are
- * held back (conn.c asks dkv_logger_is_durable) until it completes.
+ * record into a buffer on the loop, and the replies to the changes are
+ * held back (conn.c and fs.c ask dkv_logger_is_durable) until the log
+ * has taken them:
+ *  - `always`: a libuv worker writes whole buffers and runs fsync; while
+ *    it runs, new records collect for the next write.  That is group
+ *    commit: one fsync covers every change made while the previous fsync
+ *    ran.
+ *  - `batch` and `none`: after each loop iteration (on_check) the loop
+ *    itself writes that iteration's records with one write(2), before the
+ *    held replies go.  A write to the page cache does not wait for the
+ *    disk, and once the kernel has the records a crash of this process
+ *    cannot lose them; only a crash of the machine can.  `batch` then has
+ *    a worker fsync the file every interval; `none` never does.  A pipe
+ *    or a device could block the loop, so for those a worker writes too.
  *
  * A log's life: OPENING (the worker opens the file and writes the header
  * and the state), OPEN (records flow), CLOSING (the last write, fsync and
@@ -26,10 +35,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* Write a batch early (without waiting for the timer) once this much is
- * pending, so a burst does not pile up in memory. */
-#define EARLY_WRITE_BYTES (1u << 20)
 
 /* ---- the format ---- */
 
@@ -155,8 +160,13 @@ struct logfile {
 	uint64_t pending_seq;      /* number of the last record in pending (or written) */
 	uint64_t attach_seq;       /* records up to this one are not in this log's care */
 	uint64_t last_seq;         /* CLOSING: the last record it must hold; else UINT64_MAX */
-	uint64_t synced_seq;       /* records up to this one are written (synced in always mode) */
+	/* records up to this one are safe from a crash of this process: in
+	 * the kernel's hands (batch, none) or on disk (always) */
+	uint64_t safe_seq;
+	bool loop_writes;          /* batch or none to a regular file: the loop writes (on_check) */
 	bool unsynced;             /* batch: written since the last fsync */
+	int loop_err;              /* a loop write failed while the worker was busy */
+	const char *loop_what;
 	uint64_t records;          /* records appended */
 	uint64_t bytes;            /* bytes written to the file */
 	uint64_t syncs;            /* fsyncs done */
@@ -169,8 +179,11 @@ struct logfile {
 	struct dkv_buf inflight;
 	uint64_t inflight_seq;
 	bool job_open, job_sync, job_close;
-	int fd;                    /* -1 when not open */
-	off_t good_size;           /* file size after the last complete write */
+	int fd;                    /* -1 when not open; opened and closed by the worker */
+	bool job_is_reg;           /* the open found a regular file */
+	/* file size after the last complete write: the worker's while it
+	 * writes, the loop's while the loop writes (never both) */
+	off_t good_size;
 	int job_err;               /* negative errno */
 	const char *job_what;      /* "open", "write", "sync" */
 };
@@ -198,8 +211,8 @@ struct dkv_logger {
 	uint64_t seq;           /* records appended so far */
 	struct dkv_buf rec;     /* scratch: the record being appended */
 	struct dkv_path tmp;    /* scratch: its path */
-	uv_check_t check;       /* always: start a write after each loop iteration */
-	uv_timer_t timer;       /* batch and none: periodic writes */
+	uv_check_t check;       /* after each loop iteration: write (and in always mode fsync) */
+	uv_timer_t timer;       /* batch: the periodic fsync */
 	bool timer_on;
 	unsigned handles;       /* handles not yet closed */
 	/* health, for `internal state` */
@@ -245,7 +258,7 @@ static struct logfile *log_new(struct dkv_logger *lg, const char *path, enum dkv
 	l->last_seq = UINT64_MAX;
 	l->attach_seq = lg->seq;
 	l->pending_seq = lg->seq;
-	l->synced_seq = lg->seq;
+	l->safe_seq = lg->seq;
 	l->next = lg->logs;
 	lg->logs = l;
 	return l;
@@ -262,6 +275,8 @@ static void log_free(struct logfile *l)
 		lg->cur = NULL;
 	if (lg->next == l)
 		lg->next = NULL;
+	if (l->fd >= 0)
+		close(l->fd);
 	dkv_buf_release(&l->pending);
 	dkv_buf_release(&l->inflight);
 	free(l->path);
@@ -331,12 +346,22 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Cut off a partial record, so that later loads see a clean end. */
+static void cut_back(int fd, off_t good_size)
+{
+	if (ftruncate(fd, good_size))
+		(void)0; /* a pipe or a full disk: the loader treats it as truncated */
+}
+
+static void log_failed(struct logfile *l);
+
 /* On a worker thread: touches only the job's fields. */
 static void job_work(uv_work_t *w)
 {
 	struct logfile *l = w->data;
 	int rc;
 
+	/* on failure the loop closes fd (log_free), which it may be using */
 	if (l->job_open) {
 		struct stat st;
 		l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -348,48 +373,74 @@ static void job_work(uv_work_t *w)
 		if (fstat(l->fd, &st)) {
 			l->job_err = -errno;
 			l->job_what = "open";
-			goto fail;
+			return;
 		}
 		if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
 			l->job_err = -EINVAL;
 			l->job_what = "open";
-			goto fail;
+			return;
 		}
 		l->good_size = st.st_size;
+		l->job_is_reg = S_ISREG(st.st_mode);
 		/* the file's name must survive a crash as well as its data */
 		if (S_ISREG(st.st_mode) && (rc = fsync_dir_of(l->path))) {
 			l->job_err = rc;
 			l->job_what = "sync the directory of";
-			goto fail;
+			return;
 		}
 	}
-	if (l->inflight.len && (rc = write_all(l->fd, l->inflight.data, l->inflight.len))) {
-		l->job_err = rc;
-		l->job_what = "write";
-		/* cut off the partial record, so that later loads see a clean end */
-		if (ftruncate(l->fd, l->good_size))
-			(void)0; /* a pipe or a full disk: the loader treats it as truncated */
-		goto fail;
+	if (l->inflight.len) {
+		if ((rc = write_all(l->fd, l->inflight.data, l->inflight.len))) {
+			l->job_err = rc;
+			l->job_what = "write";
+			cut_back(l->fd, l->good_size);
+			return;
+		}
+		l->good_size += (off_t)l->inflight.len;
 	}
-	l->good_size += (off_t)l->inflight.len;
 	if (l->job_sync && fdatasync(l->fd) && errno != EINVAL && errno != EROFS) {
 		l->job_err = -errno;
 		l->job_what = "sync";
-		goto fail;
+		return;
 	}
 	if (l->job_close) {
 		close(l->fd);
 		l->fd = -1;
 	}
-	return;
-fail:
-	close(l->fd);
-	l->fd = -1;
+}
+
+/* On the loop: hand a batch or none log's pending records to the kernel.
+ * A failure ends the log: at once (then l is freed and this returns
+ * -ECANCELED), or when the worker's fsync is done. */
+static int loop_write(struct logfile *l)
+{
+	if (!l->pending.len || l->loop_err)
+		return 0;
+	int rc = write_all(l->fd, l->pending.data, l->pending.len);
+	if (rc) {
+		cut_back(l->fd, l->good_size);
+		l->loop_err = rc;
+		l->loop_what = "write";
+		if (l->busy)
+			return 0;
+		log_failed(l);
+		return -ECANCELED;
+	}
+	l->good_size += (off_t)l->pending.len;
+	l->bytes += l->pending.len;
+	l->pending.len = 0;
+	l->safe_seq = l->pending_seq;
+	l->unsynced = true;
+	return 0;
 }
 
 static void log_failed(struct logfile *l)
 {
 	struct dkv_logger *lg = l->lg;
+	if (!l->job_err) {
+		l->job_err = l->loop_err;
+		l->job_what = l->loop_what;
+	}
 	snprintf(lg->last_error, sizeof lg->last_error, "cannot %s log %s: %s", l->job_what,
 		 l->path, strerror(-l->job_err));
 	lg->errors++;
@@ -428,7 +479,7 @@ static void switch_done(struct logfile *l)
 		l->cb(l->cb_arg, 0, msg);
 		l->cb = NULL;
 	}
-	if (l->sync != DKV_LOG_SYNC_ALWAYS && !lg->timer_on) {
+	if (l->sync == DKV_LOG_SYNC_BATCH && !lg->timer_on) {
 		uint64_t iv = lg->opts.interval_ms ? lg->opts.interval_ms : 100;
 		uv_timer_start(&lg->timer, on_timer, iv, iv);
 		lg->timer_on = true;
@@ -452,13 +503,14 @@ static void job_done(uv_work_t *w, int status)
 	size_t n = l->inflight.len;
 	l->busy = false;
 	l->inflight.len = 0;
-	if (l->job_err) {
+	if (l->job_err || l->loop_err) {
 		log_failed(l);
 		return;
 	}
 	l->bytes += n;
 	l->syncs += l->job_sync;
-	l->synced_seq = l->inflight_seq;
+	if (l->inflight_seq > l->safe_seq) /* the loop may have written more meanwhile */
+		l->safe_seq = l->inflight_seq;
 	if (l->job_close) {
 		closed(l);
 		return;
@@ -470,17 +522,19 @@ static void job_done(uv_work_t *w, int status)
 			return;
 		}
 		l->state = LOG_OPEN;
+		l->loop_writes = l->job_is_reg && l->sync != DKV_LOG_SYNC_ALWAYS;
+		/* what came while it opened goes in before its opener hears */
+		if (l->loop_writes && loop_write(l))
+			return; /* it ended the log */
 		switch_done(l);
 	} else if (l->state == LOG_CLOSING) {
 		start_job(l, l->sync != DKV_LOG_SYNC_NONE, true);
 		return;
 	}
-	if (l->sync == DKV_LOG_SYNC_ALWAYS) {
-		/* the changes made during that fsync share the next one */
-		if (l->pending.len)
-			start_job(l, true, false);
-		notify(l->lg);
-	}
+	/* the changes made during that job share the next one */
+	if (l->pending.len && !l->loop_writes)
+		start_job(l, l->sync == DKV_LOG_SYNC_ALWAYS, false);
+	notify(l->lg);
 }
 
 /* Stop taking records, then write what is left, fsync and close. */
@@ -509,21 +563,18 @@ static void begin_close(struct logfile *l, dkv_logger_cb cb, void *arg)
 
 /* ---- the hook and the triggers ---- */
 
-/* NEEDSWORK: in batch and none mode nothing slows the clients down when
- * the disk cannot keep up; pending then grows without bound. */
+/* Replies wait for the log in every mode, so a disk that cannot keep up
+ * slows the clients down instead of letting pending grow. */
 static void append(struct logfile *l, const struct dkv_buf *rec, uint64_t seq)
 {
 	dkv_buf_append(&l->pending, rec->data, rec->len);
 	l->pending_seq = seq;
 	l->records++;
-	if (l->state != LOG_OPEN || l->busy)
+	/* opening: job_done takes over; a worker's job: it starts the next */
+	if (l->state != LOG_OPEN || (l->busy && !l->loop_writes))
 		return;
-	if (l->sync == DKV_LOG_SYNC_ALWAYS) {
-		if (!uv_is_active((uv_handle_t *)&l->lg->check))
-			uv_check_start(&l->lg->check, on_check);
-	} else if (l->pending.len >= EARLY_WRITE_BYTES) {
-		start_job(l, false, false);
-	}
+	if (!uv_is_active((uv_handle_t *)&l->lg->check))
+		uv_check_start(&l->lg->check, on_check);
 }
 
 static void on_change(void *ctx, const struct dkv_event *ev)
@@ -543,29 +594,43 @@ static void on_change(void *ctx, const struct dkv_event *ev)
 		append(lg->next, &lg->rec, lg->seq);
 }
 
-/* After a loop iteration's requests are handled: one write (and fsync)
- * for all the changes they made. */
+/* After a loop iteration's requests are handled, before their held
+ * replies go: one write (and in always mode one fsync) for all the
+ * changes they made. */
 static void on_check(uv_check_t *h)
 {
 	struct dkv_logger *lg = h->data;
+	bool wrote = false;
 	uv_check_stop(h);
-	for (struct logfile *l = lg->logs; l; l = l->next)
-		if (l->state == LOG_OPEN && l->sync == DKV_LOG_SYNC_ALWAYS && !l->busy &&
-		    l->pending.len)
-			start_job(l, true, false);
+	for (struct logfile *l = lg->logs, *n; l; l = n) {
+		n = l->next; /* a failed write frees l */
+		if (l->state != LOG_OPEN || !l->pending.len)
+			continue;
+		if (l->loop_writes) {
+			(void)loop_write(l);
+			wrote = true;
+		} else if (!l->busy) {
+			start_job(l, l->sync == DKV_LOG_SYNC_ALWAYS, false);
+		}
+	}
+	if (wrote)
+		notify(lg);
 }
 
 static void on_timer(uv_timer_t *h)
 {
 	struct dkv_logger *lg = h->data;
 	bool any = false;
-	for (struct logfile *l = lg->logs; l; l = l->next) {
-		if (l->state != LOG_OPEN || l->sync == DKV_LOG_SYNC_ALWAYS)
+	for (struct logfile *l = lg->logs, *n; l; l = n) {
+		n = l->next; /* a failed write frees l */
+		if (l->state != LOG_OPEN || l->sync != DKV_LOG_SYNC_BATCH)
 			continue;
 		any = true;
-		bool sync = l->sync == DKV_LOG_SYNC_BATCH;
-		if (!l->busy && (l->pending.len || (sync && l->unsynced)))
-			start_job(l, sync, false);
+		if (l->busy || (!l->unsynced && !l->pending.len))
+			continue;
+		if (l->loop_writes && loop_write(l))
+			continue;
+		start_job(l, true, false);
 	}
 	if (!any) {
 		uv_timer_stop(h);
@@ -773,7 +838,7 @@ void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out)
 uint64_t dkv_logger_need(const struct dkv_logger *lg)
 {
 	for (const struct logfile *l = lg->logs; l; l = l->next)
-		if (l->sync == DKV_LOG_SYNC_ALWAYS && l->synced_seq < lg->seq)
+		if (l->safe_seq < lg->seq)
 			return lg->seq;
 	return 0;
 }
@@ -781,8 +846,7 @@ uint64_t dkv_logger_need(const struct dkv_logger *lg)
 bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq)
 {
 	for (const struct logfile *l = lg->logs; l; l = l->next)
-		if (l->sync == DKV_LOG_SYNC_ALWAYS && seq > l->attach_seq && seq <= l->last_seq &&
-		    l->synced_seq < seq)
+		if (seq > l->attach_seq && seq <= l->last_seq && l->safe_seq < seq)
 			return false;
 	return true;
 }

@@ -10,11 +10,13 @@
  *
  * The writer ("the logger") belongs to the server's event loop.  It is an
  * engine hook, so it sees every change whatever its source.  Records are
- * buffered on the loop and written by a libuv worker, which also runs
- * fsync, so the loop never waits for the disk.  In `always` mode replies
- * are held back until the changes they may reflect are on disk: see
- * dkv_logger_need() -- one fsync then covers every change made while the
- * previous one ran (group commit).
+ * buffered on the loop; in every mode, replies are held back until the
+ * changes they may reflect are safe from a crash of this process (see
+ * dkv_logger_need): `batch` and `none` write each loop iteration's
+ * records with one write(2) on the loop, `always` has a libuv worker
+ * write and fsync them -- one fsync then covers every change made while
+ * the previous one ran (group commit).  `batch` fsyncs on a worker every
+ * interval.  The loop never waits for the disk.
  *
  * Errors are negative errnos.  Every asynchronous call takes a callback;
  * when the call returns an error, the callback is never called.
@@ -97,7 +99,7 @@ struct dkv_logger;
 
 struct dkv_logger_opts {
 	enum dkv_log_sync sync; /* the mode of a `log dest` that names none */
-	unsigned interval_ms; /* batch: the longest a change waits for fsync; default 100 */
+	unsigned interval_ms; /* batch: the longest a written change waits for fsync; default 100 */
 	int verbose;          /* < 0: no messages on stderr */
 };
 
@@ -138,9 +140,10 @@ void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out);
 /*
  * Holding replies (group commit).  Every record gets the next sequence
  * number.  need() is the number a reply produced now must wait for: the
- * last record appended when a log in `always` mode is active, else 0.
- * is_durable(n) says whether every `always` log has record n on disk (or
- * has failed: a broken log promises nothing, and the held replies go).
+ * last record appended when some log does not hold it safely yet, else 0.
+ * is_durable(n) says whether every log has record n safe from a crash of
+ * this process -- written to the file (batch, none) or on disk (always)
+ * -- or has failed: a broken log promises nothing, and the held replies go.
  * Listeners added with add_notify run on the loop whenever is_durable may
  * have become true for more numbers (at most 4: the protocol server holds
  * its replies, the filesystem its writers' close()).

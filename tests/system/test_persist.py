@@ -6,10 +6,9 @@
 What is covered:
 * the tutorial's "Persistent storage" section, verbatim but for the
   directory (`log dest`, `server -l FILE`, `server -l <(cat ...)`);
-* kill -9 while 8 clients write: in `always` mode every acknowledged write
-  is back after a restart, with its value and chain; in `batch` mode only
-  writes acknowledged within the last interval (plus scheduling slack) may
-  be missing, each writer's writes survive as a prefix, and the file loads;
+* kill -9 while 8 clients write: in every mode (`always`, `batch`, `none`)
+  every acknowledged write is back after a restart, with its value and
+  chain, and the file loads;
 * the node's tick after a restart is above every tick of its own in the log;
 * log errors (directory missing, permission denied, read-only, disk full)
   reach the requesting client, leave the server serving, and show in
@@ -249,62 +248,38 @@ def run_writers(server, n, duration, kill_after):
     return acked, kill_time, order
 
 
-def test_kill9_always_keeps_every_acked_write(server_factory, tmp_path):
-    s = server_factory(node=NODE)
-    log = tmp_path / "always.log"
-    s.dkv("log", "dest", "--sync", "always", str(log))
-    acked, _, _ = run_writers(s, 8, 2.0, 1.5)
+@pytest.mark.parametrize("mode", ["always", "batch", "none"])
+def test_kill9_keeps_every_acked_write(server_factory, tmp_path, mode):
+    """A crash of the process loses no acknowledged write in any mode: the
+    record is in the kernel's hands (batch, none) or on disk (always)
+    before the reply goes.  Only a crash of the machine may lose the last
+    interval (batch) or what the kernel had not written (none)."""
+    # a long interval: batch must not depend on its fsync for this
+    s = server_factory(node=NODE, config={"server.log.interval": 60})
+    log = tmp_path / ("%s.log" % mode)
+    s.dkv("log", "dest", "--sync", mode, str(log))
+    acked, _, order = run_writers(s, 8, 2.0, 1.5)
     assert len(acked) > 100, "too few writes to mean anything: %d" % len(acked)
-    print("always: %d writes acknowledged before the kill" % len(acked))
+    print("%s: %d writes acknowledged before the kill" % (mode, len(acked)))
     n, tail = check_crcs(log)
     assert n >= len(acked)
 
-    s2 = restart(server_factory, log)
+    s2 = restart(server_factory, log)   # must load: never corrupt
+    assert "damaged" not in s2.log()
     p = s2.connect()
     missing = []
     for path, (value, chain, _) in acked.items():
         r = p.get(path, nchain=3)
         if r.get("value") != value or r.get("chain") != chain:
             missing.append((path, value, chain, r))
-    assert not missing, "%d of %d acknowledged writes lost, e.g. %r" % (
-        len(missing), len(acked), missing[:3])
+    assert not missing, "%s: %d of %d acknowledged writes lost, e.g. %r" % (
+        mode, len(missing), len(acked), missing[:3])
 
     # ticks are never reused
     top = max_tick(log, NODE)
     assert p.greeting["tick"] >= top
     r = p.set(("after", "restart"), 1, nchain=1)
     assert r["chain"]["node"] == NODE and r["chain"]["tick"] > top
-    p.close()
-
-
-def test_kill9_batch_loses_at_most_the_last_interval(server_factory, tmp_path):
-    interval = 0.1
-    s = server_factory(node=NODE, config={"server.log.interval": interval})
-    log = tmp_path / "batch.log"
-    s.dkv("log", "dest", "--sync", "batch", str(log))
-    acked, kill_time, order = run_writers(s, 8, 2.0, 1.5)
-    assert len(acked) > 100
-
-    s2 = restart(server_factory, log)   # must load: never corrupt
-    assert "damaged" not in s2.log()
-    p = s2.connect()
-    slack = 0.5   # scheduling, the worker's write, the kill's own delay
-    for w, paths in enumerate(order):
-        present = [("value" in p.get(path)) for path in paths]
-        # the log is appended in order: what survives is a prefix
-        k = present.index(False) if False in present else len(present)
-        assert all(present[:k]) and not any(present[k:]), "writer %d: not a prefix" % w
-        for path in paths[k:]:
-            t = acked[path][2]
-            assert t >= kill_time - interval - slack, (
-                "writer %d lost %r, acknowledged %.3f s before the kill"
-                % (w, path, kill_time - t))
-        for path in paths[:k]:
-            value, chain, _ = acked[path]
-            r = p.get(path, nchain=3)
-            assert r.get("value") == value and r.get("chain") == chain
-    r = p.set(("after",), 1, nchain=1)
-    assert r["chain"]["tick"] > max_tick(log, NODE)
     p.close()
 
 

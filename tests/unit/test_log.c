@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct dkv_engine *mk(const char *node)
@@ -506,6 +507,77 @@ TEST(writer_switch_always_and_errors)
 	dkv_engine_free(a);
 }
 
+/* batch and none: a change's record reaches the kernel before its reply
+ * may go, in the same loop iteration, without waiting for an fsync (the
+ * interval here is a minute).  A FIFO is written by a worker instead. */
+static void write_before_reply(enum dkv_log_sync mode, bool fifo)
+{
+	char dir[] = "/tmp/dkv-test-log-XXXXXX";
+	REQUIRE(mkdtemp(dir));
+	char f[128];
+	snprintf(f, sizeof f, "%s/log", dir);
+	int rfd = -1;
+	if (fifo) {
+		REQUIRE(mkfifo(f, 0600) == 0);
+		rfd = open(f, O_RDONLY | O_NONBLOCK); /* so the writer's open does not block */
+		REQUIRE(rfd >= 0);
+	}
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct dkv_engine *a = mk("node-a");
+	struct dkv_logger *lg = dkv_logger_new(&loop, a, &(struct dkv_logger_opts){
+		.sync = mode, .interval_ms = 60000, .verbose = -1});
+	struct done d = {0};
+	REQUIRE(dkv_logger_start(lg, f, mode, true, on_done, &d) == 0);
+	run_until(&loop, &d);
+	CHECK_EQ_INT(d.status, 0);
+	struct stat st0, st1;
+	REQUIRE(stat(f, &st0) == 0);
+	put(a, false, "x", NULL, 1, false);
+	uint64_t need = dkv_logger_need(lg);
+	CHECK(need > 0);
+	CHECK(!dkv_logger_is_durable(lg, need));
+	if (!fifo) {
+		/* one loop iteration: the check phase writes the record */
+		uv_run(&loop, UV_RUN_NOWAIT);
+		CHECK(dkv_logger_is_durable(lg, need));
+		REQUIRE(stat(f, &st1) == 0);
+		CHECK(st1.st_size > st0.st_size);
+	} else {
+		for (int i = 0; i < 1000 && !dkv_logger_is_durable(lg, need); i++)
+			uv_run(&loop, UV_RUN_ONCE);
+		CHECK(dkv_logger_is_durable(lg, need));
+		char buf[4096];
+		CHECK(read(rfd, buf, sizeof buf) > 0);
+	}
+	CHECK_EQ_INT((int)dkv_logger_need(lg), 0);
+	bool closed = false;
+	dkv_logger_close(lg, closed_cb, &closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK(closed);
+	CHECK_EQ_INT(uv_loop_close(&loop), 0);
+	if (rfd >= 0)
+		close(rfd);
+	unlink(f);
+	rmdir(dir);
+	dkv_engine_free(a);
+}
+
+TEST(batch_writes_before_reply)
+{
+	write_before_reply(DKV_LOG_SYNC_BATCH, false);
+}
+
+TEST(none_writes_before_reply)
+{
+	write_before_reply(DKV_LOG_SYNC_NONE, false);
+}
+
+TEST(fifo_writes_before_reply)
+{
+	write_before_reply(DKV_LOG_SYNC_BATCH, true);
+}
+
 /* Replication: records without a header, applied as remote changes;
  * then the node state merges the sender's seen ticks. */
 TEST(remote_records)
@@ -548,4 +620,5 @@ TEST(remote_records)
 
 TESTS(round_trip, truncated_at_every_offset, torn_record_before_next_file, garbage_in_the_middle,
       empty_and_newer_format, another_node_and_ticks, twice_and_any_order,
-      writer_switch_always_and_errors, remote_records)
+      writer_switch_always_and_errors, batch_writes_before_reply, none_writes_before_reply,
+      fifo_writes_before_reply, remote_records)
