@@ -385,6 +385,16 @@ static int act_delete_internal(struct req *q)
 	return do_set(q, true, true);
 }
 
+/* Whether enum lists a child.  empty adds the entries without a value,
+ * but not one that exists only because something holds it (the kernel's
+ * lookup of a directory just removed by rmdir, until it forgets it). */
+static bool enum_shows(const struct dkv_entry *k, bool empty)
+{
+	if (dkv_entry_has_value(k))
+		return true;
+	return empty && (k->value || k->kids || (k->flags & (DKV_ENTRY_KEEP | DKV_ENTRY_WATCHED)));
+}
+
 static int do_enum(struct req *q, bool internal)
 {
 	struct dkv_path p;
@@ -399,7 +409,7 @@ static int do_enum(struct req *q, bool internal)
 	struct dkv_entry *root = dkv_engine_root(q->e);
 	uint32_t n = 0;
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next)
-		if ((empty || dkv_entry_has_value(k)) && !(ent == root && k->name[0] == 0xc0))
+		if (enum_shows(k, empty) && !(ent == root && k->name[0] == 0xc0))
 			n++;
 	struct dkv_reply r;
 	dkv__reply_begin(&r, q->c);
@@ -409,7 +419,7 @@ static int do_enum(struct req *q, bool internal)
 	else
 		dkv_mp_array(r.b, n);
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next) {
-		if (!(empty || dkv_entry_has_value(k)) || (ent == root && k->name[0] == 0xc0))
+		if (!enum_shows(k, empty) || (ent == root && k->name[0] == 0xc0))
 			continue;
 		dkv_buf_append(r.b, k->name, k->namelen);
 		if (with_data) {
