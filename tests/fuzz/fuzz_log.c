@@ -7,13 +7,12 @@
  * its dump must load back cleanly (no error, no warning) into the same
  * state.  A violation aborts.
  */
+#include "fuzz.h"
 #include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static unsigned warnings;
 

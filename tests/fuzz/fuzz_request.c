@@ -13,15 +13,14 @@
  * decoder) must accept whatever dkv_mp_skip() accepts, with the same
  * length, and dkv_mp_canon() must be idempotent.  A disagreement aborts.
  */
-#include "conn.h"
+#include "fuzz.h"
+#include "net.h"
 
 #include <errno.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* msgpack-c refuses containers nested deeper than this (its
  * MSGPACK_EMBED_STACK_SIZE, in a header msgpack.h does not include) */

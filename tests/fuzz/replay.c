@@ -6,6 +6,8 @@
  * usage: fuzz_replay PATH...   (files, or directories whose files are run
  * in name order).  Exits 0 when every input ran; a bug aborts.
  */
+#include "fuzz.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -13,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int run_file(const char *path)
 {

@@ -15,6 +15,9 @@
 
 static int test_failed_ = 0;
 
+/* A hook of LeakSanitizer's that a test program may define (test_py.c). */
+const char *__lsan_default_suppressions(void);
+
 #define TEST(name) static void test_##name(void)
 
 #define CHECK(cond)                                                                  \

@@ -15,7 +15,6 @@ static char err_[256];
  * LeakSanitizer (when built with it) to ignore leaks allocated inside
  * libpython only, so leaks of our own still fail the test.  The same rule
  * is in tests/lsan.supp for other programs that embed Python. */
-const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
 	return "leak:libpython3\n";

@@ -22,7 +22,7 @@
  * NEEDSWORK: the whole output buffer waits for its newest reply's record;
  * keeping marks in out would let older replies go one fsync earlier.
  */
-#include "conn.h"
+#include "net.h"
 #include "log.h"
 
 #include <errno.h>
@@ -30,10 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void dkv__conn_accept(struct dkv_server *s);
-void dkv__conn_close(struct dkv_conn *c);
-void dkv__server_maybe_done(struct dkv_server *s);
 
 static unsigned next_conn_id;
 
@@ -561,20 +557,6 @@ bool dkv__conn_must_hold(const struct dkv_conn *c)
 	return c->hold_fence && s->fence.need && !s->fence.passed(s->fence.arg, c->hold_fence);
 }
 
-void dkv__server_log_durable(void *arg)
-{
-	struct dkv_server *s = arg;
-	if (!s->nheld)
-		return;
-	for (struct dkv_conn *c = s->conns, *n; c && s->nheld; c = n) {
-		n = c->next; /* flush may close c */
-		if (!c->held || dkv__conn_must_hold(c))
-			continue;
-		c->held = false;
-		s->nheld--;
-		dkv__conn_flush(c);
-	}
-}
 
 void dkv__conn_close(struct dkv_conn *c)
 {
@@ -622,39 +604,11 @@ void dkv__conn_accept(struct dkv_server *s)
 	update_reading(c);
 }
 
-void dkv_server_set_ready(struct dkv_server *s, bool ready)
+void dkv__conn_unpark(struct dkv_conn *c)
 {
-	s->ready = ready;
-	if (!ready)
+	if (!c->parked)
 		return;
-	for (struct dkv_conn *c = s->conns, *n; c; c = n) {
-		n = c->next;
-		if (!c->parked)
-			continue;
-		c->parked = false;
-		process_input(c);
-		update_reading(c);
-	}
-}
-
-void dkv_server_set_fence(struct dkv_server *s, const struct dkv_fence *f)
-{
-	if (f) {
-		s->fence = *f;
-		return;
-	}
-	memset(&s->fence, 0, sizeof s->fence);
-	for (struct dkv_conn *c = s->conns; c; c = c->next)
-		c->hold_fence = 0;
-	dkv__server_log_durable(s);
-}
-
-void dkv_server_fence_moved(void *server)
-{
-	dkv__server_log_durable(server);
-}
-
-bool dkv_server_ready(const struct dkv_server *s)
-{
-	return s->ready;
+	c->parked = false;
+	process_input(c);
+	update_reading(c);
 }

@@ -1,16 +1,13 @@
 /*
  * server.c - the listening socket and the server's lifetime.
  */
-#include "conn.h"
+#include "net.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void dkv__conn_accept(struct dkv_server *s); /* conn.c */
-void dkv__conn_close(struct dkv_conn *c);    /* conn.c */
 
 static void on_connection(uv_stream_t *listener, int status)
 {
@@ -88,9 +85,6 @@ void dkv_server_set_cluster(struct dkv_server *s, struct dkv_cluster *cl)
 	s->cluster = cl;
 }
 
-/* Called by conn.c whenever a connection is freed, and after the listener
- * closed: the server goes when both are gone. */
-void dkv__server_maybe_done(struct dkv_server *s);
 void dkv__server_maybe_done(struct dkv_server *s)
 {
 	if (!s->closing || s->nhandles || s->listener.data)
@@ -123,4 +117,52 @@ void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 		n = c->next;
 		dkv__conn_close(c);
 	}
+}
+
+void dkv_server_set_ready(struct dkv_server *s, bool ready)
+{
+	s->ready = ready;
+	if (!ready)
+		return;
+	for (struct dkv_conn *c = s->conns, *n; c; c = n) {
+		n = c->next; /* unparking may close c */
+		dkv__conn_unpark(c);
+	}
+}
+
+bool dkv_server_ready(const struct dkv_server *s)
+{
+	return s->ready;
+}
+
+void dkv__server_log_durable(void *arg)
+{
+	struct dkv_server *s = arg;
+	if (!s->nheld)
+		return;
+	for (struct dkv_conn *c = s->conns, *n; c && s->nheld; c = n) {
+		n = c->next; /* flush may close c */
+		if (!c->held || dkv__conn_must_hold(c))
+			continue;
+		c->held = false;
+		s->nheld--;
+		dkv__conn_flush(c);
+	}
+}
+
+void dkv_server_set_fence(struct dkv_server *s, const struct dkv_fence *f)
+{
+	if (f) {
+		s->fence = *f;
+		return;
+	}
+	memset(&s->fence, 0, sizeof s->fence);
+	for (struct dkv_conn *c = s->conns; c; c = c->next)
+		c->hold_fence = 0;
+	dkv__server_log_durable(s);
+}
+
+void dkv_server_fence_moved(void *server)
+{
+	dkv__server_log_durable(server);
 }

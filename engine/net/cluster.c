@@ -10,7 +10,7 @@
  * and then a one-shot `repl` to repair a gap.
  */
 #include "cluster.h"
-#include "conn.h"
+#include "net.h"
 #include "log.h"
 #include "serf.h"
 

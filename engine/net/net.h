@@ -1,9 +1,11 @@
 /*
- * conn.h - connections, their requests, replies and streams; shared by
- * server.c (listening), conn.c (bytes in and out) and proto.c (actions).
+ * net.h - what the files of engine/net/ share, and nothing else: the
+ * server and its connections, requests, replies and streams, the action
+ * handlers.  Every internal (dkv__) function of engine/net/ is declared
+ * here, once.  Public calls are in server.h, cluster.h and client.h.
  */
-#ifndef DKV_CONN_H
-#define DKV_CONN_H
+#ifndef DKV_NET_H
+#define DKV_NET_H
 
 #include "server.h"
 
@@ -115,6 +117,17 @@ void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *f
 void dkv__conn_flush(struct dkv_conn *c);
 /* The log made more records durable: write the output it held back. */
 void dkv__server_log_durable(void *arg);
+/* A connection or the listener is gone: free the server once all are. */
+void dkv__server_maybe_done(struct dkv_server *s);
+
+/* ---- connections (conn.c) ---- */
+
+/* Accept a connection from s's listener and greet it. */
+void dkv__conn_accept(struct dkv_server *s);
+/* Close c; it is freed when its handle is closed. */
+void dkv__conn_close(struct dkv_conn *c);
+/* The node is in sync: run c's requests that waited for it. */
+void dkv__conn_unpark(struct dkv_conn *c);
 /* Whether c's output must wait for the log or the fence. */
 bool dkv__conn_must_hold(const struct dkv_conn *c);
 /* Output queued but not yet written, bytes. */
@@ -160,4 +173,4 @@ int dkv__act_msg_monitor(struct dkv_conn *c, const struct dkv_msg *m, char *err,
 /* The server closes: stop replication streams' timers and hook. */
 void dkv__repl_close(struct dkv_server *s);
 
-#endif
+#endif /* DKV_NET_H */

@@ -25,7 +25,7 @@
  * dump, which is bounded by the tree, not by the change rate.
  */
 #include "cluster.h"
-#include "conn.h"
+#include "net.h"
 #include "log.h"
 #include "serf.h"
 
@@ -54,8 +54,6 @@ struct dkv__repl {
 	struct dkv_buf pending;    /* live records not yet sent */
 	struct dkv_path tmp;
 };
-
-void dkv__server_maybe_done(struct dkv_server *s); /* server.c */
 
 struct dkv__repl_srv {
 	struct dkv_server *srv;

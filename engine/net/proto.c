@@ -8,7 +8,7 @@
  * changes made while it waits for the client's acks.
  */
 #include "cluster.h"
-#include "conn.h"
+#include "net.h"
 #include "log.h"
 
 #include <errno.h>
