@@ -341,6 +341,30 @@ def test_list(cli):
     assert sorted(cli("data", "list", "t10").stdout.splitlines()) == ["a", "b"]
 
 
+def test_list_names_with_control_characters(cli):
+    """A name holding a newline (or another control character) is listed
+    as one :u word, which names the entry again (doc/cli.md)."""
+    names = ["two\nlines", "cr\r", "tab\there", "esc\x1b[0m", "del\x7f", "nel\x85", "ls\u2028"]
+    for i, name in enumerate(names):
+        cli("data", "set", "-v", f"v{i}", "t12", name)
+    cli("data", "set", "-v", "plain", "t12", "plain name")
+    out = cli("data", "list", "t12").stdout
+    # one line per child, whoever splits the lines
+    assert out.endswith("\n")
+    lines = out[:-1].split("\n")
+    assert len(lines) == len(names) + 1, out
+    assert out.splitlines() == lines
+    assert "plain name" in lines
+    assert ":u74776f0a6c696e6573" in lines
+    for line in lines:
+        assert line.isprintable(), line
+    # each line used as a path word gets the value back
+    got = {cli("data", "get", "t12", line).stdout for line in lines}
+    assert got == {f"v{i}\n" for i in range(len(names))} | {"plain\n"}
+    # the raw name still works as a path word too
+    assert cli("data", "get", "t12", "two\nlines").stdout == "v0\n"
+
+
 def test_monitor(cli, server):
     cli("data", "set", "-ev", "1", "t11", "a")
     proc = subprocess.Popen(
