@@ -423,6 +423,31 @@ def test_internal_dump(cli):
     yaml.load(res.stdout, Loader=Loader)
 
 
+def test_config_binary_must_be_base64(server, tmp_path):
+    """Tagged YAML reaches the command line through -C and -c (data set
+    takes text or a Python literal): a !!binary that is not valid base64
+    is a usage error naming the problem; folded base64 is fine."""
+    port = ["client", "-p", str(server.port), "data", "get"]
+    for bad, why in [("zz", "the length is not a multiple of 4"), ("z===", "too much '=' padding"),
+                     ("====", "too much '=' padding"), ("aGVs=bG8", "'=' before the end"),
+                     ("a$==", "a character outside the base64 alphabet"), ("zz==", "the last character has bits set beyond the data")]:
+        res = run(["-C", f"test.blob=!!binary {bad}"] + port, check=False)
+        assert res.returncode == 2, (bad, res)
+        assert res.stdout == ""
+        assert "!!binary: not valid base64: " + why in res.stderr, (bad, res.stderr)
+        assert len(res.stderr.splitlines()) == 1, res.stderr
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("test:\n  blob: !!binary zz\n")
+    res = run(["-c", str(cfg)] + port, check=False)
+    assert res.returncode == 2
+    assert f"{cfg}:2:9: !!binary: not valid base64" in res.stderr, res.stderr
+    # valid base64, folded over lines as YAML emitters write it
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text("test:\n  blob: !!binary |\n    aGVs\n    bG8=\n")
+    assert run(["-c", str(cfg)] + port).stdout == "Testing\n"
+    assert run(["-C", "test.blob=!!binary aGVs bG8="] + port).stdout == "Testing\n"
+
+
 # ---- errors and help ----
 
 

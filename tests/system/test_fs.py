@@ -830,7 +830,8 @@ def test_invalid_yaml(fs):
     old value stays (checked through the protocol and the file), the reason
     is in the server log naming the file."""
     fs.set(("bad",), {"keep": 1})
-    for bad in ["a: [1,\n", "{x\n", "!bin ***notbase64\n", "- a\nb: c\n", "\t\x00\n"]:
+    for bad in ["a: [1,\n", "{x\n", "!bin ***notbase64\n", "- a\nb: c\n", "\t\x00\n",
+                "!!binary zz\n", "!!binary z===\n", "!!binary aGVs=bG8\n"]:
         e = errno_of(write_raw, fs.path("bad", "_"), bad)
         assert e == errno.EINVAL, (bad, en(e))
         assert fs.get("bad") == {"keep": 1}, bad
