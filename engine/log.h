@@ -52,7 +52,8 @@ struct dkv_log_stats {
 
 /* Load one stream into e: read fd to its end, never seeking, applying
  * each record through dkv_engine_apply (DKV_SRC_REPLAY).  name is used in
- * messages.  A truncated last record is a warning.  Errors: -EBADMSG
+ * messages.  A truncated last record is a warning, and so is an empty
+ * stream (not remote: nothing loaded, no header).  Errors: -EBADMSG
  * (damaged input; err names the file and the byte offset), -EPROTO (a
  * newer format), or a read error.  The engine may hold part of the
  * stream after an error: a caller that must not serve half-loaded data

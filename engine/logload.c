@@ -14,7 +14,9 @@
  * record with a good CRC starts (resync).  If the bad bytes are a prefix
  * of a msgpack item and what follows is a header or the end, it was a
  * torn record: a warning.  Anything else is garbage: an error naming the
- * file and the offset, unless the caller asked to skip damage.
+ * file and the offset, unless the caller asked to skip damage.  An empty
+ * stream has no header, so it is damage too, but the harmless kind a
+ * crash leaves: a warning.
  */
 #include "log.h"
 
@@ -532,6 +534,11 @@ static int load(struct rd *r)
 		rc = -EBADMSG;
 		break;
 	}
+	/* A file must start with a header, but an empty one is what a crash
+	 * right after creating a log leaves: say so rather than "0 records",
+	 * and load the other files.  A replication message needs no header. */
+	if (!rc && end_of(r) == 0 && !(r->o && r->o->remote))
+		warn(r, "%s: empty (0 bytes): no log header, nothing loaded", r->name);
 	if (r->st)
 		r->st->bytes = end_of(r);
 	return rc;

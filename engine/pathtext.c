@@ -6,7 +6,8 @@
  * names in the mount, so the common case (a short UTF-8 string) stays
  * plain and everything else is spelled with a leading ':'.  The one hard
  * rule is the round trip: parse(format(e)) yields exactly e, for every
- * element, in both modes.
+ * element, in both modes.  The second: format() writes one line, since
+ * `dkv data list` prints one name per line and `ls` shows these names.
  *
  * Texts are short (file names are at most 255 bytes), so the code favours
  * simple passes over the text over cleverness.  Decimal conversion of big
@@ -114,17 +115,37 @@ static bool has_any(const uint8_t *s, size_t n, const char *set)
 	return false;
 }
 
+/* Whether UTF-8 text s[0..n) holds a character that must not appear in a
+ * printed name: the control characters (U+0000-U+001F, U+007F-U+009F) and
+ * the line and paragraph separators U+2028 and U+2029.  Names are printed
+ * one per line and pasted back as shell words; each of these would split
+ * a line for some reader (Python's splitlines() splits at \x1c-\x1e, \x85,
+ * U+2028 and U+2029 too), drive the terminal, or hide in a word. */
+static bool has_control(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < 0x20 || s[i] == 0x7f)
+			return true;
+		if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] < 0xa0)
+			return true;
+		if (s[i] == 0xe2 && i + 2 < n && s[i + 1] == 0x80 &&
+		    (s[i + 2] == 0xa8 || s[i + 2] == 0xa9))
+			return true;
+	}
+	return false;
+}
+
 /* ---- format ---- */
 
 static void format_str(struct dkv_buf *out, const uint8_t *s, size_t n, unsigned flags)
 {
-	/* Characters that force the hex form; NUL is in every set. */
+	/* Characters that force the hex form besides the controls. */
 	const char *hexset = (flags & PT_ITEM) ? (flags & DKV_PT_FS ? "/,()" : ",()")
 					       : (flags & DKV_PT_FS ? "/" : "");
 
 	if (!n) {
 		dkv_buf_puts(out, ":e");
-	} else if (has_any(s, n, hexset) || !utf8_valid(s, n)) {
+	} else if (has_control(s, n) || has_any(s, n, hexset) || !utf8_valid(s, n)) {
 		dkv_buf_puts(out, ":u");
 		put_hex(out, s, n);
 	} else if (s[0] == ':') {

@@ -19,9 +19,12 @@
  *   :(a,b)   a tuple; its items in this same notation, comma-separated
  *
  * Formatting picks the plain form whenever it parses back to the same
- * element; DKV_PT_FS additionally avoids what a file name cannot hold or
- * what would clash in a directory listing: '/', NUL, a leading '.', the
- * names "_" and ".meta".
+ * element, except that it never writes a control character (U+0000-U+001F,
+ * U+007F-U+009F) or U+2028/U+2029: a string holding one is written :uHEX,
+ * so a formatted element never spans lines or hides invisible characters
+ * (parsing still takes them as they are).  DKV_PT_FS additionally avoids
+ * what a file name cannot hold or what would clash in a directory
+ * listing: '/', NUL, a leading '.', the names "_" and ".meta".
  */
 #ifndef DKV_PATHTEXT_H
 #define DKV_PATHTEXT_H

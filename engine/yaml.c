@@ -10,7 +10,7 @@
  * Tags beyond the core schema, as in the original DistKV:
  *   !bin text       bytes given as ASCII text
  *   !hex aa:bb      bytes in hex (':' and blanks between bytes are optional)
- *   !!binary        bytes in base64
+ *   !!binary        bytes in base64 (strict RFC 4648; blanks and line breaks ignored)
  *   !P a.b.:5       a path (ext type 3), see path_text_* below; ":" is the root
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
@@ -257,12 +257,17 @@ static int b64val(char c)
 	return q ? (int)(q - b64chars) : -1;
 }
 
-/* Whitespace anywhere is ignored; padding is optional but only at the end. */
-static int base64_decode(struct dkv_buf *out, const char *s, size_t n)
+/* Strict RFC 4648 base64, as YAML's !!binary type defines it: blanks and
+ * line breaks anywhere are ignored (emitters fold long values), anything
+ * else outside the alphabet is an error, the length without them is a
+ * multiple of 4, '=' pads only the last group (at most two), and the bits
+ * that pad the last byte are zero.  So every byte string has exactly one
+ * spelling, and a typo such as "zz" is refused instead of read as some
+ * byte.  -EINVAL with *why set; out may hold part of the bytes then. */
+static int base64_decode(struct dkv_buf *out, const char *s, size_t n, const char **why)
 {
 	uint32_t acc = 0;
-	size_t k = 0;
-	bool pad = false;
+	size_t ndata = 0, npad = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -270,26 +275,43 @@ static int base64_decode(struct dkv_buf *out, const char *s, size_t n)
 		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
 			continue;
 		if (c == '=') {
-			pad = true;
+			npad++;
 			continue;
 		}
 		v = b64val(c);
-		if (v < 0 || pad)
+		if (v < 0) {
+			*why = "a character outside the base64 alphabet";
 			return -EINVAL;
+		}
+		if (npad) {
+			*why = "'=' before the end";
+			return -EINVAL;
+		}
 		acc = acc << 6 | (uint32_t)v;
-		if (++k == 4) {
+		if (++ndata % 4 == 0) {
 			dkv_buf_putc(out, (char)(acc >> 16));
 			dkv_buf_putc(out, (char)(acc >> 8));
 			dkv_buf_putc(out, (char)acc);
 			acc = 0;
-			k = 0;
 		}
 	}
-	if (k == 1)
+	/* With the length a multiple of 4 and at most two '=', the padding
+	 * fits the last group: 2 data characters and "==", or 3 and "=". */
+	if ((ndata + npad) % 4) {
+		*why = "the length is not a multiple of 4 (missing or extra '=')";
 		return -EINVAL;
-	if (k == 2)
+	}
+	if (npad > 2) {
+		*why = "too much '=' padding";
+		return -EINVAL;
+	}
+	if ((ndata % 4 == 2 && (acc & 0xf)) || (ndata % 4 == 3 && (acc & 0x3))) {
+		*why = "the last character has bits set beyond the data";
+		return -EINVAL;
+	}
+	if (ndata % 4 == 2)
 		dkv_buf_putc(out, (char)(acc >> 4));
-	if (k == 3) {
+	if (ndata % 4 == 3) {
 		dkv_buf_putc(out, (char)(acc >> 10));
 		dkv_buf_putc(out, (char)(acc >> 2));
 	}
@@ -1114,9 +1136,10 @@ static int parse_scalar(struct parser *ps, const yaml_event_t *ev)
 		return parse_hex_bytes(ps, ev, s, n);
 	if (!strcmp(tag, TAG_BINARY)) {
 		struct dkv_buf b = {0};
-		int rc = base64_decode(&b, s, n);
+		const char *why = NULL;
+		int rc = base64_decode(&b, s, n, &why);
 		if (rc)
-			rc = fail(&ps->err, ev->start_mark, "!!binary: not valid base64");
+			rc = fail(&ps->err, ev->start_mark, "!!binary: not valid base64: %s", why);
 		else
 			dkv_mp_bin(ps->out, b.data, b.len);
 		dkv_buf_release(&b);

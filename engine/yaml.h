@@ -6,7 +6,8 @@
  * `false`, decimal, 0x/0o integers, .inf/.nan floats); everything else,
  * including `ON`, `yes` and `no`, is a string.  Byte strings are `!bin
  * text` when printable ASCII, `!hex aa:bb` when up to 32 bytes, else
- * `!!binary` base64; paths (ext type 3) use `!P` with the colon notation
+ * `!!binary` base64 (read strictly: bad length, padding or characters are
+ * errors); paths (ext type 3) use `!P` with the colon notation
  * of pathtext.h joined by '.'; arrays are sequences, maps are mappings.
  * The full list of tags is at the top of yaml.c.
  */

@@ -341,6 +341,30 @@ def test_list(cli):
     assert sorted(cli("data", "list", "t10").stdout.splitlines()) == ["a", "b"]
 
 
+def test_list_names_with_control_characters(cli):
+    """A name holding a newline (or another control character) is listed
+    as one :u word, which names the entry again (doc/cli.md)."""
+    names = ["two\nlines", "cr\r", "tab\there", "esc\x1b[0m", "del\x7f", "nel\x85", "ls\u2028"]
+    for i, name in enumerate(names):
+        cli("data", "set", "-v", f"v{i}", "t12", name)
+    cli("data", "set", "-v", "plain", "t12", "plain name")
+    out = cli("data", "list", "t12").stdout
+    # one line per child, whoever splits the lines
+    assert out.endswith("\n")
+    lines = out[:-1].split("\n")
+    assert len(lines) == len(names) + 1, out
+    assert out.splitlines() == lines
+    assert "plain name" in lines
+    assert ":u74776f0a6c696e6573" in lines
+    for line in lines:
+        assert line.isprintable(), line
+    # each line used as a path word gets the value back
+    got = {cli("data", "get", "t12", line).stdout for line in lines}
+    assert got == {f"v{i}\n" for i in range(len(names))} | {"plain\n"}
+    # the raw name still works as a path word too
+    assert cli("data", "get", "t12", "two\nlines").stdout == "v0\n"
+
+
 def test_monitor(cli, server):
     cli("data", "set", "-ev", "1", "t11", "a")
     proc = subprocess.Popen(
@@ -397,6 +421,31 @@ def test_internal_dump(cli):
     res = cli("internal", "dump")
     assert res.returncode == 0
     yaml.load(res.stdout, Loader=Loader)
+
+
+def test_config_binary_must_be_base64(server, tmp_path):
+    """Tagged YAML reaches the command line through -C and -c (data set
+    takes text or a Python literal): a !!binary that is not valid base64
+    is a usage error naming the problem; folded base64 is fine."""
+    port = ["client", "-p", str(server.port), "data", "get"]
+    for bad, why in [("zz", "the length is not a multiple of 4"), ("z===", "too much '=' padding"),
+                     ("====", "too much '=' padding"), ("aGVs=bG8", "'=' before the end"),
+                     ("a$==", "a character outside the base64 alphabet"), ("zz==", "the last character has bits set beyond the data")]:
+        res = run(["-C", f"test.blob=!!binary {bad}"] + port, check=False)
+        assert res.returncode == 2, (bad, res)
+        assert res.stdout == ""
+        assert "!!binary: not valid base64: " + why in res.stderr, (bad, res.stderr)
+        assert len(res.stderr.splitlines()) == 1, res.stderr
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("test:\n  blob: !!binary zz\n")
+    res = run(["-c", str(cfg)] + port, check=False)
+    assert res.returncode == 2
+    assert f"{cfg}:2:9: !!binary: not valid base64" in res.stderr, res.stderr
+    # valid base64, folded over lines as YAML emitters write it
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text("test:\n  blob: !!binary |\n    aGVs\n    bG8=\n")
+    assert run(["-c", str(cfg)] + port).stdout == "Testing\n"
+    assert run(["-C", "test.blob=!!binary aGVs bG8="] + port).stdout == "Testing\n"
 
 
 # ---- errors and help ----

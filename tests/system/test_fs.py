@@ -830,7 +830,8 @@ def test_invalid_yaml(fs):
     old value stays (checked through the protocol and the file), the reason
     is in the server log naming the file."""
     fs.set(("bad",), {"keep": 1})
-    for bad in ["a: [1,\n", "{x\n", "!bin ***notbase64\n", "- a\nb: c\n", "\t\x00\n"]:
+    for bad in ["a: [1,\n", "{x\n", "!bin ***notbase64\n", "- a\nb: c\n", "\t\x00\n",
+                "!!binary zz\n", "!!binary z===\n", "!!binary aGVs=bG8\n"]:
         e = errno_of(write_raw, fs.path("bad", "_"), bad)
         assert e == errno.EINVAL, (bad, en(e))
         assert fs.get("bad") == {"keep": 1}, bad
@@ -1068,6 +1069,8 @@ ELEMENTS = [
     ("ünïcødé", "ünïcødé"),
     ("_x", "_x"),
     ("x.y", "x.y"),
+    ("two\nlines", ":u74776f0a6c696e6573"),   # control characters: one name per line
+    ("tab\there", ":u7461620968657265"),
 ]
 
 
@@ -1107,6 +1110,11 @@ def test_name_escaping_lookup_aliases(fs):
     assert ".made" in fs.enum("al", empty=True)
     assert errno_of(os.stat, fs.path("al", "123")) == errno.ENOENT   # the string "123"
     assert errno_of(os.stat, fs.path("al", ":zzz")) == errno.ENOENT
+    # a name with a newline is listed as :u..., and found by its raw name too
+    fs.set(("al", "a\nb"), 6)
+    assert ":u610a62" in os.listdir(fs.path("al"))
+    assert read(fs.path("al", ":u610a62", "_")) == "6\n"
+    assert read(fs.path("al", "a\nb", "_")) == "6\n"
 
 
 def test_name_escaping_mkdir(fs):

@@ -14,7 +14,8 @@ What is covered:
   reach the requesting client, leave the server serving, and show in
   `internal state --log`;
 * SIGTERM flushes a `none` log; `--save`; damaged files stop the start
-  unless `--skip-damaged`; switching logs loses nothing.
+  unless `--skip-damaged`; an empty file is only a warning; switching logs
+  loses nothing.
 """
 
 import os
@@ -374,6 +375,26 @@ def test_damaged_file_stops_the_start(server_factory, tmp_path):
     torn.write_bytes(data[:-3])
     s3 = restart(server_factory, torn)
     assert "truncated record at byte" in s3.log()
+
+
+def test_empty_file_is_a_warning(server_factory, tmp_path):
+    """A 0-byte file (a crash right after creating the log) has no header:
+    the server says so, naming the file, loads the other files and serves."""
+    s = server_factory(node=NODE)
+    s.dkv("data", "set", "-v", "kept", "e", "k")
+    good = tmp_path / "good.state"
+    s.dkv("log", "save", str(good))
+    s.stop()
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    s2 = restart(server_factory, empty, good)
+    want = "distkv: warning: %s: empty (0 bytes): no log header, nothing loaded" % empty
+    assert want in s2.log(), s2.log_tail(20)
+    q = s2.connect()
+    assert q.get(("e", "k")).get("value") == "kept"
+    q.close()
+    s2.dkv("data", "set", "-v", "new", "e", "n")
+    assert s2.dkv("data", "get", "e", "n").stdout == "new\n"
 
 
 # ---------------------------------------------------------------------------

@@ -275,10 +275,46 @@ TEST(empty_and_newer_format)
 	struct dkv_engine *b = mk("node-a");
 	struct dkv_buf empty = {0}, newer = {0};
 	char err[600];
+	/* an empty file (a crash right after creating a log) loads, with a
+	 * warning naming it */
 	nwarn = 0;
-	CHECK_EQ_INT(load(b, &empty, &quiet, err), 0);
-	CHECK_EQ_INT(nwarn, 0);
+	lastwarn[0] = 0;
+	struct dkv_log_stats st = {0};
+	CHECK_EQ_INT(dkv_log_load_mem(b, NULL, 0, "mem", &quiet, &st, err, sizeof err), 0);
+	CHECK_EQ_INT(nwarn, 1);
+	CHECK_EQ_INT(st.warnings, 1);
+	CHECK_EQ_INT(st.records, 0);
+	CHECK_EQ_STR(lastwarn, "mem: empty (0 bytes): no log header, nothing loaded");
 	CHECK_EQ_INT(dkv_engine_entry_count(b) <= 2, 1);
+	nwarn = 0;
+	CHECK_EQ_INT(load(b, &empty, &skipping, err), 0);
+	CHECK_EQ_INT(nwarn, 1);
+	/* the same through a real file: the message names its path */
+	char dir[] = "/tmp/dkv-test-log-XXXXXX", path[128];
+	REQUIRE(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/empty.log", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	REQUIRE(fd >= 0);
+	close(fd);
+	nwarn = 0;
+	lastwarn[0] = 0;
+	CHECK_EQ_INT(dkv_log_load_file(b, path, &quiet, NULL, err, sizeof err), 0);
+	CHECK_EQ_INT(nwarn, 1);
+	CHECK(!strncmp(lastwarn, path, strlen(path)) && strstr(lastwarn, ": empty") != NULL);
+	unlink(path);
+	rmdir(dir);
+	/* an empty replication message is no file: no warning */
+	struct dkv_log_load_opts remote = {.warn = count_warn, .remote = true};
+	nwarn = 0;
+	CHECK_EQ_INT(dkv_log_load_mem(b, NULL, 0, "peer", &remote, NULL, err, sizeof err), 0);
+	CHECK_EQ_INT(nwarn, 0);
+	/* a header alone is a good (empty) log: no warning */
+	struct dkv_buf hdr = {0};
+	dkv_log_encode_header(&hdr, "node-a", DKV_LOG_KIND_LOG);
+	nwarn = 0;
+	CHECK_EQ_INT(load(b, &hdr, &quiet, err), 0);
+	CHECK_EQ_INT(nwarn, 0);
+	dkv_buf_release(&hdr);
 	dkv_mp_map(&newer, 1);
 	dkv_mp_cstr(&newer, "distkv-log");
 	dkv_mp_uint(&newer, DKV_LOG_FORMAT + 1);

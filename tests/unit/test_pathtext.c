@@ -89,7 +89,7 @@ TEST(strings)
 	start(), dkv_mp_str(&enc_, "a\0b", 3);
 	CHECK(round_trip(":u610062", ":u610062"));
 	start(), dkv_mp_cstr(&enc_, "two\nlines");
-	CHECK(round_trip("two\nlines", "two\nlines"));
+	CHECK(round_trip(":u74776f0a6c696e6573", ":u74776f0a6c696e6573"));
 	start(), dkv_mp_cstr(&enc_, "gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac");
 	CHECK(round_trip("gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac", "gr\xc3\xbc\xc3\x9f" "e \xe2\x82\xac"));
 	start(), dkv_mp_cstr(&enc_, "bad\xff");
@@ -120,6 +120,85 @@ TEST(strings)
 	CHECK(parses_to(":u", 0));
 	start(), dkv_mp_cstr(&enc_, ":t");
 	CHECK(parses_to(":=:t", 0));
+}
+
+/* No formatted text holds a byte below 0x20 or 0x7f. */
+static int one_line(const char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f) {
+			printf("#   control byte %02x in \"%.*s\"\n", (unsigned char)t[i], (int)n, t);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Control characters are written :uHEX (the form for NUL and invalid
+ * UTF-8 before them), so `dkv data list` prints one name per line. */
+TEST(control_characters)
+{
+	start(), dkv_mp_cstr(&enc_, "a\nb");
+	CHECK(round_trip(":u610a62", ":u610a62"));
+	start(), dkv_mp_cstr(&enc_, "\n");
+	CHECK(round_trip(":u0a", ":u0a"));
+	start(), dkv_mp_cstr(&enc_, "cr\r");
+	CHECK(round_trip(":u63720d", ":u63720d"));
+	start(), dkv_mp_cstr(&enc_, "tab\there");
+	CHECK(round_trip(":u7461620968657265", ":u7461620968657265"));
+	start(), dkv_mp_cstr(&enc_, "del\x7f");
+	CHECK(round_trip(":u64656c7f", ":u64656c7f"));
+	start(), dkv_mp_cstr(&enc_, "\x1b[31mred");
+	CHECK(round_trip(":u1b5b33316d726564", ":u1b5b33316d726564"));
+	/* a control character makes the :: and := forms give way to :u */
+	start(), dkv_mp_cstr(&enc_, ":x\n");
+	CHECK(round_trip(":u3a780a", ":u3a780a"));
+	start(), dkv_mp_cstr(&enc_, ".h\n");
+	CHECK(round_trip(":u2e680a", ":u2e680a"));
+	/* C1 controls (U+0085 NEL, U+009B CSI) and U+2028, U+2029, which
+	 * some readers take for line ends */
+	start(), dkv_mp_cstr(&enc_, "a\xc2\x85");
+	CHECK(round_trip(":u61c285", ":u61c285"));
+	start(), dkv_mp_cstr(&enc_, "\xc2\x9b");
+	CHECK(round_trip(":uc29b", ":uc29b"));
+	start(), dkv_mp_cstr(&enc_, "a\xe2\x80\xa8" "b");
+	CHECK(round_trip(":u61e280a862", ":u61e280a862"));
+	start(), dkv_mp_cstr(&enc_, "\xe2\x80\xa9");
+	CHECK(round_trip(":ue280a9", ":ue280a9"));
+	/* their printable neighbours stay plain: U+00A0, U+00E9, U+2027 */
+	start(), dkv_mp_cstr(&enc_, "\xc2\xa0\xc3\xa9\xe2\x80\xa7");
+	CHECK(round_trip("\xc2\xa0\xc3\xa9\xe2\x80\xa7", "\xc2\xa0\xc3\xa9\xe2\x80\xa7"));
+	/* inside a tuple */
+	start(), dkv_mp_array(&enc_, 2), dkv_mp_cstr(&enc_, "x\ny"), dkv_mp_uint(&enc_, 1);
+	CHECK(round_trip(":(:u780a79,:1)", ":(:u780a79,:1)"));
+	/* byte strings already used :y for them */
+	start(), dkv_mp_bin(&enc_, "a\nb", 3);
+	CHECK(round_trip(":y610a62", ":y610a62"));
+	start(), dkv_mp_bin(&enc_, "\x7f", 1);
+	CHECK(round_trip(":y7f", ":y7f"));
+
+	/* every ASCII character in the middle of a string: plain exactly when
+	 * printable (and, in a file name, not '/') */
+	for (int c = 1; c < 0x80; c++) {
+		char s[4] = {'a', (char)c, 'b', 0};
+		start(), dkv_mp_str(&enc_, s, 3);
+		int printable = c >= 0x20 && c < 0x7f;
+		char hex[16];
+		snprintf(hex, sizeof hex, ":u61%02x62", c);
+		const char *cli = printable ? s : hex;
+		const char *fs = printable && c != '/' ? s : hex;
+		if (!round_trip(cli, fs)) {
+			printf("#   character %02x\n", c);
+			CHECK(0);
+		}
+	}
+
+	/* what people type still works: the characters as they are */
+	start(), dkv_mp_cstr(&enc_, "a\nb");
+	CHECK(parses_to("a\nb", 0));
+	CHECK(parses_to("a\nb", DKV_PT_FS));
+	CHECK(parses_to(":=a\nb", 0));
+	CHECK(parses_to(":u610A62", 0));
 }
 
 TEST(scalars)
@@ -308,7 +387,7 @@ static uint32_t rnd(uint32_t n)
 
 static void random_elem(struct dkv_buf *b, int depth)
 {
-	static const char pool[] = "a:._/,()\0\xff\xc3\xa9 =\n";
+	static const char pool[] = "a:._/,()\0\xff\xc3\xa9 =\n\t\x7f\xc2\x85";
 	uint8_t s[8];
 	size_t n = rnd(6);
 	switch (rnd(depth < 3 ? 8 : 7)) {
@@ -354,8 +433,13 @@ TEST(fs_safety)
 		random_elem(&enc_, 0);
 		if (!round_trip(NULL, NULL))
 			bad++;
-		const char *t = fmt(DKV_PT_FS);
+		const char *t = fmt(0);
+		if (!one_line(t, strlen(t)))
+			bad++;
+		t = fmt(DKV_PT_FS);
 		size_t n = strlen(t);
+		if (!one_line(t, n))
+			bad++;
 		struct dkv_buf raw = {0};
 		dkv_pathtext_format(&raw, enc_.data, enc_.len, DKV_PT_FS);
 		if (raw.len != n || !n || strchr(t, '/') || t[0] == '.' || !strcmp(t, "_") ||
@@ -439,4 +523,4 @@ TEST(cleanup)
 	CHECK(1);
 }
 
-TESTS(strings, scalars, integers, big_integers, floats, bytes, tuples, fs_safety, invalid, cleanup)
+TESTS(strings, control_characters, scalars, integers, big_integers, floats, bytes, tuples, fs_safety, invalid, cleanup)
