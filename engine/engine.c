@@ -274,6 +274,49 @@ static bool remote_wins(const struct dkv_entry *ent, const struct dkv_chain_link
 	return in->tick > head->tick;
 }
 
+int dkv_session_check(struct dkv_session *s, const uint8_t *path, size_t len, bool internal,
+		      unsigned mode)
+{
+	if (!s || !s->check)
+		return 0;
+	return s->check(s, path, len, internal, mode);
+}
+
+int dkv_engine_find(struct dkv_engine *e, struct dkv_session *s, const uint8_t *path,
+		    size_t len, bool internal, unsigned mode, struct dkv_entry **out)
+{
+	struct dkv_entry *base = e->root;
+	int rc;
+	*out = NULL;
+	if (internal)
+		base = dkv_engine_meta(e);
+	else if (len && path[0] == 0xc0)
+		return DKV_E_INTERNAL;
+	if ((rc = dkv_session_check(s, path, len, internal, mode)))
+		return rc;
+	*out = dkv_entry_lookup(e, base, path, len, false);
+	return 0;
+}
+
+/* A local change's access: delete (d), or W -- write (w) where a value
+ * is, create (c) where none is.  Looked up without creating anything. */
+static int check_access(struct dkv_engine *e, const struct dkv_change *c,
+			struct dkv_entry *base)
+{
+	unsigned mode = DKV_ACL_DELETE;
+	if (c->value) {
+		struct dkv_entry *old = dkv_entry_lookup(e, base, c->path, c->path_len, false);
+		mode = old && dkv_entry_has_value(old) ? DKV_ACL_WRITE : DKV_ACL_CREATE;
+	}
+	return dkv_session_check(c->sess, c->path, c->path_len, c->internal, mode);
+}
+
+static bool holds(const struct dkv_entry *ent, const uint8_t *v, size_t len)
+{
+	return ent && dkv_entry_has_value(ent) && ent->value->len == len &&
+	       !memcmp(dkv_value_data(ent->value), v, len);
+}
+
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
 {
 	struct dkv_entry *base = e->root;
@@ -290,8 +333,11 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	if (c->internal) {
 		base = dkv_engine_meta(e);
 	} else if (c->path_len && c->path[0] == 0xc0) {
-		return -EINVAL; /* the None subtree is internal */
+		return DKV_E_INTERNAL;
 	}
+	if (c->src == DKV_SRC_LOCAL && c->sess && c->sess->check &&
+	    (rc = check_access(e, c, base)))
+		return rc;
 
 	size_t before = e->nentries;
 	/* a deletion from elsewhere leaves a tombstone even where we had nothing */
@@ -301,12 +347,21 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 	if (!ent) {
 		if (create)
 			return -EINVAL; /* an element too long to be a name */
+		if (c->src == DKV_SRC_LOCAL && c->prev)
+			return DKV_E_PREV;
 		return check_precond(c, NULL); /* deleting what does not exist changes nothing */
 	}
 	dkv_entry_pin(ent);
 	res->entry = ent;
 
 	if (c->src == DKV_SRC_LOCAL) {
+		/* in DistKV's order: the value, idem, then the chain */
+		if (c->prev && !holds(ent, c->prev, c->prev_len))
+			return DKV_E_PREV;
+		if (c->idem && c->value && holds(ent, c->value, c->value_len)) {
+			res->idem = true;
+			return 0;
+		}
 		rc = check_precond(c, ent);
 		if (rc)
 			return rc;
@@ -365,6 +420,7 @@ int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dk
 		.src = c->src,
 		.internal = c->internal,
 		.created = created,
+		.sess = c->src == DKV_SRC_LOCAL ? c->sess : NULL,
 	};
 	fan_out(e, &ev);
 	return 0;

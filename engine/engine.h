@@ -13,6 +13,7 @@
 #ifndef DKV_ENGINE_H
 #define DKV_ENGINE_H
 
+#include "errors.h"
 #include "mp.h"
 #include "path.h"
 #include "range.h"
@@ -170,6 +171,52 @@ void dkv_engine_set_keep(struct dkv_engine *e, struct dkv_entry *ent, bool keep)
  * children.  An entry that is no longer visible is fine (0). */
 int dkv_engine_rmdir(struct dkv_engine *e, struct dkv_entry *ent);
 
+/* ---- sessions: who asks ---- */
+
+/* Access modes, as DistKV's ACLs name them, one bit each. */
+enum {
+	DKV_ACL_ACL = 1 << 0,      /* a: read and change ACLs */
+	DKV_ACL_READ = 1 << 1,     /* r: read the value */
+	DKV_ACL_WRITE = 1 << 2,    /* w: change an existing value; in a table: W, which the
+				    * engine turns into w or c (below) */
+	DKV_ACL_CREATE = 1 << 3,   /* c: set a value where there is none */
+	DKV_ACL_DELETE = 1 << 4,   /* d: delete the value */
+	DKV_ACL_ACCESS = 1 << 5,   /* x: reach the entries below */
+	DKV_ACL_ENUM = 1 << 6,     /* e: list the children */
+	DKV_ACL_NEW = 1 << 7,      /* n: make new entries below */
+	DKV_ACL_INTERNAL = 1 << 8, /* ours: the None subtree and node-wide actions */
+};
+
+/*
+ * A session: who is asking, and the rule that decides what they may do.
+ * The protocol server keeps one per connection, the mount one of its
+ * own.  Local changes and reads carry one; remote and replayed changes
+ * carry none (their own node checked them).  Without a rule everything
+ * is allowed, and nothing is looked up for it: a node without auth pays
+ * nothing per request.
+ */
+struct dkv_session {
+	const char *user; /* NULL: nobody logged in */
+	/* the rule (the user's ACL; NULL: allow all): 0, or -EACCES with
+	 * the reason in s->why */
+	int (*check)(struct dkv_session *s, const uint8_t *path, size_t len, bool internal,
+		     unsigned mode);
+	void *rule;       /* the rule's own data */
+	char why[200];    /* the last refusal */
+};
+
+/* Whether s may use mode (DKV_ACL_*) at path (internal: below None).
+ * s NULL or without a rule: 0.  Else the rule's answer. */
+int dkv_session_check(struct dkv_session *s, const uint8_t *path, size_t len, bool internal,
+		      unsigned mode);
+
+/* The entry at path (internal: below None), if s may use it with mode:
+ * 0 with *out (NULL when there is no such entry; nothing is created),
+ * -EACCES (s->why says why), or DKV_E_INTERNAL (a path through None
+ * without internal). */
+int dkv_engine_find(struct dkv_engine *e, struct dkv_session *s, const uint8_t *path,
+		    size_t len, bool internal, unsigned mode, struct dkv_entry **out);
+
 /* ---- changes ---- */
 
 enum dkv_source {
@@ -194,7 +241,11 @@ struct dkv_change {
 	const char *pre_node; /* DKV_PRE_CHAIN */
 	size_t pre_node_len;
 	uint64_t pre_tick;
+	const uint8_t *prev;  /* local: the value the entry must hold (msgpack); NULL: any */
+	size_t prev_len;
+	bool idem;            /* local: setting the value it already has changes nothing */
 	enum dkv_source src;
+	struct dkv_session *sess; /* local: who asks (NULL: the node itself, unchecked) */
 	const struct dkv_chain_link *chain; /* remote/replay: the entry's new chain */
 	uint32_t nchain;
 	uint64_t tock;                 /* remote/replay: the change's tock */
@@ -205,14 +256,19 @@ struct dkv_result {
 	struct dkv_value *prev;   /* the old state (a reference; NULL if none) */
 	struct dkv_entry *entry;  /* the entry, pinned: unpin when done; NULL on error */
 	bool conflict;            /* remote: made concurrently with our state (resolved) */
+	bool idem;                /* idem: the entry held that value already (unchanged) */
 };
 
 /* Apply one change; every mutation of the tree goes through here.
- * 0 on success.  Errors, with res->entry still set (pinned) so the caller
- * can describe the conflict: -EEXIST (DKV_PRE_NEW but a value exists),
- * -ENOENT (DKV_PRE_CHAIN but there is no value), -ESTALE (the chain does
- * not match), -EINVAL (a local change to a path through the None root),
- * -EFBIG (a value larger than DKV_VALUE_MAX).
+ * A local change is first checked against its session (before anything
+ * is created, so a refused change leaves nothing behind): -EACCES, with
+ * the reason in c->sess->why.  Then 0 on success, or errors with
+ * res->entry still set (pinned) so the caller can describe the conflict:
+ * -EEXIST (DKV_PRE_NEW but a value exists), -ENOENT (DKV_PRE_CHAIN but
+ * there is no value), -ESTALE (the chain does not match), DKV_E_PREV
+ * (c->prev is not the value).  Without res->entry: DKV_E_INTERNAL (a
+ * change to a path through the None root without c->internal), -EFBIG
+ * (a value larger than DKV_VALUE_MAX), -EINVAL (an element too long).
  * A remote/replayed change that is older than the entry's state is not an
  * error: it returns 0 with changed false. */
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
@@ -237,6 +293,7 @@ struct dkv_event {
 	enum dkv_source src;
 	bool internal;
 	unsigned created; /* entries this change created (the last elements of its path) */
+	const struct dkv_session *sess; /* local: who made it (NULL: the node itself) */
 };
 
 /* A watcher sees every change at or below its entry. */

@@ -35,62 +35,6 @@ static unsigned next_conn_id;
 
 #define PER_ROUND_OUTPUT (4u << 20) /* reply bytes one connection may produce per round */
 
-/* ---- requests ---- */
-
-int dkv__msg_decode(struct dkv_msg *m, const uint8_t *p, size_t len, char *err, size_t errlen)
-{
-	struct dkv_mp_reader r;
-	struct dkv_mp_item it, k;
-
-	m->n = 0;
-	m->has_seq = false;
-	m->seq = 0;
-	dkv_mp_reader_init(&r, p, len);
-	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_MAP) {
-		snprintf(err, errlen, "a request must be a map");
-		return -EINVAL;
-	}
-	if (it.v.n > DKV_MSG_MAX_FIELDS) {
-		snprintf(err, errlen, "a request has at most %d fields", DKV_MSG_MAX_FIELDS);
-		return -EINVAL;
-	}
-	for (uint32_t i = 0; i < it.v.n; i++) {
-		if (dkv_mp_read(&r, &k) || (k.type != DKV_MP_STR && k.type != DKV_MP_BIN)) {
-			snprintf(err, errlen, "request keys must be strings");
-			return -EINVAL;
-		}
-		const uint8_t *v = r.p;
-		if (dkv_mp_skip(&r)) {
-			snprintf(err, errlen, "malformed request");
-			return -EINVAL;
-		}
-		struct dkv_field *f = &m->f[m->n++];
-		f->key = k.v.s.p;
-		f->keylen = k.v.s.len;
-		f->val = v;
-		f->vallen = (uint32_t)(r.p - v);
-	}
-	const struct dkv_field *s = dkv__msg_get(m, "seq");
-	if (s) {
-		struct dkv_mp_reader sr;
-		dkv_mp_reader_init(&sr, s->val, s->vallen);
-		if (!dkv_mp_read(&sr, &it) && it.type == DKV_MP_UINT) {
-			m->has_seq = true;
-			m->seq = it.v.u;
-		}
-	}
-	return 0;
-}
-
-const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key)
-{
-	size_t kl = strlen(key);
-	for (unsigned i = 0; i < m->n; i++)
-		if (m->f[i].keylen == kl && !memcmp(m->f[i].key, key, kl))
-			return &m->f[i];
-	return NULL;
-}
-
 /* ---- replies ---- */
 
 void dkv__reply_begin(struct dkv_reply *r, struct dkv_conn *c)
@@ -122,6 +66,30 @@ void dkv__reply_end(struct dkv_reply *r)
 {
 	/* our replies never have more than 15 fields, so fixmap fits */
 	r->b->data[r->head] = (uint8_t)(0x80 | r->n);
+}
+
+void dkv__reply_seq(struct dkv_reply *r, const struct dkv_msg *m)
+{
+	dkv__reply_key(r, "seq");
+	dkv_mp_uint(r->b, m->seq);
+}
+
+void dkv__reply_tock(struct dkv_reply *r, struct dkv_engine *e, uint64_t tock)
+{
+	dkv__reply_key(r, "tock");
+	dkv_mp_uint(r->b, tock ? tock : dkv_engine_next_tock(e));
+}
+
+/* A reply with just a result. */
+void dkv__reply_result_bool(struct dkv_req *q, bool v)
+{
+	struct dkv_reply r;
+	dkv__reply_begin(&r, q->c);
+	dkv__reply_key(&r, "result");
+	dkv_mp_bool(r.b, v);
+	dkv__reply_seq(&r, q->m);
+	dkv__reply_tock(&r, q->e, 0);
+	dkv__reply_end(&r);
 }
 
 void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
@@ -401,23 +369,6 @@ static void handle_control(struct dkv_conn *c, const struct dkv_msg *m, const ch
 	}
 }
 
-/* Whether a request may run before the node is in sync with its peers:
- * replication itself, and what only describes the node. */
-static bool runs_unready(const struct dkv_field *act)
-{
-	static const char *const ok[] = {"repl", "get_state", "get_tock", "stop", "msg_send",
-					 "msg_monitor"};
-	struct dkv_mp_reader r;
-	struct dkv_mp_item it;
-	dkv_mp_reader_init(&r, act->val, act->vallen);
-	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_STR)
-		return true; /* an error reply needs no data */
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-		if (dkv_mp_streq(&it, ok[i]))
-			return true;
-	return false;
-}
-
 /* Handle one message; false when it must wait until the node is in sync
  * (the connection is parked: see dkv_server_set_ready). */
 static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
@@ -457,11 +408,10 @@ static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 		}
 		return true;
 	}
-	if (!c->srv->ready && act && !runs_unready(act)) {
+	if (!dkv__proto_dispatch(c, &m)) {
 		c->parked = true;
 		return false;
 	}
-	dkv__proto_dispatch(c, &m);
 	return true;
 }
 

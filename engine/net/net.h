@@ -92,8 +92,7 @@ struct dkv_conn {
 	unsigned qlen;              /* stream window agreed with the client; 0: none */
 	struct dkv_stream *streams; /* multi-reply requests still running */
 	unsigned id;                /* for log messages */
-	/* the session: who is asking (auth arrives with the auth issue) */
-	const char *user;           /* NULL: anonymous, allow-all */
+	struct dkv_session sess;    /* who is asking */
 };
 
 /* ---- replies ---- */
@@ -157,20 +156,134 @@ void dkv__stream_cancel(struct dkv_stream *st);
 void dkv__stream_pump(struct dkv_stream *st);
 struct dkv_stream *dkv__stream_find(struct dkv_conn *c, uint64_t seq);
 
-/* ---- the actions (proto.c) ---- */
+/* ---- requests (decode.c) ---- */
 
-/* Handle one decoded request (not hello/ack). */
-void dkv__proto_dispatch(struct dkv_conn *c, const struct dkv_msg *m);
+/* One request being handled: what a handler gets. */
+struct dkv_req {
+	struct dkv_conn *c;
+	const struct dkv_msg *m;
+	struct dkv_engine *e;
+	struct dkv_session *sess; /* the connection's */
+	unsigned mode;            /* DKV_ACL_* its action needs (the table's) */
+	char err[512];            /* the reply's error, set by whatever failed */
+};
+
+/* Field getters: 0, or -EINVAL with the reason in q->err.  A missing
+ * field gives the default. */
+int dkv__req_bad_field(struct dkv_req *q, const char *key, const char *want);
+/* An integer (or a bool, which old clients send for nchain). */
+int dkv__req_int(struct dkv_req *q, const char *key, int64_t dflt, int64_t *out);
+int dkv__req_bool(struct dkv_req *q, const char *key, bool *out);
+/* The request's path.  Every action that takes a path needs one (empty
+ * for the root), so a client that forgot it cannot touch the root. */
+int dkv__req_path(struct dkv_req *q, struct dkv_path *p);
+/* p for a message, shortened when long. */
+void dkv__describe_path(const struct dkv_path *p, char *buf, size_t len);
+/* The entry at p (internal: below None) if the session may use it with
+ * q->mode: 0 with *out (NULL when there is none), or an error with the
+ * reason in q->err. */
+int dkv__req_lookup(struct dkv_req *q, const struct dkv_path *p, bool internal,
+		    struct dkv_entry **out);
+
+/* Reply fields every action sends. */
+void dkv__reply_seq(struct dkv_reply *r, const struct dkv_msg *m);
+/* tock 0: the engine's next tock. */
+void dkv__reply_tock(struct dkv_reply *r, struct dkv_engine *e, uint64_t tock);
+/* A reply with just {result: v}. */
+void dkv__reply_result_bool(struct dkv_req *q, bool v);
+
+/* ---- the action table (proto.c) ---- */
+
+/*
+ * One row per action: its handler, the access mode the session needs on
+ * the request's path (the handler passes it to the engine, which checks:
+ * dkv_session_check), and whether it runs before the node is in sync with
+ * its peers (replication itself, and what only describes the node; the
+ * others wait: dkv_server_set_ready).  New action families add rows and
+ * an act_*.c file of their own.
+ */
+struct dkv__action {
+	const char *name;
+	int (*fn)(struct dkv_req *q);
+	unsigned mode; /* DKV_ACL_* */
+	bool unready;  /* answered before the node is in sync */
+};
+
+/* The table's row for an action name, or NULL. */
+const struct dkv__action *dkv__proto_action(const uint8_t *name, size_t len);
+/* Handle one decoded request (not hello/ack).  false: it must wait until
+ * the node is in sync (nothing was done). */
+bool dkv__proto_dispatch(struct dkv_conn *c, const struct dkv_msg *m);
 /* The greeting sent when a client connects. */
 void dkv__proto_greeting(struct dkv_conn *c);
 
-/* ---- the cluster's actions (repl.c) ---- */
+/* The handlers, by family.  Each returns 0 once it has replied (or
+ * started a stream), or an error with the reason in q->err (empty: the
+ * error's own message), which the dispatcher sends. */
+int dkv__act_get_value(struct dkv_req *q);      /* act_data.c */
+int dkv__act_get_internal(struct dkv_req *q);
+int dkv__act_set_value(struct dkv_req *q);
+int dkv__act_delete_value(struct dkv_req *q);
+int dkv__act_set_internal(struct dkv_req *q);
+int dkv__act_delete_internal(struct dkv_req *q);
+int dkv__act_enum(struct dkv_req *q);
+int dkv__act_enum_internal(struct dkv_req *q);
+int dkv__act_get_tree(struct dkv_req *q);       /* act_tree.c */
+int dkv__act_get_tree_internal(struct dkv_req *q);
+int dkv__act_delete_tree(struct dkv_req *q);
+int dkv__act_watch(struct dkv_req *q);          /* act_watch.c */
+int dkv__act_stop(struct dkv_req *q);
+int dkv__act_log(struct dkv_req *q);            /* act_log.c */
+int dkv__act_save(struct dkv_req *q);
+int dkv__act_get_state(struct dkv_req *q);      /* act_state.c */
+int dkv__act_get_tock(struct dkv_req *q);
+int dkv__act_test_acl(struct dkv_req *q);
+int dkv__act_repl(struct dkv_req *q);           /* repl.c */
+int dkv__act_msg_send(struct dkv_req *q);
+int dkv__act_msg_monitor(struct dkv_req *q);
 
-/* Each returns 0, or a negative errno with a sentence in err. */
-int dkv__act_repl(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
-int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
-int dkv__act_msg_monitor(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen);
 /* The server closes: stop replication streams' timers and hook. */
 void dkv__repl_close(struct dkv_server *s);
+
+/* ---- walking a subtree for a stream (walker.c) ---- */
+
+/* A path kept as elements with their offsets, for cheap push/pop. */
+struct dkv__pstack {
+	struct dkv_buf enc;
+	size_t *off; /* start of each element in enc */
+	uint32_t n, cap;
+};
+
+void dkv__pstack_push(struct dkv__pstack *s, const uint8_t *e, size_t len);
+void dkv__pstack_pop(struct dkv__pstack *s);
+size_t dkv__pstack_elen(const struct dkv__pstack *s, uint32_t i);
+void dkv__pstack_set(struct dkv__pstack *dst, const struct dkv__pstack *src);
+void dkv__pstack_release(struct dkv__pstack *s);
+
+struct dkv__walker {
+	struct dkv_entry *top;   /* pinned */
+	struct dkv_entry *cur;   /* pinned; NULL before the first step */
+	struct dkv__pstack path; /* cur's path relative to top */
+	struct dkv__pstack last; /* the last path sent, for depth compression */
+	int64_t nchain, min_depth, max_depth;
+	bool empty;
+	bool skip_meta;          /* top is the root: hide the None subtree */
+	bool done;
+};
+
+/* Set w up at top from the request's nchain, min_depth, max_depth and
+ * empty fields; pins top. */
+int dkv__walker_init(struct dkv_req *q, struct dkv__walker *w, struct dkv_entry *top);
+/* Advance to the next entry (parents first), keeping path and pins
+ * right; NULL at the end. */
+struct dkv_entry *dkv__walker_step(struct dkv_engine *e, struct dkv__walker *w);
+/* Send entries while the window allows; true when the walk is complete. */
+bool dkv__walker_pump(struct dkv_stream *st, struct dkv__walker *w);
+void dkv__walker_release(struct dkv_engine *e, struct dkv__walker *w);
+/* Send one entry at path (relative), compressing the path against the
+ * last one sent. */
+void dkv__send_entry(struct dkv_stream *st, struct dkv__pstack *last,
+		     const struct dkv__pstack *path, const struct dkv_value *value, uint64_t tock,
+		     int64_t nchain);
 
 #endif /* DKV_NET_H */

@@ -348,8 +348,12 @@ static int decode_have(struct dkv__repl *rp, struct dkv_engine *e, const struct 
 	return 0;
 }
 
-int dkv__act_repl(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen)
+int dkv__act_repl(struct dkv_req *q)
 {
+	struct dkv_conn *c = q->c;
+	const struct dkv_msg *m = q->m;
+	char *err = q->err;
+	size_t errlen = sizeof q->err;
 	struct dkv_server *s = c->srv;
 	struct dkv_engine *e = s->engine;
 	const uint8_t *node, *root;
@@ -507,8 +511,12 @@ static void sent(struct serf_client *sc, int status, const char *agent_err, void
 	dkv__stream_answer(st, status ? text : NULL); /* frees ms through send_release */
 }
 
-int dkv__act_msg_send(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen)
+int dkv__act_msg_send(struct dkv_req *q)
 {
+	struct dkv_conn *c = q->c;
+	const struct dkv_msg *m = q->m;
+	char *err = q->err;
+	size_t errlen = sizeof q->err;
 	struct dkv_buf name = {0};
 	struct serf_client *sc = need_serf(c->srv, err, errlen);
 	int rc;
@@ -653,8 +661,12 @@ static void mon_release(struct dkv_stream *st)
 
 static const struct dkv_stream_ops mon_ops = {mon_pump, mon_release};
 
-int dkv__act_msg_monitor(struct dkv_conn *c, const struct dkv_msg *m, char *err, size_t errlen)
+int dkv__act_msg_monitor(struct dkv_req *q)
 {
+	struct dkv_conn *c = q->c;
+	const struct dkv_msg *m = q->m;
+	char *err = q->err;
+	size_t errlen = sizeof q->err;
 	struct serf_client *sc = need_serf(c->srv, err, errlen);
 	if (!sc)
 		return -ENOTCONN;

@@ -155,7 +155,7 @@ TEST(internal_is_separate)
 	uint8_t nilpath[] = {0xc0, 0xa1, 'x'};
 	struct dkv_change c = {.path = nilpath, .path_len = 3, .value = (const uint8_t *)"\x01",
 			       .value_len = 1, .src = DKV_SRC_LOCAL};
-	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), -EINVAL);
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), DKV_E_INTERNAL);
 	dkv_result_release(e, &r);
 	c.internal = true;
 	c.path = nilpath + 1;
@@ -301,6 +301,159 @@ TEST(purge_tombstones)
 	dkv_engine_free(e);
 }
 
+/* A rule for the session tests: refuses every mode in deny, anywhere,
+ * and counts the questions. */
+struct rule {
+	unsigned deny;
+	unsigned asked;
+	unsigned last_mode;
+};
+
+static int deny_rule(struct dkv_session *s, const uint8_t *path, size_t len, bool internal,
+		     unsigned mode)
+{
+	struct rule *r = s->rule;
+	r->asked++;
+	r->last_mode = mode;
+	if (mode & r->deny) {
+		snprintf(s->why, sizeof s->why, "mode %#x refused", mode);
+		return -EACCES;
+	}
+	return 0;
+}
+
+static int set_as(struct dkv_engine *e, struct dkv_session *s, const char *a, const char *b,
+		  int64_t v, bool del, struct dkv_result *res)
+{
+	struct dkv_path p;
+	struct dkv_buf val = {0};
+	dkv_path_init(&p);
+	dkv_path_push_str(&p, a);
+	if (b)
+		dkv_path_push_str(&p, b);
+	dkv_mp_int(&val, v);
+	struct dkv_change c = {.path = p.enc.data, .path_len = p.enc.len,
+			       .value = del ? NULL : val.data, .value_len = val.len,
+			       .src = DKV_SRC_LOCAL, .sess = s};
+	int rc = dkv_engine_apply(e, &c, res);
+	dkv_path_release(&p);
+	dkv_buf_release(&val);
+	return rc;
+}
+
+/* The session's rule is asked inside the engine, with the mode the change
+ * needs (c, w, d), before anything is created: a refused change leaves
+ * nothing behind.  Remote changes are not asked about. */
+TEST(session_checks_local_changes)
+{
+	struct dkv_engine *e = mk();
+	struct rule rl = {.deny = DKV_ACL_CREATE};
+	struct dkv_session s = {.user = "joe", .check = deny_rule, .rule = &rl};
+	struct dkv_result r;
+	size_t before = dkv_engine_entry_count(e);
+	CHECK_EQ_INT(set_as(e, &s, "new", "deep", 1, false, &r), -EACCES);
+	CHECK(r.entry == NULL);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(rl.last_mode, DKV_ACL_CREATE);
+	CHECK(strstr(s.why, "refused") != NULL);
+	CHECK_EQ_INT(dkv_engine_entry_count(e), before); /* no inner entry left */
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, 0);
+	/* the node itself (no session) may; then joe may write (w) but not create */
+	REQUIRE(set_as(e, NULL, "new", "deep", 1, false, &r) == 0);
+	dkv_result_release(e, &r);
+	rl.asked = 0;
+	REQUIRE(set_as(e, &s, "new", "deep", 2, false, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(rl.asked, 1);
+	CHECK_EQ_INT(rl.last_mode, DKV_ACL_WRITE);
+	rl.deny = DKV_ACL_DELETE;
+	CHECK_EQ_INT(set_as(e, &s, "new", "deep", 0, true, &r), -EACCES);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(rl.last_mode, DKV_ACL_DELETE);
+	/* a session without a rule is not asked anything */
+	struct dkv_session open = {.user = "root"};
+	REQUIRE(set_as(e, &open, "new", "deep", 0, true, &r) == 0);
+	CHECK(r.changed);
+	dkv_result_release(e, &r);
+	/* reads: dkv_engine_find asks with the caller's mode */
+	struct dkv_entry *ent;
+	uint8_t path[] = {0xa3, 'n', 'e', 'w'};
+	rl.deny = DKV_ACL_READ;
+	CHECK_EQ_INT(dkv_engine_find(e, &s, path, sizeof path, false, DKV_ACL_READ, &ent),
+		     -EACCES);
+	CHECK(ent == NULL);
+	CHECK_EQ_INT(dkv_engine_find(e, &s, path, sizeof path, false, DKV_ACL_ENUM, &ent), 0);
+	CHECK(ent != NULL);
+	uint8_t none[] = {0xc0};
+	CHECK_EQ_INT(dkv_engine_find(e, NULL, none, 1, false, DKV_ACL_READ, &ent),
+		     DKV_E_INTERNAL);
+	dkv_engine_free(e);
+}
+
+/* prev (the value must be this) and idem (the same value changes
+ * nothing), checked in the engine in DistKV's order: prev, idem, chain. */
+TEST(prev_and_idem)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	uint8_t path[] = {0xa1, 'k'};
+	uint8_t one = 0x01, two = 0x02;
+	struct dkv_change c = {.path = path, .path_len = 2, .value = &one, .value_len = 1,
+			       .src = DKV_SRC_LOCAL, .prev = &two, .prev_len = 1};
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), DKV_E_PREV); /* nothing there */
+	dkv_result_release(e, &r);
+	c.prev = NULL;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	dkv_result_release(e, &r);
+	uint64_t tick = dkv_engine_self(e)->tick;
+	c.idem = true;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	CHECK(r.idem && !r.changed);
+	CHECK(r.entry && r.entry->value->chain[0].tick == tick);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_self(e)->tick, tick); /* no tick used */
+	/* idem wins over a stale chain, as in DistKV */
+	c.pre = DKV_PRE_CHAIN;
+	c.pre_node = "node-a";
+	c.pre_node_len = 6;
+	c.pre_tick = 999;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	CHECK(r.idem);
+	dkv_result_release(e, &r);
+	c.value = &two;
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), -ESTALE);
+	dkv_result_release(e, &r);
+	/* prev: the value must match; then the change goes through */
+	c.pre = DKV_PRE_NONE;
+	c.prev = &two;
+	CHECK_EQ_INT(dkv_engine_apply(e, &c, &r), DKV_E_PREV);
+	dkv_result_release(e, &r);
+	c.prev = &one;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	CHECK(r.changed && !r.idem);
+	dkv_result_release(e, &r);
+	/* a delete with prev of what is not there */
+	uint8_t gone[] = {0xa1, 'z'};
+	struct dkv_change d = {.path = gone, .path_len = 2, .src = DKV_SRC_LOCAL, .prev = &one,
+			       .prev_len = 1};
+	CHECK_EQ_INT(dkv_engine_apply(e, &d, &r), DKV_E_PREV);
+	dkv_result_release(e, &r);
+	dkv_engine_free(e);
+}
+
+TEST(error_table)
+{
+	CHECK(strstr(dkv_strerror(DKV_E_PREV), "previous value") != NULL);
+	CHECK(!strcmp(dkv_error_name(DKV_E_PREV), "DKV_E_PREV"));
+	CHECK_EQ_INT(dkv_errno(DKV_E_PREV), ESTALE);
+	CHECK_EQ_INT(dkv_errno(DKV_E_INTERNAL), EINVAL);
+	CHECK_EQ_INT(dkv_errno(-ENOENT), ENOENT);
+	CHECK(dkv_error_name(-ENOENT) == NULL);
+	CHECK(!strcmp(dkv_strerror(-ENOENT), strerror(ENOENT)));
+	CHECK_EQ_INT(dkv_errno(-(DKV_E_BASE + 999)), EIO); /* not a code */
+	CHECK_EQ_INT(dkv_errno(DKV_E_BASE), EIO);          /* positive: a bug */
+}
+
 TESTS(ticks_and_chains, preconditions, tombstones_and_pruning, watchers_and_hooks,
       internal_is_separate, remote_changes, conflicts_resolve_the_same_everywhere,
-      purge_tombstones)
+      purge_tombstones, session_checks_local_changes, prev_and_idem, error_table)
