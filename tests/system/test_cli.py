@@ -16,32 +16,12 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.abspath(os.environ.get("DKV_BUILD", os.path.join(HERE, "../../build")))
-TOOLS = os.path.join(BUILD, "tools")
-DISTKV = os.path.join(TOOLS, "distkv")
-DKV = os.path.join(TOOLS, "dkv")
+import dkvyaml
+from conftest import BUILD_DIR, DISTKV, DKV, Server, free_port
+
+TOOLS = str(BUILD_DIR / "tools")
 DEFAULT_PORT = 27586
-
-
-class Loader(yaml.SafeLoader):
-    """Reads our YAML: !bin byte strings and !P paths."""
-
-
-Loader.add_constructor("!bin", lambda loader, node: loader.construct_scalar(node).encode("ascii"))
-Loader.add_constructor(
-    "!hex",
-    lambda loader, node: bytes.fromhex(loader.construct_scalar(node).replace(":", "").replace(" ", "")),
-)
-Loader.add_constructor("!P", lambda loader, node: ("P", loader.construct_scalar(node)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port):
@@ -61,50 +41,17 @@ def port_is_free(port):
     return True
 
 
-class Server:
-    def __init__(self, port, tmpdir):
-        self.host = "localhost"
-        self.port = port
-        self.node = "node-a"
-        self.log = open(os.path.join(tmpdir, "server.log"), "w+")
-        self.proc = subprocess.Popen(
-            [DISTKV, "-C", f"server.bind_default.port={port}", "server", "-i", "Testing", self.node],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=tmpdir,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server did not accept connections within 10 s")
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not os.access(DISTKV, os.X_OK):
-        pytest.skip(f"{DISTKV} not built (set DKV_BUILD)")
-    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
-    srv = Server(port, str(tmp_path_factory.mktemp("server")))
+    """One server for the module, on the default port when it is free (the
+    tutorial's commands name no port).  Stopped and checked (clean exit,
+    no sanitizer report) at the end, like conftest's servers."""
+    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else None
+    srv = Server(tmp_path_factory.mktemp("server"), port=port).start()
     yield srv
-    srv.stop()
+    problems = srv.finish()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def run(args, input=None, check=True, prog=DISTKV, timeout=30):
@@ -134,7 +81,7 @@ def bash(script):
 
 
 def docs(text):
-    return list(yaml.load_all(text, Loader=Loader))
+    return dkvyaml.load_all(text)
 
 
 # ---- the tutorial, verbatim ----
@@ -207,10 +154,10 @@ def test_eval_containers(cli):
     cli("data", "set", "-ev", "{'a': 1, 'b': [1, 2]}", "t2", "dict")
     cli("data", "set", "-ev", "b'\\x00\\x01bin'", "t2", "bytes")
     cli("data", "set", "-ev", "(1, 2.5)", "t2", "tuple")
-    assert yaml.load(cli("data", "get", "t2", "list").stdout, Loader=Loader) == [1, "two", None, True]
-    assert yaml.load(cli("data", "get", "t2", "dict").stdout, Loader=Loader) == {"a": 1, "b": [1, 2]}
-    assert yaml.load(cli("data", "get", "t2", "bytes").stdout, Loader=Loader) == b"\x00\x01bin"
-    assert yaml.load(cli("data", "get", "t2", "tuple").stdout, Loader=Loader) == [1, 2.5]
+    assert dkvyaml.load(cli("data", "get", "t2", "list").stdout) == [1, "two", None, True]
+    assert dkvyaml.load(cli("data", "get", "t2", "dict").stdout) == {"a": 1, "b": [1, 2]}
+    assert dkvyaml.load(cli("data", "get", "t2", "bytes").stdout) == b"\x00\x01bin"
+    assert dkvyaml.load(cli("data", "get", "t2", "tuple").stdout) == [1, 2.5]
 
 
 def test_eval_error(cli):
@@ -243,9 +190,9 @@ def test_bad_path_element(cli):
 
 def test_meta(cli, server):
     res = cli("data", "set", "-m", "-v", "hello", "t4", "a")
-    set_reply = yaml.load(res.stdout, Loader=Loader)
+    set_reply = dkvyaml.load(res.stdout)
     assert set_reply["chain"]["node"] == server.node
-    got = yaml.load(cli("data", "get", "-m", "t4", "a").stdout, Loader=Loader)
+    got = dkvyaml.load(cli("data", "get", "-m", "t4", "a").stdout)
     assert got["value"] == "hello"
     assert got["chain"]["node"] == server.node
     assert got["chain"]["tick"] == set_reply["chain"]["tick"]
@@ -260,7 +207,7 @@ def test_new_and_last(cli):
     assert res.stderr.startswith("ServerError: ")
     assert len(res.stderr.splitlines()) == 1
 
-    got = yaml.load(cli("data", "get", "-m", "t5", "a").stdout, Loader=Loader)
+    got = dkvyaml.load(cli("data", "get", "-m", "t5", "a").stdout)
     node, tick = got["chain"]["node"], got["chain"]["tick"]
     cli("data", "set", "-l", node, str(tick), "-v", "third", "t5", "a")
     res = cli("data", "set", "--last", node, str(tick), "-v", "fourth", "t5", "a", check=False)
@@ -318,13 +265,13 @@ def test_get_nested_depths(cli):
         (["v"], "6"),
     ]:
         cli("data", "set", "-ev", value, "t8", *path)
-    tree = yaml.load(cli("data", "get", "-rd_", "t8").stdout, Loader=Loader)
+    tree = dkvyaml.load(cli("data", "get", "-rd_", "t8").stdout)
     assert tree == {
         "x": {"_": 1, "y": {"_": 2, "z": {"_": 3}}, "w": {"_": 4}},
         "types": {1: {True: {b"ab": {2.5: {"_": 5}}}}},
         "v": {"_": 6},
     }
-    tree = yaml.load(cli("data", "get", "-rd_", "--maxdepth", "1", "t8").stdout, Loader=Loader)
+    tree = dkvyaml.load(cli("data", "get", "-rd_", "--maxdepth", "1", "t8").stdout)
     assert tree == {"x": {"_": 1}, "v": {"_": 6}}
 
 
@@ -410,17 +357,17 @@ def test_monitor(cli, server):
 
 
 def test_internal_state(cli, server):
-    st = yaml.load(cli("internal", "state").stdout, Loader=Loader)
+    st = dkvyaml.load(cli("internal", "state").stdout)
     assert st["node"] == server.node
     assert "nodes" in st and "known" in st
-    st = yaml.load(cli("internal", "state", "--nodes").stdout, Loader=Loader)
+    st = dkvyaml.load(cli("internal", "state", "--nodes").stdout)
     assert "nodes" in st and "deleted" not in st
 
 
 def test_internal_dump(cli):
     res = cli("internal", "dump")
     assert res.returncode == 0
-    yaml.load(res.stdout, Loader=Loader)
+    dkvyaml.load(res.stdout)
 
 
 def test_config_binary_must_be_base64(server, tmp_path):

@@ -39,7 +39,7 @@ import threading
 import time
 
 import pytest
-import yaml
+import dkvyaml
 
 from cluster_util import (NAMES, chain_ticks, cluster_state, connect, dump,
                           free_port_tcp_udp, is_ready, pid_alive, port_accepts, proc_comm,
@@ -265,16 +265,6 @@ def test_watch_on_one_node_sees_changes_on_another(cluster_factory):
         p.close()
 
 
-class _Loader(yaml.SafeLoader):
-    """Our YAML: !bin and !hex byte strings, !P paths (kept as ("P", text))."""
-
-
-_Loader.add_constructor("!bin", lambda ld, n: ld.construct_scalar(n).encode("ascii"))
-_Loader.add_constructor("!hex", lambda ld, n: bytes.fromhex(
-    ld.construct_scalar(n).replace(":", "").replace(" ", "")))
-_Loader.add_constructor("!P", lambda ld, n: ("P", ld.construct_scalar(n)))
-
-
 class MonitorReader:
     """A `distkv client data monitor` process and the YAML documents it
     prints (each starts with `---`).  A document counts once the next one
@@ -292,7 +282,7 @@ class MonitorReader:
         parts = re.split(r"^---[ \t]*$", self.buf.decode(errors="replace"), flags=re.M)
         if not quiet:
             parts = parts[:-1]      # may be incomplete
-        return [yaml.load(x, Loader=_Loader) for x in parts if x.strip()]
+        return [dkvyaml.load(x) for x in parts if x.strip()]
 
     def wait(self, pred, timeout):
         """The first new document satisfying pred, or None at timeout."""

@@ -20,6 +20,18 @@ const char *__lsan_default_suppressions(void);
 
 #define TEST(name) static void test_##name(void)
 
+/* TEARDOWN(name) { ... }: runs once after every test, whatever they did
+ * (removing temporary files).  Not a test: a failed CHECK in it makes the
+ * program exit 1 with a comment line, without a TAP line of its own. */
+static void (*test_teardown_)(void) __attribute__((unused));
+#define TEARDOWN(name)                                                               \
+	static void name(void);                                                      \
+	__attribute__((constructor)) static void name##_register_(void)              \
+	{                                                                            \
+		test_teardown_ = name;                                               \
+	}                                                                            \
+	static void name(void)
+
 #define CHECK(cond)                                                                  \
 	do {                                                                         \
 		if (!(cond)) {                                                       \
@@ -124,6 +136,13 @@ struct test_case_ {
 			test_cases_[i].fn();                                         \
 			printf("%sok %zu - %s\n", test_failed_ ? "not " : "", i + 1,  \
 			       test_cases_[i].name);                                 \
+			any |= test_failed_;                                         \
+		}                                                                    \
+		if (test_teardown_) {                                                \
+			test_failed_ = 0;                                            \
+			test_teardown_();                                            \
+			if (test_failed_)                                            \
+				printf("# teardown failed\n");                      \
 			any |= test_failed_;                                         \
 		}                                                                    \
 		return any;                                                          \

@@ -269,7 +269,7 @@ TEST(typed_lookups)
 	dkv_config_free(c);
 }
 
-TEST(cleanup)
+TEARDOWN(remove_files)
 {
 	/* remove what write_file() made */
 	static const char *names[] = {"a.yaml",    "empty.yaml", "comment.yaml", "bad.yaml",
@@ -283,4 +283,4 @@ TEST(cleanup)
 	CHECK_EQ_INT(rmdir(tmpdir), 0);
 }
 
-TESTS(defaults, set_overrides, load_file, load_file_errors, typed_lookups, cleanup)
+TESTS(defaults, set_overrides, load_file, load_file_errors, typed_lookups)
