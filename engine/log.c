@@ -26,6 +26,7 @@
  * state`, and the server goes on without that log.
  */
 #include "log.h"
+#include "report.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -237,7 +238,7 @@ static void on_timer(uv_timer_t *h);
 static void say(struct dkv_logger *lg, const char *msg)
 {
 	if (lg->opts.verbose >= 0)
-		fprintf(stderr, "distkv: %s\n", msg);
+		dkv_report(DKV_REPORT_ERROR, "%s", msg);
 }
 
 static void notify(struct dkv_logger *lg)
@@ -902,6 +903,11 @@ static void maybe_finish_close(struct dkv_logger *lg)
 
 void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
 {
+	if (!lg) {
+		if (cb)
+			cb(arg);
+		return;
+	}
 	lg->closing = true;
 	lg->close_cb = cb;
 	lg->close_arg = arg;

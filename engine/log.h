@@ -156,7 +156,8 @@ void dkv_logger_remove_notify(struct dkv_logger *lg, void (*cb)(void *arg), void
 
 /* Flush and close every log (SIGTERM), detach from the engine and free
  * the logger once all of its work and handles are done; cb (may be
- * NULL) runs then.  Pending calls get no callback. */
+ * NULL) runs then.  Pending calls get no callback.  lg NULL: cb runs at
+ * once. */
 void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
 
 /* ---- internal: shared by log.c and logload.c ---- */

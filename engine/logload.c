@@ -19,6 +19,7 @@
  * crash leaves: a warning.
  */
 #include "log.h"
+#include "report.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -168,7 +169,7 @@ static void warn(struct rd *r, const char *fmt, ...)
 	if (r->o && r->o->warn)
 		r->o->warn(r->o->arg, msg);
 	else
-		fprintf(stderr, "distkv: warning: %s\n", msg);
+		dkv_report(DKV_REPORT_WARNING, "%s", msg);
 }
 
 /* ---- records ---- */

@@ -3,6 +3,7 @@
  */
 #include "net.h"
 #include "log.h"
+#include "report.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@ static void on_connection(uv_stream_t *listener, int status)
 {
 	struct dkv_server *s = listener->data;
 	if (status < 0) {
-		fprintf(stderr, "distkv: accept failed: %s\n", uv_strerror(status));
+		dkv_report(DKV_REPORT_ERROR, "accept failed: %s", uv_strerror(status));
 		return;
 	}
 	dkv__conn_accept(s);
@@ -105,6 +106,11 @@ static void listener_closed(uv_handle_t *h)
 
 void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 {
+	if (!s) {
+		if (cb)
+			cb(arg);
+		return;
+	}
 	s->closing = true;
 	if (s->opts.logger)
 		dkv_logger_remove_notify(s->opts.logger, dkv__server_log_durable, s);

@@ -63,7 +63,8 @@ void dkv_server_set_fence(struct dkv_server *s, const struct dkv_fence *f);
  * pointer, so that it can be a callback.) */
 void dkv_server_fence_moved(void *server);
 /* Close the listener and every connection; cb (may be NULL) runs when
- * all handles are closed and the server is freed. */
+ * all handles are closed and the server is freed.  s NULL: cb runs at
+ * once (so a cleanup tail needs no test). */
 void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg);
 
 #endif
