@@ -9,7 +9,7 @@
  * carries one live `repl` stream (its changes, its tick reports) and now
  * and then a one-shot `repl` to repair a gap.
  */
-#include "cluster.h"
+#include "cluster_int.h"
 #include "net.h"
 #include "log.h"
 #include "serf.h"
@@ -30,44 +30,9 @@
 #define RETRY_MAX_MS 5000
 #define MAX_PEER_MSG (256u << 20)
 #define LINK_USER_TIMEOUT_MS 15000
-#define ANNOUNCE_BURST 2.0     /* Serf announcements: token bucket */
-#define ANNOUNCE_RATE 1.0      /* per second */
 
-enum peer_state { PS_IDLE, PS_CONNECTING, PS_SYNCING, PS_LIVE, PS_DOWN };
+/* by enum peer_state (cluster_int.h) */
 static const char *const state_names[] = {"idle", "connecting", "syncing", "live", "down"};
-
-struct link;
-
-struct report {
-	uint64_t tick;   /* highest tick the peer knows of a node */
-	uint64_t prefix; /* every tick up to this one it has seen */
-};
-
-struct peer {
-	struct peer *next;
-	struct dkv_cluster *cl;
-	char *name;
-	char *addr;           /* "host:port" from its tag */
-	char *member;         /* the Serf member carrying the tag */
-	char status[12];      /* the member's status: alive, failed, left, ... */
-	bool tagged;          /* the tag is there now */
-	bool present;         /* its member is in Serf's list (not reaped) */
-	bool initial;         /* one of the peers we waited for at the start */
-	bool initial_failed;
-	enum peer_state state;
-	struct link *link;
-	uv_timer_t retry;
-	unsigned backoff_ms;
-	uint64_t seq;         /* last request seq used on the link */
-	uint64_t live_seq;
-	uint64_t repair_seq;  /* 0: no repair running */
-	bool synced;          /* the live stream's first part is complete */
-	bool refused_logged;
-	struct report *rep;   /* by our node idx */
-	uint32_t nrep;
-	uint64_t records, msgs;
-	char last_error[160];
-};
 
 struct link {
 	uv_tcp_t tcp;
@@ -81,57 +46,6 @@ struct nodegap {
 	uint64_t since;       /* ms when the gap was first seen; 0: none */
 	uint64_t next_try;
 	unsigned backoff_ms;
-};
-
-struct dkv_cluster {
-	uv_loop_t *loop;
-	struct dkv_engine *e;
-	struct dkv_server *srv;
-	char *root;
-	char *tag_key;        /* "dkv:ROOT:NODE" */
-	char *tag_prefix;     /* "dkv:ROOT:" */
-	char *tick_event;     /* "ROOT.tick" */
-	char *advertise;
-	char *serf_where;     /* host:port, for messages */
-	char **join;
-	size_t njoin;
-	int verbose;
-	unsigned tombstone_ms;
-	void (*on_ready)(void *);
-	void *on_ready_arg;
-
-	struct serf_client *serf;
-	bool serf_ok;
-	bool serf_ever;
-	bool joined;          /* the --join request was answered */
-	bool members_known;   /* a member list came after the join */
-	bool decided;         /* start_decision chose whom to wait for */
-	char serf_state[160];
-	char **agents;        /* gossip addresses of agents seen, to rejoin */
-	size_t nagents;
-
-	struct peer *peers;
-	bool ready;
-	uint64_t started_ms;
-	uv_timer_t timer;
-	uv_timer_t serf_wait;
-	uint64_t last_purge_ms;
-	double tokens;
-	uint64_t tokens_ms;
-	uint64_t announced;
-	struct nodegap *gaps;
-	uint32_t ngaps;
-	uint64_t conflicts;
-	uint64_t conflicts_logged_ms;
-	uint64_t conflicts_unlogged;
-	uint64_t purged;
-
-	bool closing;
-	unsigned nhandles;
-	bool serf_closed;
-	uv_timer_t close_guard;
-	void (*close_cb)(void *);
-	void *close_arg;
 };
 
 static void say(struct dkv_cluster *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
