@@ -48,8 +48,7 @@ struct nodegap {
 	unsigned backoff_ms;
 };
 
-static void say(struct dkv_cluster *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct dkv_cluster *cl, const char *fmt, ...)
+void dkv__cluster_say(struct dkv_cluster *cl, const char *fmt, ...)
 {
 	if (cl->verbose < 0)
 		return;
@@ -61,19 +60,19 @@ static void say(struct dkv_cluster *cl, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t now_ms(struct dkv_cluster *cl)
+uint64_t dkv__cluster_now_ms(struct dkv_cluster *cl)
 {
 	return uv_now(cl->loop);
 }
 
-static void set_ready(struct dkv_cluster *cl, const char *why)
+void dkv__cluster_set_ready(struct dkv_cluster *cl, const char *why)
 {
 	if (cl->ready || cl->closing)
 		return; /* closing: links dropped now say nothing about sync */
 	cl->ready = true;
 	uv_timer_stop(&cl->serf_wait);
-	say(cl, "in sync: %s (%.1f s after start); answering clients", why,
-	    (now_ms(cl) - cl->started_ms) / 1000.0);
+	dkv__cluster_say(cl, "in sync: %s (%.1f s after start); answering clients", why,
+			 (dkv__cluster_now_ms(cl) - cl->started_ms) / 1000.0);
 	dkv_server_set_ready(cl->srv, true);
 	if (cl->on_ready)
 		cl->on_ready(cl->on_ready_arg);
@@ -83,7 +82,7 @@ static void set_ready(struct dkv_cluster *cl, const char *why)
 
 static void retry_closed(uv_handle_t *h);
 
-static struct peer *peer_find(struct dkv_cluster *cl, const char *name, size_t len)
+struct peer *dkv__peer_find(struct dkv_cluster *cl, const char *name, size_t len)
 {
 	for (struct peer *p = cl->peers; p; p = p->next)
 		if (strlen(p->name) == len && !memcmp(p->name, name, len))
@@ -91,9 +90,9 @@ static struct peer *peer_find(struct dkv_cluster *cl, const char *name, size_t l
 	return NULL;
 }
 
-static struct peer *peer_get(struct dkv_cluster *cl, const char *name, size_t len)
+struct peer *dkv__peer_get(struct dkv_cluster *cl, const char *name, size_t len)
 {
-	struct peer *p = peer_find(cl, name, len);
+	struct peer *p = dkv__peer_find(cl, name, len);
 	if (p)
 		return p;
 	p = dkv_xcalloc(1, sizeof *p);
@@ -108,7 +107,7 @@ static struct peer *peer_get(struct dkv_cluster *cl, const char *name, size_t le
 	return p;
 }
 
-static struct report *peer_report(struct peer *p, uint32_t idx)
+struct report *dkv__peer_report(struct peer *p, uint32_t idx)
 {
 	if (idx >= p->nrep) {
 		uint32_t n = idx + 8;
@@ -119,7 +118,7 @@ static struct report *peer_report(struct peer *p, uint32_t idx)
 	return &p->rep[idx];
 }
 
-static bool peer_alive(const struct peer *p)
+bool dkv__peer_alive(const struct peer *p)
 {
 	return p->tagged && !strcmp(p->status, "alive");
 }
@@ -155,10 +154,8 @@ static void link_send(struct link *l, struct dkv_buf *b)
 }
 
 static void schedule_retry(struct peer *p);
-static void check_initial(struct dkv_cluster *cl);
 
-/* Drop the link (if any) and say why. */
-static void link_drop(struct peer *p, const char *why)
+void dkv__link_drop(struct peer *p, const char *why)
 {
 	struct dkv_cluster *cl = p->cl;
 	struct link *l = p->link;
@@ -174,12 +171,13 @@ static void link_drop(struct peer *p, const char *why)
 	if (why) {
 		snprintf(p->last_error, sizeof p->last_error, "%s", why);
 		if (was_up || !p->refused_logged)
-			say(cl, "link to %s (%s): %s", p->name, p->addr ? p->addr : "?", why);
+			dkv__cluster_say(cl, "link to %s (%s): %s", p->name,
+					 p->addr ? p->addr : "?", why);
 		p->refused_logged = true;
 	}
 	if (!cl->ready && p->initial && !p->initial_failed) {
 		p->initial_failed = true;
-		check_initial(cl);
+		dkv__cluster_check_initial(cl);
 	}
 	if (!cl->closing)
 		schedule_retry(p);
@@ -196,8 +194,7 @@ static void encode_have(struct dkv_engine *e, struct dkv_buf *b)
 	}
 }
 
-/* Ask for what we lack: live (then the peer's changes go on), or once. */
-static uint64_t send_repl(struct peer *p, bool live)
+uint64_t dkv__peer_send_repl(struct peer *p, bool live)
 {
 	struct dkv_cluster *cl = p->cl;
 	struct dkv_buf b = {0};
@@ -223,7 +220,7 @@ static uint64_t send_repl(struct peer *p, bool live)
 static void apply_warn(void *arg, const char *msg)
 {
 	struct peer *p = arg;
-	say(p->cl, "from %s: %s", p->name, msg);
+	dkv__cluster_say(p->cl, "from %s: %s", p->name, msg);
 }
 
 /* Apply records from p; false when they were bad (the link is dropped). */
@@ -238,18 +235,18 @@ static bool apply_records(struct peer *p, const uint8_t *data, size_t len)
 	if (st.conflicts) {
 		cl->conflicts += st.conflicts;
 		cl->conflicts_unlogged += st.conflicts;
-		uint64_t now = now_ms(cl);
+		uint64_t now = dkv__cluster_now_ms(cl);
 		if (now - cl->conflicts_logged_ms >= 1000) {
-			say(cl, "%llu concurrent change(s) resolved by the conflict rule (latest from "
-				"%s; %llu in all)",
-			    (unsigned long long)cl->conflicts_unlogged, p->name,
-			    (unsigned long long)cl->conflicts);
+			dkv__cluster_say(cl, "%llu concurrent change(s) resolved by the conflict "
+					 "rule (latest from %s; %llu in all)",
+					 (unsigned long long)cl->conflicts_unlogged, p->name,
+					 (unsigned long long)cl->conflicts);
 			cl->conflicts_unlogged = 0;
 			cl->conflicts_logged_ms = now;
 		}
 	}
 	if (rc) {
-		link_drop(p, err);
+		dkv__link_drop(p, err);
 		return false;
 	}
 	return true;
@@ -272,7 +269,7 @@ static void note_ticks(struct peer *p, const struct dkv_field *f)
 		struct dkv_node *n = dkv_engine_node(cl->e, (const char *)k.v.s.p, k.v.s.len);
 		if (t.v.u > n->tick)
 			n->tick = t.v.u; /* we lack something: the gap check fetches it */
-		struct report *rep = peer_report(p, n->idx);
+		struct report *rep = dkv__peer_report(p, n->idx);
 		rep->tick = t.v.u;
 		rep->prefix = pf.v.u;
 	}
@@ -316,24 +313,24 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 	char err[160], text[420];
 
 	if (dkv__msg_decode(&m, data, len, err, sizeof err) || !m.has_seq) {
-		link_drop(p, "the peer sent a malformed message");
+		dkv__link_drop(p, "the peer sent a malformed message");
 		return false;
 	}
 	if (!l->greeted) {
 		const struct dkv_field *nf = dkv__msg_get(&m, "node");
 		if (m.seq != 0 || !nf || !field_str(nf, text, sizeof text)) {
-			link_drop(p, "no distkv greeting");
+			dkv__link_drop(p, "no distkv greeting");
 			return false;
 		}
 		if (strcmp(text, p->name)) {
 			snprintf(err, sizeof err, "the server there is node '%.60s', not '%.60s'", text,
 				 p->name);
-			link_drop(p, err);
+			dkv__link_drop(p, err);
 			return false;
 		}
 		l->greeted = true;
 		p->state = PS_SYNCING;
-		p->live_seq = send_repl(p, true);
+		p->live_seq = dkv__peer_send_repl(p, true);
 		return true;
 	}
 	bool live = m.seq == p->live_seq;
@@ -359,10 +356,10 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 				p->backoff_ms = 0;
 				p->refused_logged = false;
 				p->last_error[0] = 0;
-				say(cl, "link to %s (%s) is live", p->name, p->addr);
+				dkv__cluster_say(cl, "link to %s (%s) is live", p->name, p->addr);
 				if (!cl->ready) {
 					snprintf(text, sizeof text, "state downloaded from %s", p->name);
-					set_ready(cl, text);
+					dkv__cluster_set_ready(cl, text);
 				}
 			}
 		} else if (field_is(f, "ticks")) {
@@ -371,14 +368,14 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 			if (!field_str(f, text, sizeof text))
 				snprintf(text, sizeof text, "an error");
 			snprintf(err, sizeof err, "the peer refused: %.120s", text);
-			link_drop(p, err);
+			dkv__link_drop(p, err);
 			return false;
 		} else if (field_is(f, "state") && field_str(f, text, sizeof text) &&
 			   !strcmp(text, "end")) {
 			if (repair) {
 				p->repair_seq = 0;
 			} else {
-				link_drop(p, "the peer ended the stream");
+				dkv__link_drop(p, "the peer ended the stream");
 				return false;
 			}
 		}
@@ -405,7 +402,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		char why[120];
 		snprintf(why, sizeof why, "connection lost (%s)",
 			 nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
-		link_drop(p, why);
+		dkv__link_drop(p, why);
 		return;
 	}
 	l->in.len += (size_t)nread;
@@ -417,13 +414,13 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		int rc = dkv_mp_skip(&r);
 		if (rc == -EAGAIN) {
 			if (dkv_mp_left(&r) > MAX_PEER_MSG) {
-				link_drop(p, "the peer sent a message that is too large");
+				dkv__link_drop(p, "the peer sent a message that is too large");
 				return;
 			}
 			break;
 		}
 		if (rc) {
-			link_drop(p, "the peer sent malformed msgpack");
+			dkv__link_drop(p, "the peer sent malformed msgpack");
 			return;
 		}
 		if (!handle_peer_msg(p, start, (size_t)(r.p - start)))
@@ -442,7 +439,7 @@ static void on_connect(uv_connect_t *req, int status)
 	if (status < 0) {
 		char why[120];
 		snprintf(why, sizeof why, "cannot connect: %s", uv_strerror(status));
-		link_drop(p, why);
+		dkv__link_drop(p, why);
 		return;
 	}
 	uv_tcp_nodelay(&l->tcp, 1);
@@ -478,7 +475,7 @@ static int resolve(const char *addr, struct sockaddr_storage *ss)
 	return 0;
 }
 
-static void peer_connect(struct peer *p)
+void dkv__peer_connect(struct peer *p)
 {
 	struct dkv_cluster *cl = p->cl;
 	struct sockaddr_storage ss;
@@ -486,7 +483,7 @@ static void peer_connect(struct peer *p)
 		return;
 	uv_timer_stop(&p->retry);
 	if (resolve(p->addr, &ss)) {
-		link_drop(p, "cannot resolve its address");
+		dkv__link_drop(p, "cannot resolve its address");
 		return;
 	}
 	struct link *l = dkv_xcalloc(1, sizeof *l);
@@ -503,15 +500,15 @@ static void peer_connect(struct peer *p)
 	if (rc) {
 		char why[120];
 		snprintf(why, sizeof why, "cannot connect: %s", uv_strerror(rc));
-		link_drop(p, why);
+		dkv__link_drop(p, why);
 	}
 }
 
 static void on_retry(uv_timer_t *h)
 {
 	struct peer *p = h->data;
-	if (peer_alive(p) && !p->link)
-		peer_connect(p);
+	if (dkv__peer_alive(p) && !p->link)
+		dkv__peer_connect(p);
 }
 
 static void schedule_retry(struct peer *p)
@@ -524,34 +521,33 @@ static void schedule_retry(struct peer *p)
 
 /* ---- readiness at the start ---- */
 
-static void check_initial(struct dkv_cluster *cl)
+void dkv__cluster_check_initial(struct dkv_cluster *cl)
 {
 	if (cl->ready)
 		return;
 	for (struct peer *p = cl->peers; p; p = p->next)
 		if (p->initial && !p->initial_failed)
 			return;
-	set_ready(cl, "no live peer could be reached; serving the local state");
+	dkv__cluster_set_ready(cl, "no live peer could be reached; serving the local state");
 }
 
-/* The member list is known: decide whom to wait for. */
-static void start_decision(struct dkv_cluster *cl)
+void dkv__cluster_start_decision(struct dkv_cluster *cl)
 {
 	if (cl->ready || cl->decided)
 		return;
 	cl->decided = true;
 	unsigned n = 0;
 	for (struct peer *p = cl->peers; p; p = p->next) {
-		if (!peer_alive(p))
+		if (!dkv__peer_alive(p))
 			continue;
 		p->initial = true;
 		n++;
 	}
 	if (!n) {
-		set_ready(cl, "no other node of this network is alive");
+		dkv__cluster_set_ready(cl, "no other node of this network is alive");
 		return;
 	}
-	say(cl, "downloading the state from %u peer(s) before answering clients", n);
+	dkv__cluster_say(cl, "downloading the state from %u peer(s) before answering clients", n);
 }
 
 /* ---- Serf ---- */
@@ -611,13 +607,13 @@ static void update_member(struct dkv_cluster *cl, const struct serf_member *m)
 		const char *node = t->key + plen;
 		if (!strcmp(node, self))
 			continue;
-		struct peer *p = peer_get(cl, node, strlen(node));
+		struct peer *p = dkv__peer_get(cl, node, strlen(node));
 		char *addr = peer_addr(t->value, m);
 		if (!p->addr || strcmp(p->addr, addr)) {
 			free(p->addr);
 			p->addr = addr;
 			if (p->link)
-				link_drop(p, "its address changed");
+				dkv__link_drop(p, "its address changed");
 		} else {
 			free(addr);
 		}
@@ -626,14 +622,14 @@ static void update_member(struct dkv_cluster *cl, const struct serf_member *m)
 		p->present = true;
 		snprintf(p->status, sizeof p->status, "%s", m->status);
 		p->tagged = true;
-		if (peer_alive(p) && !p->link) {
+		if (dkv__peer_alive(p) && !p->link) {
 			p->backoff_ms = 0;
-			peer_connect(p);
-		} else if (!peer_alive(p) && p->link) {
+			dkv__peer_connect(p);
+		} else if (!dkv__peer_alive(p) && p->link) {
 			/* a link across a partition can look open for minutes */
 			char why[64];
 			snprintf(why, sizeof why, "Serf reports its agent %s", m->status);
-			link_drop(p, why);
+			dkv__link_drop(p, why);
 		}
 	}
 }
@@ -664,7 +660,7 @@ static void on_members(struct serf_client *c, int status, const char *agent_err,
 	rejoin_if_alone(cl, m, n);
 	if (!cl->njoin || cl->joined) {
 		cl->members_known = true;
-		start_decision(cl);
+		dkv__cluster_start_decision(cl);
 	}
 }
 
@@ -681,9 +677,9 @@ static void on_join(struct serf_client *c, int status, const char *agent_err, in
 	if (cl->closing)
 		return;
 	if (status)
-		say(cl, "Serf join: %s", agent_err ? agent_err : strerror(-status));
+		dkv__cluster_say(cl, "Serf join: %s", agent_err ? agent_err : strerror(-status));
 	else
-		say(cl, "Serf agent joined %d of %zu address(es)", num, cl->njoin);
+		dkv__cluster_say(cl, "Serf agent joined %d of %zu address(es)", num, cl->njoin);
 	cl->joined = true;
 	refresh_members(cl);
 }
@@ -695,7 +691,7 @@ static void on_rejoin(struct serf_client *c, int status, const char *agent_err, 
 	(void)c;
 	(void)agent_err;
 	if (!cl->closing && !status && num > 0) {
-		say(cl, "Serf agent rejoined %d known agent(s)", num);
+		dkv__cluster_say(cl, "Serf agent rejoined %d known agent(s)", num);
 		refresh_members(cl);
 	}
 }
@@ -730,9 +726,9 @@ static void on_tick_event(struct dkv_cluster *cl, const uint8_t *p, size_t len)
 	struct dkv_node *n = dkv_engine_node(cl->e, (const char *)name.v.s.p, name.v.s.len);
 	if (tick.v.u > n->tick)
 		n->tick = tick.v.u;
-	struct peer *pe = peer_find(cl, (const char *)name.v.s.p, name.v.s.len);
+	struct peer *pe = dkv__peer_find(cl, (const char *)name.v.s.p, name.v.s.len);
 	if (pe) {
-		struct report *rep = peer_report(pe, n->idx);
+		struct report *rep = dkv__peer_report(pe, n->idx);
 		if (tick.v.u > rep->tick)
 			rep->tick = tick.v.u;
 		if (prefix.v.u > rep->prefix)
@@ -740,8 +736,8 @@ static void on_tick_event(struct dkv_cluster *cl, const uint8_t *p, size_t len)
 	}
 }
 
-static void on_serf_event(struct serf_client *c, struct serf_stream *s, int status,
-			  const struct serf_record *rec, void *arg)
+void dkv__cluster_on_serf_event(struct serf_client *c, struct serf_stream *s, int status,
+				const struct serf_record *rec, void *arg)
 {
 	struct dkv_cluster *cl = arg;
 	(void)s;
@@ -779,7 +775,7 @@ static void on_serf_event(struct serf_client *c, struct serf_stream *s, int stat
 /* When our private agent exits, cmd_server starts another.  NEEDSWORK:
  * when an agent we did not start goes away for good, none is started in
  * its place; the client keeps reconnecting. */
-static void on_serf_state(struct serf_client *c, int status, const char *msg, void *arg)
+void dkv__cluster_on_serf_state(struct serf_client *c, int status, const char *msg, void *arg)
 {
 	struct dkv_cluster *cl = arg;
 	(void)c;
@@ -789,7 +785,7 @@ static void on_serf_state(struct serf_client *c, int status, const char *msg, vo
 		cl->serf_ok = true;
 		cl->serf_ever = true;
 		snprintf(cl->serf_state, sizeof cl->serf_state, "connected to %s", cl->serf_where);
-		say(cl, "Serf agent at %s: connected", cl->serf_where);
+		dkv__cluster_say(cl, "Serf agent at %s: connected", cl->serf_where);
 		set_tags(cl);
 		return;
 	}
@@ -797,10 +793,10 @@ static void on_serf_state(struct serf_client *c, int status, const char *msg, vo
 	cl->serf_ok = false;
 	snprintf(cl->serf_state, sizeof cl->serf_state, "%s", msg);
 	if (was || !cl->serf_ever)
-		say(cl, "Serf agent at %s: %s", cl->serf_where, msg);
+		dkv__cluster_say(cl, "Serf agent at %s: %s", cl->serf_where, msg);
 }
 
-static void on_serf_wait(uv_timer_t *h)
+void dkv__cluster_on_serf_wait(uv_timer_t *h)
 {
 	struct dkv_cluster *cl = h->data;
 	if (cl->ready || cl->members_known)
@@ -808,19 +804,19 @@ static void on_serf_wait(uv_timer_t *h)
 	char why[300];
 	snprintf(why, sizeof why, "no Serf agent answered at %s; serving alone until one does",
 		 cl->serf_where);
-	set_ready(cl, why);
+	dkv__cluster_set_ready(cl, why);
 }
 
 /* ---- the timer: gaps, announcements, tombstones ---- */
 
-static uint64_t prefix_of(const struct dkv_node *n)
+uint64_t dkv__seen_prefix(const struct dkv_node *n)
 {
 	return dkv_rangeset_prefix(&n->seen);
 }
 
 static void announce(struct dkv_cluster *cl)
 {
-	uint64_t now = now_ms(cl);
+	uint64_t now = dkv__cluster_now_ms(cl);
 	cl->tokens += (now - cl->tokens_ms) / 1000.0 * ANNOUNCE_RATE;
 	if (cl->tokens > ANNOUNCE_BURST)
 		cl->tokens = ANNOUNCE_BURST;
@@ -832,7 +828,7 @@ static void announce(struct dkv_cluster *cl)
 	dkv_mp_array(&b, 3);
 	dkv_mp_cstr(&b, self->name);
 	dkv_mp_uint(&b, self->tick);
-	dkv_mp_uint(&b, prefix_of(self));
+	dkv_mp_uint(&b, dkv__seen_prefix(self));
 	if (!serf_event(cl->serf, cl->tick_event, b.data, b.len, false, NULL, NULL)) {
 		cl->tokens -= 1;
 		cl->announced = self->tick;
@@ -859,7 +855,7 @@ static struct peer *repair_source(struct dkv_cluster *cl, struct dkv_node *n)
 static void check_gaps(struct dkv_cluster *cl)
 {
 	uint32_t nn = dkv_engine_node_count(cl->e);
-	uint64_t now = now_ms(cl);
+	uint64_t now = dkv__cluster_now_ms(cl);
 	if (nn > cl->ngaps) {
 		cl->gaps = dkv_xrealloc(cl->gaps, nn * sizeof *cl->gaps);
 		memset(cl->gaps + cl->ngaps, 0, (nn - cl->ngaps) * sizeof *cl->gaps);
@@ -868,7 +864,7 @@ static void check_gaps(struct dkv_cluster *cl)
 	for (uint32_t i = 0; i < nn; i++) {
 		struct dkv_node *n = dkv_engine_node_at(cl->e, i);
 		struct nodegap *g = &cl->gaps[i];
-		if (!n->tick || prefix_of(n) >= n->tick) {
+		if (!n->tick || dkv__seen_prefix(n) >= n->tick) {
 			g->since = 0;
 			g->backoff_ms = 0;
 			g->next_try = 0;
@@ -890,12 +886,12 @@ static void check_gaps(struct dkv_cluster *cl)
 		struct dkv_rangeset ms;
 		dkv_rangeset_init(&ms);
 		dkv_rangeset_missing(&n->seen, 1, n->tick + 1, &ms);
-		say(cl, "missing %llu change(s) of %s (ticks %llu to %llu): asking %s",
-		    (unsigned long long)dkv_rangeset_count(&ms), n->name,
-		    (unsigned long long)(ms.n ? ms.r[0].lo : 0),
-		    (unsigned long long)(ms.n ? ms.r[ms.n - 1].hi - 1 : 0), p->name);
+		dkv__cluster_say(cl, "missing %llu change(s) of %s (ticks %llu to %llu): asking %s",
+				 (unsigned long long)dkv_rangeset_count(&ms), n->name,
+				 (unsigned long long)(ms.n ? ms.r[0].lo : 0),
+				 (unsigned long long)(ms.n ? ms.r[ms.n - 1].hi - 1 : 0), p->name);
 		dkv_rangeset_release(&ms);
-		p->repair_seq = send_repl(p, false);
+		p->repair_seq = dkv__peer_send_repl(p, false);
 	}
 }
 
@@ -908,7 +904,7 @@ static bool tombstone_ripe(void *arg, const struct dkv_entry *ent)
 	if (!ent->value->nchain)
 		return false;
 	const struct dkv_chain_link *l = &ent->value->chain[0];
-	bool everywhere = prefix_of(l->node) >= l->tick;
+	bool everywhere = dkv__seen_prefix(l->node) >= l->tick;
 	for (struct peer *p = cl->peers; p && everywhere; p = p->next)
 		everywhere = !p->present ||
 			     (l->node->idx < p->nrep && p->rep[l->node->idx].prefix >= l->tick);
@@ -922,14 +918,14 @@ static void purge_tombstones(struct dkv_cluster *cl)
 	cl->purged += dkv_engine_purge(cl->e, tombstone_ripe, cl);
 }
 
-static void on_timer(uv_timer_t *h)
+void dkv__cluster_on_timer(uv_timer_t *h)
 {
 	struct dkv_cluster *cl = h->data;
 	if (cl->closing)
 		return;
 	announce(cl);
 	check_gaps(cl);
-	uint64_t now = now_ms(cl);
+	uint64_t now = dkv__cluster_now_ms(cl);
 	if (cl->ready && cl->peers && now - cl->last_purge_ms >= cl->tombstone_ms) {
 		cl->last_purge_ms = now;
 		purge_tombstones(cl);
@@ -989,17 +985,18 @@ int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine
 	uv_timer_init(loop, &cl->close_guard);
 	cl->timer.data = cl->serf_wait.data = cl->close_guard.data = cl;
 	cl->nhandles += 3;
-	uv_timer_start(&cl->timer, on_timer, TIMER_MS, TIMER_MS);
+	uv_timer_start(&cl->timer, dkv__cluster_on_timer, TIMER_MS, TIMER_MS);
 	if (!cl->ready)
-		uv_timer_start(&cl->serf_wait, on_serf_wait, o->serf_wait_ms ? o->serf_wait_ms : 5000,
-			       0);
+		uv_timer_start(&cl->serf_wait, dkv__cluster_on_serf_wait,
+			       o->serf_wait_ms ? o->serf_wait_ms : 5000, 0);
 
-	struct serf_client_opts so = {.on_state = on_serf_state, .arg = cl, .retry_max_ms = 2000};
+	struct serf_client_opts so = {.on_state = dkv__cluster_on_serf_state, .arg = cl,
+				      .retry_max_ms = 2000};
 	int rc = serf_client_new(&cl->serf, loop, o->serf_host, o->serf_port, o->serf_auth, &so);
 	if (!rc)
 		rc = serf_stream(cl->serf,
 				 "user,member-join,member-leave,member-failed,member-update,member-reap",
-				 on_serf_event, cl, NULL);
+				 dkv__cluster_on_serf_event, cl, NULL);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the Serf client for %s: %s", cl->serf_where,
 			 strerror(-rc));
@@ -1083,12 +1080,12 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	uint32_t nn = dkv_engine_node_count(cl->e), nm = 0;
 	for (uint32_t i = 0; i < nn; i++) {
 		struct dkv_node *n = dkv_engine_node_at(cl->e, i);
-		nm += n->tick && prefix_of(n) < n->tick;
+		nm += n->tick && dkv__seen_prefix(n) < n->tick;
 	}
 	dkv_mp_map(out, nm);
 	for (uint32_t i = 0; i < nn; i++) {
 		struct dkv_node *n = dkv_engine_node_at(cl->e, i);
-		if (!n->tick || prefix_of(n) >= n->tick)
+		if (!n->tick || dkv__seen_prefix(n) >= n->tick)
 			continue;
 		struct dkv_rangeset ms;
 		dkv_rangeset_init(&ms);
@@ -1214,7 +1211,7 @@ void dkv_cluster_close(struct dkv_cluster *cl, void (*cb)(void *arg), void *arg)
 	dkv_server_set_cluster(cl->srv, NULL);
 	for (struct peer *p = cl->peers; p; p = p->next) {
 		if (p->link)
-			link_drop(p, NULL);
+			dkv__link_drop(p, NULL);
 		uv_close((uv_handle_t *)&p->retry, retry_closed);
 	}
 	uv_close((uv_handle_t *)&cl->timer, handle_closed);

@@ -104,4 +104,57 @@ struct dkv_cluster {
 	void *close_arg;
 };
 
+struct serf_record;
+struct serf_stream;
+
+/* ---- messages, readiness at the start ---- */
+
+/* A line on stderr, "distkv: ..."; nothing when verbose < 0. */
+void dkv__cluster_say(struct dkv_cluster *cl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The loop's time, ms. */
+uint64_t dkv__cluster_now_ms(struct dkv_cluster *cl);
+/* The node is in sync (why says how, for the log): answer clients.  Once;
+ * not while closing. */
+void dkv__cluster_set_ready(struct dkv_cluster *cl, const char *why);
+/* A peer we waited for at the start failed: serve the local state if no
+ * other is left to wait for. */
+void dkv__cluster_check_initial(struct dkv_cluster *cl);
+/* The member list is known: decide whom to wait for. */
+void dkv__cluster_start_decision(struct dkv_cluster *cl);
+
+/* ---- the peer table and the links ---- */
+
+/* The peer called name, or NULL. */
+struct peer *dkv__peer_find(struct dkv_cluster *cl, const char *name, size_t len);
+/* The peer called name, added (without a link) if it is new. */
+struct peer *dkv__peer_get(struct dkv_cluster *cl, const char *name, size_t len);
+/* What p reported of the node with index idx; zeros until it does. */
+struct report *dkv__peer_report(struct peer *p, uint32_t idx);
+/* Whether p has its tag and Serf says its agent is alive. */
+bool dkv__peer_alive(const struct peer *p);
+/* Open a link to p unless it has one, has no address, or we are closing. */
+void dkv__peer_connect(struct peer *p);
+/* Drop the link (if any) and say why. */
+void dkv__link_drop(struct peer *p, const char *why);
+/* Ask for what we lack: live (then the peer's changes go on), or once.
+ * Returns the request's seq. */
+uint64_t dkv__peer_send_repl(struct peer *p, bool live);
+
+/* ---- Serf: members, tags, events ---- */
+
+/* The Serf client's callbacks (serf.h): the connection to the agent, the
+ * event stream, and the timer that stops waiting for an agent. */
+void dkv__cluster_on_serf_state(struct serf_client *c, int status, const char *msg, void *arg);
+void dkv__cluster_on_serf_event(struct serf_client *c, struct serf_stream *s, int status,
+				const struct serf_record *rec, void *arg);
+void dkv__cluster_on_serf_wait(uv_timer_t *h);
+
+/* ---- the timer: announcements, gaps, tombstones ---- */
+
+/* Every TIMER_MS. */
+void dkv__cluster_on_timer(uv_timer_t *h);
+/* The end of the gap-free run of n's ticks that this node has seen. */
+uint64_t dkv__seen_prefix(const struct dkv_node *n);
+
 #endif /* DKV_CLUSTER_INT_H */
