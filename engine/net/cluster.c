@@ -13,14 +13,9 @@
  * end; `internal state` is asked for by people and tests, not in a loop.
  */
 #include "cluster_int.h"
-#include "net.h"
-#include "log.h"
 #include "serf.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
