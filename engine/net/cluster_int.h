@@ -1,8 +1,10 @@
 /*
  * cluster_int.h - what the files of the cluster share, and nothing else:
- * the cluster object and the peer table.  Included only by cluster.c,
- * peer.c, membership.c and ticker.c; the rest of engine/net/ sees
- * cluster.h.  Everything here runs on the server's loop thread.
+ * the cluster object, the peer table, and the dkv__ functions they call
+ * across.  Included only by cluster.c (life cycle, readiness, `internal
+ * state`), peer.c (the data links), membership.c (Serf) and ticker.c (the
+ * periodic timer); the rest of engine/net/ sees cluster.h.  Everything
+ * here runs on the server's loop thread.
  */
 #ifndef DKV_CLUSTER_INT_H
 #define DKV_CLUSTER_INT_H
@@ -75,26 +77,26 @@ struct dkv_cluster {
 	bool serf_ever;
 	bool joined;          /* the --join request was answered */
 	bool members_known;   /* a member list came after the join */
-	bool decided;         /* start_decision chose whom to wait for */
+	bool decided;         /* dkv__cluster_start_decision chose whom to wait for */
 	char serf_state[160];
 	char **agents;        /* gossip addresses of agents seen, to rejoin */
 	size_t nagents;
 
-	struct peer *peers;
+	struct peer *peers;   /* the peer table (peer.c) */
 	bool ready;
 	uint64_t started_ms;
-	uv_timer_t timer;
-	uv_timer_t serf_wait;
-	uint64_t last_purge_ms;
-	double tokens;
+	uv_timer_t timer;     /* ticker.c's rounds */
+	uv_timer_t serf_wait; /* membership.c: serve alone when no agent answers */
+	uint64_t last_purge_ms; /* ticker.c: when tombstones were last checked */
+	double tokens;        /* ticker.c's announcement bucket */
 	uint64_t tokens_ms;
 	uint64_t announced;
-	struct nodegap *gaps;
+	struct nodegap *gaps; /* ticker.c's, one per node, by index */
 	uint32_t ngaps;
-	uint64_t conflicts;
+	uint64_t conflicts;   /* counted by peer.c as records are applied */
 	uint64_t conflicts_logged_ms;
 	uint64_t conflicts_unlogged;
-	uint64_t purged;
+	uint64_t purged;      /* tombstones dropped (ticker.c) */
 
 	bool closing;
 	unsigned nhandles;
@@ -107,7 +109,7 @@ struct dkv_cluster {
 struct serf_record;
 struct serf_stream;
 
-/* ---- messages, readiness at the start ---- */
+/* ---- messages, readiness at the start (cluster.c) ---- */
 
 /* A line on stderr, "distkv: ..."; nothing when verbose < 0. */
 void dkv__cluster_say(struct dkv_cluster *cl, const char *fmt, ...)
@@ -123,7 +125,7 @@ void dkv__cluster_check_initial(struct dkv_cluster *cl);
 /* The member list is known: decide whom to wait for. */
 void dkv__cluster_start_decision(struct dkv_cluster *cl);
 
-/* ---- the peer table and the links ---- */
+/* ---- the peer table and the links (peer.c) ---- */
 
 /* The peer called name, or NULL. */
 struct peer *dkv__peer_find(struct dkv_cluster *cl, const char *name, size_t len);
@@ -135,13 +137,14 @@ struct report *dkv__peer_report(struct peer *p, uint32_t idx);
 bool dkv__peer_alive(const struct peer *p);
 /* Open a link to p unless it has one, has no address, or we are closing. */
 void dkv__peer_connect(struct peer *p);
-/* Drop the link (if any) and say why. */
+/* Drop the link (if any) and say why (NULL: nothing to say); retry
+ * later unless the cluster is closing. */
 void dkv__link_drop(struct peer *p, const char *why);
 /* Ask for what we lack: live (then the peer's changes go on), or once.
  * Returns the request's seq. */
 uint64_t dkv__peer_send_repl(struct peer *p, bool live);
 
-/* ---- Serf: members, tags, events ---- */
+/* ---- Serf: members, tags, events (membership.c) ---- */
 
 /* The Serf client's callbacks (serf.h): the connection to the agent, the
  * event stream, and the timer that stops waiting for an agent. */
@@ -150,9 +153,9 @@ void dkv__cluster_on_serf_event(struct serf_client *c, struct serf_stream *s, in
 				const struct serf_record *rec, void *arg);
 void dkv__cluster_on_serf_wait(uv_timer_t *h);
 
-/* ---- the timer: announcements, gaps, tombstones ---- */
+/* ---- the timer: announcements, gaps, tombstones (ticker.c) ---- */
 
-/* Every TIMER_MS. */
+/* Every TIMER_MS (cluster.c starts it). */
 void dkv__cluster_on_timer(uv_timer_t *h);
 /* The end of the gap-free run of n's ticks that this node has seen. */
 uint64_t dkv__seen_prefix(const struct dkv_node *n);
