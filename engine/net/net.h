@@ -2,7 +2,8 @@
  * net.h - what the files of engine/net/ share, and nothing else: the
  * server and its connections, requests, replies and streams, the action
  * handlers.  Every internal (dkv__) function of engine/net/ is declared
- * here, once.  Public calls are in server.h, cluster.h and client.h.
+ * here, once, except those only the cluster's files call (cluster_int.h).
+ * Public calls are in server.h, cluster.h and client.h.
  */
 #ifndef DKV_NET_H
 #define DKV_NET_H
