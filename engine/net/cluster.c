@@ -13,6 +13,7 @@
  * end; `internal state` is asked for by people and tests, not in a loop.
  */
 #include "cluster_int.h"
+#include "report.h"
 #include "serf.h"
 
 #include <errno.h>
@@ -30,12 +31,12 @@ void dkv__cluster_say(struct dkv_cluster *cl, const char *fmt, ...)
 {
 	if (cl->verbose < 0)
 		return;
+	char msg[900];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("distkv: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	dkv_report(DKV_REPORT_INFO, "%s", msg);
 }
 
 uint64_t dkv__cluster_now_ms(struct dkv_cluster *cl)
@@ -360,6 +361,11 @@ static void on_close_guard(uv_timer_t *h)
 
 void dkv_cluster_close(struct dkv_cluster *cl, void (*cb)(void *arg), void *arg)
 {
+	if (!cl) {
+		if (cb)
+			cb(arg);
+		return;
+	}
 	cl->closing = true;
 	cl->close_cb = cb;
 	cl->close_arg = arg;

@@ -55,7 +55,8 @@ int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine
 		    struct dkv_server *srv, const struct dkv_cluster_opts *o, char *err,
 		    size_t errlen);
 /* Withdraw our tag, close links and the agent connection; cb (may be
- * NULL) runs when everything is closed and cl is freed. */
+ * NULL) runs when everything is closed and cl is freed.  cl NULL: cb runs
+ * at once. */
 void dkv_cluster_close(struct dkv_cluster *cl, void (*cb)(void *arg), void *arg);
 
 const char *dkv_cluster_root(const struct dkv_cluster *cl);
