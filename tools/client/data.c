@@ -1,0 +1,703 @@
+/*
+ * data.c - the data commands: get, set, delete, list and monitor.
+ *
+ * Subtrees (get -r, delete -r, monitor) come as streams of replies whose
+ * paths are depth-compressed; each is printed as it arrives, except that
+ * "get -d KEY" first collects the subtree into one nested mapping.
+ */
+#include "client_int.h"
+
+#include "client.h"
+#include "path.h"
+#include "pathtext.h"
+#include "py.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keys of a reply that describe the transport, not the data. */
+static bool is_transport_key(const struct dkv_mp_item *k)
+{
+	return dkv_mp_streq(k, "seq") || dkv_mp_streq(k, "wseq") || dkv_mp_streq(k, "depth") ||
+	       dkv_mp_streq(k, "path");
+}
+
+static bool keep_data(const struct dkv_mp_item *k)
+{
+	return !is_transport_key(k);
+}
+
+static bool keep_value(const struct dkv_mp_item *k)
+{
+	return dkv_mp_streq(k, "value");
+}
+
+/* ---- rebuilding full paths from depth-compressed replies ---- */
+
+/* Replies of get_tree, watch and delete_tree carry only the part of their
+ * path that differs from the previous reply's: keep the first `depth`
+ * elements of the previous (relative) path and append `path`. */
+struct longener {
+	struct dkv_buf enc; /* the current path relative to the request's */
+	size_t *offs;       /* offs[i]: where element i starts in enc */
+	uint32_t n, cap;
+	uint32_t kept;      /* elements kept from the previous path */
+};
+
+static void longener_release(struct longener *l)
+{
+	dkv_buf_release(&l->enc);
+	free(l->offs);
+}
+
+/* 0, or -ENOENT when the reply has no path (state messages). */
+static int longener_apply(struct longener *l, const uint8_t *m, size_t n)
+{
+	const uint8_t *p;
+	size_t plen;
+	int64_t depth = 0;
+	if (dkv_client_field(m, n, "path", &p, &plen) < 0)
+		return -ENOENT;
+	if (dkv_client_field_int(m, n, "depth", &depth) < 0 || depth < 0)
+		depth = 0;
+	if ((uint64_t)depth > l->n)
+		depth = l->n; /* only a broken server says this; keep what we have */
+	l->n = (uint32_t)depth;
+	l->kept = l->n;
+	l->enc.len = l->n ? l->offs[l->n] : 0;
+
+	struct dkv_path tail;
+	struct dkv_mp_reader r;
+	dkv_path_init(&tail);
+	dkv_mp_reader_init(&r, p, plen);
+	int rc = dkv_path_decode(&tail, &r);
+	if (rc == 0) {
+		struct dkv_path_iter it;
+		const uint8_t *e;
+		size_t elen;
+		dkv_path_iter_init(&it, tail.enc.data, tail.enc.len);
+		while (dkv_path_iter_next(&it, &e, &elen)) {
+			if (l->n + 2 > l->cap) {
+				l->cap = l->cap ? 2 * l->cap : 16;
+				l->offs = dkv_xrealloc(l->offs, l->cap * sizeof(*l->offs));
+			}
+			l->offs[l->n] = l->enc.len;
+			dkv_buf_append(&l->enc, e, elen);
+			l->n++;
+		}
+	}
+	if (l->cap == 0) {
+		l->cap = 16;
+		l->offs = dkv_xrealloc(l->offs, l->cap * sizeof(*l->offs));
+	}
+	l->offs[l->n] = l->enc.len; /* so that offs[depth] is the cut point */
+	dkv_path_release(&tail);
+	return rc;
+}
+
+/* A YAML document for one entry: {path: <full path>, value: ...}, with
+ * -m also the chain and tock. */
+static int print_entry(struct dkv__cli_ctx *x, const struct dkv_buf *prefix,
+		       const struct longener *l, const uint8_t *m, size_t n, bool meta)
+{
+	struct dkv_buf full = {0}, body = {0}, doc = {0};
+	dkv_buf_append(&full, prefix->data, prefix->len);
+	dkv_buf_append(&full, l->enc.data, l->enc.len);
+	uint32_t cnt = dkv__cli_copy_pairs(&body, m, n, meta ? keep_data : keep_value);
+	dkv_mp_map(&doc, cnt + 1);
+	dkv_mp_cstr(&doc, "path");
+	dkv_path_encode(&doc, full.data, full.len);
+	dkv_buf_append(&doc, body.data, body.len);
+	fputs("---\n", stdout);
+	int rc = dkv__cli_print_yaml(x, doc.data, doc.len);
+	dkv_buf_release(&full);
+	dkv_buf_release(&body);
+	dkv_buf_release(&doc);
+	return rc;
+}
+
+/* ---- the nested mapping of "get -r -d KEY" ---- */
+
+struct tnode {
+	uint8_t *key; /* the element's encoding */
+	size_t klen;
+	uint8_t *val; /* NULL: no value */
+	size_t vlen;
+	struct tnode **kids;
+	size_t nkids, cap;
+};
+
+static void tnode_free(struct tnode *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nkids; i++)
+		tnode_free(t->kids[i]);
+	free(t->kids);
+	free(t->key);
+	free(t->val);
+	free(t);
+}
+
+/* The child with this key.  Replies come in depth-first order, so a key
+ * seen before under this parent can only be its most recent child. */
+static struct tnode *tnode_child(struct tnode *t, const uint8_t *key, size_t klen)
+{
+	if (t->nkids) {
+		struct tnode *last = t->kids[t->nkids - 1];
+		if (last->klen == klen && !memcmp(last->key, key, klen))
+			return last;
+	}
+	struct tnode *c = dkv_xcalloc(1, sizeof(*c));
+	c->key = dkv_xmalloc(klen ? klen : 1);
+	memcpy(c->key, key, klen);
+	c->klen = klen;
+	if (t->nkids == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 4;
+		t->kids = dkv_xrealloc(t->kids, t->cap * sizeof(*t->kids));
+	}
+	t->kids[t->nkids++] = c;
+	return c;
+}
+
+/* NEEDSWORK: a child whose name is the value key itself (a string "_"
+ * under -d _) collides with the value in the output mapping; and a tree
+ * nested deeper than DKV_MP_MAX_DEPTH cannot be shown this way. */
+static void tnode_encode(struct dkv_buf *out, const struct tnode *t, const char *vkey)
+{
+	dkv_mp_map(out, (uint32_t)(t->nkids + (t->val ? 1 : 0)));
+	if (t->val) {
+		dkv_mp_cstr(out, vkey);
+		dkv_buf_append(out, t->val, t->vlen);
+	}
+	for (size_t i = 0; i < t->nkids; i++) {
+		dkv_buf_append(out, t->kids[i]->key, t->kids[i]->klen);
+		tnode_encode(out, t->kids[i], vkey);
+	}
+}
+
+/* ---- data get ---- */
+
+struct tree_state {
+	struct dkv__cli_ctx *x;
+	const struct dkv__cli_get_opts *o;
+	const struct dkv_buf *prefix;
+	struct longener l;
+	struct tnode *root;
+	struct tnode **stack; /* stack[i]: node of the path's first i elements */
+	size_t stack_cap;
+};
+
+static int tree_cb(void *arg, const uint8_t *m, size_t n)
+{
+	struct tree_state *s = arg;
+	if (longener_apply(&s->l, m, n) < 0)
+		return 0;
+	if (!s->o->as_dict)
+		return print_entry(s->x, s->prefix, &s->l, m, n, s->o->meta) ? -EIO : 0;
+
+	if (s->stack_cap < (size_t)s->l.n + 1) {
+		s->stack_cap = (size_t)s->l.n + 16;
+		s->stack = dkv_xrealloc(s->stack, s->stack_cap * sizeof(*s->stack));
+	}
+	s->stack[0] = s->root;
+	for (uint32_t i = s->l.kept; i < s->l.n; i++) {
+		size_t off = s->l.offs[i], end = s->l.offs[i + 1];
+		s->stack[i + 1] = tnode_child(s->stack[i], s->l.enc.data + off, end - off);
+	}
+	struct tnode *t = s->stack[s->l.n];
+	const uint8_t *v;
+	size_t vlen;
+	struct dkv_buf val = {0};
+	if (s->o->meta) {
+		uint32_t cnt = dkv__cli_copy_pairs(&val, m, n, keep_data);
+		struct dkv_buf hdr = {0};
+		dkv_mp_map(&hdr, cnt);
+		dkv_buf_append(&hdr, val.data, val.len);
+		dkv_buf_release(&val);
+		val = hdr;
+	} else if (dkv_client_field(m, n, "value", &v, &vlen) == 0) {
+		dkv_buf_append(&val, v, vlen);
+	} else if (s->o->empty) {
+		dkv_mp_nil(&val);
+	} else {
+		return 0;
+	}
+	free(t->val);
+	t->val = dkv_buf_detach(&val, &t->vlen);
+	return 0;
+}
+
+int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
+		      const struct dkv_buf *path)
+{
+	struct dkv_buf req = {0};
+	uint32_t nf = 2;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, o->action);
+	dkv__cli_put_path(&req, path);
+	if (o->meta) {
+		dkv__cli_put_int(&req, "nchain", 3);
+		nf++;
+	}
+	if (o->empty) {
+		dkv__cli_put_bool(&req, "empty", true);
+		nf++;
+	}
+	if (o->mindepth >= 0) {
+		dkv__cli_put_int(&req, "min_depth", o->mindepth);
+		nf++;
+	}
+	if (o->maxdepth >= 0) {
+		dkv__cli_put_int(&req, "max_depth", o->maxdepth);
+		nf++;
+	}
+
+	struct tree_state s = {.x = x, .o = o, .prefix = path};
+	if (o->as_dict)
+		s.root = dkv_xcalloc(1, sizeof(*s.root));
+	int rc = 0;
+	int r = dkv_client_stream(x->conn, req.data, req.len, nf, tree_cb, &s);
+	rc = dkv__cli_request_status(x, r);
+	if (!rc && o->as_dict) {
+		struct dkv_buf out = {0};
+		tnode_encode(&out, s.root, o->as_dict);
+		rc = dkv__cli_print_yaml(x, out.data, out.len);
+		dkv_buf_release(&out);
+	}
+	tnode_free(s.root);
+	free(s.stack);
+	longener_release(&s.l);
+	dkv_buf_release(&req);
+	return rc;
+}
+
+static int get_single(struct dkv__cli_ctx *x, bool meta, const struct dkv_buf *path)
+{
+	struct dkv_buf req = {0}, rep = {0};
+	uint32_t nf = 2;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "get_value");
+	dkv__cli_put_path(&req, path);
+	if (meta) {
+		dkv__cli_put_int(&req, "nchain", 3);
+		nf++;
+	}
+	int rc = 0;
+	int r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
+	if (r < 0) {
+		rc = dkv__cli_request_failed(x, r);
+	} else if (meta) {
+		rc = dkv__cli_print_reply(x, rep.data, rep.len);
+	} else {
+		const uint8_t *v;
+		size_t vlen;
+		if (dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0)
+			rc = dkv__cli_print_yaml(x, v, vlen);
+		else if (x->cli->verbose > 0)
+			fprintf(stderr, "%s: no value\n", x->cli->progname);
+	}
+	dkv_buf_release(&req);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
+static const char get_usage[] =
+	"data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [PATH...]";
+
+static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"recursive", no_argument, NULL, 'r'},
+		{"as-dict", required_argument, NULL, 'd'},
+		{"meta", no_argument, NULL, 'm'},
+		{"empty", no_argument, NULL, 'e'},
+		{"mindepth", required_argument, NULL, 'N'},
+		{"maxdepth", required_argument, NULL, 'M'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	struct dkv__cli_get_opts o = {.action = "get_tree", .mindepth = -1, .maxdepth = -1};
+	bool recursive = false;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+rd:me", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			recursive = true;
+			break;
+		case 'd':
+			o.as_dict = optarg;
+			recursive = true;
+			break;
+		case 'm':
+			o.meta = true;
+			break;
+		case 'e':
+			o.empty = true;
+			break;
+		case 'N':
+		case 'M':
+			if (dkv__cli_parse_int(optarg, ch == 'N' ? &o.mindepth : &o.maxdepth) < 0)
+				return dkv__cli_usage_error(x, get_usage, "not a number: '%s'", optarg);
+			recursive = true;
+			break;
+		case 'H':
+			return dkv__cli_help(x, get_usage,
+				    "Print the value at PATH as YAML (nothing if there is none).\n\n"
+				    "  -r, --recursive   the whole subtree, one YAML document per entry\n"
+				    "  -d, --as-dict KEY the subtree as one nested mapping, values under KEY\n"
+				    "  -m, --meta        include the chain and tock\n"
+				    "  -e, --empty       with -r: include entries without a value\n"
+				    "      --mindepth N  with -r: skip entries less than N levels down\n"
+				    "      --maxdepth N  with -r: skip entries more than N levels down\n");
+		default:
+			return dkv__cli_usage_error(x, get_usage, NULL, NULL);
+		}
+	}
+	struct dkv_buf path = {0};
+	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc == 0)
+		rc = dkv__cli_connect(x);
+	if (rc == 0)
+		rc = recursive ? dkv__cli_get_tree(x, &o, &path) : get_single(x, o.meta, &path);
+	dkv_buf_release(&path);
+	return rc;
+}
+
+/* ---- data set ---- */
+
+static const char set_usage[] = "data set -v VALUE [-e] [-n | -l NODE TICK] [-m] PATH...";
+
+static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"value", required_argument, NULL, 'v'},
+		{"eval", no_argument, NULL, 'e'},
+		{"new", no_argument, NULL, 'n'},
+		{"last", required_argument, NULL, 'l'},
+		{"meta", no_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *value = NULL, *last_node = NULL;
+	long last_tick = 0;
+	bool eval = false, is_new = false, meta = false;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+v:enl:m", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'v':
+			value = optarg;
+			break;
+		case 'e':
+			eval = true;
+			break;
+		case 'n':
+			is_new = true;
+			break;
+		case 'l':
+			/* --last takes two words: NODE is optarg, TICK the next one. */
+			last_node = optarg;
+			if (optind >= argc)
+				return dkv__cli_usage_error(x, set_usage, "%s", "--last needs NODE and TICK");
+			if (dkv__cli_parse_int(argv[optind], &last_tick) < 0 || last_tick < 0)
+				return dkv__cli_usage_error(x, set_usage, "bad tick '%s'", argv[optind]);
+			optind++;
+			break;
+		case 'm':
+			meta = true;
+			break;
+		case 'H':
+			return dkv__cli_help(x, set_usage,
+				    "Store VALUE at PATH.\n\n"
+				    "  -v, --value VALUE    the value (a string unless -e is given)\n"
+				    "  -e, --eval           VALUE is a Python literal: 12, True, None,\n"
+				    "                       b'bytes', [1, 2], {'a': 1}, ...\n"
+				    "  -n, --new            fail if the entry has a value already\n"
+				    "  -l, --last NODE TICK fail unless NODE/TICK made the last change\n"
+				    "  -m, --meta           print the new chain and tock\n");
+		default:
+			return dkv__cli_usage_error(x, set_usage, NULL, NULL);
+		}
+	}
+	if (!value)
+		return dkv__cli_usage_error(x, set_usage, "%s", "missing -v VALUE");
+	if (is_new && last_node)
+		return dkv__cli_usage_error(x, set_usage, "%s", "--new and --last exclude each other");
+
+	struct dkv_buf path = {0}, req = {0}, rep = {0};
+	uint32_t nf = 3;
+	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc)
+		goto out;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "set_value");
+	dkv__cli_put_path(&req, &path);
+	dkv_mp_cstr(&req, "value");
+	if (eval) {
+		char err[512];
+		if (dkv_py_literal_eval(&req, value, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: cannot evaluate '%s': %s\n", x->cli->progname, value, err);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+	} else {
+		dkv_mp_cstr(&req, value);
+	}
+	if (is_new) {
+		dkv_mp_cstr(&req, "chain");
+		dkv_mp_nil(&req);
+		nf++;
+	} else if (last_node) {
+		dkv_mp_cstr(&req, "chain");
+		dkv_mp_map(&req, 2);
+		dkv_mp_cstr(&req, "node");
+		dkv_mp_cstr(&req, last_node);
+		dkv_mp_cstr(&req, "tick");
+		dkv_mp_int(&req, last_tick);
+		nf++;
+	}
+	if (meta) {
+		dkv__cli_put_int(&req, "nchain", 3);
+		nf++;
+	}
+	rc = dkv__cli_connect(x);
+	if (rc)
+		goto out;
+	int r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
+	if (r < 0)
+		rc = dkv__cli_request_failed(x, r);
+	else if (meta)
+		rc = dkv__cli_print_reply(x, rep.data, rep.len);
+out:
+	dkv_buf_release(&path);
+	dkv_buf_release(&req);
+	dkv_buf_release(&rep);
+	if (eval)
+		dkv_py_shutdown();
+	return rc;
+}
+
+/* ---- data delete ---- */
+
+struct print_state {
+	struct dkv__cli_ctx *x;
+	const struct dkv_buf *prefix;
+	struct longener l;
+	bool meta;
+};
+
+static int delete_tree_cb(void *arg, const uint8_t *m, size_t n)
+{
+	struct print_state *s = arg;
+	if (!s->meta)
+		return 0;
+	if (longener_apply(&s->l, m, n) < 0)
+		return dkv__cli_print_reply(s->x, m, n) ? -EIO : 0;
+	return print_entry(s->x, s->prefix, &s->l, m, n, true) ? -EIO : 0;
+}
+
+static const char delete_usage[] = "data delete [-r] [-m] PATH...";
+
+static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"recursive", no_argument, NULL, 'r'},
+		{"meta", no_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	bool recursive = false, meta = false;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+rm", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			recursive = true;
+			break;
+		case 'm':
+			meta = true;
+			break;
+		case 'H':
+			return dkv__cli_help(x, delete_usage,
+				    "Delete the value at PATH; its children stay.\n\n"
+				    "  -r, --recursive  delete the values of the whole subtree\n"
+				    "  -m, --meta       print the chain of each deletion\n");
+		default:
+			return dkv__cli_usage_error(x, delete_usage, NULL, NULL);
+		}
+	}
+	struct dkv_buf path = {0}, req = {0}, rep = {0};
+	uint32_t nf = 2;
+	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc)
+		goto out;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, recursive ? "delete_tree" : "delete_value");
+	dkv__cli_put_path(&req, &path);
+	if (meta) {
+		dkv__cli_put_int(&req, "nchain", 3);
+		nf++;
+	}
+	rc = dkv__cli_connect(x);
+	if (rc)
+		goto out;
+	int r;
+	if (recursive) {
+		struct print_state s = {.x = x, .prefix = &path, .meta = meta};
+		r = dkv_client_stream(x->conn, req.data, req.len, nf, delete_tree_cb, &s);
+		longener_release(&s.l);
+	} else {
+		r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
+		if (r == 0 && meta)
+			rc = dkv__cli_print_reply(x, rep.data, rep.len);
+	}
+	if (r < 0)
+		rc = dkv__cli_request_status(x, r);
+out:
+	dkv_buf_release(&path);
+	dkv_buf_release(&req);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
+/* ---- data list ---- */
+
+static const char list_usage[] = "data list [PATH...]";
+
+static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	int hrc = dkv__cli_help_only(x, argc, argv, list_usage,
+			    "Print the names of PATH's children, one per line, in colon notation.\n");
+	if (hrc >= 0)
+		return hrc;
+	struct dkv_buf path = {0}, req = {0}, rep = {0}, out = {0};
+	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc)
+		goto out;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "enum");
+	dkv__cli_put_path(&req, &path);
+	dkv__cli_put_bool(&req, "empty", true);
+	rc = dkv__cli_connect(x);
+	if (rc)
+		goto out;
+	int r = dkv_client_call(x->conn, req.data, req.len, 3, &rep);
+	if (r < 0) {
+		rc = dkv__cli_request_failed(x, r);
+		goto out;
+	}
+	const uint8_t *res;
+	size_t reslen;
+	struct dkv_mp_reader rd;
+	struct dkv_mp_item it;
+	if (dkv_client_field(rep.data, rep.len, "result", &res, &reslen) < 0)
+		goto out; /* nothing there */
+	dkv_mp_reader_init(&rd, res, reslen);
+	if (dkv_mp_read(&rd, &it) < 0 || it.type != DKV_MP_ARRAY) {
+		fprintf(stderr, "%s: the server's answer has no list of names\n", x->cli->progname);
+		rc = 1;
+		goto out;
+	}
+	for (uint32_t i = 0; i < it.v.n; i++) {
+		const uint8_t *e = rd.p;
+		if (dkv_mp_skip(&rd) < 0 || dkv_pathtext_format(&out, e, (size_t)(rd.p - e), 0) < 0) {
+			fprintf(stderr, "%s: the server sent a bad name\n", x->cli->progname);
+			rc = 1;
+			break;
+		}
+		dkv_buf_putc(&out, '\n');
+	}
+	fwrite(out.data, 1, out.len, stdout);
+out:
+	dkv_buf_release(&path);
+	dkv_buf_release(&req);
+	dkv_buf_release(&rep);
+	dkv_buf_release(&out);
+	return rc;
+}
+
+/* ---- data monitor ---- */
+
+static int monitor_cb(void *arg, const uint8_t *m, size_t n)
+{
+	struct print_state *s = arg;
+	if (longener_apply(&s->l, m, n) < 0) {
+		if (s->x->cli->verbose > 0)
+			fprintf(stderr, "# up to date\n");
+		return 0;
+	}
+	int rc = print_entry(s->x, s->prefix, &s->l, m, n, s->meta);
+	fflush(stdout);
+	return rc ? -EIO : 0;
+}
+
+static const char monitor_usage[] = "data monitor [-f] [-m] [PATH...]";
+
+static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"fetch", no_argument, NULL, 'f'},
+		{"meta", no_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'H'},
+		{NULL, 0, NULL, 0},
+	};
+	bool fetch = false, meta = false;
+	int ch;
+	dkv_cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, "+fm", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'f':
+			fetch = true;
+			break;
+		case 'm':
+			meta = true;
+			break;
+		case 'H':
+			return dkv__cli_help(x, monitor_usage,
+				    "Print each change below PATH as a YAML document, until interrupted.\n\n"
+				    "  -f, --fetch  first print the current entries\n"
+				    "  -m, --meta   include the chain and tock\n");
+		default:
+			return dkv__cli_usage_error(x, monitor_usage, NULL, NULL);
+		}
+	}
+	struct dkv_buf path = {0}, req = {0};
+	uint32_t nf = 3;
+	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc)
+		goto out;
+	dkv_mp_cstr(&req, "action");
+	dkv_mp_cstr(&req, "watch");
+	dkv__cli_put_path(&req, &path);
+	dkv__cli_put_bool(&req, "fetch", fetch);
+	if (meta) {
+		dkv__cli_put_int(&req, "nchain", 3);
+		nf++;
+	}
+	rc = dkv__cli_connect(x);
+	if (rc)
+		goto out;
+	struct print_state s = {.x = x, .prefix = &path, .meta = meta};
+	int r = dkv_client_stream(x->conn, req.data, req.len, nf, monitor_cb, &s);
+	longener_release(&s.l);
+	if (r < 0)
+		rc = dkv__cli_request_status(x, r);
+out:
+	dkv_buf_release(&path);
+	dkv_buf_release(&req);
+	return rc;
+}
+
+const struct dkv__cli_cmd dkv__cli_data_cmds[] = {
+	{"get", cmd_get, "print a value or a subtree"},
+	{"set", cmd_set, "store a value"},
+	{"delete", cmd_delete, "delete a value or a subtree"},
+	{"list", cmd_list, "list the children of an entry"},
+	{"monitor", cmd_monitor, "print changes as they happen"},
+	{NULL, NULL, NULL},
+};
