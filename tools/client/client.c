@@ -26,42 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- usage ---- */
-
-int dkv__cli_usage_error(struct dkv__cli_ctx *x, const char *usage, const char *fmt,
-			 const char *arg)
-{
-	if (fmt) {
-		fprintf(stderr, "%s: ", x->cli->progname);
-		fprintf(stderr, fmt, arg);
-		fputc('\n', stderr);
-	}
-	fprintf(stderr, "usage: %s %s\n", x->cmdname, usage);
-	return EXIT_USAGE;
-}
-
-int dkv__cli_help(struct dkv__cli_ctx *x, const char *usage, const char *text)
-{
-	printf("usage: %s %s\n\n%s", x->cmdname, usage, text);
-	return 0;
-}
-
-int dkv__cli_help_only(struct dkv__cli_ctx *x, int argc, char **argv, const char *usage,
-		       const char *text)
-{
-	static const struct option lo[] = {
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-		if (ch == 'H')
-			return dkv__cli_help(x, usage, text);
-		return dkv__cli_usage_error(x, usage, NULL, NULL);
-	}
-	return -1;
-}
+/* ---- words ---- */
 
 int dkv__cli_parse_int(const char *s, long *v)
 {
@@ -192,7 +157,7 @@ int dkv__cli_print_reply(struct dkv__cli_ctx *x, const uint8_t *m, size_t n)
 /* A new group is one file exporting its table, and one row here. */
 static const struct group {
 	const char *name;
-	const struct dkv__cli_cmd *cmds;
+	const struct dkv__cli_cmd *const *cmds;
 	const char *summary; /* one line in the client's --help */
 } groups[] = {
 	{"data", dkv__cli_data_cmds, "read and change the stored data"},
@@ -203,8 +168,8 @@ static const struct group {
 static void group_usage(struct dkv__cli_ctx *x, FILE *f, const struct group *g)
 {
 	fprintf(f, "usage: %s %s COMMAND [OPTIONS] [PATH...]\n\nCommands:\n", x->cmdname, g->name);
-	for (const struct dkv__cli_cmd *c = g->cmds; c->name; c++)
-		fprintf(f, "  %-8s %s\n", c->name, c->summary);
+	for (const struct dkv__cli_cmd *const *c = g->cmds; *c; c++)
+		fprintf(f, "  %-8s %s\n", (*c)->name, (*c)->summary);
 	fprintf(f, "\nPATH is one word per path element in colon notation (doc/cli.md).\n");
 }
 
@@ -219,34 +184,19 @@ static int run_group(struct dkv__cli_ctx *x, const struct group *g, int argc, ch
 		group_usage(x, stdout, g);
 		return 0;
 	}
-	for (const struct dkv__cli_cmd *c = g->cmds; c->name; c++) {
-		if (strcmp(c->name, argv[1]))
+	for (const struct dkv__cli_cmd *const *c = g->cmds; *c; c++) {
+		if (strcmp((*c)->name, argv[1]))
 			continue;
 		/* getopt names argv[0] in its complaints: make it the whole command. */
 		static char name[128];
 		snprintf(name, sizeof(name), "%s %s %s", x->cmdname, g->name, argv[1]);
 		argv[1] = name;
-		return c->run(x, argc - 1, argv + 1);
+		x->cmd = *c;
+		return (*c)->run(x, argc - 1, argv + 1);
 	}
 	fprintf(stderr, "%s: unknown command '%s %s'\n", x->cli->progname, g->name, argv[1]);
 	group_usage(x, stderr, g);
 	return EXIT_USAGE;
-}
-
-static void client_usage(struct dkv__cli_ctx *x, FILE *f)
-{
-	fprintf(f,
-		"usage: %s [-h HOST] [-p PORT] [-a AUTH] COMMAND ...\n"
-		"\n"
-		"  -h, --host HOST  the server (default: connect.host, localhost)\n"
-		"  -p, --port PORT  its port (default: connect.port, 27586)\n"
-		"  -a, --auth AUTH  log in (not supported yet)\n"
-		"      --help       show this help\n"
-		"\n"
-		"Commands:\n",
-		x->cmdname);
-	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
-		fprintf(f, "  %-8s  %s\n", groups[i].name, groups[i].summary);
 }
 
 static const struct group *find_group(const char *name)
@@ -257,56 +207,63 @@ static const struct group *find_group(const char *name)
 	return NULL;
 }
 
+/* ---- the client's own options ---- */
+
+static void client_usage(struct dkv__cli_ctx *x, const struct dkv__cli_opt *opts, FILE *f)
+{
+	enum { COL = 19 };
+	fprintf(f, "usage: %s [-h HOST] [-p PORT] [-a AUTH] COMMAND ...\n\n", x->cmdname);
+	dkv__cli_print_opts(f, opts, COL);
+	fprintf(f, "%-*s%s\n", COL, "      --help", "show this help");
+	fprintf(f, "\nCommands:\n");
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		fprintf(f, "  %-8s  %s\n", groups[i].name, groups[i].summary);
+}
+
+/* Not a command of a group: its help is the client's usage. */
+static const struct dkv__cli_cmd client_cmd = {.print_usage = client_usage};
+
+static int opt_port(const struct dkv__cli_optarg *a)
+{
+	long v;
+	if (dkv__cli_parse_int(a->arg, &v) < 0 || v < 1 || v > 65535) {
+		fprintf(stderr, "%s: bad port '%s'\n", a->x->cli->progname, a->arg);
+		return EXIT_USAGE;
+	}
+	*(int64_t *)a->data = v;
+	return 0;
+}
+
 int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"host", required_argument, NULL, 'h'},
-		{"port", required_argument, NULL, 'p'},
-		{"auth", required_argument, NULL, 'a'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	struct dkv__cli_ctx x = {
 		.cli = cli,
 		.cmdname = strcmp(cli->progname, "dkv") ? "distkv client" : "dkv",
+		.cmd = &client_cmd,
 		.host = dkv_config_str(cli->cfg, "connect.host", "localhost"),
 	};
 	int64_t port = dkv_config_int(cli->cfg, "connect.port", DKV_CLIENT_DEFAULT_PORT);
 	const char *auth = NULL;
-	int ch;
+	const struct dkv__cli_opt opts[] = {
+		{.name = "host", .letter = 'h', .arg = "HOST", .str = &x.host,
+		 .help = "the server (default: connect.host, localhost)"},
+		{.name = "port", .letter = 'p', .arg = "PORT", .fn = opt_port, .data = &port,
+		 .help = "its port (default: connect.port, 27586)"},
+		{.name = "auth", .letter = 'a', .arg = "AUTH", .str = &auth,
+		 .help = "log in (not supported yet)"},
+		{NULL},
+	};
 	argv[0] = (char *)x.cmdname; /* for getopt's messages */
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+h:p:a:", lo, NULL)) != -1) {
-		long v;
-		switch (ch) {
-		case 'h':
-			x.host = optarg;
-			break;
-		case 'p':
-			if (dkv__cli_parse_int(optarg, &v) < 0 || v < 1 || v > 65535) {
-				fprintf(stderr, "%s: bad port '%s'\n", cli->progname, optarg);
-				return EXIT_USAGE;
-			}
-			port = v;
-			break;
-		case 'a':
-			auth = optarg;
-			break;
-		case 'H':
-			client_usage(&x, stdout);
-			return 0;
-		default:
-			client_usage(&x, stderr);
-			return EXIT_USAGE;
-		}
-	}
+	int rc = dkv__cli_options(&x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	if (port < 1 || port > 65535) {
 		fprintf(stderr, "%s: bad connect.port %lld\n", cli->progname, (long long)port);
 		return EXIT_USAGE;
 	}
 	x.port = (unsigned)port;
 	if (optind >= argc) {
-		client_usage(&x, stderr);
+		client_usage(&x, opts, stderr);
 		return EXIT_USAGE;
 	}
 	if (auth) {
@@ -317,12 +274,11 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	const struct group *g = find_group(argv[0]);
-	int rc;
 	if (g) {
 		rc = run_group(&x, g, argc, argv);
 	} else {
 		fprintf(stderr, "%s: unknown command '%s'\n", cli->progname, argv[0]);
-		client_usage(&x, stderr);
+		client_usage(&x, opts, stderr);
 		rc = EXIT_USAGE;
 	}
 	dkv_client_free(x.conn);

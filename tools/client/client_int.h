@@ -1,11 +1,13 @@
 /*
  * client_int.h - what the files of tools/client/ share: the context of
- * one "distkv client" run, a command group's table, and the helpers every
- * command uses (client.c).  Every dkv__cli_ function is declared here,
- * once.
+ * one "distkv client" run, commands and their option tables (options.c),
+ * and the helpers every command uses (client.c).  Every dkv__cli_
+ * function is declared here, once.
  *
  * A command group is one file (data.c, internal.c, log.c) that exports
  * its table of commands; client.c's table of groups names each table.
+ * A command starts with its option table and dkv__cli_options, and is
+ * described (usage line, help text) by its struct dkv__cli_cmd.
  */
 #ifndef DKV_CLIENT_INT_H
 #define DKV_CLIENT_INT_H
@@ -15,18 +17,50 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define EXIT_USAGE 2
 
 struct dkv_client;
 
+struct dkv__cli_cmd;
+
 /* One run of "distkv client" (or "dkv"). */
 struct dkv__cli_ctx {
 	struct dkv_cli *cli;
 	const char *cmdname; /* "distkv client" or "dkv", for usage lines */
+	const struct dkv__cli_cmd *cmd; /* the command being run, for usage lines */
 	const char *host;
 	unsigned port;
 	struct dkv_client *conn; /* NULL until dkv__cli_connect */
+};
+
+/* ---- options (options.c) ---- */
+
+/* What an option's fn gets. */
+struct dkv__cli_optarg {
+	struct dkv__cli_ctx *x;
+	const char *arg; /* the option's argument; NULL when it takes none */
+	void *data;      /* the table row's data */
+	int argc;        /* the command's words, for an option that takes */
+	char **argv;     /* more than one: argv[optind] is the next word */
+};
+
+/* One option of a command.  A command's table is usually a local array
+ * pointing at the command's variables; it ends with a row whose name is
+ * NULL, and --help is added to it.  For each option given, in this
+ * order: *flag becomes true, *str gets the argument, *num gets it as a
+ * decimal number ("not a number" is a usage error), fn is called. */
+struct dkv__cli_opt {
+	const char *name; /* the long name, without "--" */
+	char letter;      /* the short name; 0: none */
+	const char *arg;  /* the argument's name in --help ("KEY"); NULL: no argument */
+	bool *flag;
+	const char **str;
+	long *num;
+	int (*fn)(const struct dkv__cli_optarg *a); /* 0, or an exit status after a message */
+	void *data;       /* for fn */
+	const char *help; /* the description in --help; NULL: the option is not listed */
 };
 
 /* One command of a group.  run gets the command's words with argv[0]
@@ -36,26 +70,34 @@ struct dkv__cli_cmd {
 	const char *name;
 	int (*run)(struct dkv__cli_ctx *x, int argc, char **argv);
 	const char *summary; /* one line in the group's --help */
+	const char *usage;   /* after the command name: "data list [PATH...]" */
+	const char *about;   /* --help: what the command does, before its options */
+	int help_col;        /* --help: the column where the options' descriptions start */
+	/* Only for the client's own options: prints the whole help, to
+	 * stdout for --help and to stderr after a usage error. */
+	void (*print_usage)(struct dkv__cli_ctx *x, const struct dkv__cli_opt *opts, FILE *f);
 };
 
-/* The groups' tables, each ended by a row whose name is NULL. */
-extern const struct dkv__cli_cmd dkv__cli_data_cmds[];
-extern const struct dkv__cli_cmd dkv__cli_internal_cmds[];
-extern const struct dkv__cli_cmd dkv__cli_log_cmds[];
+/* The groups' tables, each ended by a NULL. */
+extern const struct dkv__cli_cmd *const dkv__cli_data_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_internal_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_log_cmds[];
 
-/* ---- usage (client.c) ---- */
+/* Parse the options at the start of argv[1..argc) by the table opts, for
+ * the command x->cmd.  Returns -1 when the command goes on with the words
+ * from optind, else the exit status to return at once: 0 after --help, 2
+ * after a usage error (the message printed), or what an fn returned. */
+int dkv__cli_options(struct dkv__cli_ctx *x, const struct dkv__cli_opt *opts, int argc,
+		     char **argv);
+/* Print "usage: CMDNAME USAGE" to stderr, after "PROGNAME: fmt" when fmt
+ * is not NULL; returns EXIT_USAGE. */
+int dkv__cli_usage_error(struct dkv__cli_ctx *x, const char *fmt, const char *arg);
+/* The listed options of a table, one or more lines each, the
+ * descriptions starting in column col. */
+void dkv__cli_print_opts(FILE *f, const struct dkv__cli_opt *opts, int col);
 
-/* Print "usage: CMDNAME usage" to stderr, after "PROGNAME: fmt" when fmt
- * is not NULL (NULL: getopt has already said what is wrong); returns
- * EXIT_USAGE. */
-int dkv__cli_usage_error(struct dkv__cli_ctx *x, const char *usage, const char *fmt,
-			 const char *arg);
-/* Print the usage line and text to stdout; returns 0. */
-int dkv__cli_help(struct dkv__cli_ctx *x, const char *usage, const char *text);
-/* For commands whose only option is --help.  Returns -1 to go on (the
- * words start at optind), else the exit status. */
-int dkv__cli_help_only(struct dkv__cli_ctx *x, int argc, char **argv, const char *usage,
-		       const char *text);
+/* ---- words (client.c) ---- */
+
 /* A decimal number; -EINVAL when s is anything else. */
 int dkv__cli_parse_int(const char *s, long *v);
 /* Command-line words as a path (element encodings back to back);

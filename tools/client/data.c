@@ -305,61 +305,29 @@ static int get_single(struct dkv__cli_ctx *x, bool meta, const struct dkv_buf *p
 	return rc;
 }
 
-static const char get_usage[] =
-	"data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [PATH...]";
-
 static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"recursive", no_argument, NULL, 'r'},
-		{"as-dict", required_argument, NULL, 'd'},
-		{"meta", no_argument, NULL, 'm'},
-		{"empty", no_argument, NULL, 'e'},
-		{"mindepth", required_argument, NULL, 'N'},
-		{"maxdepth", required_argument, NULL, 'M'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	struct dkv__cli_get_opts o = {.action = "get_tree", .mindepth = -1, .maxdepth = -1};
 	bool recursive = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+rd:me", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'r':
-			recursive = true;
-			break;
-		case 'd':
-			o.as_dict = optarg;
-			recursive = true;
-			break;
-		case 'm':
-			o.meta = true;
-			break;
-		case 'e':
-			o.empty = true;
-			break;
-		case 'N':
-		case 'M':
-			if (dkv__cli_parse_int(optarg, ch == 'N' ? &o.mindepth : &o.maxdepth) < 0)
-				return dkv__cli_usage_error(x, get_usage, "not a number: '%s'", optarg);
-			recursive = true;
-			break;
-		case 'H':
-			return dkv__cli_help(x, get_usage,
-				    "Print the value at PATH as YAML (nothing if there is none).\n\n"
-				    "  -r, --recursive   the whole subtree, one YAML document per entry\n"
-				    "  -d, --as-dict KEY the subtree as one nested mapping, values under KEY\n"
-				    "  -m, --meta        include the chain and tock\n"
-				    "  -e, --empty       with -r: include entries without a value\n"
-				    "      --mindepth N  with -r: skip entries less than N levels down\n"
-				    "      --maxdepth N  with -r: skip entries more than N levels down\n");
-		default:
-			return dkv__cli_usage_error(x, get_usage, NULL, NULL);
-		}
-	}
+	const struct dkv__cli_opt opts[] = {
+		{.name = "recursive", .letter = 'r', .flag = &recursive,
+		 .help = "the whole subtree, one YAML document per entry"},
+		{.name = "as-dict", .letter = 'd', .arg = "KEY", .str = &o.as_dict, .flag = &recursive,
+		 .help = "the subtree as one nested mapping, values under KEY"},
+		{.name = "meta", .letter = 'm', .flag = &o.meta, .help = "include the chain and tock"},
+		{.name = "empty", .letter = 'e', .flag = &o.empty,
+		 .help = "with -r: include entries without a value"},
+		{.name = "mindepth", .arg = "N", .num = &o.mindepth, .flag = &recursive,
+		 .help = "with -r: skip entries less than N levels down"},
+		{.name = "maxdepth", .arg = "N", .num = &o.maxdepth, .flag = &recursive,
+		 .help = "with -r: skip entries more than N levels down"},
+		{NULL},
+	};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	struct dkv_buf path = {0};
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc == 0)
 		rc = dkv__cli_connect(x);
 	if (rc == 0)
@@ -368,100 +336,94 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	return rc;
 }
 
+static const struct dkv__cli_cmd get_cmd = {
+	.name = "get",
+	.run = cmd_get,
+	.summary = "print a value or a subtree",
+	.usage = "data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [PATH...]",
+	.about = "Print the value at PATH as YAML (nothing if there is none).\n",
+	.help_col = 20,
+};
+
 /* ---- data set ---- */
 
-static const char set_usage[] = "data set -v VALUE [-e] [-n | -l NODE TICK] [-m] PATH...";
+struct set_opts {
+	const char *value;
+	const char *last_node; /* with last_tick: -l NODE TICK */
+	long last_tick;
+	bool eval, is_new, meta;
+};
+
+/* --last takes two words: NODE is its argument, TICK the next word. */
+static int opt_last(const struct dkv__cli_optarg *a)
+{
+	struct set_opts *o = a->data;
+	o->last_node = a->arg;
+	if (optind >= a->argc)
+		return dkv__cli_usage_error(a->x, "%s", "--last needs NODE and TICK");
+	if (dkv__cli_parse_int(a->argv[optind], &o->last_tick) < 0 || o->last_tick < 0)
+		return dkv__cli_usage_error(a->x, "bad tick '%s'", a->argv[optind]);
+	optind++;
+	return 0;
+}
 
 static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"value", required_argument, NULL, 'v'},
-		{"eval", no_argument, NULL, 'e'},
-		{"new", no_argument, NULL, 'n'},
-		{"last", required_argument, NULL, 'l'},
-		{"meta", no_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	struct set_opts o = {0};
+	const struct dkv__cli_opt opts[] = {
+		{.name = "value", .letter = 'v', .arg = "VALUE", .str = &o.value,
+		 .help = "the value (a string unless -e is given)"},
+		{.name = "eval", .letter = 'e', .flag = &o.eval,
+		 .help = "VALUE is a Python literal: 12, True, None,\n"
+			 "b'bytes', [1, 2], {'a': 1}, ..."},
+		{.name = "new", .letter = 'n', .flag = &o.is_new,
+		 .help = "fail if the entry has a value already"},
+		{.name = "last", .letter = 'l', .arg = "NODE TICK", .fn = opt_last, .data = &o,
+		 .help = "fail unless NODE/TICK made the last change"},
+		{.name = "meta", .letter = 'm', .flag = &o.meta, .help = "print the new chain and tock"},
+		{NULL},
 	};
-	const char *value = NULL, *last_node = NULL;
-	long last_tick = 0;
-	bool eval = false, is_new = false, meta = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+v:enl:m", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'v':
-			value = optarg;
-			break;
-		case 'e':
-			eval = true;
-			break;
-		case 'n':
-			is_new = true;
-			break;
-		case 'l':
-			/* --last takes two words: NODE is optarg, TICK the next one. */
-			last_node = optarg;
-			if (optind >= argc)
-				return dkv__cli_usage_error(x, set_usage, "%s", "--last needs NODE and TICK");
-			if (dkv__cli_parse_int(argv[optind], &last_tick) < 0 || last_tick < 0)
-				return dkv__cli_usage_error(x, set_usage, "bad tick '%s'", argv[optind]);
-			optind++;
-			break;
-		case 'm':
-			meta = true;
-			break;
-		case 'H':
-			return dkv__cli_help(x, set_usage,
-				    "Store VALUE at PATH.\n\n"
-				    "  -v, --value VALUE    the value (a string unless -e is given)\n"
-				    "  -e, --eval           VALUE is a Python literal: 12, True, None,\n"
-				    "                       b'bytes', [1, 2], {'a': 1}, ...\n"
-				    "  -n, --new            fail if the entry has a value already\n"
-				    "  -l, --last NODE TICK fail unless NODE/TICK made the last change\n"
-				    "  -m, --meta           print the new chain and tock\n");
-		default:
-			return dkv__cli_usage_error(x, set_usage, NULL, NULL);
-		}
-	}
-	if (!value)
-		return dkv__cli_usage_error(x, set_usage, "%s", "missing -v VALUE");
-	if (is_new && last_node)
-		return dkv__cli_usage_error(x, set_usage, "%s", "--new and --last exclude each other");
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (!o.value)
+		return dkv__cli_usage_error(x, "%s", "missing -v VALUE");
+	if (o.is_new && o.last_node)
+		return dkv__cli_usage_error(x, "%s", "--new and --last exclude each other");
 
 	struct dkv_buf path = {0}, req = {0}, rep = {0};
 	uint32_t nf = 3;
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
 		goto out;
 	dkv_mp_cstr(&req, "action");
 	dkv_mp_cstr(&req, "set_value");
 	dkv__cli_put_path(&req, &path);
 	dkv_mp_cstr(&req, "value");
-	if (eval) {
+	if (o.eval) {
 		char err[512];
-		if (dkv_py_literal_eval(&req, value, err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s: cannot evaluate '%s': %s\n", x->cli->progname, value, err);
+		if (dkv_py_literal_eval(&req, o.value, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: cannot evaluate '%s': %s\n", x->cli->progname, o.value, err);
 			rc = EXIT_USAGE;
 			goto out;
 		}
 	} else {
-		dkv_mp_cstr(&req, value);
+		dkv_mp_cstr(&req, o.value);
 	}
-	if (is_new) {
+	if (o.is_new) {
 		dkv_mp_cstr(&req, "chain");
 		dkv_mp_nil(&req);
 		nf++;
-	} else if (last_node) {
+	} else if (o.last_node) {
 		dkv_mp_cstr(&req, "chain");
 		dkv_mp_map(&req, 2);
 		dkv_mp_cstr(&req, "node");
-		dkv_mp_cstr(&req, last_node);
+		dkv_mp_cstr(&req, o.last_node);
 		dkv_mp_cstr(&req, "tick");
-		dkv_mp_int(&req, last_tick);
+		dkv_mp_int(&req, o.last_tick);
 		nf++;
 	}
-	if (meta) {
+	if (o.meta) {
 		dkv__cli_put_int(&req, "nchain", 3);
 		nf++;
 	}
@@ -471,16 +433,25 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	int r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
 	if (r < 0)
 		rc = dkv__cli_request_failed(x, r);
-	else if (meta)
+	else if (o.meta)
 		rc = dkv__cli_print_reply(x, rep.data, rep.len);
 out:
 	dkv_buf_release(&path);
 	dkv_buf_release(&req);
 	dkv_buf_release(&rep);
-	if (eval)
+	if (o.eval)
 		dkv_py_shutdown();
 	return rc;
 }
+
+static const struct dkv__cli_cmd set_cmd = {
+	.name = "set",
+	.run = cmd_set,
+	.summary = "store a value",
+	.usage = "data set -v VALUE [-e] [-n | -l NODE TICK] [-m] PATH...",
+	.about = "Store VALUE at PATH.\n",
+	.help_col = 23,
+};
 
 /* ---- data delete ---- */
 
@@ -501,39 +472,21 @@ static int delete_tree_cb(void *arg, const uint8_t *m, size_t n)
 	return print_entry(s->x, s->prefix, &s->l, m, n, true) ? -EIO : 0;
 }
 
-static const char delete_usage[] = "data delete [-r] [-m] PATH...";
-
 static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"recursive", no_argument, NULL, 'r'},
-		{"meta", no_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	bool recursive = false, meta = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+rm", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'r':
-			recursive = true;
-			break;
-		case 'm':
-			meta = true;
-			break;
-		case 'H':
-			return dkv__cli_help(x, delete_usage,
-				    "Delete the value at PATH; its children stay.\n\n"
-				    "  -r, --recursive  delete the values of the whole subtree\n"
-				    "  -m, --meta       print the chain of each deletion\n");
-		default:
-			return dkv__cli_usage_error(x, delete_usage, NULL, NULL);
-		}
-	}
+	const struct dkv__cli_opt opts[] = {
+		{.name = "recursive", .letter = 'r', .flag = &recursive,
+		 .help = "delete the values of the whole subtree"},
+		{.name = "meta", .letter = 'm', .flag = &meta, .help = "print the chain of each deletion"},
+		{NULL},
+	};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	struct dkv_buf path = {0}, req = {0}, rep = {0};
 	uint32_t nf = 2;
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
 		goto out;
 	dkv_mp_cstr(&req, "action");
@@ -565,18 +518,25 @@ out:
 	return rc;
 }
 
-/* ---- data list ---- */
+static const struct dkv__cli_cmd delete_cmd = {
+	.name = "delete",
+	.run = cmd_delete,
+	.summary = "delete a value or a subtree",
+	.usage = "data delete [-r] [-m] PATH...",
+	.about = "Delete the value at PATH; its children stay.\n",
+	.help_col = 19,
+};
 
-static const char list_usage[] = "data list [PATH...]";
+/* ---- data list ---- */
 
 static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	int hrc = dkv__cli_help_only(x, argc, argv, list_usage,
-			    "Print the names of PATH's children, one per line, in colon notation.\n");
-	if (hrc >= 0)
-		return hrc;
+	const struct dkv__cli_opt opts[] = {{NULL}};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	struct dkv_buf path = {0}, req = {0}, rep = {0}, out = {0};
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
 		goto out;
 	dkv_mp_cstr(&req, "action");
@@ -621,6 +581,14 @@ out:
 	return rc;
 }
 
+static const struct dkv__cli_cmd list_cmd = {
+	.name = "list",
+	.run = cmd_list,
+	.summary = "list the children of an entry",
+	.usage = "data list [PATH...]",
+	.about = "Print the names of PATH's children, one per line, in colon notation.\n",
+};
+
 /* ---- data monitor ---- */
 
 static int monitor_cb(void *arg, const uint8_t *m, size_t n)
@@ -636,39 +604,21 @@ static int monitor_cb(void *arg, const uint8_t *m, size_t n)
 	return rc ? -EIO : 0;
 }
 
-static const char monitor_usage[] = "data monitor [-f] [-m] [PATH...]";
-
 static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"fetch", no_argument, NULL, 'f'},
-		{"meta", no_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	bool fetch = false, meta = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+fm", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'f':
-			fetch = true;
-			break;
-		case 'm':
-			meta = true;
-			break;
-		case 'H':
-			return dkv__cli_help(x, monitor_usage,
-				    "Print each change below PATH as a YAML document, until interrupted.\n\n"
-				    "  -f, --fetch  first print the current entries\n"
-				    "  -m, --meta   include the chain and tock\n");
-		default:
-			return dkv__cli_usage_error(x, monitor_usage, NULL, NULL);
-		}
-	}
+	const struct dkv__cli_opt opts[] = {
+		{.name = "fetch", .letter = 'f', .flag = &fetch,
+		 .help = "first print the current entries"},
+		{.name = "meta", .letter = 'm', .flag = &meta, .help = "include the chain and tock"},
+		{NULL},
+	};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	struct dkv_buf path = {0}, req = {0};
 	uint32_t nf = 3;
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
 		goto out;
 	dkv_mp_cstr(&req, "action");
@@ -693,11 +643,15 @@ out:
 	return rc;
 }
 
-const struct dkv__cli_cmd dkv__cli_data_cmds[] = {
-	{"get", cmd_get, "print a value or a subtree"},
-	{"set", cmd_set, "store a value"},
-	{"delete", cmd_delete, "delete a value or a subtree"},
-	{"list", cmd_list, "list the children of an entry"},
-	{"monitor", cmd_monitor, "print changes as they happen"},
-	{NULL, NULL, NULL},
+static const struct dkv__cli_cmd monitor_cmd = {
+	.name = "monitor",
+	.run = cmd_monitor,
+	.summary = "print changes as they happen",
+	.usage = "data monitor [-f] [-m] [PATH...]",
+	.about = "Print each change below PATH as a YAML document, until interrupted.\n",
+	.help_col = 15,
+};
+
+const struct dkv__cli_cmd *const dkv__cli_data_cmds[] = {
+	&get_cmd, &set_cmd, &delete_cmd, &list_cmd, &monitor_cmd, NULL,
 };

@@ -10,19 +10,16 @@
 #include <getopt.h>
 #include <stdio.h>
 
-static const char dump_usage[] = "internal dump [PATH...]";
-
 static int cmd_dump(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	int hrc = dkv__cli_help_only(x, argc, argv, dump_usage,
-			    "Print the internal tree below PATH as one nested mapping\n"
-				    "(like \"data get -rd_\"), values under the key \"_\".\n");
-	if (hrc >= 0)
-		return hrc;
+	const struct dkv__cli_opt opts[] = {{NULL}};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	struct dkv__cli_get_opts o = {
 		.action = "get_tree_internal", .as_dict = "_", .mindepth = -1, .maxdepth = -1};
 	struct dkv_buf path = {0};
-	int rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc == 0)
 		rc = dkv__cli_connect(x);
 	if (rc == 0)
@@ -31,55 +28,59 @@ static int cmd_dump(struct dkv__cli_ctx *x, int argc, char **argv)
 	return rc;
 }
 
-static const char state_usage[] =
-	"internal state [--nodes] [--known] [--current] [--missing] [--remote-missing] [--deleted]\n"
-	"       [--log] [--cluster]";
+static const struct dkv__cli_cmd dump_cmd = {
+	.name = "dump",
+	.run = cmd_dump,
+	.summary = "print the internal tree",
+	.usage = "internal dump [PATH...]",
+	.about = "Print the internal tree below PATH as one nested mapping\n"
+		 "(like \"data get -rd_\"), values under the key \"_\".\n",
+};
+
+/* The parts of the state, as get_state names them; the options say
+ * remote-missing for remote_missing. */
+enum { NODES, KNOWN, CURRENT, MISSING, REMOTE_MISSING, DELETED, LOG, CLUSTER, NPARTS };
+static const char *const parts[NPARTS] = {
+	[NODES] = "nodes",
+	[KNOWN] = "known",
+	[CURRENT] = "current",
+	[MISSING] = "missing",
+	[REMOTE_MISSING] = "remote_missing",
+	[DELETED] = "deleted",
+	[LOG] = "log",
+	[CLUSTER] = "cluster",
+};
 
 static int cmd_state(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const char *const flags[] = {"nodes",	      "known",	 "current", "missing",
-					    "remote_missing", "deleted", "log",	  "cluster"};
-	enum { NFLAGS = sizeof(flags) / sizeof(flags[0]) };
-	static const struct option lo[] = {
-		{"nodes", no_argument, NULL, 0},
-		{"known", no_argument, NULL, 1},
-		{"current", no_argument, NULL, 2},
-		{"missing", no_argument, NULL, 3},
-		{"remote-missing", no_argument, NULL, 4},
-		{"deleted", no_argument, NULL, 5},
-		{"log", no_argument, NULL, 6},
-		{"cluster", no_argument, NULL, 7},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	bool want[NPARTS] = {false};
+	const struct dkv__cli_opt opts[] = {
+		{.name = "nodes", .flag = &want[NODES]},
+		{.name = "known", .flag = &want[KNOWN]},
+		{.name = "current", .flag = &want[CURRENT]},
+		{.name = "missing", .flag = &want[MISSING]},
+		{.name = "remote-missing", .flag = &want[REMOTE_MISSING]},
+		{.name = "deleted", .flag = &want[DELETED]},
+		{.name = "log", .flag = &want[LOG]},
+		{.name = "cluster", .flag = &want[CLUSTER]},
+		{NULL},
 	};
-	bool want[NFLAGS] = {false};
-	bool any = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-		if (ch >= 0 && ch < NFLAGS) {
-			want[ch] = any = true;
-			continue;
-		}
-		if (ch == 'H')
-			return dkv__cli_help(x, state_usage,
-				    "Print the server's replication state as YAML (every part when\n"
-				    "no option is given).  --log: the change log's health (path,\n"
-				    "sync mode, state, records, bytes, syncs, errors, last_error).\n"
-				    "--cluster: the network (root, ready, the Serf agent, each peer's\n"
-				    "address, link state and errors, conflicts, missing ticks).\n");
-		return dkv__cli_usage_error(x, state_usage, NULL, NULL);
-	}
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	if (optind < argc)
-		return dkv__cli_usage_error(x, state_usage, "unexpected argument '%s'", argv[optind]);
+		return dkv__cli_usage_error(x, "unexpected argument '%s'", argv[optind]);
+	bool any = false;
+	for (int i = 0; i < NPARTS; i++)
+		any = any || want[i];
 	struct dkv_buf req = {0}, rep = {0};
 	dkv_mp_cstr(&req, "action");
 	dkv_mp_cstr(&req, "get_state");
-	for (int i = 0; i < NFLAGS; i++)
-		dkv__cli_put_bool(&req, flags[i], want[i] || !any);
-	int rc = dkv__cli_connect(x);
+	for (int i = 0; i < NPARTS; i++)
+		dkv__cli_put_bool(&req, parts[i], want[i] || !any);
+	rc = dkv__cli_connect(x);
 	if (rc == 0) {
-		int r = dkv_client_call(x->conn, req.data, req.len, 1 + NFLAGS, &rep);
+		int r = dkv_client_call(x->conn, req.data, req.len, 1 + NPARTS, &rep);
 		rc = r < 0 ? dkv__cli_request_failed(x, r) : dkv__cli_print_reply(x, rep.data, rep.len);
 	}
 	dkv_buf_release(&req);
@@ -87,8 +88,17 @@ static int cmd_state(struct dkv__cli_ctx *x, int argc, char **argv)
 	return rc;
 }
 
-const struct dkv__cli_cmd dkv__cli_internal_cmds[] = {
-	{"dump", cmd_dump, "print the internal tree"},
-	{"state", cmd_state, "print the replication state"},
-	{NULL, NULL, NULL},
+static const struct dkv__cli_cmd state_cmd = {
+	.name = "state",
+	.run = cmd_state,
+	.summary = "print the replication state",
+	.usage = "internal state [--nodes] [--known] [--current] [--missing] [--remote-missing]"
+		 " [--deleted]\n       [--log] [--cluster]",
+	.about = "Print the server's replication state as YAML (every part when\n"
+		 "no option is given).  --log: the change log's health (path,\n"
+		 "sync mode, state, records, bytes, syncs, errors, last_error).\n"
+		 "--cluster: the network (root, ready, the Serf agent, each peer's\n"
+		 "address, link state and errors, conflicts, missing ticks).\n",
 };
+
+const struct dkv__cli_cmd *const dkv__cli_internal_cmds[] = {&dump_cmd, &state_cmd, NULL};

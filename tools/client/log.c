@@ -24,44 +24,27 @@ static int log_request(struct dkv__cli_ctx *x, const struct dkv_buf *req, uint32
 	return rc;
 }
 
-static const char dest_usage[] = "log dest [-i] [--sync always|batch|none] FILE";
+static int opt_sync(const struct dkv__cli_optarg *a)
+{
+	if (strcmp(a->arg, "always") && strcmp(a->arg, "batch") && strcmp(a->arg, "none"))
+		return dkv__cli_usage_error(a->x, "bad --sync '%s'", a->arg);
+	return 0;
+}
 
 static int cmd_log_dest(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"incremental", no_argument, NULL, 'i'},
-		{"sync", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	bool incremental = false;
 	const char *sync = NULL;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+is:", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'i':
-			incremental = true;
-			break;
-		case 's':
-			if (strcmp(optarg, "always") && strcmp(optarg, "batch") && strcmp(optarg, "none"))
-				return dkv__cli_usage_error(x, dest_usage, "bad --sync '%s'", optarg);
-			sync = optarg;
-			break;
-		case 'H':
-			return dkv__cli_help(x, dest_usage,
-				    "Make the server log every change to FILE (a path on the server's\n"
-				    "machine, relative to its working directory), first writing the\n"
-				    "complete current state unless -i (incremental) is given.  A log\n"
-				    "that was open is closed once FILE holds everything.  --sync:\n"
-				    "always (each change is on disk before its reply), batch (fsync\n"
-				    "every server.log.interval, the default) or none.\n");
-		default:
-			return dkv__cli_usage_error(x, dest_usage, NULL, NULL);
-		}
-	}
+	const struct dkv__cli_opt opts[] = {
+		{.name = "incremental", .letter = 'i', .flag = &incremental},
+		{.name = "sync", .letter = 's', .arg = "MODE", .str = &sync, .fn = opt_sync},
+		{NULL},
+	};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	if (optind != argc - 1)
-		return dkv__cli_usage_error(x, dest_usage, "exactly one FILE is needed%s", "");
+		return dkv__cli_usage_error(x, "exactly one FILE is needed%s", "");
 	struct dkv_buf req = {0};
 	dkv_mp_cstr(&req, "action");
 	dkv_mp_cstr(&req, "log");
@@ -72,69 +55,79 @@ static int cmd_log_dest(struct dkv__cli_ctx *x, int argc, char **argv)
 		dkv_mp_cstr(&req, "sync");
 		dkv_mp_cstr(&req, sync);
 	}
-	int rc = log_request(x, &req, sync ? 4 : 3);
+	rc = log_request(x, &req, sync ? 4 : 3);
 	dkv_buf_release(&req);
 	return rc;
 }
 
-static const char save_usage[] = "log save [-f] FILE";
+static const struct dkv__cli_cmd dest_cmd = {
+	.name = "dest",
+	.run = cmd_log_dest,
+	.summary = "log every change to a file",
+	.usage = "log dest [-i] [--sync always|batch|none] FILE",
+	.about = "Make the server log every change to FILE (a path on the server's\n"
+		 "machine, relative to its working directory), first writing the\n"
+		 "complete current state unless -i (incremental) is given.  A log\n"
+		 "that was open is closed once FILE holds everything.  --sync:\n"
+		 "always (each change is on disk before its reply), batch (fsync\n"
+		 "every server.log.interval, the default) or none.\n",
+};
 
 static int cmd_log_save(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"full", no_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
-	};
 	bool full = false;
-	int ch;
-	dkv_cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, "+f", lo, NULL)) != -1) {
-		if (ch == 'f') {
-			full = true;
-			continue;
-		}
-		if (ch == 'H')
-			return dkv__cli_help(x, save_usage,
-				    "Make the server write its current state to FILE (on the server's\n"
-				    "machine) as a one-shot dump: written to a temporary file, synced,\n"
-				    "then renamed into place.  -f: include the internal data.\n");
-		return dkv__cli_usage_error(x, save_usage, NULL, NULL);
-	}
+	const struct dkv__cli_opt opts[] = {
+		{.name = "full", .letter = 'f', .flag = &full},
+		{NULL},
+	};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	if (optind != argc - 1)
-		return dkv__cli_usage_error(x, save_usage, "exactly one FILE is needed%s", "");
+		return dkv__cli_usage_error(x, "exactly one FILE is needed%s", "");
 	struct dkv_buf req = {0};
 	dkv_mp_cstr(&req, "action");
 	dkv_mp_cstr(&req, "save");
 	dkv_mp_cstr(&req, "path");
 	dkv_mp_cstr(&req, argv[optind]);
 	dkv__cli_put_bool(&req, "full", full);
-	int rc = log_request(x, &req, 3);
+	rc = log_request(x, &req, 3);
 	dkv_buf_release(&req);
 	return rc;
 }
 
-static const char stop_usage[] = "log stop";
+static const struct dkv__cli_cmd save_cmd = {
+	.name = "save",
+	.run = cmd_log_save,
+	.summary = "write the current state to a file",
+	.usage = "log save [-f] FILE",
+	.about = "Make the server write its current state to FILE (on the server's\n"
+		 "machine) as a one-shot dump: written to a temporary file, synced,\n"
+		 "then renamed into place.  -f: include the internal data.\n",
+};
 
 static int cmd_log_stop(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	int hrc = dkv__cli_help_only(x, argc, argv, stop_usage,
-			    "Make the server flush and close its change log.\n");
-	if (hrc >= 0)
-		return hrc;
+	const struct dkv__cli_opt opts[] = {{NULL}};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
 	if (optind != argc)
-		return dkv__cli_usage_error(x, stop_usage, "unexpected argument '%s'", argv[optind]);
+		return dkv__cli_usage_error(x, "unexpected argument '%s'", argv[optind]);
 	struct dkv_buf req = {0};
 	dkv_mp_cstr(&req, "action");
 	dkv_mp_cstr(&req, "log");
-	int rc = log_request(x, &req, 1);
+	rc = log_request(x, &req, 1);
 	dkv_buf_release(&req);
 	return rc;
 }
 
-const struct dkv__cli_cmd dkv__cli_log_cmds[] = {
-	{"dest", cmd_log_dest, "log every change to a file"},
-	{"save", cmd_log_save, "write the current state to a file"},
-	{"stop", cmd_log_stop, "stop logging changes"},
-	{NULL, NULL, NULL},
+static const struct dkv__cli_cmd stop_cmd = {
+	.name = "stop",
+	.run = cmd_log_stop,
+	.summary = "stop logging changes",
+	.usage = "log stop",
+	.about = "Make the server flush and close its change log.\n",
 };
+
+const struct dkv__cli_cmd *const dkv__cli_log_cmds[] = {&dest_cmd, &save_cmd, &stop_cmd, NULL};
