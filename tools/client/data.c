@@ -2,8 +2,9 @@
  * data.c - the data commands: get, set, delete, list and monitor.
  *
  * Subtrees (get -r, delete -r, monitor) come as streams of replies whose
- * paths are depth-compressed; each is printed as it arrives, except that
- * "get -d KEY" first collects the subtree into one nested mapping.
+ * paths are depth-compressed (struct dkv_client_path rebuilds them); each
+ * entry is printed as it arrives, except that "get -d KEY" first collects
+ * the subtree into one nested mapping.
  */
 #include "client_int.h"
 
@@ -35,77 +36,14 @@ static bool keep_value(const struct dkv_mp_item *k)
 	return dkv_mp_streq(k, "value");
 }
 
-/* ---- rebuilding full paths from depth-compressed replies ---- */
-
-/* Replies of get_tree, watch and delete_tree carry only the part of their
- * path that differs from the previous reply's: keep the first `depth`
- * elements of the previous (relative) path and append `path`. */
-struct longener {
-	struct dkv_buf enc; /* the current path relative to the request's */
-	size_t *offs;       /* offs[i]: where element i starts in enc */
-	uint32_t n, cap;
-	uint32_t kept;      /* elements kept from the previous path */
-};
-
-static void longener_release(struct longener *l)
-{
-	dkv_buf_release(&l->enc);
-	free(l->offs);
-}
-
-/* 0, or -ENOENT when the reply has no path (state messages). */
-static int longener_apply(struct longener *l, const uint8_t *m, size_t n)
-{
-	const uint8_t *p;
-	size_t plen;
-	int64_t depth = 0;
-	if (dkv_client_field(m, n, "path", &p, &plen) < 0)
-		return -ENOENT;
-	if (dkv_client_field_int(m, n, "depth", &depth) < 0 || depth < 0)
-		depth = 0;
-	if ((uint64_t)depth > l->n)
-		depth = l->n; /* only a broken server says this; keep what we have */
-	l->n = (uint32_t)depth;
-	l->kept = l->n;
-	l->enc.len = l->n ? l->offs[l->n] : 0;
-
-	struct dkv_path tail;
-	struct dkv_mp_reader r;
-	dkv_path_init(&tail);
-	dkv_mp_reader_init(&r, p, plen);
-	int rc = dkv_path_decode(&tail, &r);
-	if (rc == 0) {
-		struct dkv_path_iter it;
-		const uint8_t *e;
-		size_t elen;
-		dkv_path_iter_init(&it, tail.enc.data, tail.enc.len);
-		while (dkv_path_iter_next(&it, &e, &elen)) {
-			if (l->n + 2 > l->cap) {
-				l->cap = l->cap ? 2 * l->cap : 16;
-				l->offs = dkv_xrealloc(l->offs, l->cap * sizeof(*l->offs));
-			}
-			l->offs[l->n] = l->enc.len;
-			dkv_buf_append(&l->enc, e, elen);
-			l->n++;
-		}
-	}
-	if (l->cap == 0) {
-		l->cap = 16;
-		l->offs = dkv_xrealloc(l->offs, l->cap * sizeof(*l->offs));
-	}
-	l->offs[l->n] = l->enc.len; /* so that offs[depth] is the cut point */
-	dkv_path_release(&tail);
-	return rc;
-}
-
 /* A YAML document for one entry: {path: <full path>, value: ...}, with
  * -m also the chain and tock. */
 static int print_entry(struct dkv__cli_ctx *x, const struct dkv_buf *prefix,
-		       const struct longener *l, const uint8_t *m, size_t n, bool meta)
+		       const struct dkv_client_path *rel, const uint8_t *m, size_t n, bool meta)
 {
 	struct dkv_buf full = {0}, body = {0}, doc = {0};
 	dkv_buf_append(&full, prefix->data, prefix->len);
-	dkv_buf_append(&full, l->enc.data, l->enc.len);
+	dkv_buf_append(&full, rel->enc.data, rel->enc.len);
 	uint32_t cnt = dkv__cli_copy_pairs(&body, m, n, meta ? keep_data : keep_value);
 	dkv_mp_map(&doc, cnt + 1);
 	dkv_mp_cstr(&doc, "path");
@@ -185,7 +123,7 @@ struct tree_state {
 	struct dkv__cli_ctx *x;
 	const struct dkv__cli_get_opts *o;
 	const struct dkv_buf *prefix;
-	struct longener l;
+	struct dkv_client_path rel; /* the reply's path, relative to prefix */
 	struct tnode *root;
 	struct tnode **stack; /* stack[i]: node of the path's first i elements */
 	size_t stack_cap;
@@ -194,21 +132,21 @@ struct tree_state {
 static int tree_cb(void *arg, const uint8_t *m, size_t n)
 {
 	struct tree_state *s = arg;
-	if (longener_apply(&s->l, m, n) < 0)
+	if (dkv_client_path_update(&s->rel, m, n) < 0)
 		return 0;
 	if (!s->o->as_dict)
-		return print_entry(s->x, s->prefix, &s->l, m, n, s->o->meta) ? -EIO : 0;
+		return print_entry(s->x, s->prefix, &s->rel, m, n, s->o->meta) ? -EIO : 0;
 
-	if (s->stack_cap < (size_t)s->l.n + 1) {
-		s->stack_cap = (size_t)s->l.n + 16;
+	if (s->stack_cap < (size_t)s->rel.n + 1) {
+		s->stack_cap = (size_t)s->rel.n + 16;
 		s->stack = dkv_xrealloc(s->stack, s->stack_cap * sizeof(*s->stack));
 	}
 	s->stack[0] = s->root;
-	for (uint32_t i = s->l.kept; i < s->l.n; i++) {
-		size_t off = s->l.offs[i], end = s->l.offs[i + 1];
-		s->stack[i + 1] = tnode_child(s->stack[i], s->l.enc.data + off, end - off);
+	for (uint32_t i = s->rel.kept; i < s->rel.n; i++) {
+		size_t off = s->rel.offs[i], end = s->rel.offs[i + 1];
+		s->stack[i + 1] = tnode_child(s->stack[i], s->rel.enc.data + off, end - off);
 	}
-	struct tnode *t = s->stack[s->l.n];
+	struct tnode *t = s->stack[s->rel.n];
 	const uint8_t *v;
 	size_t vlen;
 	struct dkv_buf val = {0};
@@ -270,7 +208,7 @@ int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
 	}
 	tnode_free(s.root);
 	free(s.stack);
-	longener_release(&s.l);
+	dkv_client_path_release(&s.rel);
 	dkv_buf_release(&req);
 	return rc;
 }
@@ -458,7 +396,7 @@ static const struct dkv__cli_cmd set_cmd = {
 struct print_state {
 	struct dkv__cli_ctx *x;
 	const struct dkv_buf *prefix;
-	struct longener l;
+	struct dkv_client_path rel; /* the reply's path, relative to prefix */
 	bool meta;
 };
 
@@ -467,9 +405,9 @@ static int delete_tree_cb(void *arg, const uint8_t *m, size_t n)
 	struct print_state *s = arg;
 	if (!s->meta)
 		return 0;
-	if (longener_apply(&s->l, m, n) < 0)
+	if (dkv_client_path_update(&s->rel, m, n) < 0)
 		return dkv__cli_print_reply(s->x, m, n) ? -EIO : 0;
-	return print_entry(s->x, s->prefix, &s->l, m, n, true) ? -EIO : 0;
+	return print_entry(s->x, s->prefix, &s->rel, m, n, true) ? -EIO : 0;
 }
 
 static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
@@ -503,7 +441,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (recursive) {
 		struct print_state s = {.x = x, .prefix = &path, .meta = meta};
 		r = dkv_client_stream(x->conn, req.data, req.len, nf, delete_tree_cb, &s);
-		longener_release(&s.l);
+		dkv_client_path_release(&s.rel);
 	} else {
 		r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
 		if (r == 0 && meta)
@@ -594,12 +532,12 @@ static const struct dkv__cli_cmd list_cmd = {
 static int monitor_cb(void *arg, const uint8_t *m, size_t n)
 {
 	struct print_state *s = arg;
-	if (longener_apply(&s->l, m, n) < 0) {
+	if (dkv_client_path_update(&s->rel, m, n) < 0) {
 		if (s->x->cli->verbose > 0)
 			fprintf(stderr, "# up to date\n");
 		return 0;
 	}
-	int rc = print_entry(s->x, s->prefix, &s->l, m, n, s->meta);
+	int rc = print_entry(s->x, s->prefix, &s->rel, m, n, s->meta);
 	fflush(stdout);
 	return rc ? -EIO : 0;
 }
@@ -634,7 +572,7 @@ static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
 		goto out;
 	struct print_state s = {.x = x, .prefix = &path, .meta = meta};
 	int r = dkv_client_stream(x->conn, req.data, req.len, nf, monitor_cb, &s);
-	longener_release(&s.l);
+	dkv_client_path_release(&s.rel);
 	if (r < 0)
 		rc = dkv__cli_request_status(x, r);
 out:
