@@ -1,7 +1,8 @@
 /*
  * client.c - "distkv client": the client's own options, the table of
- * command groups, and the helpers every command shares (usage messages,
- * paths from words, connecting, reporting failed requests, YAML output).
+ * command groups, and the helpers every command shares: paths from
+ * words, requests (written with their field count, sent over a
+ * connection opened on first use, failures reported), YAML output.
  *
  * Each command parses its options, turns the remaining words into a path
  * (one word per element, colon notation), sends one request over a
@@ -9,8 +10,9 @@
  * described in doc/cli.md; the commands live in one file per group.
  *
  * Exit status: 0 success, 1 failure (server error, unreachable server),
- * 2 bad usage.  The connection is opened only after the command line has
- * been checked, so "--help" and usage errors never need a server.
+ * 2 bad usage.  The connection is opened when the first request goes out,
+ * after the command line has been checked, so "--help" and usage errors
+ * never need a server.
  */
 #include "client_int.h"
 
@@ -51,7 +53,7 @@ int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dk
 
 /* ---- requests ---- */
 
-int dkv__cli_connect(struct dkv__cli_ctx *x)
+static int connect_server(struct dkv__cli_ctx *x)
 {
 	char err[600];
 	double timeout = dkv_config_float(x->cli->cfg, "connect.init_timeout", 5);
@@ -62,8 +64,9 @@ int dkv__cli_connect(struct dkv__cli_ctx *x)
 	return 0;
 }
 
-/* The server's own words, or what went wrong with the connection. */
-int dkv__cli_request_failed(struct dkv__cli_ctx *x, int r)
+/* Report a failed request: the server's own words, or what went wrong
+ * with the connection.  Returns 1. */
+static int request_failed(struct dkv__cli_ctx *x, int r)
 {
 	if (r == -EREMOTEIO)
 		fprintf(stderr, "%s\n", dkv_client_errmsg(x->conn));
@@ -73,29 +76,68 @@ int dkv__cli_request_failed(struct dkv__cli_ctx *x, int r)
 	return 1;
 }
 
-int dkv__cli_request_status(struct dkv__cli_ctx *x, int r)
+void dkv__cli_req_init(struct dkv__cli_req *q, const char *action)
 {
+	q->fields = (struct dkv_buf){0};
+	q->n = 0;
+	dkv__cli_req_str(q, "action", action);
+}
+
+void dkv__cli_req_release(struct dkv__cli_req *q)
+{
+	dkv_buf_release(&q->fields);
+}
+
+struct dkv_buf *dkv__cli_req_key(struct dkv__cli_req *q, const char *key)
+{
+	dkv_mp_cstr(&q->fields, key);
+	q->n++;
+	return &q->fields;
+}
+
+void dkv__cli_req_str(struct dkv__cli_req *q, const char *key, const char *v)
+{
+	dkv_mp_cstr(dkv__cli_req_key(q, key), v);
+}
+
+void dkv__cli_req_bool(struct dkv__cli_req *q, const char *key, bool v)
+{
+	dkv_mp_bool(dkv__cli_req_key(q, key), v);
+}
+
+void dkv__cli_req_int(struct dkv__cli_req *q, const char *key, int64_t v)
+{
+	dkv_mp_int(dkv__cli_req_key(q, key), v);
+}
+
+void dkv__cli_req_path(struct dkv__cli_req *q, const struct dkv_buf *path)
+{
+	dkv_path_encode(dkv__cli_req_key(q, "path"), path->data, path->len);
+}
+
+int dkv__cli_call(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, struct dkv_buf *reply)
+{
+	struct dkv_buf unused = {0};
+	int rc = x->conn ? 0 : connect_server(x);
+	if (rc == 0) {
+		int r = dkv_client_call(x->conn, q->fields.data, q->fields.len, q->n,
+					reply ? reply : &unused);
+		rc = r < 0 ? request_failed(x, r) : 0;
+	}
+	dkv_buf_release(&unused);
+	return rc;
+}
+
+int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_client_cb cb,
+		    void *arg)
+{
+	int rc = x->conn ? 0 : connect_server(x);
+	if (rc)
+		return rc;
+	int r = dkv_client_stream(x->conn, q->fields.data, q->fields.len, q->n, cb, arg);
 	if (r >= 0)
 		return 0;
-	return r == -EIO ? 1 : dkv__cli_request_failed(x, r);
-}
-
-void dkv__cli_put_path(struct dkv_buf *req, const struct dkv_buf *path)
-{
-	dkv_mp_cstr(req, "path");
-	dkv_path_encode(req, path->data, path->len);
-}
-
-void dkv__cli_put_bool(struct dkv_buf *req, const char *key, bool v)
-{
-	dkv_mp_cstr(req, key);
-	dkv_mp_bool(req, v);
-}
-
-void dkv__cli_put_int(struct dkv_buf *req, const char *key, int64_t v)
-{
-	dkv_mp_cstr(req, key);
-	dkv_mp_int(req, v);
+	return r == -EIO ? 1 : request_failed(x, r);
 }
 
 /* ---- output ---- */

@@ -13,6 +13,7 @@
 #define DKV_CLIENT_INT_H
 
 #include "cli.h"
+#include "client.h"
 #include "mp.h"
 
 #include <stdbool.h>
@@ -20,8 +21,6 @@
 #include <stdio.h>
 
 #define EXIT_USAGE 2
-
-struct dkv_client;
 
 struct dkv__cli_cmd;
 
@@ -32,7 +31,7 @@ struct dkv__cli_ctx {
 	const struct dkv__cli_cmd *cmd; /* the command being run, for usage lines */
 	const char *host;
 	unsigned port;
-	struct dkv_client *conn; /* NULL until dkv__cli_connect */
+	struct dkv_client *conn; /* NULL until the first request */
 };
 
 /* ---- options (options.c) ---- */
@@ -106,16 +105,35 @@ int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dk
 
 /* ---- requests (client.c) ---- */
 
-/* Connect to the server; 0, or 1 after a message. */
-int dkv__cli_connect(struct dkv__cli_ctx *x);
-/* Report a failed request; returns 1. */
-int dkv__cli_request_failed(struct dkv__cli_ctx *x, int r);
-/* The exit status for a request's outcome: -EIO was already reported. */
-int dkv__cli_request_status(struct dkv__cli_ctx *x, int r);
-/* Request fields: the key, then the value. */
-void dkv__cli_put_path(struct dkv_buf *req, const struct dkv_buf *path);
-void dkv__cli_put_bool(struct dkv_buf *req, const char *key, bool v);
-void dkv__cli_put_int(struct dkv_buf *req, const char *key, int64_t v);
+/* A request being written: its fields (key, value) back to back, and
+ * how many there are, as dkv_client_call and dkv_client_stream want them. */
+struct dkv__cli_req {
+	struct dkv_buf fields;
+	uint32_t n;
+};
+
+/* Start a request: its first field is action. */
+void dkv__cli_req_init(struct dkv__cli_req *q, const char *action);
+void dkv__cli_req_release(struct dkv__cli_req *q);
+/* Add a field whose value the caller then writes into the returned
+ * buffer, as one msgpack item. */
+struct dkv_buf *dkv__cli_req_key(struct dkv__cli_req *q, const char *key);
+void dkv__cli_req_str(struct dkv__cli_req *q, const char *key, const char *v);
+void dkv__cli_req_bool(struct dkv__cli_req *q, const char *key, bool v);
+void dkv__cli_req_int(struct dkv__cli_req *q, const char *key, int64_t v);
+/* The field "path" (element encodings back to back, as from
+ * dkv__cli_parse_path). */
+void dkv__cli_req_path(struct dkv__cli_req *q, const struct dkv_buf *path);
+
+/* Send q and wait for its one reply (dkv_client_call; reply may be NULL
+ * when only success matters), connecting first when not connected yet.
+ * 0, or 1 after a message: the server's words, or what went wrong with
+ * the connection. */
+int dkv__cli_call(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, struct dkv_buf *reply);
+/* The same for a request answered by a stream (dkv_client_stream).  cb
+ * returns -EIO after it has reported a failure itself. */
+int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_client_cb cb,
+		    void *arg);
 
 /* ---- output (client.c) ---- */
 

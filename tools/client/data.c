@@ -172,34 +172,22 @@ static int tree_cb(void *arg, const uint8_t *m, size_t n)
 int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
 		      const struct dkv_buf *path)
 {
-	struct dkv_buf req = {0};
-	uint32_t nf = 2;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, o->action);
-	dkv__cli_put_path(&req, path);
-	if (o->meta) {
-		dkv__cli_put_int(&req, "nchain", 3);
-		nf++;
-	}
-	if (o->empty) {
-		dkv__cli_put_bool(&req, "empty", true);
-		nf++;
-	}
-	if (o->mindepth >= 0) {
-		dkv__cli_put_int(&req, "min_depth", o->mindepth);
-		nf++;
-	}
-	if (o->maxdepth >= 0) {
-		dkv__cli_put_int(&req, "max_depth", o->maxdepth);
-		nf++;
-	}
+	struct dkv__cli_req q;
+	dkv__cli_req_init(&q, o->action);
+	dkv__cli_req_path(&q, path);
+	if (o->meta)
+		dkv__cli_req_int(&q, "nchain", 3);
+	if (o->empty)
+		dkv__cli_req_bool(&q, "empty", true);
+	if (o->mindepth >= 0)
+		dkv__cli_req_int(&q, "min_depth", o->mindepth);
+	if (o->maxdepth >= 0)
+		dkv__cli_req_int(&q, "max_depth", o->maxdepth);
 
 	struct tree_state s = {.x = x, .o = o, .prefix = path};
 	if (o->as_dict)
 		s.root = dkv_xcalloc(1, sizeof(*s.root));
-	int rc = 0;
-	int r = dkv_client_stream(x->conn, req.data, req.len, nf, tree_cb, &s);
-	rc = dkv__cli_request_status(x, r);
+	int rc = dkv__cli_stream(x, &q, tree_cb, &s);
 	if (!rc && o->as_dict) {
 		struct dkv_buf out = {0};
 		tnode_encode(&out, s.root, o->as_dict);
@@ -209,28 +197,22 @@ int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
 	tnode_free(s.root);
 	free(s.stack);
 	dkv_client_path_release(&s.rel);
-	dkv_buf_release(&req);
+	dkv__cli_req_release(&q);
 	return rc;
 }
 
 static int get_single(struct dkv__cli_ctx *x, bool meta, const struct dkv_buf *path)
 {
-	struct dkv_buf req = {0}, rep = {0};
-	uint32_t nf = 2;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "get_value");
-	dkv__cli_put_path(&req, path);
-	if (meta) {
-		dkv__cli_put_int(&req, "nchain", 3);
-		nf++;
-	}
-	int rc = 0;
-	int r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
-	if (r < 0) {
-		rc = dkv__cli_request_failed(x, r);
-	} else if (meta) {
+	struct dkv__cli_req q;
+	struct dkv_buf rep = {0};
+	dkv__cli_req_init(&q, "get_value");
+	dkv__cli_req_path(&q, path);
+	if (meta)
+		dkv__cli_req_int(&q, "nchain", 3);
+	int rc = dkv__cli_call(x, &q, &rep);
+	if (rc == 0 && meta) {
 		rc = dkv__cli_print_reply(x, rep.data, rep.len);
-	} else {
+	} else if (rc == 0) {
 		const uint8_t *v;
 		size_t vlen;
 		if (dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0)
@@ -238,7 +220,7 @@ static int get_single(struct dkv__cli_ctx *x, bool meta, const struct dkv_buf *p
 		else if (x->cli->verbose > 0)
 			fprintf(stderr, "%s: no value\n", x->cli->progname);
 	}
-	dkv_buf_release(&req);
+	dkv__cli_req_release(&q);
 	dkv_buf_release(&rep);
 	return rc;
 }
@@ -267,20 +249,15 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	struct dkv_buf path = {0};
 	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc == 0)
-		rc = dkv__cli_connect(x);
-	if (rc == 0)
 		rc = recursive ? dkv__cli_get_tree(x, &o, &path) : get_single(x, o.meta, &path);
 	dkv_buf_release(&path);
 	return rc;
 }
 
 static const struct dkv__cli_cmd get_cmd = {
-	.name = "get",
-	.run = cmd_get,
-	.summary = "print a value or a subtree",
+	.name = "get", .run = cmd_get, .summary = "print a value or a subtree",
 	.usage = "data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [PATH...]",
-	.about = "Print the value at PATH as YAML (nothing if there is none).\n",
-	.help_col = 20,
+	.about = "Print the value at PATH as YAML (nothing if there is none).\n", .help_col = 20,
 };
 
 /* ---- data set ---- */
@@ -302,6 +279,33 @@ static int opt_last(const struct dkv__cli_optarg *a)
 	if (dkv__cli_parse_int(a->argv[optind], &o->last_tick) < 0 || o->last_tick < 0)
 		return dkv__cli_usage_error(a->x, "bad tick '%s'", a->argv[optind]);
 	optind++;
+	return 0;
+}
+
+/* The request's value and chain fields; 0 or EXIT_USAGE. */
+static int set_fields(struct dkv__cli_ctx *x, const struct set_opts *o, struct dkv__cli_req *q)
+{
+	struct dkv_buf *b = dkv__cli_req_key(q, "value");
+	if (!o->eval) {
+		dkv_mp_cstr(b, o->value);
+	} else {
+		char err[512];
+		if (dkv_py_literal_eval(b, o->value, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s: cannot evaluate '%s': %s\n", x->cli->progname, o->value,
+				err);
+			return EXIT_USAGE;
+		}
+	}
+	if (o->is_new) {
+		dkv_mp_nil(dkv__cli_req_key(q, "chain"));
+	} else if (o->last_node) {
+		b = dkv__cli_req_key(q, "chain");
+		dkv_mp_map(b, 2);
+		dkv_mp_cstr(b, "node");
+		dkv_mp_cstr(b, o->last_node);
+		dkv_mp_cstr(b, "tick");
+		dkv_mp_int(b, o->last_tick);
+	}
 	return 0;
 }
 
@@ -329,53 +333,22 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (o.is_new && o.last_node)
 		return dkv__cli_usage_error(x, "%s", "--new and --last exclude each other");
 
-	struct dkv_buf path = {0}, req = {0}, rep = {0};
-	uint32_t nf = 3;
+	struct dkv__cli_req q;
+	struct dkv_buf path = {0}, rep = {0};
+	dkv__cli_req_init(&q, "set_value");
 	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
-	if (rc)
-		goto out;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "set_value");
-	dkv__cli_put_path(&req, &path);
-	dkv_mp_cstr(&req, "value");
-	if (o.eval) {
-		char err[512];
-		if (dkv_py_literal_eval(&req, o.value, err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s: cannot evaluate '%s': %s\n", x->cli->progname, o.value, err);
-			rc = EXIT_USAGE;
-			goto out;
-		}
-	} else {
-		dkv_mp_cstr(&req, o.value);
+	if (rc == 0) {
+		dkv__cli_req_path(&q, &path);
+		rc = set_fields(x, &o, &q);
 	}
-	if (o.is_new) {
-		dkv_mp_cstr(&req, "chain");
-		dkv_mp_nil(&req);
-		nf++;
-	} else if (o.last_node) {
-		dkv_mp_cstr(&req, "chain");
-		dkv_mp_map(&req, 2);
-		dkv_mp_cstr(&req, "node");
-		dkv_mp_cstr(&req, o.last_node);
-		dkv_mp_cstr(&req, "tick");
-		dkv_mp_int(&req, o.last_tick);
-		nf++;
-	}
-	if (o.meta) {
-		dkv__cli_put_int(&req, "nchain", 3);
-		nf++;
-	}
-	rc = dkv__cli_connect(x);
-	if (rc)
-		goto out;
-	int r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
-	if (r < 0)
-		rc = dkv__cli_request_failed(x, r);
-	else if (o.meta)
+	if (rc == 0 && o.meta)
+		dkv__cli_req_int(&q, "nchain", 3);
+	if (rc == 0)
+		rc = dkv__cli_call(x, &q, &rep);
+	if (rc == 0 && o.meta)
 		rc = dkv__cli_print_reply(x, rep.data, rep.len);
-out:
+	dkv__cli_req_release(&q);
 	dkv_buf_release(&path);
-	dkv_buf_release(&req);
 	dkv_buf_release(&rep);
 	if (o.eval)
 		dkv_py_shutdown();
@@ -383,12 +356,9 @@ out:
 }
 
 static const struct dkv__cli_cmd set_cmd = {
-	.name = "set",
-	.run = cmd_set,
-	.summary = "store a value",
+	.name = "set", .run = cmd_set, .summary = "store a value",
 	.usage = "data set -v VALUE [-e] [-n | -l NODE TICK] [-m] PATH...",
-	.about = "Store VALUE at PATH.\n",
-	.help_col = 23,
+	.about = "Store VALUE at PATH.\n", .help_col = 23,
 };
 
 /* ---- data delete ---- */
@@ -422,84 +392,54 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	int rc = dkv__cli_options(x, opts, argc, argv);
 	if (rc >= 0)
 		return rc;
-	struct dkv_buf path = {0}, req = {0}, rep = {0};
-	uint32_t nf = 2;
+	struct dkv__cli_req q;
+	struct dkv_buf path = {0}, rep = {0};
+	struct print_state s = {.x = x, .prefix = &path, .meta = meta};
+	dkv__cli_req_init(&q, recursive ? "delete_tree" : "delete_value");
 	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc)
 		goto out;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, recursive ? "delete_tree" : "delete_value");
-	dkv__cli_put_path(&req, &path);
-	if (meta) {
-		dkv__cli_put_int(&req, "nchain", 3);
-		nf++;
-	}
-	rc = dkv__cli_connect(x);
-	if (rc)
-		goto out;
-	int r;
+	dkv__cli_req_path(&q, &path);
+	if (meta)
+		dkv__cli_req_int(&q, "nchain", 3);
 	if (recursive) {
-		struct print_state s = {.x = x, .prefix = &path, .meta = meta};
-		r = dkv_client_stream(x->conn, req.data, req.len, nf, delete_tree_cb, &s);
-		dkv_client_path_release(&s.rel);
+		rc = dkv__cli_stream(x, &q, delete_tree_cb, &s);
 	} else {
-		r = dkv_client_call(x->conn, req.data, req.len, nf, &rep);
-		if (r == 0 && meta)
+		rc = dkv__cli_call(x, &q, &rep);
+		if (rc == 0 && meta)
 			rc = dkv__cli_print_reply(x, rep.data, rep.len);
 	}
-	if (r < 0)
-		rc = dkv__cli_request_status(x, r);
 out:
+	dkv_client_path_release(&s.rel);
+	dkv__cli_req_release(&q);
 	dkv_buf_release(&path);
-	dkv_buf_release(&req);
 	dkv_buf_release(&rep);
 	return rc;
 }
 
 static const struct dkv__cli_cmd delete_cmd = {
-	.name = "delete",
-	.run = cmd_delete,
-	.summary = "delete a value or a subtree",
+	.name = "delete", .run = cmd_delete, .summary = "delete a value or a subtree",
 	.usage = "data delete [-r] [-m] PATH...",
-	.about = "Delete the value at PATH; its children stay.\n",
-	.help_col = 19,
+	.about = "Delete the value at PATH; its children stay.\n", .help_col = 19,
 };
 
 /* ---- data list ---- */
 
-static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
+/* The names in an enum reply, one per line in colon notation; the exit status. */
+static int print_names(struct dkv__cli_ctx *x, const uint8_t *m, size_t n)
 {
-	const struct dkv__cli_opt opts[] = {{NULL}};
-	int rc = dkv__cli_options(x, opts, argc, argv);
-	if (rc >= 0)
-		return rc;
-	struct dkv_buf path = {0}, req = {0}, rep = {0}, out = {0};
-	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
-	if (rc)
-		goto out;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "enum");
-	dkv__cli_put_path(&req, &path);
-	dkv__cli_put_bool(&req, "empty", true);
-	rc = dkv__cli_connect(x);
-	if (rc)
-		goto out;
-	int r = dkv_client_call(x->conn, req.data, req.len, 3, &rep);
-	if (r < 0) {
-		rc = dkv__cli_request_failed(x, r);
-		goto out;
-	}
 	const uint8_t *res;
 	size_t reslen;
 	struct dkv_mp_reader rd;
 	struct dkv_mp_item it;
-	if (dkv_client_field(rep.data, rep.len, "result", &res, &reslen) < 0)
-		goto out; /* nothing there */
+	struct dkv_buf out = {0};
+	int rc = 0;
+	if (dkv_client_field(m, n, "result", &res, &reslen) < 0)
+		return 0; /* nothing there */
 	dkv_mp_reader_init(&rd, res, reslen);
 	if (dkv_mp_read(&rd, &it) < 0 || it.type != DKV_MP_ARRAY) {
 		fprintf(stderr, "%s: the server's answer has no list of names\n", x->cli->progname);
-		rc = 1;
-		goto out;
+		return 1;
 	}
 	for (uint32_t i = 0; i < it.v.n; i++) {
 		const uint8_t *e = rd.p;
@@ -511,18 +451,35 @@ static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
 		dkv_buf_putc(&out, '\n');
 	}
 	fwrite(out.data, 1, out.len, stdout);
-out:
-	dkv_buf_release(&path);
-	dkv_buf_release(&req);
-	dkv_buf_release(&rep);
 	dkv_buf_release(&out);
 	return rc;
 }
 
+static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
+{
+	const struct dkv__cli_opt opts[] = {{NULL}};
+	int rc = dkv__cli_options(x, opts, argc, argv);
+	if (rc >= 0)
+		return rc;
+	struct dkv__cli_req q;
+	struct dkv_buf path = {0}, rep = {0};
+	dkv__cli_req_init(&q, "enum");
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc == 0) {
+		dkv__cli_req_path(&q, &path);
+		dkv__cli_req_bool(&q, "empty", true);
+		rc = dkv__cli_call(x, &q, &rep);
+	}
+	if (rc == 0)
+		rc = print_names(x, rep.data, rep.len);
+	dkv__cli_req_release(&q);
+	dkv_buf_release(&path);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
 static const struct dkv__cli_cmd list_cmd = {
-	.name = "list",
-	.run = cmd_list,
-	.summary = "list the children of an entry",
+	.name = "list", .run = cmd_list, .summary = "list the children of an entry",
 	.usage = "data list [PATH...]",
 	.about = "Print the names of PATH's children, one per line, in colon notation.\n",
 };
@@ -554,37 +511,26 @@ static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
 	int rc = dkv__cli_options(x, opts, argc, argv);
 	if (rc >= 0)
 		return rc;
-	struct dkv_buf path = {0}, req = {0};
-	uint32_t nf = 3;
-	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
-	if (rc)
-		goto out;
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "watch");
-	dkv__cli_put_path(&req, &path);
-	dkv__cli_put_bool(&req, "fetch", fetch);
-	if (meta) {
-		dkv__cli_put_int(&req, "nchain", 3);
-		nf++;
-	}
-	rc = dkv__cli_connect(x);
-	if (rc)
-		goto out;
+	struct dkv__cli_req q;
+	struct dkv_buf path = {0};
 	struct print_state s = {.x = x, .prefix = &path, .meta = meta};
-	int r = dkv_client_stream(x->conn, req.data, req.len, nf, monitor_cb, &s);
+	dkv__cli_req_init(&q, "watch");
+	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
+	if (rc == 0) {
+		dkv__cli_req_path(&q, &path);
+		dkv__cli_req_bool(&q, "fetch", fetch);
+		if (meta)
+			dkv__cli_req_int(&q, "nchain", 3);
+		rc = dkv__cli_stream(x, &q, monitor_cb, &s);
+	}
 	dkv_client_path_release(&s.rel);
-	if (r < 0)
-		rc = dkv__cli_request_status(x, r);
-out:
+	dkv__cli_req_release(&q);
 	dkv_buf_release(&path);
-	dkv_buf_release(&req);
 	return rc;
 }
 
 static const struct dkv__cli_cmd monitor_cmd = {
-	.name = "monitor",
-	.run = cmd_monitor,
-	.summary = "print changes as they happen",
+	.name = "monitor", .run = cmd_monitor, .summary = "print changes as they happen",
 	.usage = "data monitor [-f] [-m] [PATH...]",
 	.about = "Print each change below PATH as a YAML document, until interrupted.\n",
 	.help_col = 15,

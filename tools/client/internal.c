@@ -21,17 +21,13 @@ static int cmd_dump(struct dkv__cli_ctx *x, int argc, char **argv)
 	struct dkv_buf path = {0};
 	rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &path);
 	if (rc == 0)
-		rc = dkv__cli_connect(x);
-	if (rc == 0)
 		rc = dkv__cli_get_tree(x, &o, &path);
 	dkv_buf_release(&path);
 	return rc;
 }
 
 static const struct dkv__cli_cmd dump_cmd = {
-	.name = "dump",
-	.run = cmd_dump,
-	.summary = "print the internal tree",
+	.name = "dump", .run = cmd_dump, .summary = "print the internal tree",
 	.usage = "internal dump [PATH...]",
 	.about = "Print the internal tree below PATH as one nested mapping\n"
 		 "(like \"data get -rd_\"), values under the key \"_\".\n",
@@ -73,25 +69,21 @@ static int cmd_state(struct dkv__cli_ctx *x, int argc, char **argv)
 	bool any = false;
 	for (int i = 0; i < NPARTS; i++)
 		any = any || want[i];
-	struct dkv_buf req = {0}, rep = {0};
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "get_state");
+	struct dkv__cli_req q;
+	struct dkv_buf rep = {0};
+	dkv__cli_req_init(&q, "get_state");
 	for (int i = 0; i < NPARTS; i++)
-		dkv__cli_put_bool(&req, parts[i], want[i] || !any);
-	rc = dkv__cli_connect(x);
-	if (rc == 0) {
-		int r = dkv_client_call(x->conn, req.data, req.len, 1 + NPARTS, &rep);
-		rc = r < 0 ? dkv__cli_request_failed(x, r) : dkv__cli_print_reply(x, rep.data, rep.len);
-	}
-	dkv_buf_release(&req);
+		dkv__cli_req_bool(&q, parts[i], want[i] || !any);
+	rc = dkv__cli_call(x, &q, &rep);
+	if (rc == 0)
+		rc = dkv__cli_print_reply(x, rep.data, rep.len);
+	dkv__cli_req_release(&q);
 	dkv_buf_release(&rep);
 	return rc;
 }
 
 static const struct dkv__cli_cmd state_cmd = {
-	.name = "state",
-	.run = cmd_state,
-	.summary = "print the replication state",
+	.name = "state", .run = cmd_state, .summary = "print the replication state",
 	.usage = "internal state [--nodes] [--known] [--current] [--missing] [--remote-missing]"
 		 " [--deleted]\n       [--log] [--cluster]",
 	.about = "Print the server's replication state as YAML (every part when\n"

@@ -1,7 +1,8 @@
 /*
  * log.c - the log commands: dest (log every change to a file), save (a
  * one-shot dump) and stop.  Files are named as the server sees them: on
- * its machine, relative to its working directory.
+ * its machine, relative to its working directory.  Nothing is printed
+ * on success.
  */
 #include "client_int.h"
 
@@ -9,20 +10,6 @@
 
 #include <getopt.h>
 #include <string.h>
-
-/* Send a log request and report: nothing on success, the server's
- * message on failure. */
-static int log_request(struct dkv__cli_ctx *x, const struct dkv_buf *req, uint32_t nfields)
-{
-	struct dkv_buf rep = {0};
-	int rc = dkv__cli_connect(x);
-	if (rc == 0) {
-		int r = dkv_client_call(x->conn, req->data, req->len, nfields, &rep);
-		rc = r < 0 ? dkv__cli_request_failed(x, r) : 0;
-	}
-	dkv_buf_release(&rep);
-	return rc;
-}
 
 static int opt_sync(const struct dkv__cli_optarg *a)
 {
@@ -45,25 +32,19 @@ static int cmd_log_dest(struct dkv__cli_ctx *x, int argc, char **argv)
 		return rc;
 	if (optind != argc - 1)
 		return dkv__cli_usage_error(x, "exactly one FILE is needed%s", "");
-	struct dkv_buf req = {0};
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "log");
-	dkv_mp_cstr(&req, "path");
-	dkv_mp_cstr(&req, argv[optind]);
-	dkv__cli_put_bool(&req, "fetch", !incremental);
-	if (sync) {
-		dkv_mp_cstr(&req, "sync");
-		dkv_mp_cstr(&req, sync);
-	}
-	rc = log_request(x, &req, sync ? 4 : 3);
-	dkv_buf_release(&req);
+	struct dkv__cli_req q;
+	dkv__cli_req_init(&q, "log");
+	dkv__cli_req_str(&q, "path", argv[optind]);
+	dkv__cli_req_bool(&q, "fetch", !incremental);
+	if (sync)
+		dkv__cli_req_str(&q, "sync", sync);
+	rc = dkv__cli_call(x, &q, NULL);
+	dkv__cli_req_release(&q);
 	return rc;
 }
 
 static const struct dkv__cli_cmd dest_cmd = {
-	.name = "dest",
-	.run = cmd_log_dest,
-	.summary = "log every change to a file",
+	.name = "dest", .run = cmd_log_dest, .summary = "log every change to a file",
 	.usage = "log dest [-i] [--sync always|batch|none] FILE",
 	.about = "Make the server log every change to FILE (a path on the server's\n"
 		 "machine, relative to its working directory), first writing the\n"
@@ -85,21 +66,17 @@ static int cmd_log_save(struct dkv__cli_ctx *x, int argc, char **argv)
 		return rc;
 	if (optind != argc - 1)
 		return dkv__cli_usage_error(x, "exactly one FILE is needed%s", "");
-	struct dkv_buf req = {0};
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "save");
-	dkv_mp_cstr(&req, "path");
-	dkv_mp_cstr(&req, argv[optind]);
-	dkv__cli_put_bool(&req, "full", full);
-	rc = log_request(x, &req, 3);
-	dkv_buf_release(&req);
+	struct dkv__cli_req q;
+	dkv__cli_req_init(&q, "save");
+	dkv__cli_req_str(&q, "path", argv[optind]);
+	dkv__cli_req_bool(&q, "full", full);
+	rc = dkv__cli_call(x, &q, NULL);
+	dkv__cli_req_release(&q);
 	return rc;
 }
 
 static const struct dkv__cli_cmd save_cmd = {
-	.name = "save",
-	.run = cmd_log_save,
-	.summary = "write the current state to a file",
+	.name = "save", .run = cmd_log_save, .summary = "write the current state to a file",
 	.usage = "log save [-f] FILE",
 	.about = "Make the server write its current state to FILE (on the server's\n"
 		 "machine) as a one-shot dump: written to a temporary file, synced,\n"
@@ -114,18 +91,15 @@ static int cmd_log_stop(struct dkv__cli_ctx *x, int argc, char **argv)
 		return rc;
 	if (optind != argc)
 		return dkv__cli_usage_error(x, "unexpected argument '%s'", argv[optind]);
-	struct dkv_buf req = {0};
-	dkv_mp_cstr(&req, "action");
-	dkv_mp_cstr(&req, "log");
-	rc = log_request(x, &req, 1);
-	dkv_buf_release(&req);
+	struct dkv__cli_req q;
+	dkv__cli_req_init(&q, "log");
+	rc = dkv__cli_call(x, &q, NULL);
+	dkv__cli_req_release(&q);
 	return rc;
 }
 
 static const struct dkv__cli_cmd stop_cmd = {
-	.name = "stop",
-	.run = cmd_log_stop,
-	.summary = "stop logging changes",
+	.name = "stop", .run = cmd_log_stop, .summary = "stop logging changes",
 	.usage = "log stop",
 	.about = "Make the server flush and close its change log.\n",
 };
