@@ -59,7 +59,8 @@ struct dkv__cli_opt {
 	long *num;
 	int (*fn)(const struct dkv__cli_optarg *a); /* 0, or an exit status after a message */
 	void *data;       /* for fn */
-	const char *help; /* the description in --help; NULL: the option is not listed */
+	const char *help; /* the description in --help ("\n" goes on in the same column);
+			     NULL: the option is not listed */
 };
 
 /* One command of a group.  run gets the command's words with argv[0]
