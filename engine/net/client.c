@@ -11,6 +11,8 @@
  */
 #include "client.h"
 
+#include "path.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -318,6 +320,66 @@ static int remote_error(struct dkv_client *c, const uint8_t *map, size_t len)
 		/* NEEDSWORK: show non-string errors (the original sends only strings). */
 		set_err(c, "ServerError: (error of a non-string type)");
 	return -EREMOTEIO;
+}
+
+/* ---- full paths from depth-compressed replies ---- */
+
+void dkv_client_path_init(struct dkv_client_path *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+void dkv_client_path_release(struct dkv_client_path *p)
+{
+	dkv_buf_release(&p->enc);
+	free(p->offs);
+	dkv_client_path_init(p);
+}
+
+/* Room for offs[0..need). */
+static void path_reserve(struct dkv_client_path *p, uint32_t need)
+{
+	if (need <= p->cap)
+		return;
+	while (p->cap < need)
+		p->cap = p->cap ? 2 * p->cap : 16;
+	p->offs = dkv_xrealloc(p->offs, p->cap * sizeof(*p->offs));
+}
+
+int dkv_client_path_update(struct dkv_client_path *p, const uint8_t *map, size_t len)
+{
+	const uint8_t *tp;
+	size_t tlen;
+	int64_t depth;
+	if (dkv_client_field(map, len, "path", &tp, &tlen) < 0)
+		return -ENOENT;
+	if (dkv_client_field_int(map, len, "depth", &depth) < 0 || depth < 0)
+		depth = 0;
+	if ((uint64_t)depth > p->n)
+		depth = p->n; /* only a broken server says this; keep what we have */
+	p->n = (uint32_t)depth;
+	p->kept = p->n;
+	p->enc.len = p->n ? p->offs[p->n] : 0;
+
+	struct dkv_path tail;
+	struct dkv_mp_reader r;
+	dkv_path_init(&tail);
+	dkv_mp_reader_init(&r, tp, tlen);
+	int rc = dkv_path_decode(&tail, &r);
+	path_reserve(p, p->n + tail.n + 1);
+	if (rc == 0) {
+		struct dkv_path_iter it;
+		const uint8_t *e;
+		size_t elen;
+		dkv_path_iter_init(&it, tail.enc.data, tail.enc.len);
+		while (dkv_path_iter_next(&it, &e, &elen)) {
+			p->offs[p->n++] = p->enc.len;
+			dkv_buf_append(&p->enc, e, elen);
+		}
+	}
+	p->offs[p->n] = p->enc.len;
+	dkv_path_release(&tail);
+	return rc;
 }
 
 /* ---- connection lifecycle ---- */

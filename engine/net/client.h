@@ -74,6 +74,40 @@ typedef int (*dkv_client_cb)(void *arg, const uint8_t *map, size_t len);
 int dkv_client_stream(struct dkv_client *c, const uint8_t *fields, size_t len, uint32_t nfields,
 		      dkv_client_cb cb, void *arg);
 
+/* ---- full paths from a stream's replies ----
+ *
+ * The replies of get_tree, watch and delete_tree carry their paths
+ * depth-compressed: "depth" says how many elements of the previous
+ * reply's path come first (none when it is missing), and "path" holds the
+ * elements that follow.  Paths are relative to the request's path.  Feed
+ * every reply of one stream, in order, to dkv_client_path_update; after
+ * each, the struct holds that reply's path:
+ *
+ *   depth 0, path [a, b]  ->  a b
+ *   depth 2, path [c]     ->  a b c
+ *   depth 1, path [d]     ->  a d
+ */
+struct dkv_client_path {
+	struct dkv_buf enc; /* the elements' encodings back to back */
+	size_t *offs;       /* offs[i]: where element i starts in enc; offs[n] == enc.len
+			       (NULL before the first update) */
+	uint32_t n;         /* elements in enc */
+	uint32_t kept;      /* of these, how many the last update kept from the path
+			       before (the first ones); the others are new */
+	uint32_t cap;       /* room in offs */
+};
+
+/* An all-zero struct is initialised as well. */
+void dkv_client_path_init(struct dkv_client_path *p);
+/* Free what p holds; p is empty again. */
+void dkv_client_path_release(struct dkv_client_path *p);
+/* Take the path of the reply map[0..len).  0 on success; -ENOENT when the
+ * reply has no "path" (state messages such as "uptodate"), p unchanged;
+ * -EINVAL or -E2BIG when "path" is not a path: p then holds the elements
+ * kept from the path before.  A "depth" greater than the path before is
+ * taken as all of it. */
+int dkv_client_path_update(struct dkv_client_path *p, const uint8_t *map, size_t len);
+
 /* Find key in the msgpack map at map[0..len): *val and *vlen get the raw
  * encoding of its value.  -ENOENT if absent, -EBADMSG if map is not a
  * well-formed map. */
