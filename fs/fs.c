@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -869,6 +870,10 @@ struct vfile {
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
 	bool created;        /* made by create(): the kernel thinks "_" exists */
+	int failed;          /* negative errno: a write, truncation or commit of this
+			      * open file failed, so what it holds is not what its
+			      * writer meant; it never commits, and every later write,
+			      * truncation, flush and close gets this error */
 	struct fsver *ver;   /* the version opened for writing (NULL: created); the
 			      * kernel holds it while the file is open */
 	uint64_t ver_reads;  /* ver->reads then (struct inplace) */
@@ -906,18 +911,43 @@ static void vfile_free(struct dkvfs *fs, struct vfile *v)
 	free(v);
 }
 
-/* Parse the text and commit it as the entry's value. */
+/* Say in the log why a write to ent's "_" was not stored: the writer gets
+ * only an errno, and a shell's redirection not even that. */
+static void log_not_stored(struct dkvfs *fs, struct dkv_entry *ent, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_not_stored(struct dkvfs *fs, struct dkv_entry *ent, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	struct dkv_buf p = {0};
+	dkv_engine_rdlock(fs->e);
+	dkvfs__entry_relpath(fs, ent, &p);
+	dkv_engine_unlock(fs->e);
+	fprintf(stderr, "distkv: %s%s%s/_: not stored: %s\n", fs->mnt, p.len ? "/" : "",
+		dkv_buf_cstr(&p), why);
+	dkv_buf_release(&p);
+}
+
+/* Under v->mu.  The first failure is the one every later call reports. */
+static int vfile_fail(struct vfile *v, int err)
+{
+	if (!v->failed)
+		v->failed = err;
+	v->dirty = v->written = false;
+	return v->failed;
+}
+
+/* Parse the text and commit it as the entry's value.  Every failure is
+ * logged here, naming the file. */
 static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
 {
 	char err[256];
 	struct fsjob j = {.run = job_set, .ent = ent, .fenced = true};
 	if (dkv_yaml_parse(&j.data, (const char *)v->text.data, v->text.len, err, sizeof err)) {
-		struct dkv_buf p = {0};
-		dkv_engine_rdlock(fs->e);
-		dkvfs__entry_relpath(fs, ent, &p);
-		dkv_engine_unlock(fs->e);
-		fprintf(stderr, "distkv: %s/%s/_: not stored: %s\n", fs->mnt, dkv_buf_cstr(&p), err);
-		dkv_buf_release(&p);
+		log_not_stored(fs, ent, "%s", err);
 		dkv_buf_release(&j.data);
 		/* the kernel truncated or overwrote its cached copy of the text
 		 * when the file was written: make it forget that copy */
@@ -935,9 +965,58 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 	}
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
-	if (rc)
+	if (rc) {
+		if (rc == -EEXIST)
+			log_not_stored(fs, ent, "opened with O_EXCL, but the entry got a value before the close");
+		else
+			log_not_stored(fs, ent, "%s", strerror(-rc));
 		dkvfs__notify_inval(fs, ent, true);
+	}
 	return rc;
+}
+
+/* The process whose request this is dies of a signal: the number of the
+ * signal, else 0.  A process that is killed (kill -9, a crash) closes its
+ * files as it exits, like any other, and so sends FLUSH; but its text may
+ * be cut anywhere, and storing it would replace a good value with a
+ * fragment, which a killed "write a new file, then rename it" never does
+ * on a local file system either.  The kernel marks the exiting task
+ * (PF_EXITING in the flags, field 9 of /proc/TID/stat) and sets its exit
+ * code (field 52: the signal in the low 7 bits) before it closes its
+ * files.  A normal exit, whatever its status, stores.
+ * NEEDSWORK: a writer in another pid namespace (pid 0 here), or a daemon
+ * not allowed to read the writer's exit code, is taken as not killed. */
+#define TASK_PF_EXITING 0x4u
+static int writer_killed(fuse_req_t req)
+{
+	pid_t pid = fuse_req_ctx(req)->pid;
+	char path[64], buf[2048], *save = NULL;
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the command name may hold anything */
+	if (!p)
+		return 0;
+	unsigned long long flags = 0, code = 0;
+	int field = 3;
+	for (char *tok = strtok_r(p + 1, " ", &save); tok && field <= 52;
+	     tok = strtok_r(NULL, " ", &save), field++) {
+		if (field == 9)
+			flags = strtoull(tok, NULL, 10);
+		else if (field == 52)
+			code = strtoull(tok, NULL, 10);
+	}
+	if (field <= 52 || !(flags & TASK_PF_EXITING))
+		return 0;
+	return (int)(code & 0x7f);
 }
 
 /* Open a version of "_" (ver NULL: create() of a new one in ent).
@@ -1116,17 +1195,27 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	COUNT(FS(req), write);
+	struct dkvfs *fs = FS(req);
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
-	(void)ino;
 	if (!v || !v->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if ((uint64_t)off + size > MAX_WRITE) {
-		fuse_reply_err(req, EFBIG);
+	pthread_mutex_lock(&v->mu);
+	int rc = v->failed;
+	if (!rc && !v->notifier && (uint64_t)off + size > MAX_WRITE) {
+		/* what was written before is only part of the text: never store it */
+		enum fskind k;
+		log_not_stored(fs, ino_entry(fs, ino, &k),
+			       "a write would make the text %llu bytes long; it may have at most %u MiB",
+			       (unsigned long long)off + size, MAX_WRITE >> 20);
+		rc = vfile_fail(v, -EFBIG);
+	}
+	if (rc) {
+		pthread_mutex_unlock(&v->mu);
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	pthread_mutex_lock(&v->mu);
 	if (!v->notifier) {
 		size_t end = (size_t)off + size;
 		if (end > v->text.len) {
@@ -1152,11 +1241,21 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (k == K_VALUE && fi->fh) {
 		struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 		pthread_mutex_lock(&v->mu);
-		/* a shell's "> _" opens, dup2()s and closes the first descriptor
-		 * before anything is written: that flush must not store "" */
-		if (v->dirty && v->written && !v->notifier) {
+		int sig;
+		if (v->failed) {
+			rc = v->failed;
+		} else if (v->dirty && !v->notifier && (sig = writer_killed(req))) {
+			log_not_stored(fs, ent, "the writer (pid %d) was killed by signal %d with the file open",
+				       (int)fuse_req_ctx(req)->pid, sig);
+			rc = vfile_fail(v, -EIO);
+		} else if (v->dirty && v->written && !v->notifier) {
+			/* a shell's "> _" opens, dup2()s and closes the first
+			 * descriptor before anything is written: that flush must not
+			 * store "" */
 			v->dirty = v->written = false; /* one attempt: the error goes to this close */
 			rc = vfile_commit(fs, ent, v);
+			if (rc)
+				vfile_fail(v, rc);
 			v->excl = false;
 		}
 		pthread_mutex_unlock(&v->mu);
@@ -1179,8 +1278,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (k == K_VALUE && v->dirty && !v->notifier)
-		vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
+	if (k == K_VALUE && !v->notifier) {
+		if (v->dirty && !v->failed)
+			vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
+		else if (v->failed)
+			/* the writer's truncation and writes changed the kernel's
+			 * idea of the file's size: the old value is what it holds */
+			dkvfs__notify_inval(fs, ent, true);
+	}
 	vfile_free(fs, v);
 	fuse_reply_err(req, 0);
 }
@@ -1204,14 +1309,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && !dkvfs__from_notifier(fs, req)) {
-		size_t size = (size_t)attr->st_size;
-		if (size > MAX_WRITE) {
-			fuse_reply_err(req, EFBIG);
-			return;
-		}
+		uint64_t size = (uint64_t)attr->st_size;
 		if (fi && fi->fh) { /* ftruncate of an open file: part of the write */
 			struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 			pthread_mutex_lock(&v->mu);
+			int rc = v->failed;
+			if (!rc && size > MAX_WRITE) {
+				log_not_stored(fs, ent, "truncating to %llu bytes; the text may have at most %u MiB",
+					       (unsigned long long)size, MAX_WRITE >> 20);
+				rc = vfile_fail(v, -EFBIG);
+			}
+			if (rc) {
+				pthread_mutex_unlock(&v->mu);
+				fuse_reply_err(req, -rc);
+				return;
+			}
 			size_t old = v->text.len;
 			dkv_buf_reserve(&v->text, size > old ? size - old : 0);
 			if (size > old)
@@ -1221,6 +1333,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			v->written = true;
 			pthread_mutex_unlock(&v->mu);
 		} else { /* truncate(2) by name: a change of its own */
+			if (size > MAX_WRITE) {
+				log_not_stored(fs, ent, "truncating to %llu bytes; the text may have at most %u MiB",
+					       (unsigned long long)size, MAX_WRITE >> 20);
+				fuse_reply_err(req, EFBIG);
+				return;
+			}
 			struct vfile *v = vfile_new(fs);
 			dkv_engine_rdlock(fs->e);
 			dkvfs__render_value(ent, &v->text);
