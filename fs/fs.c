@@ -1140,7 +1140,11 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		if (ver->cached_opens) {
 			/* its writes would change the size the kernel keeps for
 			 * the readers' inode: the kernel retries the open (once),
-			 * after a lookup that must find an inode of its own */
+			 * after a lookup that must find an inode of its own.
+			 * NEEDSWORK: opens that do not walk a path (/proc/PID/fd/N,
+			 * /dev/stdout) are not retried and fail with ESTALE; and a
+			 * reader that closed just before counts until its RELEASE
+			 * arrives, which costs this writer its in-place write */
 			struct fsver **slot = ver_slot(fs, ent);
 			ver->retired = true;
 			if (slot && *slot)

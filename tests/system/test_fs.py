@@ -1046,7 +1046,6 @@ def test_killed_writer_keeps_old_value(fs):
         fs.set(("kw",), ["old", 1])
         before = value_now(fs, "kw")
         nlog = len(not_stored(fs, "kw"))
-        nrel = stats(fs)["release"]
         p = subprocess.Popen(["/usr/bin/python3", "-c", KILLED_WRITER, f, str(flags), text, "kill"],
                              stdout=subprocess.PIPE, text=True)
         try:
@@ -1055,12 +1054,14 @@ def test_killed_writer_keeps_old_value(fs):
             p.kill()
             p.wait(10)
             p.stdout.close()
-        # the kernel sends RELEASE after the exit; the value must outlive it
-        assert wait_until(lambda: stats(fs)["release"] > nrel, 5.0)
-        time.sleep(0.05)
-        assert value_now(fs, "kw") == before, (text, flags)
+        # the FLUSH of its exit says so in the log; the RELEASE comes just
+        # after, and the value must outlive both
+        assert wait_until(lambda: len(not_stored(fs, "kw")) > nlog, 5.0), fs.server.log_tail(10)
         lines = not_stored(fs, "kw")
         assert len(lines) == nlog + 1 and "signal 9" in lines[-1], (text, lines)
+        for _ in range(4):
+            assert value_now(fs, "kw") == before, (text, flags)
+            time.sleep(0.05)
     # a normal exit closes the file as well, and that close stores
     p = subprocess.run(["/usr/bin/python3", "-c", KILLED_WRITER, f, str(os.O_WRONLY | os.O_TRUNC),
                         "- done\n", "exit"], capture_output=True, text=True, timeout=30)
