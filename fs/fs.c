@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,14 +220,25 @@ static void ver_free(struct fsver *v)
 	free(v);
 }
 
+/* Whether a lookup of ent's "_" may give the kernel version v again. */
+static bool ver_current(const struct fsver *v, const struct dkv_entry *ent)
+{
+	return v && v->value == ent->value && !v->retired;
+}
+
 /* The version of "_" that ent's value is now, with one more kernel
- * lookup counted.  Under the read lock (ent->value stays put). */
-static struct fsver *ver_ref(struct dkvfs *fs, struct dkv_entry *ent)
+ * lookup counted; the reply gives the kernel its attributes.  create: a
+ * new version in any case, with its creator counted as a writer (the
+ * kernel's size for it is 0 until the text is written, which must not
+ * be a version that readers have open).  Under the read lock (ent->value
+ * stays put). */
+static struct fsver *ver_ref(struct dkvfs *fs, struct dkv_entry *ent, bool create)
 {
 	pthread_mutex_lock(&fs->mu);
 	struct fsver **slot = ver_slot(fs, ent);
-	if (slot && *slot && (*slot)->value == ent->value) {
+	if (!create && slot && ver_current(*slot, ent)) {
 		(*slot)->nlookup++;
+		(*slot)->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 		return *slot;
 	}
@@ -241,13 +253,16 @@ static struct fsver *ver_ref(struct dkvfs *fs, struct dkv_entry *ent)
 
 	pthread_mutex_lock(&fs->mu);
 	slot = ver_slot(fs, ent);
-	if (slot && *slot && (*slot)->value == ent->value) { /* another thread was quicker */
+	if (!create && slot && ver_current(*slot, ent)) { /* another thread was quicker */
 		struct fsver *v = *slot;
 		v->nlookup++;
+		v->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 		ver_free(nv);
 		return v;
 	}
+	nv->attrs_told = true;
+	nv->writers = create;
 	nv->id = VER_BIT | (++fs->next_ver << 4) | K_VALUE;
 	ver_insert(fs, nv);
 	dkv_entry_pin(ent); /* freed only after the kernel forgets the version */
@@ -287,9 +302,10 @@ bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev)
 		return false;
 	struct fsver **slot = ver_slot(fs, ent);
 	/* the kernel's newest version of "_", holding the value just replaced,
-	 * and nobody read it since the writer opened it */
+	 * and no reply told the kernel its old size since the last write made
+	 * that stale (struct inplace) */
 	if (!slot || *slot != v || !ev->prev || v->value != ev->prev || !ev->value->len ||
-	    ev->created || v->reads != fs->inplace.reads || !dkv_entry_has_value(ent))
+	    ev->created || v->attrs_told || !dkv_entry_has_value(ent))
 		return false;
 	dkv_value_unref(v->value);
 	v->value = dkv_value_ref(ent->value);
@@ -493,19 +509,26 @@ static void fill_ver_attr(const struct fsver *v, struct stat *st)
  * Directories and versions of "_" are cached until the notifier
  * invalidates them (protocol replies wait for that: see notify.c); .meta
  * and .stats change without a new inode and are never cached. */
+static struct fsver *make_value_entry(struct dkvfs *fs, struct dkv_entry *ent, bool create,
+				      struct fuse_entry_param *e)
+{
+	struct fsver *v = ver_ref(fs, ent, create);
+	e->ino = v->id;
+	e->attr_timeout = TIMEOUT;
+	e->entry_timeout = TIMEOUT;
+	pthread_mutex_lock(&fs->mu);
+	fill_ver_attr(v, &e->attr);
+	pthread_mutex_unlock(&fs->mu);
+	return v;
+}
+
 static void make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
 		       struct fuse_entry_param *e)
 {
 	(void)req;
 	memset(e, 0, sizeof *e);
 	if (k == K_VALUE) {
-		struct fsver *v = ver_ref(fs, ent);
-		e->ino = v->id;
-		e->attr_timeout = TIMEOUT;
-		e->entry_timeout = TIMEOUT;
-		pthread_mutex_lock(&fs->mu);
-		fill_ver_attr(v, &e->attr);
-		pthread_mutex_unlock(&fs->mu);
+		make_value_entry(fs, ent, false, e);
 		return;
 	}
 	e->ino = dkvfs__ino(fs, ent, k);
@@ -849,6 +872,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (ver) {
 		pthread_mutex_lock(&fs->mu);
 		fill_ver_attr(ver, &st);
+		ver->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_attr(req, &st, TIMEOUT);
 		return;
@@ -869,9 +893,12 @@ struct vfile {
 	bool excl;           /* created with O_EXCL: commit only if still new */
 	bool notifier;       /* the notifier's own: nothing to commit */
 	bool created;        /* made by create(): the kernel thinks "_" exists */
-	struct fsver *ver;   /* the version opened for writing (NULL: created); the
+	int failed;          /* negative errno: a write, truncation or commit of this
+			      * open file failed, so what it holds is not what its
+			      * writer meant; it never commits, and every later write,
+			      * truncation, flush and close gets this error */
+	struct fsver *ver;   /* the version opened for writing (or created); the
 			      * kernel holds it while the file is open */
-	uint64_t ver_reads;  /* ver->reads then (struct inplace) */
 	struct vfile *next, *prev; /* fs->vfiles, under fs->mu */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
 };
@@ -906,18 +933,55 @@ static void vfile_free(struct dkvfs *fs, struct vfile *v)
 	free(v);
 }
 
-/* Parse the text and commit it as the entry's value. */
+/* The kernel let go of a file opened for writing (or created): it no
+ * longer writes the version's size. */
+static void vfile_release_version(struct dkvfs *fs, struct vfile *v)
+{
+	if (!v->ver)
+		return;
+	pthread_mutex_lock(&fs->mu);
+	v->ver->writers--;
+	pthread_mutex_unlock(&fs->mu);
+	v->ver = NULL;
+}
+
+/* Say in the log why a write to ent's "_" was not stored: the writer gets
+ * only an errno, and a shell's redirection not even that. */
+static void log_not_stored(struct dkvfs *fs, struct dkv_entry *ent, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void log_not_stored(struct dkvfs *fs, struct dkv_entry *ent, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	struct dkv_buf p = {0};
+	dkv_engine_rdlock(fs->e);
+	dkvfs__entry_relpath(fs, ent, &p);
+	dkv_engine_unlock(fs->e);
+	fprintf(stderr, "distkv: %s%s%s/_: not stored: %s\n", fs->mnt, p.len ? "/" : "",
+		dkv_buf_cstr(&p), why);
+	dkv_buf_release(&p);
+}
+
+/* Under v->mu.  The first failure is the one every later call reports. */
+static int vfile_fail(struct vfile *v, int err)
+{
+	if (!v->failed)
+		v->failed = err;
+	v->dirty = v->written = false;
+	return v->failed;
+}
+
+/* Parse the text and commit it as the entry's value.  Every failure is
+ * logged here, naming the file. */
 static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
 {
 	char err[256];
 	struct fsjob j = {.run = job_set, .ent = ent, .fenced = true};
 	if (dkv_yaml_parse(&j.data, (const char *)v->text.data, v->text.len, err, sizeof err)) {
-		struct dkv_buf p = {0};
-		dkv_engine_rdlock(fs->e);
-		dkvfs__entry_relpath(fs, ent, &p);
-		dkv_engine_unlock(fs->e);
-		fprintf(stderr, "distkv: %s/%s/_: not stored: %s\n", fs->mnt, dkv_buf_cstr(&p), err);
-		dkv_buf_release(&p);
+		log_not_stored(fs, ent, "%s", err);
 		dkv_buf_release(&j.data);
 		/* the kernel truncated or overwrote its cached copy of the text
 		 * when the file was written: make it forget that copy */
@@ -925,64 +989,209 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		return -EINVAL;
 	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
-	if (v->ver) {
+	if (v->ver && !v->created) {
 		/* the inode may stay if it reads back as written (struct inplace) */
 		struct dkv_buf canon = {0};
 		if (!dkv_yaml_emit(&canon, j.data.data, j.data.len) && canon.len == v->text.len &&
 		    !memcmp(canon.data, v->text.data, canon.len))
-			j.inplace = (struct inplace){.ver = v->ver, .reads = v->ver_reads, .text = &v->text};
+			j.inplace = (struct inplace){.ver = v->ver, .text = &v->text};
 		dkv_buf_release(&canon);
 	}
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
-	if (rc)
+	if (rc) {
+		if (rc == -EEXIST)
+			log_not_stored(fs, ent, "opened with O_EXCL, but the entry got a value before the close");
+		else
+			log_not_stored(fs, ent, "%s", strerror(-rc));
 		dkvfs__notify_inval(fs, ent, true);
+	}
 	return rc;
 }
 
+/* The process whose request this is dies of a signal: the number of the
+ * signal, else 0.  A process that is killed (kill -9, a crash) closes its
+ * files as it exits, like any other, and so sends FLUSH; but its text may
+ * be cut anywhere, and storing it would replace a good value with a
+ * fragment, which a killed "write a new file, then rename it" never does
+ * on a local file system either.  The kernel marks the exiting task
+ * (PF_EXITING in the flags, field 9 of /proc/TID/stat) and sets its exit
+ * code (field 52: the signal in the low 7 bits) before it closes its
+ * files.  A normal exit, whatever its status, stores.
+ * NEEDSWORK: a writer in another pid namespace (pid 0 here), or a daemon
+ * not allowed to read the writer's exit code, is taken as not killed. */
+#define TASK_PF_EXITING 0x4u
+static int writer_killed(fuse_req_t req)
+{
+	pid_t pid = fuse_req_ctx(req)->pid;
+	char path[64], buf[2048], *save = NULL;
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* the command name may hold anything */
+	if (!p)
+		return 0;
+	unsigned long long flags = 0, code = 0;
+	int field = 3;
+	for (char *tok = strtok_r(p + 1, " ", &save); tok && field <= 52;
+	     tok = strtok_r(NULL, " ", &save), field++) {
+		if (field == 9)
+			flags = strtoull(tok, NULL, 10);
+		else if (field == 52)
+			code = strtoull(tok, NULL, 10);
+	}
+	if (field <= 52 || !(flags & TASK_PF_EXITING))
+		return 0;
+	return (int)(code & 0x7f);
+}
+
+#define AWAIT_NS 5000000000 /* longest a writer that got ESTALE is waited for */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Under mu: a writer will open ent's "_" again (struct awaited). */
+static void await_writer(struct dkvfs *fs, const struct dkv_entry *ent, pid_t tid)
+{
+	if (fs->nawaited == fs->awaited_cap) {
+		fs->awaited_cap = fs->awaited_cap ? 2 * fs->awaited_cap : 8;
+		fs->awaited = dkv_xrealloc(fs->awaited, fs->awaited_cap * sizeof *fs->awaited);
+	}
+	fs->awaited[fs->nawaited++] = (struct awaited){.ent = ent, .tid = tid, .since_ns = mono_ns()};
+}
+
+/* Under mu: whether a writer is awaited at ent's "_"; tid non-zero: that
+ * writer has come (it is awaited no more).  Forgets the writers that will
+ * not come. */
+static bool awaited(struct dkvfs *fs, const struct dkv_entry *ent, pid_t tid)
+{
+	bool any = false;
+	int64_t now = fs->nawaited ? mono_ns() : 0;
+	for (size_t i = 0; i < fs->nawaited;) {
+		struct awaited *a = &fs->awaited[i];
+		bool gone = now - a->since_ns > AWAIT_NS || (a->tid > 0 && kill(a->tid, 0) && errno == ESRCH);
+		if (gone || (tid && a->ent == ent && a->tid == tid)) {
+			*a = fs->awaited[--fs->nawaited];
+			continue;
+		}
+		any |= a->ent == ent;
+		i++;
+	}
+	return any;
+}
+
 /* Open a version of "_" (ver NULL: create() of a new one in ent).
- * Read-only opens need nothing of their own: reads come from the version,
- * through the page cache, which is kept (an inode is one version, so what
- * the kernel cached is right for as long as it has the inode), and close()
- * sends no FLUSH.  Writable opens collect their text in a vfile and go
- * past the page cache, which stays the version's. */
+ * Read-only opens need nothing of their own while nobody writes the
+ * version: reads come from it, through the page cache, which is kept (an
+ * inode is one version, so what the kernel cached is right for as long as
+ * it has the inode), and close() sends no FLUSH.  Beside a writer (struct
+ * fsver) a read-only open gets a copy of the version's text, read past
+ * the page cache.  Writable opens collect their text in a vfile and go
+ * past the page cache too; one that page-cache readers would share the
+ * inode with gets ESTALE, and the kernel looks "_" up again for it. */
 static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		       struct fsver *ver, struct fuse_file_info *fi, bool created)
 {
 	int acc = fi->flags & O_ACCMODE;
 	if (!created && acc == O_RDONLY) {
+		struct dkv_buf copy = {0};
+		pthread_mutex_lock(&fs->mu);
+		bool shared = ver->writers || awaited(fs, ent, 0);
+		if (shared)
+			dkv_buf_append(&copy, ver->text.data, ver->text.len);
+		else
+			ver->cached_opens++;
+		pthread_mutex_unlock(&fs->mu);
+		fi->noflush = 1;
+		if (shared) {
+			struct vfile *v = vfile_new(fs);
+			dkv_buf_release(&v->text);
+			v->text = copy;
+			fi->direct_io = 1;
+			fi->fh = (uint64_t)(uintptr_t)v;
+			if (fuse_reply_open(req, fi) == -ENOENT) /* the open was interrupted */
+				vfile_free(fs, v);
+			return;
+		}
 		fi->fh = 0;
 		fi->keep_cache = 1;
-		fi->noflush = 1;
-		fuse_reply_open(req, fi);
+		if (fuse_reply_open(req, fi) == -ENOENT) { /* no RELEASE will come */
+			pthread_mutex_lock(&fs->mu);
+			ver->cached_opens--;
+			pthread_mutex_unlock(&fs->mu);
+		}
 		return;
+	}
+	if (!created) {
+		pid_t tid = fuse_req_ctx(req)->pid;
+		pthread_mutex_lock(&fs->mu);
+		if (ver->cached_opens) {
+			/* its writes would change the size the kernel keeps for
+			 * the readers' inode: the kernel retries the open (once),
+			 * after a lookup that must find an inode of its own.
+			 * NEEDSWORK: opens that do not walk a path (/proc/PID/fd/N,
+			 * /dev/stdout) are not retried and fail with ESTALE; and a
+			 * reader that closed just before counts until its RELEASE
+			 * arrives, which costs this writer its in-place write */
+			struct fsver **slot = ver_slot(fs, ent);
+			ver->retired = true;
+			if (slot && *slot)
+				(*slot)->retired = true;
+			await_writer(fs, ent, tid);
+			pthread_mutex_unlock(&fs->mu);
+			fuse_reply_err(req, ESTALE);
+			return;
+		}
+		awaited(fs, ent, tid);
+		ver->writers++;
+		pthread_mutex_unlock(&fs->mu);
 	}
 	struct vfile *v = vfile_new(fs);
 	v->writable = acc != O_RDONLY;
 	v->notifier = dkvfs__from_notifier(fs, req);
 	v->excl = created && (fi->flags & O_EXCL);
+	v->created = created;
 	if (!created) {
 		pthread_mutex_lock(&fs->mu);
 		if (!(fi->flags & O_TRUNC))
 			dkv_buf_append(&v->text, ver->text.data, ver->text.len);
+		else
+			ver->attrs_told = false; /* the kernel makes the size 0, and stale */
 		v->ver = ver;
-		v->ver_reads = ver->reads;
 		pthread_mutex_unlock(&fs->mu);
 	}
 	fi->direct_io = 1;
 	if ((fi->flags & O_TRUNC) || created)
 		v->dirty = v->writable && !v->notifier;
 	fi->fh = (uint64_t)(uintptr_t)v;
+	int rc;
 	if (created) {
 		struct fuse_entry_param e;
+		memset(&e, 0, sizeof e);
 		dkv_engine_rdlock(fs->e);
-		make_entry(fs, req, ent, K_VALUE, &e);
+		v->ver = make_value_entry(fs, ent, true, &e);
 		dkv_engine_unlock(fs->e);
 		e.attr.st_size = 0;
 		e.attr_timeout = 0; /* what the file holds is decided at close */
-		fuse_reply_create(req, &e, fi);
+		rc = fuse_reply_create(req, &e, fi);
 	} else {
-		fuse_reply_open(req, fi);
+		rc = fuse_reply_open(req, fi);
+	}
+	if (rc == -ENOENT) { /* interrupted: no RELEASE will come */
+		vfile_release_version(fs, v);
+		vfile_free(fs, v);
 	}
 }
 
@@ -1090,8 +1299,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				size = len - (size_t)off;
 			dkv_buf_append(&b, ver->text.data + off, size);
 		}
-		if (ver)
-			ver->reads++; /* the page cache may hold this text now */
+		if (ver) /* a short read tells the kernel the size */
+			ver->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_buf(req, (const char *)b.data, b.len);
 		dkv_buf_release(&b);
@@ -1116,17 +1325,33 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	COUNT(FS(req), write);
+	struct dkvfs *fs = FS(req);
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
-	(void)ino;
 	if (!v || !v->writable) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if ((uint64_t)off + size > MAX_WRITE) {
-		fuse_reply_err(req, EFBIG);
+	pthread_mutex_lock(&v->mu);
+	int rc = v->failed;
+	if (!rc && !v->notifier && (uint64_t)off + size > MAX_WRITE) {
+		/* what was written before is only part of the text: never store it */
+		enum fskind k;
+		log_not_stored(fs, ino_entry(fs, ino, &k),
+			       "a write would make the text %llu bytes long; it may have at most %u MiB",
+			       (unsigned long long)off + size, MAX_WRITE >> 20);
+		rc = vfile_fail(v, -EFBIG);
+	}
+	if (rc) {
+		pthread_mutex_unlock(&v->mu);
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	pthread_mutex_lock(&v->mu);
+	if (v->ver) {
+		/* the kernel marks the size stale once this write is answered */
+		pthread_mutex_lock(&fs->mu);
+		v->ver->attrs_told = false;
+		pthread_mutex_unlock(&fs->mu);
+	}
 	if (!v->notifier) {
 		size_t end = (size_t)off + size;
 		if (end > v->text.len) {
@@ -1152,11 +1377,21 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (k == K_VALUE && fi->fh) {
 		struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 		pthread_mutex_lock(&v->mu);
-		/* a shell's "> _" opens, dup2()s and closes the first descriptor
-		 * before anything is written: that flush must not store "" */
-		if (v->dirty && v->written && !v->notifier) {
+		int sig;
+		if (v->failed) {
+			rc = v->failed;
+		} else if (v->dirty && !v->notifier && (sig = writer_killed(req))) {
+			log_not_stored(fs, ent, "the writer (pid %d) was killed by signal %d with the file open",
+				       (int)fuse_req_ctx(req)->pid, sig);
+			rc = vfile_fail(v, -EIO);
+		} else if (v->dirty && v->written && !v->notifier) {
+			/* a shell's "> _" opens, dup2()s and closes the first
+			 * descriptor before anything is written: that flush must not
+			 * store "" */
 			v->dirty = v->written = false; /* one attempt: the error goes to this close */
 			rc = vfile_commit(fs, ent, v);
+			if (rc)
+				vfile_fail(v, rc);
 			v->excl = false;
 		}
 		pthread_mutex_unlock(&v->mu);
@@ -1175,12 +1410,24 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
-	if (!v) { /* a read-only open of a version */
+	if (!v) { /* a read-only open of a version, through the page cache */
+		pthread_mutex_lock(&fs->mu);
+		struct fsver *ver = ino & VER_BIT ? ver_find(fs, ino) : NULL;
+		if (ver && ver->cached_opens)
+			ver->cached_opens--;
+		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (k == K_VALUE && v->dirty && !v->notifier)
-		vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
+	if (k == K_VALUE && !v->notifier) {
+		if (v->dirty && !v->failed)
+			vfile_commit(fs, ent, v); /* no flush came (or it was interrupted) */
+		else if (v->failed)
+			/* the writer's truncation and writes changed the kernel's
+			 * idea of the file's size: the old value is what it holds */
+			dkvfs__notify_inval(fs, ent, true);
+	}
+	vfile_release_version(fs, v);
 	vfile_free(fs, v);
 	fuse_reply_err(req, 0);
 }
@@ -1204,14 +1451,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && !dkvfs__from_notifier(fs, req)) {
-		size_t size = (size_t)attr->st_size;
-		if (size > MAX_WRITE) {
-			fuse_reply_err(req, EFBIG);
-			return;
-		}
+		uint64_t size = (uint64_t)attr->st_size;
 		if (fi && fi->fh) { /* ftruncate of an open file: part of the write */
 			struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 			pthread_mutex_lock(&v->mu);
+			int rc = v->failed;
+			if (!rc && size > MAX_WRITE) {
+				log_not_stored(fs, ent, "truncating to %llu bytes; the text may have at most %u MiB",
+					       (unsigned long long)size, MAX_WRITE >> 20);
+				rc = vfile_fail(v, -EFBIG);
+			}
+			if (rc) {
+				pthread_mutex_unlock(&v->mu);
+				fuse_reply_err(req, -rc);
+				return;
+			}
 			size_t old = v->text.len;
 			dkv_buf_reserve(&v->text, size > old ? size - old : 0);
 			if (size > old)
@@ -1221,6 +1475,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			v->written = true;
 			pthread_mutex_unlock(&v->mu);
 		} else { /* truncate(2) by name: a change of its own */
+			if (size > MAX_WRITE) {
+				log_not_stored(fs, ent, "truncating to %llu bytes; the text may have at most %u MiB",
+					       (unsigned long long)size, MAX_WRITE >> 20);
+				fuse_reply_err(req, EFBIG);
+				return;
+			}
 			struct vfile *v = vfile_new(fs);
 			dkv_engine_rdlock(fs->e);
 			dkvfs__render_value(ent, &v->text);
@@ -1245,15 +1505,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (ver) {
 		pthread_mutex_lock(&fs->mu);
 		fill_ver_attr(ver, &st);
+		ver->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 	} else {
 		dkv_engine_rdlock(fs->e);
 		fill_attr(fs, ent, k, &st);
 		dkv_engine_unlock(fs->e);
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE) /* the version's own size no longer holds */
+	/* ftruncate: the writer's file has the size it asked for.  truncate
+	 * by name stored a new value, which is a new version; this one, which
+	 * readers may have open, keeps its size (the kernel would cut their
+	 * page cache to the size in the reply) */
+	bool writers_size = (to_set & FUSE_SET_ATTR_SIZE) && fi && fi->fh;
+	if (writers_size)
 		st.st_size = attr->st_size;
-	fuse_reply_attr(req, &st, (to_set & FUSE_SET_ATTR_SIZE) ? 0 : TIMEOUT);
+	fuse_reply_attr(req, &st, writers_size ? 0 : TIMEOUT);
 }
 
 /* ---- directories ---- */
@@ -1872,6 +2138,7 @@ static void fs_free(uv_handle_t *h)
 	for (unsigned i = 0; i < fs->nspecials; i++)
 		dkv_entry_unpin(fs->e, fs->specials[i].ent);
 	free(fs->unpins);
+	free(fs->awaited);
 	free(fs->nodes);
 	free(fs->mnt);
 	dkv_buf_release(&fs->expect.name);

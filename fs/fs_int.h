@@ -50,7 +50,25 @@ enum fsop {
  * is a write through the mount that the kernel already saw happen to the
  * inode (struct inplace): the version then takes the new value.  Owned
  * under fs->mu, and value, text and mtime_ns are read under it; the
- * version lives while the kernel has looked it up (until FORGET). */
+ * version lives while the kernel has looked it up (until FORGET).
+ *
+ * Readers and writers never share an inode.  While a file is open for
+ * writing, the kernel changes the size it keeps for the inode itself:
+ * O_TRUNC makes it 0, a write past the end makes it the end, before the
+ * daemon has stored anything.  A reader of the same inode through the
+ * page cache gets its pages from READs answered from text, but stops at
+ * the kernel's size: the text of one version cut to, or padded with
+ * zeros to, the size of another's (a torn read).  So: a read-only open
+ * uses the page cache only while no writer has the inode open, and gets
+ * a copy of text of its own otherwise (cached_opens, writers); a writable
+ * open of an inode that page-cache readers have open is refused with
+ * ESTALE, which makes the kernel look "_" up again and open the new inode
+ * that lookup gets (retired); until it did, no reader of the entry uses
+ * the page cache (struct awaited).  Between writers, the kernel's
+ * pages of the inode are empty (a writable open drops them, and nobody
+ * reads into them), and its size is marked stale by every writer's
+ * O_TRUNC and write, so that the first reader asks for it again --
+ * unless a reply told the kernel the size since (attrs_told). */
 struct fsver {
 	uint64_t id;              /* the inode number */
 	struct fsver *hnext;      /* fs->vers */
@@ -59,22 +77,39 @@ struct fsver {
 	struct dkv_buf text;      /* the YAML text reads return */
 	int64_t mtime_ns;         /* the entry's, when the version was made */
 	uint64_t nlookup;         /* kernel lookups */
-	uint64_t reads;           /* READ requests answered from text */
+	uint32_t cached_opens;    /* read-only opens using the page cache, not released */
+	uint32_t writers;         /* writable opens (the notifier's too), not released */
+	bool retired;             /* a writer got ESTALE: lookups make a new version */
+	bool attrs_told;          /* a reply (LOOKUP, GETATTR, SETATTR, READ) gave the
+				   * kernel a size from text since a writer's O_TRUNC or
+				   * write last marked it stale */
 };
 
 /* A write through the mount may keep its inode.  The kernel dropped the
- * version's page cache when the writer opened it, the writer's close()
- * has invalidated its size and times, and its name still leads to it: if
- * the text written is exactly what the new value renders to, and no READ
- * put old text back into the page cache meanwhile, nothing the kernel
- * holds is wrong.  Then the notifier has nothing to do, and the writer's
- * next open needs no LOOKUP (a new inode) and no GETATTR of the directory
- * (dropping a name marks the directory's attributes stale).  Set by the
- * FUSE thread (vfile_commit), used by the hook on the loop thread. */
+ * version's page cache when the writer opened it and nobody read into it
+ * since (struct fsver: no page-cache readers beside a writer), the
+ * writes have marked its size and times stale, and its name still leads
+ * to it: if the text written is exactly what the new value renders to,
+ * and no reply told the kernel the old size after the last write
+ * (attrs_told), nothing the kernel holds is wrong.  Then the notifier has
+ * nothing to do, and the writer's next open needs no LOOKUP (a new inode)
+ * and no GETATTR of the directory (dropping a name marks the directory's
+ * attributes stale).  Set by the FUSE thread (vfile_commit), used by the
+ * hook on the loop thread. */
 struct inplace {
 	struct fsver *ver;          /* the version the writer opened; NULL: none */
-	uint64_t reads;             /* ver->reads when it was opened */
 	const struct dkv_buf *text; /* what was written (the writer's, locked) */
+};
+
+/* A writer that got ESTALE (struct fsver) and will open the entry's "_"
+ * again, after a new lookup: until it did, readers of the entry get
+ * copies, so that the inode it gets has no page-cache readers either.  A
+ * writer that never comes back (killed meanwhile) is forgotten after
+ * AWAIT_NS or when its thread is gone.  Under fs->mu. */
+struct awaited {
+	const struct dkv_entry *ent;
+	pid_t tid;        /* the writing thread, as FUSE requests name it */
+	int64_t since_ns; /* CLOCK_MONOTONIC */
 };
 
 /* What the kernel knows of one entry.  Owned under fs->mu. */
@@ -176,6 +211,9 @@ struct dkvfs {
 		struct dkv_entry *ent; /* pinned while mounted */
 	} specials[12];
 	unsigned nspecials;
+
+	struct awaited *awaited; /* writers retrying an open, under mu */
+	size_t nawaited, awaited_cap;
 
 	struct wstream *streams; /* open .watch files, under mu */
 	struct vfile *vfiles;    /* open "_", .meta, .stats files, under mu */

@@ -15,9 +15,11 @@ Run with Debian's interpreter:
     /usr/bin/python3 -m pytest -q tests/system/test_fs.py
 """
 
+import base64
 import datetime
 import errno
 import os
+import re
 import select
 import signal
 import stat
@@ -855,6 +857,217 @@ def test_invalid_yaml(fs):
     assert errno_of(read, fs.path("bad2", "_")) == errno.ENOENT
     e = errno_of(os.stat, fs.path("bad2", "_"))
     assert e == errno.ENOENT, "stat of the _ whose creation failed: %s" % en(e)
+
+
+# ---------------------------------------------------------------------------
+# a write that fails stores nothing (bug: EFBIG stored the first 16 MiB)
+
+MAX_TEXT = 16 << 20  # the most text one `_` may be given
+
+
+def value_now(fs, *path):
+    """The value as the user sees it: `dkv data get` and the text of `_`."""
+    return fs.dkv_get(*path), read(fs.path(*path, "_"))
+
+
+def not_stored(fs, *path):
+    """The daemon's log lines saying why a write to path's `_` was not stored."""
+    head = "distkv: %s: not stored: " % fs.path(*path, "_")
+    return [line for line in fs.server.log().splitlines() if line.startswith(head)]
+
+
+def write_until_error(fd, chunk, limit=MAX_TEXT + (2 << 20)):
+    """Write chunk after chunk until a write fails; its errno (0: none did)."""
+    done = 0
+    while done < limit:
+        try:
+            done += os.write(fd, chunk)
+        except OSError as e:
+            return e.errno
+    return 0
+
+
+def test_write_too_big_keeps_old_value(fs, tmp_path):
+    """The report: `cp` of 17 MB of text to `_` fails with EFBIG ("File too
+    large"), and the old value stays exactly as it was (it used to become
+    the first 16 MiB of the text); the daemon says why, naming the file."""
+    os.mkdir(fs.path("big"))
+    sh("echo old > big/_", cwd=fs.mnt)
+    before = value_now(fs, "big")
+    assert before == ("old\n", "old\n")
+    f = tmp_path / "f"
+    f.write_bytes(base64.encodebytes(os.urandom(12_750_000)))  # 17.2 MB of text
+    r = subprocess.run(["cp", str(f), fs.path("big", "_")], capture_output=True, text=True)
+    assert r.returncode == 1 and "File too large" in r.stderr, r
+    assert value_now(fs, "big") == before
+    lines = not_stored(fs, "big")
+    assert lines and "16 MiB" in lines[-1], fs.server.log_tail(20)
+    # a list: it used to become a shorter list ending in null
+    fs.set(("big",), ["a", "b"])
+    before = value_now(fs, "big")
+    f.write_text("".join("- item%08d\n" % i for i in range(MAX_TEXT // 15 + 1000)))
+    assert f.stat().st_size > MAX_TEXT
+    r = subprocess.run(["cp", str(f), fs.path("big", "_")], capture_output=True, text=True)
+    assert r.returncode == 1 and "File too large" in r.stderr, r
+    assert value_now(fs, "big") == before
+    assert fs.get("big") == ("a", "b")
+    assert len(not_stored(fs, "big")) == 2
+
+
+def test_failed_writes_keep_old_value(fs):
+    """Every way a write through the mount can fail leaves the old value
+    byte for byte as it was, the descriptor's close() fails too (a failed
+    descriptor never stores anything), and the daemon's log names the
+    file: writes past 16 MiB after O_TRUNC, with O_APPEND, after
+    ftruncate to 0; one write at an offset past the limit; ftruncate or
+    truncate past the limit (and a write after it); invalid text."""
+    old = {"keep": [1, 2, 3], "text": "x" * 100}
+    chunk = b"- 1234567\n" * 100_000  # 1 MB of a valid YAML list
+    f = fs.path("fw", "_")
+
+    def trunc_and_write(fd):
+        return write_until_error(fd, chunk)
+
+    def append(fd):
+        return write_until_error(fd, chunk)
+
+    def ftrunc0_and_write(fd):
+        os.ftruncate(fd, 0)
+        return write_until_error(fd, chunk)
+
+    def write_past_limit(fd):
+        return errno_of(os.pwrite, fd, b"- 1\n", MAX_TEXT)
+
+    def write_across_limit(fd):
+        return errno_of(os.pwrite, fd, b"- 1\n- 2\n", MAX_TEXT - 4)
+
+    def ftrunc_past_limit_then_write(fd):
+        e = errno_of(os.ftruncate, fd, MAX_TEXT + 1)
+        assert e == errno.EFBIG, en(e)
+        # the descriptor failed: what follows is refused, not stored
+        return errno_of(os.write, fd, b"- new\n")
+
+    cases = [
+        ("O_TRUNC, then writes past the limit", os.O_WRONLY | os.O_TRUNC, trunc_and_write),
+        ("O_APPEND writes past the limit", os.O_WRONLY | os.O_APPEND, append),
+        ("ftruncate to 0, then writes past the limit", os.O_RDWR, ftrunc0_and_write),
+        ("one write at an offset past the limit", os.O_WRONLY | os.O_TRUNC, write_past_limit),
+        ("one write across the limit", os.O_WRONLY, write_across_limit),
+        ("ftruncate past the limit, then a write", os.O_RDWR | os.O_TRUNC,
+         ftrunc_past_limit_then_write),
+    ]
+    for what, flags, act in cases:
+        fs.set(("fw",), old)
+        before = value_now(fs, "fw")
+        nlog = len(not_stored(fs, "fw"))
+        fd = os.open(f, flags)
+        try:
+            e = act(fd)
+        finally:
+            ec = errno_of(os.close, fd)
+        assert e == errno.EFBIG, (what, en(e))
+        assert ec == errno.EFBIG, (what, "close", en(ec))
+        assert value_now(fs, "fw") == before, what
+        assert fs.get("fw") == {"keep": (1, 2, 3), "text": "x" * 100}, what
+        assert len(not_stored(fs, "fw")) == nlog + 1, (what, fs.server.log_tail(10))
+    # truncate(2) by name past the limit
+    before = value_now(fs, "fw")
+    e = errno_of(os.truncate, f, MAX_TEXT + 1)
+    assert e == errno.EFBIG, en(e)
+    assert value_now(fs, "fw") == before
+    assert "16 MiB" in not_stored(fs, "fw")[-1]
+    # invalid text
+    e = errno_of(write_raw, f, "keep: [1,\n", os.O_WRONLY | os.O_TRUNC)
+    assert e == errno.EINVAL, en(e)
+    assert value_now(fs, "fw") == before
+    assert "did not find expected" in not_stored(fs, "fw")[-1] or \
+        "line" in not_stored(fs, "fw")[-1], not_stored(fs, "fw")[-1]
+    fs.server.check_alive()
+
+
+def test_failed_commit_poisons_the_descriptor(fs):
+    """Once a commit of an open `_` failed, that open file never stores
+    anything: a later write and close through a duplicate of the
+    descriptor fail with the same error, and the value stays.  (It used to
+    store the text at the next close, even past a failed O_EXCL.)"""
+    # O_EXCL: a value appeared before the first close
+    os.mkdir(fs.path("fc"))
+    f = fs.path("fc", "_")
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"mine\n")
+    fs.set(("fc",), "theirs")
+    fd2 = os.dup(fd)
+    e = errno_of(os.close, fd)
+    assert e == errno.EEXIST, en(e)
+    e = errno_of(os.write, fd2, b"more\n")
+    assert e == errno.EEXIST, en(e)
+    e = errno_of(os.close, fd2)
+    assert e == errno.EEXIST, en(e)
+    assert value_now(fs, "fc") == ("theirs\n", "theirs\n")
+    assert not_stored(fs, "fc"), fs.server.log_tail(10)
+    # invalid text at the first close; what the duplicate adds would make it valid
+    fs.set(("fc",), {"keep": 1})
+    before = value_now(fs, "fc")
+    fd = os.open(f, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"a: [\n")
+    fd2 = os.dup(fd)
+    e = errno_of(os.close, fd)
+    assert e == errno.EINVAL, en(e)
+    e = errno_of(os.write, fd2, b"]\n")
+    assert e == errno.EINVAL, en(e)
+    e = errno_of(os.close, fd2)
+    assert e == errno.EINVAL, en(e)
+    assert value_now(fs, "fc") == before
+
+
+KILLED_WRITER = r"""
+import os, sys, time
+fd = os.open(sys.argv[1], int(sys.argv[2]))
+if sys.argv[3]:
+    os.write(fd, sys.argv[3].encode())
+print("ready", flush=True)
+if sys.argv[4] == "exit":
+    os._exit(0)          # no close(): the kernel closes it at the exit
+time.sleep(60)
+"""
+
+
+def test_killed_writer_keeps_old_value(fs):
+    """A writer killed (kill -9) while it holds `_` open with part of its
+    text written stores nothing: the kernel closes its files as it dies,
+    but the text may be cut anywhere, so the old value stays (and the log
+    says so).  The same for a writer killed after O_TRUNC with nothing
+    written (that used to store null).  A writer that exits normally
+    without close() still stores its text."""
+    f = fs.path("kw", "_")
+    cases = [("- partial\n- te", os.O_WRONLY | os.O_TRUNC),
+             ("- partial\n", os.O_WRONLY | os.O_APPEND),
+             ("", os.O_WRONLY | os.O_TRUNC)]
+    for text, flags in cases:
+        fs.set(("kw",), ["old", 1])
+        before = value_now(fs, "kw")
+        nlog = len(not_stored(fs, "kw"))
+        p = subprocess.Popen(["/usr/bin/python3", "-c", KILLED_WRITER, f, str(flags), text, "kill"],
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline() == "ready\n"
+        finally:
+            p.kill()
+            p.wait(10)
+            p.stdout.close()
+        # the FLUSH of its exit says so in the log; the RELEASE comes just
+        # after, and the value must outlive both
+        assert wait_until(lambda: len(not_stored(fs, "kw")) > nlog, 5.0), fs.server.log_tail(10)
+        lines = not_stored(fs, "kw")
+        assert len(lines) == nlog + 1 and "signal 9" in lines[-1], (text, lines)
+        for _ in range(4):
+            assert value_now(fs, "kw") == before, (text, flags)
+            time.sleep(0.05)
+    # a normal exit closes the file as well, and that close stores
+    p = subprocess.run(["/usr/bin/python3", "-c", KILLED_WRITER, f, str(os.O_WRONLY | os.O_TRUNC),
+                        "- done\n", "exit"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p
+    assert fs.get("kw") == ("done",)
 
 
 def test_create_other_name(fs):
@@ -2120,6 +2333,137 @@ def test_concurrent_writers_through_mount(fs):
         assert p.wait(60) == 0
     for k in range(8):
         assert fs.get("cw", "w%d" % k) == 50
+
+
+def test_readers_and_writers_never_share_an_inode(fs):
+    """doc/filesystem.md ("Readers never see a writer's unfinished text"):
+    a reader that has `_` open through the page cache keeps reading its
+    version whole while a writer writes (the writer's open gets ESTALE
+    and, after the kernel's new lookup, an inode of its own: the writer
+    sees no error); a reader that opens while a writer has `_` open reads
+    the value stored before, whole, not the writer's unfinished text nor
+    the empty file after its O_TRUNC.  Later writes keep the new inode."""
+    old = "a" * 5000
+    fs.set(("sh",), old)
+    f = fs.path("sh", "_")
+    r = os.open(f, os.O_RDONLY)
+    try:
+        assert os.read(r, 100) == b"a" * 100
+        ino = os.fstat(r).st_ino
+        write_raw(f, "short\n", os.O_WRONLY | os.O_TRUNC)  # no ESTALE for the writer
+        assert fs.get("sh") == "short"
+        assert read(f) == "short\n"
+        assert os.stat(f).st_ino != ino
+        assert os.fstat(r).st_size == 5001
+        assert os.pread(r, 10000, 0) == old.encode() + b"\n"
+    finally:
+        os.close(r)
+    # a reader beside an open writer
+    ino = os.stat(f).st_ino
+    w = os.open(f, os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert read(f) == "short\n"  # not "" after the O_TRUNC
+        os.write(w, b"- unfinished")
+        assert read(f) == "short\n"
+        with open(f, "rb") as rf:
+            assert os.fstat(rf.fileno()).st_ino == ino
+            assert rf.read() == b"short\n"
+    finally:
+        os.close(w)
+    assert fs.get("sh") == ("unfinished",)
+    assert read(f) == "- unfinished\n"
+    # and, with nobody reading, a write keeps the writer's inode again
+    write_raw(f, "v2\n", os.O_WRONLY | os.O_TRUNC)
+    ino = os.stat(f).st_ino
+    write_raw(f, "v3\n", os.O_WRONLY | os.O_TRUNC)
+    assert os.stat(f).st_ino == ino and read(f) == "v3\n"
+
+
+VALID_CW = re.compile(rb"(w1-|w22-|p-|pp333-)([0-9]+|start)\n\Z")
+
+
+def test_mixed_writers_never_tear_reads(fs):
+    """doc/filesystem.md: each open reads one version whole.  Two shell
+    loops write `_` through the mount (`/bin/echo ... > _`, keeping its
+    inode when they can) and two protocol clients set the same entry, all
+    with texts of different lengths, while a reader opens and reads `_`
+    for 8 s: every read is empty (between a writer's O_TRUNC and its
+    write, as on a local file system) or exactly one of the texts.  It
+    used to see about one read in 10,000 torn: a version's text with
+    another's size (`b'w1-387\\n\\x00'`, `b'w22-31'`), because a writer's
+    truncation and writes change the size the kernel keeps for the very
+    inode a reader is reading through the page cache."""
+    os.mkdir(fs.path("cw"))
+    fs.set(("cw",), "p-start")
+    prefixes = ("w1-", "w22-", "p-", "pp333-")
+    stop = threading.Event()
+    errors = []
+
+    def proto_writer(prefix):
+        p = fs.server.connect()
+        try:
+            i = 0
+            while not stop.is_set():
+                r = p.set(("cw",), "%s%d" % (prefix, i))
+                if "error" in r:
+                    errors.append(r)
+                i += 1
+                time.sleep(0.001)  # leave the mount writers some CPU
+        finally:
+            p.close()
+
+    def mount_writer(prefix):
+        i = 0
+        while not stop.is_set():
+            try:
+                write_raw(fs.path("cw", "_"), "%s%d\n" % (prefix, i), os.O_WRONLY | os.O_TRUNC)
+            except OSError as e:
+                errors.append((prefix, en(e.errno)))
+            i += 1
+
+    # one as in the report, one that writes right after its open
+    shells = [subprocess.Popen(["sh", "-c", 'i=0; while :; do /bin/echo "w1-$i" > cw/_; '
+                                'i=$((i+1)); done'], cwd=fs.mnt,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    threads = [threading.Thread(target=mount_writer, args=("w22-",), daemon=True)]
+    threads += [threading.Thread(target=proto_writer, args=(pre,), daemon=True)
+                for pre in prefixes[2:]]
+    for t in threads:
+        t.start()
+    f = fs.path("cw", "_")
+    reads = empty = 0
+    torn = []
+    seen = dict.fromkeys(prefixes, 0)
+    try:
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:
+            with open(f, "rb") as fh:
+                b = fh.read()
+            reads += 1
+            if not b:
+                empty += 1
+                continue
+            m = VALID_CW.match(b)
+            if not m:
+                torn.append(b)
+            else:
+                seen[m.group(1).decode()] += 1
+    finally:
+        stop.set()
+        for s in shells:
+            s.kill()
+        errs = [s.communicate(timeout=10)[1] for s in shells]
+        for t in threads:
+            t.join(10)
+    print("%d reads, %d empty, %d torn; by writer %s" % (reads, empty, len(torn), seen))
+    assert not errors, errors[:3]
+    assert reads > 1000, reads
+    assert not torn, (len(torn), reads, torn[:10])
+    assert all(seen.values()), seen  # every writer's texts were read
+    # the writers themselves never failed (a refused open would say so)
+    for e in errs:
+        assert "cw/_" not in e, e[:500]
+    fs.server.check_alive()
 
 
 # ---------------------------------------------------------------------------
