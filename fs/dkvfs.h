@@ -16,9 +16,7 @@
 #ifndef DKVFS_H
 #define DKVFS_H
 
-#include "engine.h"
-#include "log.h"
-#include "server.h"
+#include "distkv.h"
 
 #include <uv.h>
 

@@ -9,8 +9,7 @@
  * job for the loop thread, which owns the engine.
  */
 #include "fs_int.h"
-#include "pathtext.h"
-#include "yaml.h"
+#include "distkv.h"
 
 #include <errno.h>
 #include <fcntl.h>

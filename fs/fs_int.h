@@ -9,7 +9,7 @@
 
 #define FUSE_USE_VERSION 312
 #include "dkvfs.h"
-#include "mp.h"
+#include "distkv.h"
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>

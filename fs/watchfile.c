@@ -8,8 +8,7 @@
  * and is told so in the stream.  poll() and O_NONBLOCK work.
  */
 #include "fs_int.h"
-#include "pathtext.h"
-#include "yaml.h"
+#include "distkv.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,9 +6,7 @@
  * usage: build/tools/bench-tombstones [ENTRIES_K [TOMBSTONES]]
  *        (default 1000 thousand entries, 100 tombstones)
  */
-#include "engine.h"
-#include "mp.h"
-#include "path.h"
+#include "distkv.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,13 +7,8 @@
  * event loop until SIGINT or SIGTERM, when the logs are flushed and closed.
  */
 #include "cli.h"
-#include "cluster.h"
-#include "config.h"
+#include "distkv.h"
 #include "dkvfs.h"
-#include "engine.h"
-#include "log.h"
-#include "py.h"
-#include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>

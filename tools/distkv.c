@@ -7,7 +7,7 @@
  */
 #include "cli.h"
 
-#include "config.h"
+#include "distkv.h"
 
 #include <getopt.h>
 #include <stdbool.h>

@@ -16,7 +16,7 @@
  * A request's latency runs from the moment its batch was written to the
  * moment the read that carried its reply returned, matched by seq.
  */
-#include "mp.h"
+#include "distkv.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -16,11 +16,7 @@
  */
 #include "client_int.h"
 
-#include "client.h"
-#include "config.h"
-#include "path.h"
-#include "pathtext.h"
-#include "yaml.h"
+#include "distkv.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -13,8 +13,7 @@
 #define DKV_CLIENT_INT_H
 
 #include "cli.h"
-#include "client.h"
-#include "mp.h"
+#include "distkv.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -8,10 +8,7 @@
  */
 #include "client_int.h"
 
-#include "client.h"
-#include "path.h"
-#include "pathtext.h"
-#include "py.h"
+#include "distkv.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -5,7 +5,7 @@
  */
 #include "client_int.h"
 
-#include "client.h"
+#include "distkv.h"
 
 #include <getopt.h>
 #include <stdio.h>

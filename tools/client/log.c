@@ -6,7 +6,7 @@
  */
 #include "client_int.h"
 
-#include "client.h"
+#include "distkv.h"
 
 #include <getopt.h>
 #include <string.h>

@@ -1,0 +1,25 @@
+/*
+ * distkv.h - the engine's public interface: the one header that fs/ and
+ * tools/ include.  Each part keeps its own header, named here; what is
+ * not reachable from this file (engine/internal.h, engine/net/net.h,
+ * engine/net/cluster_int.h) is the engine's own business.
+ */
+#ifndef DKV_DISTKV_H
+#define DKV_DISTKV_H
+
+#include "errors.h"   /* the error dialect: negative errnos and DKV_E_* codes */
+#include "report.h"   /* messages of a running node */
+#include "mp.h"       /* byte buffers, the msgpack writer and reader */
+#include "path.h"     /* paths as canonical element encodings */
+#include "range.h"    /* tick range sets */
+#include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
+#include "pathtext.h" /* the colon notation for path elements */
+#include "yaml.h"     /* values as YAML text and back */
+#include "config.h"   /* configuration: defaults, file, -C key=value */
+#include "py.h"       /* embedded Python */
+#include "log.h"      /* change logs and state files */
+#include "net/server.h"  /* the client-protocol server */
+#include "net/cluster.h" /* replication between nodes */
+#include "net/client.h"  /* the blocking client library */
+
+#endif
