@@ -1,7 +1,8 @@
 /*
- * pathtext.c - the colon notation for single path elements.
+ * pathtext.c - the colon notation for path elements, and whole paths in it.
  *
- * Turns one canonical element encoding into one word of text and back.
+ * Turns one canonical element encoding into one word of text and back;
+ * also a whole path into its dotted form, which YAML's !P tag uses.
  * The words are typed by people on a command line and shown as directory
  * names in the mount, so the common case (a short UTF-8 string) stays
  * plain and everything else is spelled with a leading ':'.  The one hard
@@ -427,6 +428,105 @@ int dkv_pathtext_parse(struct dkv_buf *out, const char *text, size_t len, unsign
 	if ((flags & DKV_PT_FS) && len && (memchr(text, '/', len) || memchr(text, 0, len)))
 		return -EINVAL;
 	rc = parse_text(out, text, len, flags & DKV_PT_FS, 0);
+	if (rc)
+		out->len = mark;
+	return rc;
+}
+
+/* ---- whole paths ---- */
+
+/* Reading left to right, ":." and "::" are the only escapes and a bare
+ * '.' separates elements, so the split is unambiguous; a ':' that is not
+ * followed by ':' or '.' stands for itself, so that ":5" stays ":5". */
+static void path_escape(struct dkv_buf *out, const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.')
+			dkv_buf_puts(out, ":.");
+		else if (s[i] == ':' && (i + 1 == n || s[i + 1] == ':' || s[i + 1] == '.'))
+			dkv_buf_puts(out, "::");
+		else
+			dkv_buf_putc(out, s[i]);
+	}
+}
+
+static bool is_escape(const char *s, size_t i, size_t n)
+{
+	return s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.');
+}
+
+int dkv_pathtext_format_path(struct dkv_buf *out, const uint8_t *elems, size_t len)
+{
+	struct dkv_mp_reader r;
+	struct dkv_buf el = {0};
+	size_t mark = out->len;
+	int rc = 0;
+
+	if (!len) {
+		dkv_buf_putc(out, ':');
+		return 0;
+	}
+	dkv_mp_reader_init(&r, elems, len);
+	while (dkv_mp_left(&r)) {
+		const uint8_t *start = r.p;
+		if (dkv_mp_skip(&r)) {
+			rc = -EINVAL;
+			break;
+		}
+		el.len = 0;
+		rc = dkv_pathtext_format(&el, start, (size_t)(r.p - start), 0);
+		if (rc)
+			break;
+		if (start != elems)
+			dkv_buf_putc(out, '.');
+		path_escape(out, el.data, el.len);
+	}
+	if (rc)
+		out->len = mark;
+	dkv_buf_release(&el);
+	return rc;
+}
+
+/* Undo path_escape for one element and parse it. */
+static int parse_path_elem(struct dkv_buf *out, const char *s, size_t n)
+{
+	struct dkv_buf t = {0};
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (is_escape(s, i, n))
+			i++;
+		dkv_buf_putc(&t, s[i]);
+	}
+	rc = dkv_pathtext_parse(out, (const char *)t.data, t.len, 0);
+	dkv_buf_release(&t);
+	return rc;
+}
+
+int dkv_pathtext_parse_path(struct dkv_buf *out, const char *text, size_t len, const char **bad,
+			    size_t *badlen)
+{
+	size_t mark = out->len, start = 0, nel = 0;
+	int rc = 0;
+
+	if (len == 1 && text[0] == ':')
+		return 0;
+	for (size_t i = 0; i <= len && !rc; i++) {
+		if (i < len && is_escape(text, i, len)) {
+			i++;
+			continue;
+		}
+		if (i < len && text[i] != '.')
+			continue;
+		if (++nel > DKV_PATH_MAX_ELEMS) {
+			rc = -E2BIG;
+		} else if (parse_path_elem(out, text + start, i - start)) {
+			rc = -EINVAL;
+			if (bad)
+				*bad = text + start, *badlen = i - start;
+		}
+		start = i + 1;
+	}
 	if (rc)
 		out->len = mark;
 	return rc;

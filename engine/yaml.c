@@ -11,7 +11,7 @@
  *   !bin text       bytes given as ASCII text
  *   !hex aa:bb      bytes in hex (':' and blanks between bytes are optional)
  *   !!binary        bytes in base64 (strict RFC 4648; blanks and line breaks ignored)
- *   !P a.b.:5       a path (ext type 3), see path_text_* below; ":" is the root
+ *   !P a.b.:5       a path (ext type 3) as pathtext.h writes whole paths; ":" is the root
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
  */
@@ -367,57 +367,6 @@ static int emit_bigint(yaml_emitter_t *e, const uint8_t *p, size_t n)
 	return rc;
 }
 
-/*
- * Path text: the elements' colon notation joined by '.'.  Inside an
- * element, '.' is written ":." and a ':' that is followed by ':' or '.' or
- * ends the element is written "::"; every other character stands for
- * itself.  Reading left to right, ":." and "::" are the only escapes and a
- * bare '.' separates elements, so the split is unambiguous.  Common paths
- * look like the original's ("a.b.:5", "a:.b" for the element "a.b").
- */
-static void path_text_escape(struct dkv_buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '.')
-			dkv_buf_puts(out, ":.");
-		else if (s[i] == ':' && (i + 1 == n || s[i + 1] == ':' || s[i + 1] == '.'))
-			dkv_buf_puts(out, "::");
-		else
-			dkv_buf_putc(out, s[i]);
-	}
-}
-
-/* Append the text of the path whose element encodings are p[0..n);
- * -EINVAL when one of them is not a valid element. */
-static int path_to_text(struct dkv_buf *out, const uint8_t *p, size_t n)
-{
-	struct dkv_mp_reader r;
-	struct dkv_buf el = {0};
-	int rc = 0;
-
-	if (!n) {
-		dkv_buf_putc(out, ':');
-		return 0;
-	}
-	dkv_mp_reader_init(&r, p, n);
-	while (dkv_mp_left(&r)) {
-		const uint8_t *start = r.p;
-		if (dkv_mp_skip(&r)) {
-			rc = -EINVAL;
-			break;
-		}
-		el.len = 0;
-		rc = dkv_pathtext_format(&el, start, (size_t)(r.p - start), 0);
-		if (rc)
-			break;
-		if (start != p)
-			dkv_buf_putc(out, '.');
-		path_text_escape(out, (const char *)el.data, el.len);
-	}
-	dkv_buf_release(&el);
-	return rc;
-}
-
 static int emit_ext_raw(yaml_emitter_t *e, int8_t type, const uint8_t *p, size_t n)
 {
 	struct dkv_buf t = {0};
@@ -441,7 +390,7 @@ static int emit_ext(yaml_emitter_t *e, const struct dkv_mp_item *it)
 	case DKV_EXT_BIGINT:
 		return emit_bigint(e, p, n);
 	case DKV_EXT_PATH:
-		if (path_to_text(&t, p, n)) {
+		if (dkv_pathtext_format_path(&t, p, n)) {
 			rc = emit_ext_raw(e, it->v.ext.type, p, n);
 			break;
 		}
@@ -753,49 +702,18 @@ static int parse_hex_bytes(struct parser *ps, const yaml_event_t *ev, const char
 	return 0;
 }
 
-/* Undo path_text_escape for one element and parse it. */
-static int parse_path_elem(struct dkv_buf *enc, const char *s, size_t n)
-{
-	struct dkv_buf t = {0};
-	int rc;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.'))
-			i++;
-		dkv_buf_putc(&t, s[i]);
-	}
-	rc = t.len ? dkv_pathtext_parse(enc, (const char *)t.data, t.len, 0) : -EINVAL;
-	dkv_buf_release(&t);
-	return rc;
-}
-
 static int parse_path(struct parser *ps, const yaml_event_t *ev, const char *s, size_t n)
 {
 	struct dkv_buf enc = {0};
-	size_t start = 0, nel = 0;
-	int rc = 0;
+	const char *bad = NULL;
+	size_t badlen = 0;
+	int rc = dkv_pathtext_parse_path(&enc, s, n, &bad, &badlen);
 
-	if (!is_word(s, n, ":")) {
-		for (size_t i = 0; i <= n; i++) {
-			if (i < n && s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.')) {
-				i++;
-				continue;
-			}
-			if (i < n && s[i] != '.')
-				continue;
-			if (++nel > DKV_PATH_MAX_ELEMS) {
-				rc = fail(&ps->err, ev->start_mark, "!P: path has too many elements");
-				break;
-			}
-			if (parse_path_elem(&enc, s + start, i - start)) {
-				rc = fail(&ps->err, ev->start_mark, "!P: bad path element '%.*s'",
-					  (int)(i - start), s + start);
-				break;
-			}
-			start = i + 1;
-		}
-	}
-	if (!rc)
+	if (rc == -E2BIG)
+		rc = fail(&ps->err, ev->start_mark, "!P: path has too many elements");
+	else if (rc)
+		rc = fail(&ps->err, ev->start_mark, "!P: bad path element '%.*s'", (int)badlen, bad);
+	else
 		dkv_path_encode(ps->out, enc.data, enc.len);
 	dkv_buf_release(&enc);
 	return rc;
