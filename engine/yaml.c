@@ -15,9 +15,9 @@
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
  */
-#include "yaml.h"
+#include "yamltext.h"
 
-#include <libyaml.h> /* angle brackets: see libyaml.h */
+#include <yaml.h>
 #include "path.h"
 #include "pathtext.h"
 #include "text.h"

@@ -10,7 +10,7 @@
  */
 #include "fs_int.h"
 #include "pathtext.h"
-#include "yaml.h"
+#include "yamltext.h"
 
 #include <errno.h>
 #include <fcntl.h>

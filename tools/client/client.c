@@ -20,7 +20,7 @@
 #include "config.h"
 #include "path.h"
 #include "pathtext.h"
-#include "yaml.h"
+#include "yamltext.h"
 
 #include <errno.h>
 #include <getopt.h>
