@@ -18,6 +18,15 @@ static int buf_is(const struct dkv_buf *b, const void *want, size_t n)
 
 #define BUF_IS(b, lit) buf_is((b), (lit), sizeof(lit) - 1)
 
+/* Fill p[0..n) with xorshift32 bytes from the state *x. */
+static void fill_random(uint8_t *p, size_t n, uint32_t *x)
+{
+	for (size_t i = 0; i < n; i++) {
+		*x ^= *x << 13, *x ^= *x >> 17, *x ^= *x << 5;
+		p[i] = (uint8_t)*x;
+	}
+}
+
 /* ---- UTF-8 ---- */
 
 struct utf8_case {
@@ -265,10 +274,7 @@ TEST(base64_round_trips)
 	int bad = 0;
 
 	for (size_t n = 0; n <= sizeof raw; n++) {
-		for (size_t i = 0; i < n; i++) {
-			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-			raw[i] = (uint8_t)x;
-		}
+		fill_random(raw, n, &x);
 		enc.len = dec.len = 0;
 		dkv__base64_encode(&enc, raw, n);
 		/* full lines of 76, a shorter last one, each ending in '\n' */
@@ -473,10 +479,7 @@ TEST(bigint_round_trips)
 	int bad = 0;
 
 	for (size_t n = 1; n <= sizeof mag; n++) {
-		for (size_t i = 0; i < n; i++) {
-			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-			mag[i] = (uint8_t)x;
-		}
+		fill_random(mag, n, &x);
 		mag[0] |= 1; /* no leading zero, so the bytes must come back as they are */
 		dec.len = back.len = 0;
 		dkv__bigint_to_dec(&dec, mag, n);
