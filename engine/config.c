@@ -7,7 +7,7 @@
  * dkv_config_str() can hand out a C string.
  */
 #include "config.h"
-#include "yaml.h"
+#include "yamltext.h"
 
 #include <errno.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 #include "range.h"    /* tick range sets */
 #include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
 #include "pathtext.h" /* the colon notation for path elements */
-#include "yaml.h"     /* values as YAML text and back */
+#include "yamltext.h" /* values as YAML text and back */
 #include "config.h"   /* configuration: defaults, file, -C key=value */
 #include "py.h"       /* embedded Python */
 #include "log.h"      /* change logs and state files */

@@ -1,7 +1,8 @@
 /*
- * pathtext.c - the colon notation for single path elements.
+ * pathtext.c - the colon notation for path elements, and whole paths in it.
  *
- * Turns one canonical element encoding into one word of text and back.
+ * Turns one canonical element encoding into one word of text and back;
+ * also a whole path into its dotted form, which YAML's !P tag uses.
  * The words are typed by people on a command line and shown as directory
  * names in the mount, so the common case (a short UTF-8 string) stays
  * plain and everything else is spelled with a leading ':'.  The one hard
@@ -18,6 +19,7 @@
  */
 #include "pathtext.h"
 #include "path.h"
+#include "text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,77 +37,7 @@
 /* Longest decimal literal parse() converts (about 1700 bytes). */
 #define BIG_DEC_MAX_DIGITS 4096
 
-static const char hexdig[] = "0123456789abcdef";
-
 /* ---- helpers ---- */
-
-static void put_hex(struct dkv_buf *out, const uint8_t *p, size_t n)
-{
-	dkv_buf_reserve(out, 2 * n);
-	for (size_t i = 0; i < n; i++) {
-		out->data[out->len++] = (uint8_t)hexdig[p[i] >> 4];
-		out->data[out->len++] = (uint8_t)hexdig[p[i] & 15];
-	}
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decode hex text into tmp.  -EINVAL on odd length or a non-hex digit. */
-static int get_hex(struct dkv_buf *tmp, const char *s, size_t n)
-{
-	if (n % 2)
-		return -EINVAL;
-	dkv_buf_reserve(tmp, n / 2);
-	for (size_t i = 0; i < n; i += 2) {
-		int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		tmp->data[tmp->len++] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t k;
-		uint32_t cp, min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
 
 static bool has_any(const uint8_t *s, size_t n, const char *set)
 {
@@ -145,9 +77,9 @@ static void format_str(struct dkv_buf *out, const uint8_t *s, size_t n, unsigned
 
 	if (!n) {
 		dkv_buf_puts(out, ":e");
-	} else if (has_control(s, n) || has_any(s, n, hexset) || !utf8_valid(s, n)) {
+	} else if (has_control(s, n) || has_any(s, n, hexset) || !dkv__utf8_valid(s, n)) {
 		dkv_buf_puts(out, ":u");
-		put_hex(out, s, n);
+		dkv__hex_encode(out, s, n);
 	} else if (s[0] == ':') {
 		dkv_buf_putc(out, ':');
 		dkv_buf_append(out, s, n);
@@ -172,7 +104,7 @@ static void format_bin(struct dkv_buf *out, const uint8_t *s, size_t n, unsigned
 	if (printable)
 		dkv_buf_append(out, s, n);
 	else
-		put_hex(out, s, n);
+		dkv__hex_encode(out, s, n);
 }
 
 /* A big-endian magnitude of any length, in decimal when it is short. */
@@ -182,30 +114,11 @@ static void format_big(struct dkv_buf *out, const uint8_t *be, size_t n)
 		be++, n--;
 	if (n > BIG_DEC_MAX_BYTES) {
 		dkv_buf_puts(out, ":0x");
-		put_hex(out, be, n);
+		dkv__hex_encode(out, be, n);
 		return;
 	}
-	/* Repeated division by 10 of a copy; digits come out in reverse. */
-	uint8_t num[BIG_DEC_MAX_BYTES];
-	char dig[BIG_DEC_MAX_BYTES * 3 + 1];
-	size_t nd = 0, start = 0;
-	memcpy(num, be, n);
-	while (start < n) {
-		unsigned rem = 0;
-		for (size_t i = start; i < n; i++) {
-			unsigned cur = rem << 8 | num[i];
-			num[i] = (uint8_t)(cur / 10);
-			rem = cur % 10;
-		}
-		dig[nd++] = (char)('0' + rem);
-		while (start < n && !num[start])
-			start++;
-	}
-	if (!nd)
-		dig[nd++] = '0';
 	dkv_buf_putc(out, ':');
-	while (nd)
-		dkv_buf_putc(out, dig[--nd]);
+	dkv__bigint_to_dec(out, be, n);
 }
 
 static void format_float(struct dkv_buf *out, double v)
@@ -302,29 +215,10 @@ int dkv_pathtext_format(struct dkv_buf *out, const uint8_t *elem, size_t len, un
 
 /* ---- parse ---- */
 
-/* Multiply the big-endian magnitude in num by mul and add add. */
-static void big_muladd(struct dkv_buf *num, unsigned mul, unsigned add)
+static bool digit_in_base(int c, unsigned base)
 {
-	unsigned carry = add;
-	for (size_t i = num->len; i-- > 0;) {
-		unsigned cur = num->data[i] * mul + carry;
-		num->data[i] = (uint8_t)cur;
-		carry = cur >> 8;
-	}
-	while (carry) {
-		/* grow at the front */
-		dkv_buf_reserve(num, 1);
-		memmove(num->data + 1, num->data, num->len);
-		num->data[0] = (uint8_t)carry;
-		num->len++;
-		carry >>= 8;
-	}
-}
-
-static int digit_in_base(int c, unsigned base)
-{
-	int v = hexval(c);
-	return v >= 0 && (unsigned)v < base ? v : -1;
+	int v = dkv__hexval(c);
+	return v >= 0 && (unsigned)v < base;
 }
 
 /* Parse an integer literal: [+-] then decimal digits, or 0x / 0o / 0b and
@@ -335,7 +229,7 @@ static int parse_int(struct dkv_buf *out, const char *s, size_t n)
 	bool neg = false;
 	unsigned base = 10;
 	struct dkv_buf num = {0};
-	int rc = 0;
+	int rc;
 
 	if (n && (s[0] == '+' || s[0] == '-'))
 		neg = s[0] == '-', s++, n--;
@@ -351,45 +245,15 @@ static int parse_int(struct dkv_buf *out, const char *s, size_t n)
 	if (!n)
 		return 1;
 	for (size_t i = 0; i < n; i++)
-		if (digit_in_base((unsigned char)s[i], base) < 0)
+		if (!digit_in_base((unsigned char)s[i], base))
 			return 1;
-	if (base == 16) {
-		/* linear, so long hex literals stay cheap */
-		dkv_buf_reserve(&num, n / 2 + 1);
-		size_t i = 0;
-		if (n % 2)
-			num.data[num.len++] = (uint8_t)hexval((unsigned char)s[i++]);
-		for (; i < n; i += 2)
-			num.data[num.len++] = (uint8_t)(hexval((unsigned char)s[i]) << 4 |
-							hexval((unsigned char)s[i + 1]));
-	} else if (n > BIG_DEC_MAX_DIGITS) {
+	/* Only decimal converts in quadratic time, but the limit has always
+	 * applied to octal and binary as well; hex is linear and unlimited. */
+	if (base != 16 && n > BIG_DEC_MAX_DIGITS)
 		return -EINVAL;
-	} else {
-		for (size_t i = 0; i < n; i++)
-			big_muladd(&num, base, (unsigned)digit_in_base((unsigned char)s[i], base));
-	}
-
-	size_t skip = 0;
-	while (skip < num.len && !num.data[skip])
-		skip++;
-	const uint8_t *mag = num.data + skip;
-	size_t mlen = num.len - skip;
-
-	if (!neg || !mlen) {
-		dkv_mp_bigint(out, mag, mlen);
-	} else if (mlen > 8) {
-		rc = -EINVAL; /* below -2^63 */
-	} else {
-		uint64_t v = 0;
-		for (size_t i = 0; i < mlen; i++)
-			v = v << 8 | mag[i];
-		if (v > (uint64_t)1 << 63)
-			rc = -EINVAL;
-		else if (v == (uint64_t)1 << 63)
-			dkv_mp_int(out, INT64_MIN);
-		else
-			dkv_mp_int(out, -(int64_t)v);
-	}
+	rc = dkv__bigint_from_digits(&num, s, n, base);
+	if (!rc)
+		rc = dkv__bigint_put_int(out, neg, num.data, num.len) ? -EINVAL : 0;
 	dkv_buf_release(&num);
 	return rc;
 }
@@ -522,7 +386,7 @@ static int parse_colon(struct dkv_buf *out, const char *s, size_t n, unsigned fl
 		return 0;
 	case 'u':
 	case 'y':
-		rc = get_hex(&tmp, s + 1, n - 1);
+		rc = dkv__hex_decode(&tmp, s + 1, n - 1);
 		if (!rc && s[0] == 'u')
 			dkv_mp_str(out, tmp.data, tmp.len);
 		else if (!rc && tmp.len)
@@ -550,7 +414,7 @@ static int parse_text(struct dkv_buf *out, const char *s, size_t n, unsigned fla
 		return parse_colon(out, s + 1, n - 1, flags, depth);
 	/* Strings go out as msgpack str, which peers decode as UTF-8; invalid
 	 * bytes can still be named with the :u form. */
-	if (!utf8_valid((const uint8_t *)s, n))
+	if (!dkv__utf8_valid((const uint8_t *)s, n))
 		return -EINVAL;
 	dkv_mp_str(out, s, n);
 	return 0;
@@ -564,6 +428,105 @@ int dkv_pathtext_parse(struct dkv_buf *out, const char *text, size_t len, unsign
 	if ((flags & DKV_PT_FS) && len && (memchr(text, '/', len) || memchr(text, 0, len)))
 		return -EINVAL;
 	rc = parse_text(out, text, len, flags & DKV_PT_FS, 0);
+	if (rc)
+		out->len = mark;
+	return rc;
+}
+
+/* ---- whole paths ---- */
+
+/* Reading left to right, ":." and "::" are the only escapes and a bare
+ * '.' separates elements, so the split is unambiguous; a ':' that is not
+ * followed by ':' or '.' stands for itself, so that ":5" stays ":5". */
+static void path_escape(struct dkv_buf *out, const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.')
+			dkv_buf_puts(out, ":.");
+		else if (s[i] == ':' && (i + 1 == n || s[i + 1] == ':' || s[i + 1] == '.'))
+			dkv_buf_puts(out, "::");
+		else
+			dkv_buf_putc(out, s[i]);
+	}
+}
+
+static bool is_escape(const char *s, size_t i, size_t n)
+{
+	return s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.');
+}
+
+int dkv_pathtext_format_path(struct dkv_buf *out, const uint8_t *elems, size_t len)
+{
+	struct dkv_mp_reader r;
+	struct dkv_buf el = {0};
+	size_t mark = out->len;
+	int rc = 0;
+
+	if (!len) {
+		dkv_buf_putc(out, ':');
+		return 0;
+	}
+	dkv_mp_reader_init(&r, elems, len);
+	while (dkv_mp_left(&r)) {
+		const uint8_t *start = r.p;
+		if (dkv_mp_skip(&r)) {
+			rc = -EINVAL;
+			break;
+		}
+		el.len = 0;
+		rc = dkv_pathtext_format(&el, start, (size_t)(r.p - start), 0);
+		if (rc)
+			break;
+		if (start != elems)
+			dkv_buf_putc(out, '.');
+		path_escape(out, el.data, el.len);
+	}
+	if (rc)
+		out->len = mark;
+	dkv_buf_release(&el);
+	return rc;
+}
+
+/* Undo path_escape for one element and parse it. */
+static int parse_path_elem(struct dkv_buf *out, const char *s, size_t n)
+{
+	struct dkv_buf t = {0};
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (is_escape(s, i, n))
+			i++;
+		dkv_buf_putc(&t, s[i]);
+	}
+	rc = dkv_pathtext_parse(out, (const char *)t.data, t.len, 0);
+	dkv_buf_release(&t);
+	return rc;
+}
+
+int dkv_pathtext_parse_path(struct dkv_buf *out, const char *text, size_t len, const char **bad,
+			    size_t *badlen)
+{
+	size_t mark = out->len, start = 0, nel = 0;
+	int rc = 0;
+
+	if (len == 1 && text[0] == ':')
+		return 0;
+	for (size_t i = 0; i <= len && !rc; i++) {
+		if (i < len && is_escape(text, i, len)) {
+			i++;
+			continue;
+		}
+		if (i < len && text[i] != '.')
+			continue;
+		if (++nel > DKV_PATH_MAX_ELEMS) {
+			rc = -E2BIG;
+		} else if (parse_path_elem(out, text + start, i - start)) {
+			rc = -EINVAL;
+			if (bad)
+				*bad = text + start, *badlen = i - start;
+		}
+		start = i + 1;
+	}
 	if (rc)
 		out->len = mark;
 	return rc;

@@ -43,4 +43,27 @@ int dkv_pathtext_format(struct dkv_buf *out, const uint8_t *elem, size_t len, un
  * unchanged). */
 int dkv_pathtext_parse(struct dkv_buf *out, const char *text, size_t len, unsigned flags);
 
+/*
+ * A whole path as one word, as YAML's !P tag writes it: the elements in
+ * the notation above (without DKV_PT_FS) joined by '.'; the root, which
+ * has no elements, is ":".  Inside an element '.' is written ":." and a
+ * ':' that is followed by ':' or '.' or ends the element is written "::";
+ * every other character stands for itself.  So common paths look like the
+ * original DistKV's ("a.b.:5", and "a:.b" for the one element "a.b").
+ */
+
+/* Append the text of the path whose element encodings are elems[0..len)
+ * (the payload of a DKV_EXT_PATH value).  -EINVAL when they are not a
+ * sequence of valid elements (out is unchanged). */
+int dkv_pathtext_format_path(struct dkv_buf *out, const uint8_t *elems, size_t len);
+
+/* Parse the text of a whole path and append its element encodings (the
+ * payload for dkv_path_encode) to out.  -E2BIG when it has more than
+ * DKV_PATH_MAX_ELEMS elements.  -EINVAL when an element is not valid
+ * notation (an empty one included: "a..b"); then, if bad is not NULL,
+ * *bad and *badlen give that element's text as it stands in text, escapes
+ * and all.  On failure out is unchanged. */
+int dkv_pathtext_parse_path(struct dkv_buf *out, const char *text, size_t len, const char **bad,
+			    size_t *badlen);
+
 #endif

@@ -11,15 +11,16 @@
  *   !bin text       bytes given as ASCII text
  *   !hex aa:bb      bytes in hex (':' and blanks between bytes are optional)
  *   !!binary        bytes in base64 (strict RFC 4648; blanks and line breaks ignored)
- *   !P a.b.:5       a path (ext type 3), see path_text_* below; ":" is the root
+ *   !P a.b.:5       a path (ext type 3) as pathtext.h writes whole paths; ":" is the root
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
  */
-#include "yaml.h"
+#include "yamltext.h"
 
-#include <libyaml.h> /* angle brackets: see libyaml.h */
+#include <yaml.h>
 #include "path.h"
 #include "pathtext.h"
+#include "text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,17 +60,6 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool is_word(const char *s, size_t n, const char *w)
 {
 	return strlen(w) == n && !memcmp(s, w, n);
@@ -92,7 +82,7 @@ static bool is_octdigit(char c)
 
 static bool is_hexdigit(char c)
 {
-	return hexval(c) >= 0;
+	return dkv__hexval((unsigned char)c) >= 0;
 }
 
 /* [-+]?[0-9]+ | 0o[0-7]+ | 0x[0-9a-fA-F]+ */
@@ -165,240 +155,6 @@ static enum kind resolve(const char *s, size_t n)
 	if (is_float(s, n))
 		return K_FLOAT;
 	return K_STR;
-}
-
-/* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence at p, or 0.  Strict: no overlong
- * forms, no surrogates, nothing above U+10FFFF -- libyaml's reader
- * rejects those escapes, so they could not be read back. */
-static size_t utf8_len(const uint8_t *p, size_t n)
-{
-	uint32_t c;
-	size_t w;
-
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0)
-		w = 2, c = p[0] & 0x1f;
-	else if ((p[0] & 0xf0) == 0xe0)
-		w = 3, c = p[0] & 0x0f;
-	else if ((p[0] & 0xf8) == 0xf0)
-		w = 4, c = p[0] & 0x07;
-	else
-		return 0;
-	if (w > n)
-		return 0;
-	for (size_t i = 1; i < w; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if ((w == 2 && c < 0x80) || (w == 3 && c < 0x800) || (w == 4 && c < 0x10000) ||
-	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
-		return 0;
-	return w;
-}
-
-static bool utf8_valid(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0, w; i < n; i += w)
-		if (!(w = utf8_len(p + i, n - i)))
-			return false;
-	return true;
-}
-
-/* Replace each byte that is not part of valid UTF-8 by U+FFFD. */
-static void utf8_sanitize(struct dkv_buf *out, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0, w; i < n; i += w) {
-		w = utf8_len(p + i, n - i);
-		if (w) {
-			dkv_buf_append(out, p + i, w);
-		} else {
-			dkv_buf_append(out, "\xef\xbf\xbd", 3);
-			w = 1;
-		}
-	}
-}
-
-/* ---- base64 ---- */
-
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Lines of 76 characters, each ending in a newline, like Python's
- * base64.encodebytes() that the original uses. */
-static void base64_encode(struct dkv_buf *out, const uint8_t *p, size_t n)
-{
-	size_t col = 0;
-
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		dkv_buf_putc(out, b64chars[v >> 18 & 63]);
-		dkv_buf_putc(out, b64chars[v >> 12 & 63]);
-		dkv_buf_putc(out, i + 1 < n ? b64chars[v >> 6 & 63] : '=');
-		dkv_buf_putc(out, i + 2 < n ? b64chars[v & 63] : '=');
-		col += 4;
-		if (col == 76 || i + 3 >= n) {
-			dkv_buf_putc(out, '\n');
-			col = 0;
-		}
-	}
-}
-
-static int b64val(char c)
-{
-	const char *q = c ? strchr(b64chars, c) : NULL;
-	return q ? (int)(q - b64chars) : -1;
-}
-
-/* Strict RFC 4648 base64, as YAML's !!binary type defines it: blanks and
- * line breaks anywhere are ignored (emitters fold long values), anything
- * else outside the alphabet is an error, the length without them is a
- * multiple of 4, '=' pads only the last group (at most two), and the bits
- * that pad the last byte are zero.  So every byte string has exactly one
- * spelling, and a typo such as "zz" is refused instead of read as some
- * byte.  -EINVAL with *why set; out may hold part of the bytes then. */
-static int base64_decode(struct dkv_buf *out, const char *s, size_t n, const char **why)
-{
-	uint32_t acc = 0;
-	size_t ndata = 0, npad = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int v;
-		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-			continue;
-		if (c == '=') {
-			npad++;
-			continue;
-		}
-		v = b64val(c);
-		if (v < 0) {
-			*why = "a character outside the base64 alphabet";
-			return -EINVAL;
-		}
-		if (npad) {
-			*why = "'=' before the end";
-			return -EINVAL;
-		}
-		acc = acc << 6 | (uint32_t)v;
-		if (++ndata % 4 == 0) {
-			dkv_buf_putc(out, (char)(acc >> 16));
-			dkv_buf_putc(out, (char)(acc >> 8));
-			dkv_buf_putc(out, (char)acc);
-			acc = 0;
-		}
-	}
-	/* With the length a multiple of 4 and at most two '=', the padding
-	 * fits the last group: 2 data characters and "==", or 3 and "=". */
-	if ((ndata + npad) % 4) {
-		*why = "the length is not a multiple of 4 (missing or extra '=')";
-		return -EINVAL;
-	}
-	if (npad > 2) {
-		*why = "too much '=' padding";
-		return -EINVAL;
-	}
-	if ((ndata % 4 == 2 && (acc & 0xf)) || (ndata % 4 == 3 && (acc & 0x3))) {
-		*why = "the last character has bits set beyond the data";
-		return -EINVAL;
-	}
-	if (ndata % 4 == 2)
-		dkv_buf_putc(out, (char)(acc >> 4));
-	if (ndata % 4 == 3) {
-		dkv_buf_putc(out, (char)(acc >> 10));
-		dkv_buf_putc(out, (char)(acc >> 2));
-	}
-	return 0;
-}
-
-/* ---- big integers: big-endian magnitudes ---- */
-
-/* Decimal digits of the magnitude be[0..n). */
-static void bigint_to_dec(struct dkv_buf *out, const uint8_t *be, size_t n)
-{
-	size_t nl = (n + 3) / 4, top = 0;
-	uint32_t *limb = dkv_xcalloc(nl ? nl : 1, sizeof *limb); /* most significant first */
-	struct dkv_buf rev = {0};
-
-	for (size_t i = 0; i < n; i++) {
-		size_t bit = (n - 1 - i) * 8;
-		limb[nl - 1 - bit / 32] |= (uint32_t)be[i] << (bit % 32);
-	}
-	for (;;) {
-		uint64_t rem = 0;
-		while (top < nl && !limb[top])
-			top++;
-		if (top == nl)
-			break;
-		for (size_t i = top; i < nl; i++) {
-			uint64_t cur = rem << 32 | limb[i];
-			limb[i] = (uint32_t)(cur / 1000000000u);
-			rem = cur % 1000000000u;
-		}
-		/* nine digits of the remainder, least significant first */
-		for (int d = 0; d < 9; d++, rem /= 10)
-			dkv_buf_putc(&rev, (char)('0' + rem % 10));
-	}
-	while (rev.len > 1 && rev.data[rev.len - 1] == '0')
-		rev.len--;
-	if (!rev.len)
-		dkv_buf_putc(&rev, '0');
-	for (size_t i = rev.len; i > 0; i--)
-		dkv_buf_putc(out, (char)rev.data[i - 1]);
-	dkv_buf_release(&rev);
-	free(limb);
-}
-
-/* Convert digits (no sign, no prefix) into a big-endian magnitude. */
-static int digits_to_bigint(struct dkv_buf *be, const char *s, size_t n, unsigned base)
-{
-	if (base == 10) {
-		/* little-endian bytes, multiply-and-add */
-		if (n > MAX_DEC_DIGITS)
-			return -E2BIG;
-		uint8_t *le = dkv_xcalloc(n / 2 + 2, 1);
-		size_t used = 0;
-		for (size_t i = 0; i < n; i++) {
-			unsigned carry = (unsigned)(s[i] - '0');
-			for (size_t j = 0; j < used; j++) {
-				carry += le[j] * 10u;
-				le[j] = (uint8_t)carry;
-				carry >>= 8;
-			}
-			if (carry)
-				le[used++] = (uint8_t)carry;
-		}
-		for (size_t j = used; j > 0; j--)
-			dkv_buf_putc(be, (char)le[j - 1]);
-		free(le);
-		return 0;
-	}
-	/* powers of two: pack bits from the least significant digit up */
-	unsigned bits = base == 16 ? 4 : 3, have = 0;
-	uint32_t acc = 0;
-	struct dkv_buf le = {0};
-	for (size_t i = n; i > 0; i--) {
-		acc |= (uint32_t)hexval(s[i - 1]) << have;
-		have += bits;
-		if (have >= 8) {
-			dkv_buf_putc(&le, (char)acc);
-			acc >>= 8;
-			have -= 8;
-		}
-	}
-	if (have)
-		dkv_buf_putc(&le, (char)acc);
-	for (size_t j = le.len; j > 0; j--)
-		dkv_buf_putc(be, (char)le.data[j - 1]);
-	dkv_buf_release(&le);
-	return 0;
 }
 
 /* ---- errors ---- */
@@ -559,8 +315,8 @@ static int emit_str(yaml_emitter_t *e, const uint8_t *p, size_t n)
 	/* NEEDSWORK: a msgpack string that is not UTF-8 cannot be YAML; it is
 	 * shown with U+FFFD in place of the bad bytes and so does not read
 	 * back as the same value. */
-	if (!utf8_valid(p, n)) {
-		utf8_sanitize(&clean, p, n);
+	if (!dkv__utf8_valid(p, n)) {
+		dkv__utf8_sanitize(&clean, p, n);
 		p = clean.data;
 		n = clean.len;
 	}
@@ -586,7 +342,7 @@ static int emit_bytes(yaml_emitter_t *e, const uint8_t *p, size_t n)
 			dkv_buf_printf(&t, "%s%02x", i ? ":" : "", p[i]);
 		rc = emit_scalar(e, "!hex", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
 	} else {
-		base64_encode(&t, p, n);
+		dkv__base64_encode(&t, p, n);
 		rc = emit_scalar(e, TAG_BINARY, t.data, t.len, false, YAML_LITERAL_SCALAR_STYLE);
 	}
 	dkv_buf_release(&t);
@@ -599,67 +355,15 @@ static int emit_bigint(yaml_emitter_t *e, const uint8_t *p, size_t n)
 	int rc;
 
 	if (n <= MAX_DEC_BYTES) {
-		bigint_to_dec(&t, p, n);
+		dkv__bigint_to_dec(&t, p, n);
 	} else {
 		while (n > 1 && !*p)
 			p++, n--;
 		dkv_buf_puts(&t, "0x");
-		for (size_t i = 0; i < n; i++)
-			dkv_buf_printf(&t, "%02x", p[i]);
+		dkv__hex_encode(&t, p, n);
 	}
 	rc = emit_scalar(e, NULL, t.data, t.len, true, YAML_PLAIN_SCALAR_STYLE);
 	dkv_buf_release(&t);
-	return rc;
-}
-
-/*
- * Path text: the elements' colon notation joined by '.'.  Inside an
- * element, '.' is written ":." and a ':' that is followed by ':' or '.' or
- * ends the element is written "::"; every other character stands for
- * itself.  Reading left to right, ":." and "::" are the only escapes and a
- * bare '.' separates elements, so the split is unambiguous.  Common paths
- * look like the original's ("a.b.:5", "a:.b" for the element "a.b").
- */
-static void path_text_escape(struct dkv_buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '.')
-			dkv_buf_puts(out, ":.");
-		else if (s[i] == ':' && (i + 1 == n || s[i + 1] == ':' || s[i + 1] == '.'))
-			dkv_buf_puts(out, "::");
-		else
-			dkv_buf_putc(out, s[i]);
-	}
-}
-
-/* Append the text of the path whose element encodings are p[0..n);
- * -EINVAL when one of them is not a valid element. */
-static int path_to_text(struct dkv_buf *out, const uint8_t *p, size_t n)
-{
-	struct dkv_mp_reader r;
-	struct dkv_buf el = {0};
-	int rc = 0;
-
-	if (!n) {
-		dkv_buf_putc(out, ':');
-		return 0;
-	}
-	dkv_mp_reader_init(&r, p, n);
-	while (dkv_mp_left(&r)) {
-		const uint8_t *start = r.p;
-		if (dkv_mp_skip(&r)) {
-			rc = -EINVAL;
-			break;
-		}
-		el.len = 0;
-		rc = dkv_pathtext_format(&el, start, (size_t)(r.p - start), 0);
-		if (rc)
-			break;
-		if (start != p)
-			dkv_buf_putc(out, '.');
-		path_text_escape(out, (const char *)el.data, el.len);
-	}
-	dkv_buf_release(&el);
 	return rc;
 }
 
@@ -669,8 +373,7 @@ static int emit_ext_raw(yaml_emitter_t *e, int8_t type, const uint8_t *p, size_t
 	int rc;
 
 	dkv_buf_printf(&t, "%d:", type);
-	for (size_t i = 0; i < n; i++)
-		dkv_buf_printf(&t, "%02x", p[i]);
+	dkv__hex_encode(&t, p, n);
 	rc = emit_scalar(e, "!ext", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
 	dkv_buf_release(&t);
 	return rc;
@@ -687,14 +390,14 @@ static int emit_ext(yaml_emitter_t *e, const struct dkv_mp_item *it)
 	case DKV_EXT_BIGINT:
 		return emit_bigint(e, p, n);
 	case DKV_EXT_PATH:
-		if (path_to_text(&t, p, n)) {
+		if (dkv_pathtext_format_path(&t, p, n)) {
 			rc = emit_ext_raw(e, it->v.ext.type, p, n);
 			break;
 		}
 		rc = emit_scalar(e, "!P", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
 		break;
 	case DKV_EXT_PROXY:
-		utf8_sanitize(&t, p, n);
+		dkv__utf8_sanitize(&t, p, n);
 		rc = emit_scalar(e, "!R", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
 		break;
 	default:
@@ -925,37 +628,18 @@ static int parse_int(struct parser *ps, const yaml_event_t *ev, const char *s, s
 		neg = s[0] == '-';
 		s++, n--;
 	}
-	rc = digits_to_bigint(&be, s, n, base);
-	if (rc) {
-		dkv_buf_release(&be);
+	if (base == 10 && n > MAX_DEC_DIGITS)
 		return fail(&ps->err, ev->start_mark, "integer has more than %d digits",
 			    MAX_DEC_DIGITS);
-	}
-	size_t i = 0;
-	while (i < be.len && !be.data[i])
-		i++;
-	if (!neg) {
-		dkv_mp_bigint(ps->out, be.data + i, be.len - i);
-	} else {
-		uint64_t mag = 0;
-		if (be.len - i > 8) {
-			dkv_buf_release(&be);
-			return fail(&ps->err, ev->start_mark,
-				    "integer out of range (less than -2**63)");
-		}
-		for (; i < be.len; i++)
-			mag = mag << 8 | be.data[i];
-		if (mag > (uint64_t)INT64_MAX + 1) {
-			dkv_buf_release(&be);
-			return fail(&ps->err, ev->start_mark,
-				    "integer out of range (less than -2**63)");
-		}
-		if (mag == (uint64_t)INT64_MAX + 1)
-			dkv_mp_int(ps->out, INT64_MIN);
-		else
-			dkv_mp_int(ps->out, -(int64_t)mag);
-	}
+	rc = dkv__bigint_from_digits(&be, s, n, base);
+	if (!rc)
+		rc = dkv__bigint_put_int(ps->out, neg, be.data, be.len);
 	dkv_buf_release(&be);
+	if (rc == -ERANGE)
+		return fail(&ps->err, ev->start_mark, "integer out of range (less than -2**63)");
+	if (rc) /* resolve() let through something that is not an integer */
+		return fail(&ps->err, ev->start_mark, "'%.*s' is not an integer",
+			    (int)(n > 40 ? 40 : n), s);
 	return 0;
 }
 
@@ -1007,11 +691,10 @@ static int parse_hex_bytes(struct parser *ps, const yaml_event_t *ev, const char
 			i++;
 			continue;
 		}
-		if (i + 1 >= n || hexval(s[i]) < 0 || hexval(s[i + 1]) < 0) {
+		if (i + 1 >= n || dkv__hex_decode(&b, s + i, 2)) {
 			dkv_buf_release(&b);
 			return fail(&ps->err, ev->start_mark, "!hex: not a hex byte string");
 		}
-		dkv_buf_putc(&b, (char)(hexval(s[i]) << 4 | hexval(s[i + 1])));
 		i += 2;
 	}
 	dkv_mp_bin(ps->out, b.data, b.len);
@@ -1019,49 +702,18 @@ static int parse_hex_bytes(struct parser *ps, const yaml_event_t *ev, const char
 	return 0;
 }
 
-/* Undo path_text_escape for one element and parse it. */
-static int parse_path_elem(struct dkv_buf *enc, const char *s, size_t n)
-{
-	struct dkv_buf t = {0};
-	int rc;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.'))
-			i++;
-		dkv_buf_putc(&t, s[i]);
-	}
-	rc = t.len ? dkv_pathtext_parse(enc, (const char *)t.data, t.len, 0) : -EINVAL;
-	dkv_buf_release(&t);
-	return rc;
-}
-
 static int parse_path(struct parser *ps, const yaml_event_t *ev, const char *s, size_t n)
 {
 	struct dkv_buf enc = {0};
-	size_t start = 0, nel = 0;
-	int rc = 0;
+	const char *bad = NULL;
+	size_t badlen = 0;
+	int rc = dkv_pathtext_parse_path(&enc, s, n, &bad, &badlen);
 
-	if (!is_word(s, n, ":")) {
-		for (size_t i = 0; i <= n; i++) {
-			if (i < n && s[i] == ':' && i + 1 < n && (s[i + 1] == ':' || s[i + 1] == '.')) {
-				i++;
-				continue;
-			}
-			if (i < n && s[i] != '.')
-				continue;
-			if (++nel > DKV_PATH_MAX_ELEMS) {
-				rc = fail(&ps->err, ev->start_mark, "!P: path has too many elements");
-				break;
-			}
-			if (parse_path_elem(&enc, s + start, i - start)) {
-				rc = fail(&ps->err, ev->start_mark, "!P: bad path element '%.*s'",
-					  (int)(i - start), s + start);
-				break;
-			}
-			start = i + 1;
-		}
-	}
-	if (!rc)
+	if (rc == -E2BIG)
+		rc = fail(&ps->err, ev->start_mark, "!P: path has too many elements");
+	else if (rc)
+		rc = fail(&ps->err, ev->start_mark, "!P: bad path element '%.*s'", (int)badlen, bad);
+	else
 		dkv_path_encode(ps->out, enc.data, enc.len);
 	dkv_buf_release(&enc);
 	return rc;
@@ -1075,17 +727,9 @@ static int parse_ext(struct parser *ps, const yaml_event_t *ev, const char *s, s
 	long type = strtol(t, &end, 10);
 	int rc = 0;
 
-	if (end == t || *end != ':' || type < -128 || type > 127 || strlen(t) != n) {
+	if (end == t || *end != ':' || type < -128 || type > 127 || strlen(t) != n ||
+	    dkv__hex_decode(&b, end + 1, strlen(end + 1)))
 		rc = fail(&ps->err, ev->start_mark, "!ext: expected TYPE:HEX");
-	} else {
-		for (const char *q = end + 1; *q; q += 2) {
-			if (hexval(q[0]) < 0 || hexval(q[1]) < 0) {
-				rc = fail(&ps->err, ev->start_mark, "!ext: expected TYPE:HEX");
-				break;
-			}
-			dkv_buf_putc(&b, (char)(hexval(q[0]) << 4 | hexval(q[1])));
-		}
-	}
 	if (!rc) {
 		if (type == DKV_EXT_BIGINT)
 			dkv_mp_bigint(ps->out, b.data, b.len);
@@ -1137,7 +781,7 @@ static int parse_scalar(struct parser *ps, const yaml_event_t *ev)
 	if (!strcmp(tag, TAG_BINARY)) {
 		struct dkv_buf b = {0};
 		const char *why = NULL;
-		int rc = base64_decode(&b, s, n, &why);
+		int rc = dkv__base64_decode(&b, s, n, &why);
 		if (rc)
 			rc = fail(&ps->err, ev->start_mark, "!!binary: not valid base64: %s", why);
 		else

@@ -1,6 +1,7 @@
 /*
  * test_pathtext.c - the colon notation: expected texts, round trips for
- * every element type, file-name safety and refused input.
+ * every element type, file-name safety, refused input, and whole paths in
+ * their dotted form.
  */
 #include "test.h"
 
@@ -516,6 +517,112 @@ TEST(invalid)
 	dkv_buf_release(&o);
 }
 
+/* Whole paths: the dotted form of YAML's !P tag. */
+static int path_text_is(const uint8_t *elems, size_t len, const char *want)
+{
+	struct dkv_buf text = {0}, back = {0};
+	int ok = 1;
+
+	if (dkv_pathtext_format_path(&text, elems, len)) {
+		printf("#   format_path failed\n");
+		ok = 0;
+	} else if (want && (text.len != strlen(want) || memcmp(text.data, want, text.len))) {
+		printf("#   got \"%.*s\", want \"%s\"\n", (int)text.len, (char *)text.data, want);
+		ok = 0;
+	} else if (dkv_pathtext_parse_path(&back, (char *)text.data, text.len, NULL, NULL) ||
+		   back.len != len || (len && memcmp(back.data, elems, len))) {
+		printf("#   \"%.*s\" does not parse back\n", (int)text.len, (char *)text.data);
+		ok = 0;
+	}
+	dkv_buf_release(&text);
+	dkv_buf_release(&back);
+	return ok;
+}
+
+/* text must be refused with rc, naming the element bad_elem (for -EINVAL),
+ * and leave the output as it was. */
+static int path_refused(const char *text, size_t len, int want_rc, const char *bad_elem)
+{
+	struct dkv_buf out = {0};
+	const char *bad = NULL;
+	size_t badlen = 0;
+	int ok;
+
+	dkv_buf_puts(&out, "keep");
+	int rc = dkv_pathtext_parse_path(&out, text, len, &bad, &badlen);
+	ok = rc == want_rc && out.len == 4 && !memcmp(out.data, "keep", 4);
+	if (ok && bad_elem)
+		ok = bad && badlen == strlen(bad_elem) && !memcmp(bad, bad_elem, badlen);
+	if (!ok)
+		printf("#   \"%.*s\" not refused as expected (rc %d)\n", (int)(len > 40 ? 40 : len),
+		       text, rc);
+	dkv_buf_release(&out);
+	return ok;
+}
+
+TEST(whole_paths)
+{
+	struct dkv_buf p = {0};
+
+	CHECK(path_text_is(NULL, 0, ":"));
+	dkv_mp_cstr(&p, "a"), dkv_mp_cstr(&p, "b"), dkv_mp_int(&p, 5);
+	CHECK(path_text_is(p.data, p.len, "a.b.:5"));
+
+	/* dots and colons inside elements */
+	static const char *tricky[][2] = {
+		{"a.b", "a:.b"}, {"a:", "a::"}, {":x", ":::x"}, {"::", "::::::"}, {"x:.y", "x:::.y"},
+		{".", ":."}, {":.:", ":::::.::"}, {"", ":e"}, {"a b", "a b"}, {":", "::::"},
+	};
+	for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
+		p.len = 0;
+		dkv_mp_cstr(&p, tricky[i][0]);
+		CHECK(path_text_is(p.data, p.len, tricky[i][1]));
+		dkv_mp_cstr(&p, "z");
+		struct dkv_buf want = {0};
+		dkv_buf_printf(&want, "%s.z", tricky[i][1]);
+		CHECK(path_text_is(p.data, p.len, dkv_buf_cstr(&want)));
+		dkv_buf_release(&want);
+	}
+	for (int i = 0; i < 2000; i++) {
+		p.len = 0;
+		for (uint32_t k = rnd(5); k > 0; k--)
+			random_elem(&p, 0);
+		CHECK(path_text_is(p.data, p.len, NULL));
+	}
+
+	CHECK(path_refused("", 0, -EINVAL, ""));
+	CHECK(path_refused("a..b", 4, -EINVAL, ""));
+	CHECK(path_refused(".a", 2, -EINVAL, ""));
+	CHECK(path_refused("a.", 2, -EINVAL, ""));
+	CHECK(path_refused("a.:zz.b", 7, -EINVAL, ":zz"));
+	CHECK(path_refused("::", 2, -EINVAL, "::"));
+	CHECK(path_refused("a.\xff", 3, -EINVAL, "\xff"));
+
+	/* DKV_PATH_MAX_ELEMS elements, and one more */
+	struct dkv_buf t = {0}, out = {0};
+	for (int i = 0; i < DKV_PATH_MAX_ELEMS; i++)
+		dkv_buf_puts(&t, i ? ".a" : "a");
+	CHECK_EQ_INT(dkv_pathtext_parse_path(&out, (char *)t.data, t.len, NULL, NULL), 0);
+	CHECK_EQ_INT(out.len, 2 * DKV_PATH_MAX_ELEMS);
+	dkv_buf_puts(&t, ".a");
+	CHECK(path_refused((char *)t.data, t.len, -E2BIG, NULL));
+	dkv_buf_release(&t);
+	dkv_buf_release(&out);
+
+	/* format refuses what is not a sequence of elements */
+	struct dkv_buf o = {0};
+	dkv_buf_puts(&o, "keep");
+	p.len = 0;
+	dkv_mp_cstr(&p, "a"), dkv_mp_map(&p, 0);
+	CHECK_EQ_INT(dkv_pathtext_format_path(&o, p.data, p.len), -EINVAL);
+	p.len = 0;
+	dkv_mp_cstr(&p, "a"), dkv_mp_array(&p, 2), dkv_mp_uint(&p, 1);
+	CHECK_EQ_INT(dkv_pathtext_format_path(&o, p.data, p.len), -EINVAL);
+	CHECK_EQ_INT(o.len, 4);
+	dkv_buf_release(&o);
+	dkv_buf_release(&p);
+}
+
 TEST(cleanup)
 {
 	dkv_buf_release(&enc_);
@@ -523,4 +630,5 @@ TEST(cleanup)
 	CHECK(1);
 }
 
-TESTS(strings, control_characters, scalars, integers, big_integers, floats, bytes, tuples, fs_safety, invalid, cleanup)
+TESTS(strings, control_characters, scalars, integers, big_integers, floats, bytes, tuples, fs_safety, invalid, whole_paths,
+      cleanup)

@@ -6,7 +6,7 @@
 #include "test.h"
 
 #include "path.h"
-#include "yaml.h"
+#include "yamltext.h"
 
 #include <errno.h>
 #include <math.h>

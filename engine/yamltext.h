@@ -1,7 +1,11 @@
 /*
- * yaml.h - msgpack values as YAML 1.2 text and back.
+ * yamltext.h - msgpack values as YAML 1.2 text and back (engine/yaml.c).
  *
- * The only module that includes libyaml.  Text is YAML 1.2 core schema:
+ * yaml.c is the only module that includes libyaml.  This header is not
+ * called yaml.h because the engine directory is on every include path
+ * and would hide libyaml's <yaml.h> behind it.
+ *
+ * Text is YAML 1.2 core schema:
  * null/true/false/integers/floats resolve as such (`~`, `null`, `true`,
  * `false`, decimal, 0x/0o integers, .inf/.nan floats); everything else,
  * including `ON`, `yes` and `no`, is a string.  Byte strings are `!bin
@@ -11,8 +15,8 @@
  * of pathtext.h joined by '.'; arrays are sequences, maps are mappings.
  * The full list of tags is at the top of yaml.c.
  */
-#ifndef DKV_YAML_H
-#define DKV_YAML_H
+#ifndef DKV_YAMLTEXT_H
+#define DKV_YAMLTEXT_H
 
 #include "mp.h"
 
