@@ -28,7 +28,7 @@
 #define TIMEOUT 86400.0        /* seconds; we invalidate explicitly */
 #define MAX_WRITE (16u << 20)  /* largest text written to a "_" file */
 
-static const char *special_names[][3] = {
+static const char *const special_names[][3] = {
 	/* name, first element ("" = None), second element */
 	{".acl", "", "acl"},       {".auth", "", "auth"},     {".type", "", "type"},
 	{".codec", "", "codec"},   {".conv", "", "conv"},     {".match", "", "match"},
@@ -429,15 +429,11 @@ static struct dkv_entry *child_by_name(struct dkvfs *fs, struct dkv_entry *dir, 
 
 /* ---- attributes ---- */
 
-static uid_t the_uid;
-static gid_t the_gid;
-static int64_t mount_time_ns;
-
-static void fill_times(struct stat *st, const struct dkv_entry *ent)
+static void fill_times(const struct dkvfs *fs, struct stat *st, const struct dkv_entry *ent)
 {
 	int64_t ns = ent->mtime_ns;
 	if (!ns)
-		ns = mount_time_ns; /* never changed: a time that stays put (tar checks) */
+		ns = fs->mount_time_ns; /* never changed: a time that stays put (tar checks) */
 	st->st_mtim.tv_sec = ns / 1000000000;
 	st->st_mtim.tv_nsec = ns % 1000000000;
 	st->st_atim = st->st_mtim;
@@ -449,10 +445,10 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = dkvfs__ino(fs, ent, k);
-	st->st_uid = the_uid;
-	st->st_gid = the_gid;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
 	st->st_blksize = 4096;
-	fill_times(st, ent);
+	fill_times(fs, st, ent);
 	switch (k) {
 	case K_DIR: {
 		nlink_t links = 2;
@@ -486,14 +482,14 @@ static void fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 }
 
 /* A version's attributes; under mu. */
-static void fill_ver_attr(const struct fsver *v, struct stat *st)
+static void fill_ver_attr(const struct dkvfs *fs, const struct fsver *v, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = v->id;
-	st->st_uid = the_uid;
-	st->st_gid = the_gid;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
 	st->st_blksize = 4096;
-	int64_t ns = v->mtime_ns ? v->mtime_ns : mount_time_ns;
+	int64_t ns = v->mtime_ns ? v->mtime_ns : fs->mount_time_ns;
 	st->st_mtim.tv_sec = ns / 1000000000;
 	st->st_mtim.tv_nsec = ns % 1000000000;
 	st->st_atim = st->st_mtim;
@@ -516,7 +512,7 @@ static struct fsver *make_value_entry(struct dkvfs *fs, struct dkv_entry *ent, b
 	e->attr_timeout = TIMEOUT;
 	e->entry_timeout = TIMEOUT;
 	pthread_mutex_lock(&fs->mu);
-	fill_ver_attr(v, &e->attr);
+	fill_ver_attr(fs, v, &e->attr);
 	pthread_mutex_unlock(&fs->mu);
 	return v;
 }
@@ -870,7 +866,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	if (ver) {
 		pthread_mutex_lock(&fs->mu);
-		fill_ver_attr(ver, &st);
+		fill_ver_attr(fs, ver, &st);
 		ver->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 		fuse_reply_attr(req, &st, TIMEOUT);
@@ -1503,7 +1499,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	 * and tar work, and report what is true */
 	if (ver) {
 		pthread_mutex_lock(&fs->mu);
-		fill_ver_attr(ver, &st);
+		fill_ver_attr(fs, ver, &st);
 		ver->attrs_told = true;
 		pthread_mutex_unlock(&fs->mu);
 	} else {
@@ -2009,11 +2005,6 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	int rc;
 
 	*out = NULL;
-	the_uid = getuid();
-	the_gid = getgid();
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	mount_time_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	char *mnt = realpath(opts->mountpoint, NULL);
 	if (!mnt) {
 		if (errno == ENOENT && mkdir(opts->mountpoint, 0755) == 0)
@@ -2036,6 +2027,11 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	fs->loop = loop;
 	fs->opts = *opts;
 	fs->mnt = mnt;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	fs->mount_time_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	fs->nodes_mask = 1023;
 	fs->nodes = dkv_xcalloc(fs->nodes_mask + 1, sizeof *fs->nodes);
 	fs->vers_mask = 1023;

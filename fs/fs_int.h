@@ -157,6 +157,9 @@ struct dkvfs {
 	uv_loop_t *loop;
 	struct dkvfs_opts opts;
 	char *mnt;
+	uid_t uid;             /* the daemon's: every file is its own */
+	gid_t gid;
+	int64_t mount_time_ns; /* CLOCK_REALTIME: the times of entries never changed */
 	struct fuse_session *se;
 	pthread_t fuse_thread;
 	bool fuse_thread_running;

@@ -195,14 +195,13 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
  * the daemon's last thread is gone.  The child holds no descriptor of the
  * connection, so when the daemon dies its requests fail with ENOTCONN and
  * it exits.  It was forked from a threaded process: it only makes system
- * calls on a static buffer.
+ * calls on a buffer of its own (no malloc, no stdio).
  */
 enum { H_MKDIR = 1, H_MODIFY, H_CREATE, H_UNLINK, H_RMDIR };
 
-static char helper_buf[8192];
-
 static void helper_main(int sock)
 {
+	char helper_buf[8192];
 	for (;;) {
 		ssize_t n = read(sock, helper_buf, sizeof helper_buf - 1);
 		if (n <= 1)
