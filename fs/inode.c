@@ -53,12 +53,22 @@ struct dkv_entry *dkvfs__ino_entry(struct dkvfs *fs, fuse_ino_t ino, enum fskind
 	return dkvfs__ino_entry_ver(fs, ino, k, NULL);
 }
 
-static size_t node_bucket(const struct dkvfs *fs, const struct dkv_entry *ent)
+static size_t entry_hash(const struct dkv_entry *ent)
 {
 	uint64_t x = (uint64_t)(uintptr_t)ent >> 4;
 	x ^= x >> 29;
 	x *= 0xbf58476d1ce4e5b9ull;
-	return (size_t)(x ^ (x >> 32)) & fs->nodes_mask;
+	return (size_t)(x ^ (x >> 32));
+}
+
+static size_t node_hash(const void *node)
+{
+	return entry_hash(((const struct fsnode *)node)->ent);
+}
+
+static size_t node_bucket(const struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	return entry_hash(ent) & fs->nodes_mask;
 }
 
 struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent)
@@ -74,23 +84,9 @@ static struct fsnode *node_ref(struct dkvfs *fs, struct dkv_entry *ent)
 {
 	struct fsnode *n = dkvfs__node_find(fs, ent);
 	if (!n) {
-		if (fs->nnodes >= fs->nodes_mask) {
-			size_t nb = (fs->nodes_mask + 1) * 2;
-			struct fsnode **t = dkv_xcalloc(nb, sizeof *t);
-			size_t oldn = fs->nodes_mask + 1;
-			struct fsnode **old = fs->nodes;
-			fs->nodes = t;
-			fs->nodes_mask = nb - 1;
-			for (size_t i = 0; i < oldn; i++) {
-				for (struct fsnode *x = old[i], *nx; x; x = nx) {
-					nx = x->hnext;
-					size_t b = node_bucket(fs, x->ent);
-					x->hnext = t[b];
-					t[b] = x;
-				}
-			}
-			free(old);
-		}
+		if (fs->nnodes >= fs->nodes_mask)
+			dkv_hashtab_grow(&fs->nodes, &fs->nodes_mask, offsetof(struct fsnode, hnext),
+					 node_hash);
 		n = dkv_xcalloc(1, sizeof *n);
 		n->ent = ent;
 		size_t b = node_bucket(fs, ent);
@@ -134,11 +130,21 @@ static void node_forget(struct dkvfs *fs, fuse_ino_t ino, uint64_t nlookup)
 
 /* ---- versions of "_" ---- */
 
-static size_t ver_bucket(const struct dkvfs *fs, uint64_t id)
+static size_t id_hash(uint64_t id)
 {
 	uint64_t x = id >> 4;
 	x *= 0x9e3779b97f4a7c15ull;
-	return (size_t)(x >> 32) & fs->vers_mask;
+	return (size_t)(x >> 32);
+}
+
+static size_t ver_hash(const void *node)
+{
+	return id_hash(((const struct fsver *)node)->id);
+}
+
+static size_t ver_bucket(const struct dkvfs *fs, uint64_t id)
+{
+	return id_hash(id) & fs->vers_mask;
 }
 
 struct fsver *dkvfs__ver_find(struct dkvfs *fs, uint64_t id)
@@ -167,23 +173,8 @@ uint64_t dkvfs__value_ino(struct dkvfs *fs, const struct dkv_entry *ent)
 
 static void ver_insert(struct dkvfs *fs, struct fsver *v)
 {
-	if (fs->nvers >= fs->vers_mask) {
-		size_t nb = (fs->vers_mask + 1) * 2;
-		struct fsver **t = dkv_xcalloc(nb, sizeof *t);
-		size_t oldn = fs->vers_mask + 1;
-		struct fsver **old = fs->vers;
-		fs->vers = t;
-		fs->vers_mask = nb - 1;
-		for (size_t i = 0; i < oldn; i++) {
-			for (struct fsver *x = old[i], *nx; x; x = nx) {
-				nx = x->hnext;
-				size_t b = ver_bucket(fs, x->id);
-				x->hnext = t[b];
-				t[b] = x;
-			}
-		}
-		free(old);
-	}
+	if (fs->nvers >= fs->vers_mask)
+		dkv_hashtab_grow(&fs->vers, &fs->vers_mask, offsetof(struct fsver, hnext), ver_hash);
 	size_t b = ver_bucket(fs, v->id);
 	v->hnext = fs->vers[b];
 	fs->vers[b] = v;

@@ -609,6 +609,22 @@ def test_read_values_parse_back(fs):
         assert diff(got, v) is None, (k, text, diff(got, v))
 
 
+def test_many_entries_at_once(fs):
+    """More entries and versions of `_` looked up at once than the mount's
+    inode tables start with (1,024 buckets each) make the tables grow:
+    every value still reads right, and a later change still reaches the
+    reader (the notifier finds the entry in the grown table)."""
+    n = 1500
+    for i in range(n):
+        fs.set(("many", "k%d" % i), i)
+    for i in range(n):
+        assert read(fs.path("many", "k%d" % i, "_")) == "%d\n" % i
+    assert len(os.listdir(fs.path("many"))) == n
+    fs.set(("many", "k7"), "new")
+    assert read(fs.path("many", "k7", "_")) == "new\n"
+    assert read(fs.path("many", "k1499", "_")) == "1499\n"
+
+
 def test_stat(fs):
     """Bullet 2 (stat): size of `_` = length of its text, mtime = time of
     the last change (close to now), nlink of a directory = 2 + number of
