@@ -218,8 +218,15 @@ struct dkvfs {
 	size_t nwatched, watched_cap;
 	int64_t scan_ns;      /* when they were last read */
 	uint64_t scan_listings; /* READDIR(PLUS) requests counted at that scan */
-	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
-	struct inplace inplace;     /* loop thread: that write's, if it may keep its inode */
+	/* who changes the tree through the mount: no user and no rule for now
+	 * (full rights).  Every change the mount makes carries it, so the
+	 * notifier knows an event as one the writer has seen happen */
+	struct dkv_session sess;
+	/* loop thread: while dkvfs__job_set applies a write through the mount,
+	 * that write's in-place candidate (struct inplace), for the hook.  It
+	 * belongs to the one change, not to the session, and the engine's
+	 * change and event carry nothing of the caller's */
+	struct inplace inplace;
 	bool stopping;
 
 	/* special directories at the root */

@@ -296,7 +296,7 @@ bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev)
 {
 	struct fsver *v = fs->inplace.ver;
 	struct dkv_entry *ent = ev->entry;
-	if (!v || fs->applying != ent || v->ent != ent)
+	if (!v || ev->sess != &fs->sess || v->ent != ent)
 		return false;
 	struct fsver **slot = dkvfs__ver_slot(fs, ent);
 	/* the kernel's newest version of "_", holding the value just replaced,

@@ -158,10 +158,9 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 	c.value_len = j->data.len;
 	c.pre = (enum dkv_precond)j->pre;
 	c.src = DKV_SRC_LOCAL;
-	fs->applying = j->ent; /* its inotify events came from the writer itself */
+	c.sess = &fs->sess; /* its inotify events came from the writer itself */
 	fs->inplace = j->inplace;
 	int rc = dkv_engine_apply(fs->e, &c, &res);
-	fs->applying = NULL;
 	fs->inplace = (struct inplace){0};
 	if (!rc && fs->opts.logger)
 		j->need = dkv_logger_need(fs->opts.logger);
