@@ -88,7 +88,7 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	enum fskind pk;
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
-	int err = ENOENT;
+	int rc = -ENOENT;
 
 	if (pk != K_DIR) {
 		fuse_reply_err(req, ENOTDIR);
@@ -114,29 +114,29 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (name_is(name, "_")) {
 		if (dkv_entry_has_value(dir) || expect_present) {
 			dkvfs__make_entry(fs, req, dir, K_VALUE, &e);
-			err = 0;
+			rc = 0;
 		}
 	} else if (name_is(name, ".meta")) {
 		if (dir->value) {
 			dkvfs__make_entry(fs, req, dir, K_META, &e);
-			err = 0;
+			rc = 0;
 		}
 	} else if (name_is(name, ".watch")) {
 		dkvfs__make_entry(fs, req, dir, K_WATCH, &e);
-		err = 0;
+		rc = 0;
 	} else if (name_is(name, ".stats") && dir == dkv_engine_root(fs->e)) {
 		dkvfs__make_entry(fs, req, dir, K_STATS, &e);
-		err = 0;
+		rc = 0;
 	} else {
 		struct dkv_entry *k = child_by_name(fs, dir, name, notifier);
 		if (k) {
 			dkvfs__make_entry(fs, req, k, K_DIR, &e);
-			err = 0;
+			rc = 0;
 		}
 	}
 	dkv_engine_unlock(fs->e);
-	if (err)
-		fuse_reply_err(req, err);
+	if (rc)
+		reply_rc(req, rc);
 	else
 		fuse_reply_entry(req, &e);
 }
@@ -351,7 +351,7 @@ void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		reply_rc(req, rc);
 		return;
 	}
 	dkv_engine_rdlock(fs->e);
@@ -386,7 +386,7 @@ void dkvfs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	int rc = dkvfs__submit(fs, &j);
 	dkv_buf_release(&j.data);
-	fuse_reply_err(req, -rc);
+	reply_rc(req, rc);
 }
 
 void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -408,7 +408,7 @@ void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct fsjob j = {.run = dkvfs__job_unlink, .ent = dir};
-	fuse_reply_err(req, -dkvfs__submit(fs, &j));
+	reply_rc(req, dkvfs__submit(fs, &j));
 }
 
 void dkvfs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,

@@ -268,6 +268,15 @@ static inline struct dkvfs *FS(fuse_req_t req)
 /* Count a request for .stats. */
 #define COUNT(fs, op) atomic_fetch_add_explicit(&(fs)->ops[OP_##op], 1, memory_order_relaxed)
 
+/* Answer req with rc: 0, or a negative errno or project code.  This is
+ * where fs/ turns a result into the positive errno the kernel wants
+ * (dkv_errno: a project code becomes its table's errno, so
+ * DKV_E_INTERNAL is EINVAL, not 1001). */
+static inline void reply_rc(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, rc ? dkv_errno(rc) : 0);
+}
+
 static inline bool name_is(const char *name, const char *s)
 {
 	return !strcmp(name, s);

@@ -115,7 +115,7 @@ static void *fuse_main_thread(void *arg)
 	struct dkvfs *fs = arg;
 	int rc = dkvfs__workers_run(fs);
 	if (rc)
-		fprintf(stderr, "distkv: %s: cannot serve FUSE requests: %s\n", fs->mnt, strerror(-rc));
+		fprintf(stderr, "distkv: %s: cannot serve FUSE requests: %s\n", fs->mnt, dkv_strerror(rc));
 	return NULL;
 }
 
@@ -197,9 +197,10 @@ static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
 		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
 		abort_connection(min);
 		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
+			int rc = -errno;
 			snprintf(err, errlen, "%s: cannot detach stale mount: %s", mnt,
-				 strerror(errno));
-			return -errno;
+				 dkv_strerror(rc));
+			return rc;
 		}
 	}
 	struct stat st;
@@ -212,16 +213,18 @@ static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
 	}
 	if (errno == ENOTCONN || errno == ECONNABORTED) { /* a stale mount of another kind */
 		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
+			int rc = -errno;
 			snprintf(err, errlen, "%s: cannot detach stale mount: %s", mnt,
-				 strerror(errno));
-			return -errno;
+				 dkv_strerror(rc));
+			return rc;
 		}
 		return 0;
 	}
 	if (errno == ENOENT && mkdir(mnt, 0755) == 0)
 		return 0;
-	snprintf(err, errlen, "%s: %s", mnt, strerror(errno));
-	return -errno;
+	int rc = -errno;
+	snprintf(err, errlen, "%s: %s", mnt, dkv_strerror(rc));
+	return rc;
 }
 
 static void make_specials(struct dkvfs *fs)
@@ -260,8 +263,9 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 			mnt = dkv_xstrdup(opts->mountpoint);
 	}
 	if (!mnt) {
-		snprintf(err, errlen, "%s: %s", opts->mountpoint, strerror(errno));
-		return -errno;
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", opts->mountpoint, dkv_strerror(rc));
+		return rc;
 	}
 	rc = clear_stale_mount(mnt, err, errlen);
 	if (rc) {
@@ -309,17 +313,16 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 		dkv_logger_add_notify(opts->logger, dkvfs__on_log_durable, fs);
 	rc = dkvfs__notify_start(fs);
 	if (rc) {
-		snprintf(err, errlen, "cannot start the notifier thread: %s", strerror(-rc));
+		snprintf(err, errlen, "cannot start the notifier thread: %s", dkv_strerror(rc));
 		if (opts->logger)
 			dkv_logger_remove_notify(opts->logger, dkvfs__on_log_durable, fs);
 		dkv_engine_remove_hook(e, dkvfs__on_change, fs);
 		fuse_session_unmount(fs->se);
 		goto fail;
 	}
-	rc = pthread_create(&fs->fuse_thread, NULL, fuse_main_thread, fs);
+	rc = -pthread_create(&fs->fuse_thread, NULL, fuse_main_thread, fs);
 	if (rc) {
-		snprintf(err, errlen, "cannot start the FUSE thread: %s", strerror(rc));
-		rc = -rc;
+		snprintf(err, errlen, "cannot start the FUSE thread: %s", dkv_strerror(rc));
 		dkvfs__notify_stop(fs);
 		if (opts->logger)
 			dkv_logger_remove_notify(opts->logger, dkvfs__on_log_durable, fs);
@@ -396,6 +399,11 @@ static void closer_tick(uv_idle_t *h)
 
 void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg)
 {
+	if (!fs) {
+		if (cb)
+			cb(arg);
+		return;
+	}
 	fs->close_cb = cb;
 	fs->close_arg = arg;
 	fs->opts.fence_moved = NULL; /* the server may go first */

@@ -233,7 +233,7 @@ static void helper_main(int sock)
 			rc = rmdir(path);
 			break;
 		}
-		int res = rc ? errno : 0;
+		int res = rc ? -errno : 0;
 		if (write(sock, &res, sizeof res) != sizeof res)
 			_exit(0);
 	}
@@ -283,18 +283,18 @@ static void helper_stop(struct dkvfs *fs)
 	}
 }
 
-/* Ask the helper to do one operation; returns 0 or an errno. */
+/* Ask the helper to do one operation; returns 0 or a negative errno. */
 static int helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
 {
 	char msg[8192];
-	int res = EIO;
+	int res = -EIO;
 	if (fs->helper_sock < 0 || path->len + 2 > sizeof msg)
-		return EIO;
+		return -EIO;
 	msg[0] = (char)op;
 	memcpy(msg + 1, path->data, path->len);
 	if (write(fs->helper_sock, msg, path->len + 1) < 0 ||
 	    read(fs->helper_sock, &res, sizeof res) != sizeof res)
-		return EIO;
+		return -EIO;
 	return res;
 }
 
@@ -620,8 +620,8 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
 							 (const char *)nm.data, nm.len);
 		at(fs, &path, dkv_buf_cstr(&rel), NULL);
-		int e = helper_do(fs, H_MKDIR, &path);
-		if (e && e != EEXIST)
+		int rc = helper_do(fs, H_MKDIR, &path);
+		if (rc && rc != -EEXIST)
 			break;
 		made = true;
 	}
@@ -783,10 +783,10 @@ int dkvfs__notify_start(struct dkvfs *fs)
 	int rc = helper_start(fs);
 	if (rc)
 		return rc;
-	rc = pthread_create(&fs->notify_thread, NULL, notify_main, fs);
+	rc = -pthread_create(&fs->notify_thread, NULL, notify_main, fs);
 	if (rc) {
 		helper_stop(fs);
-		return -rc;
+		return rc;
 	}
 	fs->notify_running = true;
 	return 0;

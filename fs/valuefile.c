@@ -143,7 +143,7 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		if (rc == -EEXIST)
 			log_not_stored(fs, ent, "opened with O_EXCL, but the entry got a value before the close");
 		else
-			log_not_stored(fs, ent, "%s", strerror(-rc));
+			log_not_stored(fs, ent, "%s", dkv_strerror(rc));
 		dkvfs__notify_inval(fs, ent, true);
 	}
 	return rc;
@@ -483,7 +483,7 @@ void dkvfs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	if (rc) {
 		pthread_mutex_unlock(&v->mu);
-		fuse_reply_err(req, -rc);
+		reply_rc(req, rc);
 		return;
 	}
 	if (v->ver) {
@@ -536,7 +536,7 @@ void dkvfs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		pthread_mutex_unlock(&v->mu);
 	}
-	fuse_reply_err(req, -rc);
+	reply_rc(req, rc);
 }
 
 void dkvfs__op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -603,7 +603,7 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			}
 			if (rc) {
 				pthread_mutex_unlock(&v->mu);
-				fuse_reply_err(req, -rc);
+				reply_rc(req, rc);
 				return;
 			}
 			size_t old = v->text.len;
@@ -635,7 +635,7 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			int rc = vfile_commit(fs, ent, v);
 			dkvfs__vfile_free(fs, v);
 			if (rc) {
-				fuse_reply_err(req, -rc);
+				reply_rc(req, rc);
 				return;
 			}
 		}

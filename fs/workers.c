@@ -168,7 +168,7 @@ static void *worker_main(void *arg)
 		if (r <= 0) {
 			if (r < 0)
 				fprintf(stderr, "distkv: %s: reading FUSE requests: %s\n", w->fs->mnt,
-					strerror(-r));
+					dkv_strerror(r));
 			w->done = true;
 			pthread_cond_broadcast(&w->cond);
 			break;
