@@ -115,7 +115,8 @@ static void *fuse_main_thread(void *arg)
 	struct dkvfs *fs = arg;
 	int rc = dkvfs__workers_run(fs);
 	if (rc)
-		fprintf(stderr, "distkv: %s: cannot serve FUSE requests: %s\n", fs->mnt, dkv_strerror(rc));
+		dkv_report(DKV_REPORT_ERROR, "%s: cannot serve FUSE requests: %s", fs->mnt,
+			   dkv_strerror(rc));
 	return NULL;
 }
 
@@ -194,7 +195,7 @@ static int clear_stale_mount(const char *mnt, char *err, size_t errlen)
 				 pid);
 			return -EBUSY;
 		}
-		fprintf(stderr, "distkv: %s: detaching the stale mount of a dead daemon\n", mnt);
+		dkv_report(DKV_REPORT_INFO, "%s: detaching the stale mount of a dead daemon", mnt);
 		abort_connection(min);
 		if (umount2(mnt, MNT_DETACH) && errno != EINVAL) {
 			int rc = -errno;

@@ -100,8 +100,8 @@ static void log_not_stored(struct dkvfs *fs, struct dkv_entry *ent, const char *
 	dkv_engine_rdlock(fs->e);
 	dkvfs__entry_relpath(fs, ent, &p);
 	dkv_engine_unlock(fs->e);
-	fprintf(stderr, "distkv: %s%s%s/_: not stored: %s\n", fs->mnt, p.len ? "/" : "",
-		dkv_buf_cstr(&p), why);
+	dkv_report(DKV_REPORT_ERROR, "%s%s%s/_: not stored: %s", fs->mnt, p.len ? "/" : "",
+		   dkv_buf_cstr(&p), why);
 	dkv_buf_release(&p);
 }
 
@@ -397,8 +397,8 @@ void dkvfs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (!name_is(name, "_")) {
 		/* only values can be files; say so in the log, since EPERM alone
 		 * puzzles whoever ran cp or tar */
-		fprintf(stderr, "distkv: %s: only files named _ can be created (not %s)\n",
-			fs->mnt, name);
+		dkv_report(DKV_REPORT_ERROR, "%s: only files named _ can be created (not %s)",
+			   fs->mnt, name);
 		fuse_reply_err(req, EPERM);
 		return;
 	}
