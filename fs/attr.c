@@ -144,6 +144,21 @@ void dkvfs__fill_ver_attr(const struct dkvfs *fs, const struct fsver *v, struct 
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
+void dkvfs__attrs_for_reply(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
+			    struct fsver *ver, struct stat *st)
+{
+	if (ver) {
+		pthread_mutex_lock(&fs->mu);
+		dkvfs__fill_ver_attr(fs, ver, st);
+		ver->attrs_told = true;
+		pthread_mutex_unlock(&fs->mu);
+		return;
+	}
+	dkv_engine_rdlock(fs->e);
+	dkvfs__fill_attr(fs, ent, k, st);
+	dkv_engine_unlock(fs->e);
+}
+
 void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), getattr);
@@ -157,16 +172,6 @@ void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	if (ver) {
-		pthread_mutex_lock(&fs->mu);
-		dkvfs__fill_ver_attr(fs, ver, &st);
-		ver->attrs_told = true;
-		pthread_mutex_unlock(&fs->mu);
-		fuse_reply_attr(req, &st, TIMEOUT);
-		return;
-	}
-	dkv_engine_rdlock(fs->e);
-	dkvfs__fill_attr(fs, ent, k, &st);
-	dkv_engine_unlock(fs->e);
-	fuse_reply_attr(req, &st, k == K_DIR ? TIMEOUT : 0);
+	dkvfs__attrs_for_reply(fs, ent, k, ver, &st);
+	fuse_reply_attr(req, &st, ver || k == K_DIR ? TIMEOUT : 0);
 }

@@ -432,6 +432,12 @@ void dkvfs__render_stats(struct dkvfs *fs, struct dkv_buf *out);
 void dkvfs__fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, struct stat *st);
 /* A version's attributes; under mu. */
 void dkvfs__fill_ver_attr(const struct dkvfs *fs, const struct fsver *v, struct stat *st);
+/* The attributes an ATTR reply gives the kernel for an inode: those of
+ * the version ver (which then counts as having told the kernel its size:
+ * struct fsver, attrs_told), else those of (ent, k).  Takes the lock
+ * each needs. */
+void dkvfs__attrs_for_reply(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
+			    struct fsver *ver, struct stat *st);
 
 /* dir.c */
 

@@ -112,6 +112,34 @@ void dkvfs__queue_poll(struct dkvfs *fs, struct fuse_pollhandle *ph)
 	pthread_cond_signal(&fs->ncond);
 }
 
+/* Under mu: ent's item in the queue, or NULL. */
+static struct notify_item *item_find(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	struct notify_item *it;
+	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
+		if (it->ent == ent)
+			break;
+	return it;
+}
+
+/* Under mu: a new item for ent (pinned until processed) at the end of
+ * the queue, its first change numbered seq; the notifier is woken. */
+static struct notify_item *item_queue(struct dkvfs *fs, struct dkv_entry *ent, uint64_t seq)
+{
+	struct notify_item *it = dkv_xcalloc(1, sizeof *it);
+	it->ent = ent;
+	it->seq = seq;
+	dkv_entry_pin(ent);
+	size_t b = idx_bucket(fs, ent);
+	it->hnext = fs->nq_index[b];
+	fs->nq_index[b] = it;
+	*fs->nq_tail = it;
+	fs->nq_tail = &it->next;
+	fs->nq_len++;
+	pthread_cond_signal(&fs->ncond);
+	return it;
+}
+
 /* The engine hook, on the loop thread. */
 void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 {
@@ -124,10 +152,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		pthread_mutex_unlock(&fs->mu);
 		return;
 	}
-	struct notify_item *it;
-	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
-		if (it->ent == ent)
-			break;
+	struct notify_item *it = item_find(fs, ent);
 	/* a write through the mount that kept its inode: the kernel holds
 	 * nothing stale, and inotify saw the writer (struct inplace) */
 	if (!it && dkvfs__ver_take(fs, ev)) {
@@ -141,20 +166,10 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		it->created += ev->created;
 		it->no_repeat &= own;
 	} else {
-		it = dkv_xcalloc(1, sizeof *it);
-		it->ent = ent;
+		it = item_queue(fs, ent, seq);
 		it->had_value = had;
 		it->created = ev->created;
 		it->no_repeat = own;
-		it->seq = seq;
-		dkv_entry_pin(ent);
-		size_t b = idx_bucket(fs, ent);
-		it->hnext = fs->nq_index[b];
-		fs->nq_index[b] = it;
-		*fs->nq_tail = it;
-		fs->nq_tail = &it->next;
-		fs->nq_len++;
-		pthread_cond_signal(&fs->ncond);
 	}
 	pthread_mutex_unlock(&fs->mu);
 }
@@ -165,25 +180,13 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
 	bool has = dkv_entry_has_value(ent);
 	dkv_engine_unlock(fs->e);
 	pthread_mutex_lock(&fs->mu);
-	struct notify_item *it;
-	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
-		if (it->ent == ent)
-			break;
-	if (!it && !fs->stopping) {
-		it = dkv_xcalloc(1, sizeof *it);
-		it->ent = ent;
+	if (!item_find(fs, ent) && !fs->stopping) {
+		uint64_t seq = atomic_load(&fs->nq_seq) + 1;
+		atomic_store(&fs->nq_seq, seq);
+		/* pinning is safe: the kernel holds ent, so it cannot go */
+		struct notify_item *it = item_queue(fs, ent, seq);
 		it->had_value = kernel_has_value || has; /* "_" made by create() but refused */
 		it->no_repeat = true;
-		it->seq = atomic_load(&fs->nq_seq) + 1;
-		atomic_store(&fs->nq_seq, it->seq);
-		dkv_entry_pin(ent); /* safe: the kernel holds it, so it cannot go */
-		size_t b = idx_bucket(fs, ent);
-		it->hnext = fs->nq_index[b];
-		fs->nq_index[b] = it;
-		*fs->nq_tail = it;
-		fs->nq_tail = &it->next;
-		fs->nq_len++;
-		pthread_cond_signal(&fs->ncond);
 	}
 	pthread_mutex_unlock(&fs->mu);
 }

@@ -642,16 +642,7 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* modes, owners and times are not stored: accept them so that cp -p
 	 * and tar work, and report what is true */
-	if (ver) {
-		pthread_mutex_lock(&fs->mu);
-		dkvfs__fill_ver_attr(fs, ver, &st);
-		ver->attrs_told = true;
-		pthread_mutex_unlock(&fs->mu);
-	} else {
-		dkv_engine_rdlock(fs->e);
-		dkvfs__fill_attr(fs, ent, k, &st);
-		dkv_engine_unlock(fs->e);
-	}
+	dkvfs__attrs_for_reply(fs, ent, k, ver, &st);
 	/* ftruncate: the writer's file has the size it asked for.  truncate
 	 * by name stored a new value, which is a new version; this one, which
 	 * readers may have open, keeps its size (the kernel would cut their
