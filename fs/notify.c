@@ -15,7 +15,7 @@
  * Changes to one entry that arrive while it waits in the queue are merged,
  * so a hot key costs one round of work, not one per change.
  *
- * The kernel keeps directories, listings, and the versions of "_" (fs.c)
+ * The kernel keeps directories, listings, and the versions of "_" (inode.c)
  * until step 1 drops them, so a read right after a change could still see
  * the old state: protocol replies (and close() of a written "_") wait for
  * step 1 of the changes made before them.  Every change queued gets the

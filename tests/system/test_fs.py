@@ -2002,7 +2002,7 @@ def test_special_dirs(fs):
 
 def test_special_dirs_code_run_errors(fs):
     """Bullet 10: .code, .run and .errors show what is stored where those
-    issues keep it (per fs.c: the ordinary path .distkv/code, .distkv/run,
+    issues keep it (per fs/mount.c: the ordinary path .distkv/code, .distkv/run,
     .distkv/error)."""
     for sub, d in (("code", ".code"), ("run", ".run"), ("error", ".errors")):
         fs.set((".distkv", sub, "x"), sub)
