@@ -288,10 +288,9 @@ static inline bool name_is(const char *name, const char *s)
  * with.  "The commit's errors" are those of storing a written "_"
  * (dkvfs__job_set): EINVAL (the text is not YAML), EEXIST (created with
  * O_EXCL, and the entry got a value before the close), ENOENT (the
- * entry went away; or text that deletes, where there is nothing to
- * delete), EFBIG (a value over DKV_VALUE_MAX); each is also said in the
- * daemon's log.  A handler that gets ESTALE for an inode is asked about
- * a version the kernel had forgotten, which it does not do.
+ * entry has no path any more), EFBIG (a value over DKV_VALUE_MAX); each
+ * is also said in the daemon's log.  ESTALE for an inode means a version
+ * of "_" the kernel has forgotten, which it should not ask about.
  */
 
 /* inode.c */
