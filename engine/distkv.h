@@ -12,6 +12,7 @@
 #include "mp.h"       /* byte buffers, the msgpack writer and reader */
 #include "path.h"     /* paths as canonical element encodings */
 #include "range.h"    /* tick range sets */
+#include "hashtab.h"  /* growing a chained hash table */
 #include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
 #include "pathtext.h" /* the colon notation for path elements */
 #include "yamltext.h" /* values as YAML text and back */

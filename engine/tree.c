@@ -8,6 +8,7 @@
  * order, which keeps walks and readdir offsets stable under change.
  */
 #include "internal.h"
+#include "hashtab.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -29,22 +30,10 @@ uint32_t dkv__hash_elem(const struct dkv_entry *parent, const uint8_t *name, siz
 	return (uint32_t)(h ^ (h >> 32));
 }
 
-static void table_grow(struct dkv_engine *e)
+static size_t entry_hash(const void *node)
 {
-	size_t nb = (e->table_mask + 1) * 2;
-	struct dkv_entry **t = dkv_xcalloc(nb, sizeof *t);
-	for (size_t i = 0; i <= e->table_mask; i++) {
-		struct dkv_entry *x = e->table[i], *nx;
-		for (; x; x = nx) {
-			nx = x->hnext;
-			size_t b = dkv__hash_elem(x->parent, x->name, x->namelen) & (nb - 1);
-			x->hnext = t[b];
-			t[b] = x;
-		}
-	}
-	free(e->table);
-	e->table = t;
-	e->table_mask = nb - 1;
+	const struct dkv_entry *x = node;
+	return dkv__hash_elem(x->parent, x->name, x->namelen);
 }
 
 static void table_remove(struct dkv_engine *e, struct dkv_entry *ent)
@@ -125,7 +114,8 @@ struct dkv_entry *dkv__entry_new(struct dkv_engine *e, struct dkv_entry *parent,
 	}
 
 	if (e->nentries >= 2 * (e->table_mask + 1)) /* load factor 2: short chains, 8 B/entry */
-		table_grow(e);
+		dkv_hashtab_grow(&e->table, &e->table_mask, offsetof(struct dkv_entry, hnext),
+				 entry_hash);
 	size_t b = dkv__hash_elem(parent, name, len) & e->table_mask;
 	ent->hnext = e->table[b];
 	e->table[b] = ent;

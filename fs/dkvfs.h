@@ -46,7 +46,8 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
  * dkvfs_close, which must come after the fence was taken off the server. */
 void dkvfs_fence(struct dkvfs *fs, struct dkv_fence *out);
 /* Unmount and stop every thread; cb (may be NULL) runs on the loop when
- * all is gone and fs is freed.  The loop must keep running until then. */
+ * all is gone and fs is freed.  The loop must keep running until then.
+ * fs NULL: nothing to close, cb runs at once. */
 void dkvfs_close(struct dkvfs *fs, void (*cb)(void *arg), void *arg);
 
 #endif

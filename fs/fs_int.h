@@ -1,5 +1,21 @@
 /*
- * fs_int.h - what the files of fs/ share.
+ * fs_int.h - what the files of fs/ share: struct dkvfs, the inode kinds,
+ * the jobs for the loop thread, and every dkvfs__ function, with the
+ * FUSE handlers' replies and errors (the manual for each request).
+ *
+ * Workload: reads dominate (cat, ls -R, find, grep -r), mostly of data
+ * that has not changed since the kernel last saw it, so the kernel's
+ * caches do most of the work: long attribute and entry timeouts, kept
+ * page caches and cached directory listings, invalidated when something
+ * changes (notify.c).  The handlers read the tree under the engine's read
+ * lock; every change is a job for the loop thread, which owns the engine.
+ *
+ * Files: inode.c (inode numbers, lookup counts, versions of "_"), attr.c
+ * (attributes, rendered texts), dir.c (names, LOOKUP, listings, mkdir,
+ * rmdir, unlink), valuefile.c (open files: "_", .meta, .stats), jobs.c
+ * (changes handed to the loop), mount.c (mount, close, the operations
+ * table), notify.c (the notifier thread), watchfile.c (.watch),
+ * workers.c (the threads that read requests).
  *
  * Lock order: the engine's read lock before fs->mu; nobody waits for the
  * loop thread while holding either.
@@ -14,6 +30,7 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* An inode number is an entry's address with the kind in the low bits
@@ -145,11 +162,8 @@ struct expect {
 	bool present;                /* answer lookups as present (for unlink/rmdir) */
 };
 
-struct notify_item; /* workers.c: answer requests until the session ends. */
-int dkvfs__workers_run(struct dkvfs *fs);
-
-/* notify.c */
-struct vfile;       /* fs.c */
+struct notify_item; /* notify.c */
+struct vfile;       /* valuefile.c */
 struct wstream;     /* watchfile.c */
 
 struct dkvfs {
@@ -157,6 +171,9 @@ struct dkvfs {
 	uv_loop_t *loop;
 	struct dkvfs_opts opts;
 	char *mnt;
+	uid_t uid;             /* the daemon's: every file is its own */
+	gid_t gid;
+	int64_t mount_time_ns; /* CLOCK_REALTIME: the times of entries never changed */
 	struct fuse_session *se;
 	pthread_t fuse_thread;
 	bool fuse_thread_running;
@@ -201,8 +218,15 @@ struct dkvfs {
 	size_t nwatched, watched_cap;
 	int64_t scan_ns;      /* when they were last read */
 	uint64_t scan_listings; /* READDIR(PLUS) requests counted at that scan */
-	struct dkv_entry *applying; /* loop thread: the entry a FUSE write is changing */
-	struct inplace inplace;     /* loop thread: that write's, if it may keep its inode */
+	/* who changes the tree through the mount: no user and no rule for now
+	 * (full rights).  Every change the mount makes carries it, so the
+	 * notifier knows an event as one the writer has seen happen */
+	struct dkv_session sess;
+	/* loop thread: while dkvfs__job_set applies a write through the mount,
+	 * that write's in-place candidate (struct inplace), for the hook.  It
+	 * belongs to the one change, not to the session, and the engine's
+	 * change and event carry nothing of the caller's */
+	struct inplace inplace;
 	bool stopping;
 
 	/* special directories at the root */
@@ -234,33 +258,225 @@ struct dkvfs {
 	dev_t dev; /* of the mount, to abort the connection if unmounting hangs */
 };
 
-/* fs.c */
+#define TIMEOUT 86400.0 /* seconds the kernel keeps entries and attributes; we invalidate */
+
+static inline struct dkvfs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Count a request for .stats. */
+#define COUNT(fs, op) atomic_fetch_add_explicit(&(fs)->ops[OP_##op], 1, memory_order_relaxed)
+
+/* Answer req with rc: 0, or a negative errno or project code.  This is
+ * where fs/ turns a result into the positive errno the kernel wants
+ * (dkv_errno: a project code becomes its table's errno, so
+ * DKV_E_INTERNAL is EINVAL, not 1001). */
+static inline void reply_rc(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, rc ? dkv_errno(rc) : 0);
+}
+
+static inline bool name_is(const char *name, const char *s)
+{
+	return !strcmp(name, s);
+}
+
+/*
+ * The FUSE handlers (mount.c's table holds them).  Each lists, as
+ * fuse_lowlevel.h does, its valid replies, and the errors it answers
+ * with.  "The commit's errors" are those of storing a written "_"
+ * (dkvfs__job_set): EINVAL (the text is not YAML), EEXIST (created with
+ * O_EXCL, and the entry got a value before the close), ENOENT (the
+ * entry has no path any more), EFBIG (a value over DKV_VALUE_MAX); each
+ * is also said in the daemon's log.  ESTALE for an inode means a version
+ * of "_" the kernel has forgotten, which it should not ask about.
+ */
+
+/* inode.c */
+
+/* Valid replies: fuse_reply_none. */
+void dkvfs__op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+/* Valid replies: fuse_reply_none. */
+void dkvfs__op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+
+/* attr.c */
+
+/* Valid replies: fuse_reply_attr, fuse_reply_err.
+ * Errors: ESTALE. */
+void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* dir.c */
+
+/* Valid replies: fuse_reply_entry, fuse_reply_err.
+ * Errors: ENOTDIR (parent is a file), ENOENT (no such name; also a name
+ * the notifier is about to create). */
+void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* Valid replies: fuse_reply_err.
+ * Errors: ENOSYS, always: the kernel then opens directories itself and
+ * keeps their listings (see dir.c). */
+void dkvfs__op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_err (0). */
+void dkvfs__op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_buf (empty at the end). */
+void dkvfs__op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_buf (empty at the end).  Each name but "."
+ * and ".." counts as a lookup. */
+void dkvfs__op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_entry, fuse_reply_err.
+ * Errors: ENOTDIR, EEXIST (a reserved name: _, .meta, .watch; or an
+ * entry already shown), EINVAL (not a name in the colon notation, or
+ * None at the root), ENOENT (the notifier's repeat of a directory that
+ * is gone again). */
+void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+/* Valid replies: fuse_reply_err (0 on success).
+ * Errors: ENOTDIR, EPERM (a special directory), ENOENT, ENOTEMPTY (a
+ * value or visible children). */
+void dkvfs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* Valid replies: fuse_reply_err (0 on success).
+ * Errors: ENOTDIR, EPERM (.meta, .watch), ENOENT (any other name than
+ * "_", or no value to delete). */
+void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* Valid replies: fuse_reply_err.
+ * Errors: EXDEV, always: mv copies and deletes, visibly. */
+void dkvfs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags);
+
+/* valuefile.c */
+
+/* Valid replies: fuse_reply_open, fuse_reply_err.
+ * Errors: ESTALE (also a writable open of a version that page-cache
+ * readers have open: the kernel looks "_" up again and retries), EISDIR,
+ * EACCES (a writable open of .meta, .stats, .watch). */
+void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_create, fuse_reply_err.
+ * Errors: ENOTDIR, EPERM (a name other than "_"; logged), EEXIST
+ * (O_EXCL, and the entry has a value). */
+void dkvfs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_buf, fuse_reply_err.
+ * Errors: .watch only: EAGAIN (O_NONBLOCK, nothing pending), EINTR. */
+void dkvfs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_write, fuse_reply_err.
+ * Errors: EBADF (not open for writing), EFBIG (the text would pass
+ * MAX_WRITE), and whatever failed this open file before (it stays
+ * failed: every later write, truncation, flush and close gets it). */
+void dkvfs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_err (0 on success).
+ * Errors: the commit's errors, EIO (the writer was killed by a signal
+ * with the file open: nothing is stored), and an earlier failure of this
+ * open file. */
+void dkvfs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_err (0: the kernel ignores anything else;
+ * a commit that fails here is only logged). */
+void dkvfs__op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Valid replies: fuse_reply_attr, fuse_reply_err.
+ * Errors: ESTALE, EISDIR (the size of a directory), EACCES (the size of
+ * .meta, .watch, .stats), EFBIG (past MAX_WRITE); truncate(2) by name:
+ * the commit's errors; ftruncate(2): an earlier failure of the open
+ * file.  Modes, owners and times are accepted and not stored. */
+void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi);
+
+/* ---- what the files share ---- */
+
+/* inode.c */
+
+/* The tables of nodes and versions: made empty at the mount; released
+ * (every entry unpinned) when the FUSE threads are gone. */
+void dkvfs__inodes_init(struct dkvfs *fs);
+void dkvfs__inodes_release(struct dkvfs *fs);
 uint64_t dkvfs__ino(const struct dkvfs *fs, const struct dkv_entry *ent, enum fskind k);
+/* The entry of an inode and its kind; for a "_" also its version (verp
+ * may be NULL).  NULL only for a version the kernel has forgotten, which
+ * it does not ask about. */
+struct dkv_entry *dkvfs__ino_entry_ver(struct dkvfs *fs, fuse_ino_t ino, enum fskind *k,
+				       struct fsver **verp);
+struct dkv_entry *dkvfs__ino_entry(struct dkvfs *fs, fuse_ino_t ino, enum fskind *k);
 struct fsnode *dkvfs__node_find(struct dkvfs *fs, const struct dkv_entry *ent);
+/* The version with inode number id; NULL: forgotten.  Under mu. */
+struct fsver *dkvfs__ver_find(struct dkvfs *fs, uint64_t id);
+/* Where the newest version of ent's "_" is kept; NULL when the kernel
+ * does not know ent's directory.  Under mu. */
+struct fsver **dkvfs__ver_slot(struct dkvfs *fs, const struct dkv_entry *ent);
 /* The inode number of the newest version of ent's "_" that the kernel
  * looked up; 0: none.  Under mu. */
 uint64_t dkvfs__value_ino(struct dkvfs *fs, const struct dkv_entry *ent);
-/* Whether the notifier has invalidated change n (and all before it). */
-bool dkvfs__fence_passed(struct dkvfs *fs, uint64_t n);
 /* Give a version the entry's new value after a write through the mount
  * (struct inplace); false if it may not.  Under mu, on the loop thread. */
 bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev);
+/* Fill e for (ent, k) and count the kernel's lookup.  Under the read
+ * lock.  Directories and versions of "_" are cached until the notifier
+ * invalidates them (protocol replies wait for that: see notify.c); .meta
+ * and .stats change without a new inode and are never cached. */
+void dkvfs__make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
+		       struct fuse_entry_param *e);
+/* The same for ent's "_"; create: a new version (create()). */
+struct fsver *dkvfs__make_value_entry(struct dkvfs *fs, struct dkv_entry *ent, bool create,
+				      struct fuse_entry_param *e);
+void dkvfs__queue_unpin(struct dkvfs *fs, struct dkv_entry *ent); /* under mu */
+
+/* attr.c */
+
 /* Render the YAML text of a value file / meta file; under the read lock. */
 void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out);
 void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);
+/* The text of .stats: the requests served, by kind. */
+void dkvfs__render_stats(struct dkvfs *fs, struct dkv_buf *out);
+/* The attributes of (ent, k) but a version of "_"; under the read lock. */
+void dkvfs__fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, struct stat *st);
+/* A version's attributes; under mu. */
+void dkvfs__fill_ver_attr(const struct dkvfs *fs, const struct fsver *v, struct stat *st);
+/* The attributes an ATTR reply gives the kernel for an inode: those of
+ * the version ver (which then counts as having told the kernel its size:
+ * struct fsver, attrs_told), else those of (ent, k).  Takes the lock
+ * each needs. */
+void dkvfs__attrs_for_reply(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
+			    struct fsver *ver, struct stat *st);
+
+/* dir.c */
+
 /* The file name of an entry in its parent's directory. */
 int dkvfs__entry_name(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out);
 /* The entry's path below the mount point ("a/b/c"); false if not shown. */
 bool dkvfs__entry_relpath(const struct dkvfs *fs, const struct dkv_entry *ent,
 			  struct dkv_buf *out);
-void dkvfs__queue_unpin(struct dkvfs *fs, struct dkv_entry *ent); /* under mu */
+
+/* valuefile.c */
+
+/* Free an open file (also one the kernel never released). */
+void dkvfs__vfile_free(struct dkvfs *fs, struct vfile *v);
+
+/* jobs.c */
+
+/* Run a job on the loop thread and wait for it; returns its result. */
+int dkvfs__submit(struct dkvfs *fs, struct fsjob *j);
 /* On the loop thread: run the queued jobs and unpins now. */
 void dkvfs__run_jobs(struct dkvfs *fs);
-/* Run a job on the loop thread and wait for it. */
-int dkvfs__submit(struct dkvfs *fs, struct fsjob *j);
+/* The logger's listener (dkv_logger_add_notify), on the loop: let the
+ * writers whose changes are on disk now go. */
+void dkvfs__on_log_durable(void *arg);
+/* Jobs (fsjob.run), on the loop thread.  job_set: set or delete the
+ * value of j->ent (j->data; empty: delete); job_unlink: the same, and
+ * the directory stays; job_mkdir: make the child j->data of j->ent
+ * (j->out); job_rmdir: remove it.  0 or a negative errno / code. */
+int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j);
+int dkvfs__job_unlink(struct dkvfs *fs, struct fsjob *j);
+int dkvfs__job_mkdir(struct dkvfs *fs, struct fsjob *j);
+int dkvfs__job_rmdir(struct dkvfs *fs, struct fsjob *j);
+
+/* workers.c: answer requests until the session ends; 0 or a negative
+ * errno. */
+int dkvfs__workers_run(struct dkvfs *fs);
 
 /* notify.c */
 int dkvfs__notify_start(struct dkvfs *fs);
+/* Whether the notifier has invalidated change n (and all before it). */
+bool dkvfs__fence_passed(struct dkvfs *fs, uint64_t n);
 void dkvfs__notify_stop(struct dkvfs *fs);
 /* The engine hook: every change, on the loop thread. */
 void dkvfs__on_change(void *ctx, const struct dkv_event *ev);

@@ -15,7 +15,7 @@
  * Changes to one entry that arrive while it waits in the queue are merged,
  * so a hot key costs one round of work, not one per change.
  *
- * The kernel keeps directories, listings, and the versions of "_" (fs.c)
+ * The kernel keeps directories, listings, and the versions of "_" (inode.c)
  * until step 1 drops them, so a read right after a change could still see
  * the old state: protocol replies (and close() of a written "_") wait for
  * step 1 of the changes made before them.  Every change queued gets the
@@ -112,6 +112,34 @@ void dkvfs__queue_poll(struct dkvfs *fs, struct fuse_pollhandle *ph)
 	pthread_cond_signal(&fs->ncond);
 }
 
+/* Under mu: ent's item in the queue, or NULL. */
+static struct notify_item *item_find(struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	struct notify_item *it;
+	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
+		if (it->ent == ent)
+			break;
+	return it;
+}
+
+/* Under mu: a new item for ent (pinned until processed) at the end of
+ * the queue, its first change numbered seq; the notifier is woken. */
+static struct notify_item *item_queue(struct dkvfs *fs, struct dkv_entry *ent, uint64_t seq)
+{
+	struct notify_item *it = dkv_xcalloc(1, sizeof *it);
+	it->ent = ent;
+	it->seq = seq;
+	dkv_entry_pin(ent);
+	size_t b = idx_bucket(fs, ent);
+	it->hnext = fs->nq_index[b];
+	fs->nq_index[b] = it;
+	*fs->nq_tail = it;
+	fs->nq_tail = &it->next;
+	fs->nq_len++;
+	pthread_cond_signal(&fs->ncond);
+	return it;
+}
+
 /* The engine hook, on the loop thread. */
 void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 {
@@ -124,10 +152,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		pthread_mutex_unlock(&fs->mu);
 		return;
 	}
-	struct notify_item *it;
-	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
-		if (it->ent == ent)
-			break;
+	struct notify_item *it = item_find(fs, ent);
 	/* a write through the mount that kept its inode: the kernel holds
 	 * nothing stale, and inotify saw the writer (struct inplace) */
 	if (!it && dkvfs__ver_take(fs, ev)) {
@@ -136,25 +161,15 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	}
 	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
 	atomic_store(&fs->nq_seq, seq);
-	bool own = fs->applying == ent;
+	bool own = ev->sess == &fs->sess; /* made through the mount (dkvfs__job_set) */
 	if (it) {
 		it->created += ev->created;
 		it->no_repeat &= own;
 	} else {
-		it = dkv_xcalloc(1, sizeof *it);
-		it->ent = ent;
+		it = item_queue(fs, ent, seq);
 		it->had_value = had;
 		it->created = ev->created;
 		it->no_repeat = own;
-		it->seq = seq;
-		dkv_entry_pin(ent);
-		size_t b = idx_bucket(fs, ent);
-		it->hnext = fs->nq_index[b];
-		fs->nq_index[b] = it;
-		*fs->nq_tail = it;
-		fs->nq_tail = &it->next;
-		fs->nq_len++;
-		pthread_cond_signal(&fs->ncond);
 	}
 	pthread_mutex_unlock(&fs->mu);
 }
@@ -165,25 +180,13 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
 	bool has = dkv_entry_has_value(ent);
 	dkv_engine_unlock(fs->e);
 	pthread_mutex_lock(&fs->mu);
-	struct notify_item *it;
-	for (it = fs->nq_index[idx_bucket(fs, ent)]; it; it = it->hnext)
-		if (it->ent == ent)
-			break;
-	if (!it && !fs->stopping) {
-		it = dkv_xcalloc(1, sizeof *it);
-		it->ent = ent;
+	if (!item_find(fs, ent) && !fs->stopping) {
+		uint64_t seq = atomic_load(&fs->nq_seq) + 1;
+		atomic_store(&fs->nq_seq, seq);
+		/* pinning is safe: the kernel holds ent, so it cannot go */
+		struct notify_item *it = item_queue(fs, ent, seq);
 		it->had_value = kernel_has_value || has; /* "_" made by create() but refused */
 		it->no_repeat = true;
-		it->seq = atomic_load(&fs->nq_seq) + 1;
-		atomic_store(&fs->nq_seq, it->seq);
-		dkv_entry_pin(ent); /* safe: the kernel holds it, so it cannot go */
-		size_t b = idx_bucket(fs, ent);
-		it->hnext = fs->nq_index[b];
-		fs->nq_index[b] = it;
-		*fs->nq_tail = it;
-		fs->nq_tail = &it->next;
-		fs->nq_len++;
-		pthread_cond_signal(&fs->ncond);
 	}
 	pthread_mutex_unlock(&fs->mu);
 }
@@ -195,14 +198,13 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
  * the daemon's last thread is gone.  The child holds no descriptor of the
  * connection, so when the daemon dies its requests fail with ENOTCONN and
  * it exits.  It was forked from a threaded process: it only makes system
- * calls on a static buffer.
+ * calls on a buffer of its own (no malloc, no stdio).
  */
 enum { H_MKDIR = 1, H_MODIFY, H_CREATE, H_UNLINK, H_RMDIR };
 
-static char helper_buf[8192];
-
 static void helper_main(int sock)
 {
+	char helper_buf[8192];
 	for (;;) {
 		ssize_t n = read(sock, helper_buf, sizeof helper_buf - 1);
 		if (n <= 1)
@@ -234,7 +236,7 @@ static void helper_main(int sock)
 			rc = rmdir(path);
 			break;
 		}
-		int res = rc ? errno : 0;
+		int res = rc ? -errno : 0;
 		if (write(sock, &res, sizeof res) != sizeof res)
 			_exit(0);
 	}
@@ -284,18 +286,18 @@ static void helper_stop(struct dkvfs *fs)
 	}
 }
 
-/* Ask the helper to do one operation; returns 0 or an errno. */
+/* Ask the helper to do one operation; returns 0 or a negative errno. */
 static int helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
 {
 	char msg[8192];
-	int res = EIO;
+	int res = -EIO;
 	if (fs->helper_sock < 0 || path->len + 2 > sizeof msg)
-		return EIO;
+		return -EIO;
 	msg[0] = (char)op;
 	memcpy(msg + 1, path->data, path->len);
 	if (write(fs->helper_sock, msg, path->len + 1) < 0 ||
 	    read(fs->helper_sock, &res, sizeof res) != sizeof res)
-		return EIO;
+		return -EIO;
 	return res;
 }
 
@@ -621,8 +623,8 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
 							 (const char *)nm.data, nm.len);
 		at(fs, &path, dkv_buf_cstr(&rel), NULL);
-		int e = helper_do(fs, H_MKDIR, &path);
-		if (e && e != EEXIST)
+		int rc = helper_do(fs, H_MKDIR, &path);
+		if (rc && rc != -EEXIST)
 			break;
 		made = true;
 	}
@@ -784,10 +786,10 @@ int dkvfs__notify_start(struct dkvfs *fs)
 	int rc = helper_start(fs);
 	if (rc)
 		return rc;
-	rc = pthread_create(&fs->notify_thread, NULL, notify_main, fs);
+	rc = -pthread_create(&fs->notify_thread, NULL, notify_main, fs);
 	if (rc) {
 		helper_stop(fs);
-		return -rc;
+		return rc;
 	}
 	fs->notify_running = true;
 	return 0;

@@ -33,7 +33,6 @@
 #include <linux/fuse.h>
 #include <poll.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -167,8 +166,8 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&w->mu);
 		if (r <= 0) {
 			if (r < 0)
-				fprintf(stderr, "distkv: %s: reading FUSE requests: %s\n", w->fs->mnt,
-					strerror(-r));
+				dkv_report(DKV_REPORT_ERROR, "%s: reading FUSE requests: %s",
+					   w->fs->mnt, dkv_strerror(r));
 			w->done = true;
 			pthread_cond_broadcast(&w->cond);
 			break;

@@ -28,8 +28,8 @@ import threading
 import time
 
 import pytest
-import yaml
 
+import dkvyaml
 from conftest import Server
 from dkvproto import Path, PathLongener, diff
 
@@ -276,29 +276,6 @@ def wait_until(pred, timeout=2.0, step=0.005):
         if v or time.monotonic() > deadline:
             return v
         time.sleep(step)
-
-
-class TagLoader(yaml.SafeLoader):
-    """SafeLoader that accepts our tags: !bin (bytes), !P (kept as ('P', text)),
-    anything else as (tag, data)."""
-
-
-def _tagged(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        v = loader.construct_scalar(node)
-        if suffix == "bin":
-            return v.encode()
-        return (suffix, v)
-    if isinstance(node, yaml.SequenceNode):
-        return (suffix, loader.construct_sequence(node))
-    return (suffix, loader.construct_mapping(node))
-
-
-TagLoader.add_multi_constructor("!", _tagged)
-
-
-def load_docs(text):
-    return list(yaml.load_all(text, Loader=TagLoader))
 
 
 class Inotify:
@@ -607,6 +584,22 @@ def test_read_values_parse_back(fs):
         write_raw(fs.path("rb", k, "_"), text)
         got = fs.get("rb", k)
         assert diff(got, v) is None, (k, text, diff(got, v))
+
+
+def test_many_entries_at_once(fs):
+    """More entries and versions of `_` looked up at once than the mount's
+    inode tables start with (1,024 buckets each) make the tables grow:
+    every value still reads right, and a later change still reaches the
+    reader (the notifier finds the entry in the grown table)."""
+    n = 1500
+    for i in range(n):
+        fs.set(("many", "k%d" % i), i)
+    for i in range(n):
+        assert read(fs.path("many", "k%d" % i, "_")) == "%d\n" % i
+    assert len(os.listdir(fs.path("many"))) == n
+    fs.set(("many", "k7"), "new")
+    assert read(fs.path("many", "k7", "_")) == "new\n"
+    assert read(fs.path("many", "k1499", "_")) == "1499\n"
 
 
 def test_stat(fs):
@@ -1096,7 +1089,7 @@ def test_meta(fs):
     r1 = fs.p.set(("m",), 1, nchain=5)
     r2 = fs.p.set(("m",), 2, nchain=5)
     text = read(fs.path("m", ".meta"))
-    doc = yaml.safe_load(text)
+    doc = dkvyaml.load(text)
     assert isinstance(doc, dict), text
     assert doc["chain"][0] == {"node": NODE, "tick": r2["chain"]["tick"]}, text
     # one node: the chain holds it once
@@ -1122,11 +1115,11 @@ def test_meta(fs):
     assert ".meta" not in os.listdir(fs.path("m"))
     # it follows changes at once
     r3 = fs.p.set(("m",), 3, nchain=5)
-    doc = yaml.safe_load(read(fs.path("m", ".meta")))
+    doc = dkvyaml.load(read(fs.path("m", ".meta")))
     assert doc["chain"][0]["tick"] == r3["chain"]["tick"] and doc["tock"] == r3["tock"]
     # a change through the file shows too
     sh("echo 4 > _", cwd=fs.path("m"))
-    doc = yaml.safe_load(read(fs.path("m", ".meta")))
+    doc = dkvyaml.load(read(fs.path("m", ".meta")))
     assert doc["tock"] > r3["tock"]
     # entries without a value (never set): no .meta
     os.mkdir(fs.path("m", "nov"))
@@ -1142,7 +1135,7 @@ def test_meta_after_delete(fs):
     assert not os.path.exists(fs.path("md", "_"))
     e = errno_of(read, fs.path("md", ".meta"))
     if e == 0:
-        doc = yaml.safe_load(read(fs.path("md", ".meta")))
+        doc = dkvyaml.load(read(fs.path("md", ".meta")))
         assert doc["deleted"] is True
         assert doc["chain"][0]["tick"] == r["chain"]["tick"]
     else:
@@ -1865,7 +1858,7 @@ def test_watch_stream(fs):
             if r:
                 buf += os.read(fd, 65536)
         text = buf.decode()
-        docs = load_docs(text)
+        docs = dkvyaml.load_all(text)
         assert len(docs) == 6, text
         paths = [d["path"] for d in docs]
         assert paths == [("P", "a"), ("P", "b.c"), ("P", "bin"), ("P", "on"), ("P", "a"),
@@ -1903,7 +1896,7 @@ def test_watch_blocking_read_and_cat(fs):
     t.join(3)
     assert got, "blocked read did not return after a change"
     assert got[0][1] - t1 < 0.5
-    assert load_docs(got[0][0].decode())[0]["value"] == "v"
+    assert dkvyaml.load_all(got[0][0].decode())[0]["value"] == "v"
     os.close(fd)
     # cat
     c = subprocess.Popen(["cat", fs.path("wb", ".watch")], stdout=subprocess.PIPE)
@@ -1949,7 +1942,7 @@ def test_watch_poll_and_nonblock(fs):
         assert r == [fd]
         time.sleep(0.05)
         data = os.read(fd, 65536)
-        assert len(load_docs(data.decode())) == 2, data
+        assert len(dkvyaml.load_all(data.decode())) == 2, data
         # epoll
         ep = select.epoll()
         ep.register(fd, select.EPOLLIN)
@@ -1970,7 +1963,7 @@ def test_watch_root_and_two_readers(fs):
         fs.set(("r2",), 2)
         time.sleep(0.1)
         for fd in fds:
-            docs = load_docs(os.read(fd, 65536).decode())
+            docs = dkvyaml.load_all(os.read(fd, 65536).decode())
             assert [d["path"] for d in docs] == [("P", "r1.a"), ("P", "r2")], docs
     finally:
         for fd in fds:
@@ -2009,7 +2002,7 @@ def test_special_dirs(fs):
 
 def test_special_dirs_code_run_errors(fs):
     """Bullet 10: .code, .run and .errors show what is stored where those
-    issues keep it (per fs.c: the ordinary path .distkv/code, .distkv/run,
+    issues keep it (per fs/mount.c: the ordinary path .distkv/code, .distkv/run,
     .distkv/error)."""
     for sub, d in (("code", ".code"), ("run", ".run"), ("error", ".errors")):
         fs.set((".distkv", sub, "x"), sub)
