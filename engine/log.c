@@ -5,7 +5,7 @@
  * a few hundred thousand per second, against a disk whose fsync takes
  * hundreds of microseconds to milliseconds.  So the hook only encodes a
  * record into a buffer on the loop, and the replies to the changes are
- * held back (conn.c and fs.c ask dkv_logger_is_durable) until the log
+ * held back (net/conn.c and fs/jobs.c ask dkv_logger_is_durable) until the log
  * has taken them:
  *  - `always`: a libuv worker writes whole buffers and runs fsync; while
  *    it runs, new records collect for the next write.  That is group
