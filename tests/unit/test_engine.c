@@ -10,8 +10,10 @@ static struct dkv_engine *mk(void)
 	return dkv_engine_new(&(struct dkv_engine_opts){.node = "node-a", .chain_length = 3});
 }
 
-static int set(struct dkv_engine *e, const char *a, const char *b, int64_t v, bool del,
-	       enum dkv_precond pre, uint64_t pre_tick, struct dkv_result *res)
+/* A local change at a (or a b) as session s (NULL: the node itself). */
+static int change(struct dkv_engine *e, struct dkv_session *s, const char *a, const char *b,
+		  int64_t v, bool del, enum dkv_precond pre, uint64_t pre_tick,
+		  struct dkv_result *res)
 {
 	struct dkv_path p;
 	struct dkv_buf val = {0};
@@ -23,11 +25,17 @@ static int set(struct dkv_engine *e, const char *a, const char *b, int64_t v, bo
 	struct dkv_change c = {.path = p.enc.data, .path_len = p.enc.len,
 			       .value = del ? NULL : val.data, .value_len = val.len,
 			       .pre = pre, .pre_node = "node-a", .pre_node_len = 6,
-			       .pre_tick = pre_tick, .src = DKV_SRC_LOCAL};
+			       .pre_tick = pre_tick, .src = DKV_SRC_LOCAL, .sess = s};
 	int rc = dkv_engine_apply(e, &c, res);
 	dkv_path_release(&p);
 	dkv_buf_release(&val);
 	return rc;
+}
+
+static int set(struct dkv_engine *e, const char *a, const char *b, int64_t v, bool del,
+	       enum dkv_precond pre, uint64_t pre_tick, struct dkv_result *res)
+{
+	return change(e, NULL, a, b, v, del, pre, pre_tick, res);
 }
 
 TEST(ticks_and_chains)
@@ -325,20 +333,7 @@ static int deny_rule(struct dkv_session *s, const uint8_t *path, size_t len, boo
 static int set_as(struct dkv_engine *e, struct dkv_session *s, const char *a, const char *b,
 		  int64_t v, bool del, struct dkv_result *res)
 {
-	struct dkv_path p;
-	struct dkv_buf val = {0};
-	dkv_path_init(&p);
-	dkv_path_push_str(&p, a);
-	if (b)
-		dkv_path_push_str(&p, b);
-	dkv_mp_int(&val, v);
-	struct dkv_change c = {.path = p.enc.data, .path_len = p.enc.len,
-			       .value = del ? NULL : val.data, .value_len = val.len,
-			       .src = DKV_SRC_LOCAL, .sess = s};
-	int rc = dkv_engine_apply(e, &c, res);
-	dkv_path_release(&p);
-	dkv_buf_release(&val);
-	return rc;
+	return change(e, s, a, b, v, del, DKV_PRE_NONE, 0, res);
 }
 
 /* The session's rule is asked inside the engine, with the mode the change
