@@ -14,6 +14,8 @@
 #include "range.h"    /* tick range sets */
 #include "hashtab.h"  /* growing a chained hash table */
 #include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
+#include "acl.h"      /* ACLs: matching paths, binding sessions */
+#include "auth.h"     /* users, login methods, password hashing */
 #include "pathtext.h" /* the colon notation for path elements */
 #include "yamltext.h" /* values as YAML text and back */
 #include "config.h"   /* configuration: defaults, file, -C key=value */

@@ -103,6 +103,13 @@ int dkv__cli_parse_int(const char *s, long *v);
  * EXIT_USAGE after a message when a word is not colon notation. */
 int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dkv_buf *enc);
 
+/* ---- secrets (secret.c) ---- */
+
+/* Ask for a secret: "PROMPT: " on the terminal without echo, or one line
+ * of standard input when it is not a terminal.  0 with *out (malloc'd;
+ * the caller wipes and frees it), or 1 after a message. */
+int dkv__cli_ask_secret(struct dkv__cli_ctx *x, const char *prompt, char **out);
+
 /* ---- requests (client.c) ---- */
 
 /* A request being written: its fields (key, value) back to back, and
