@@ -47,6 +47,8 @@ struct node {
 	uint64_t agent_next;    /* loop time of the next start, while it is down */
 	unsigned agent_backoff; /* ms before the next start after an early exit */
 	const char *mount;      /* where to mount the tree, or NULL */
+	struct dkv_auth_spec peer_auth; /* connect.auth: how to log in to peers;
+					 * method DKV_AUTH_NONE: not set */
 	struct dkv_cli *cli;
 	int verbose;
 	int exit_code;
@@ -93,6 +95,8 @@ static void usage(FILE *f)
 	      "  server.serf.bind         that agent's gossip address (127.0.0.1:7946)\n"
 	      "  server.advertise         host:port where peers reach this server\n"
 	      "                           (default: the bind address)\n"
+	      "  connect.auth             how to log in to peers that ask for it, e.g.\n"
+	      "                           \"_test name=joe\" or \"password name=joe password=...\"\n"
 	      "\n"
 	      "Never use -i except to create a new, separate network.\n",
 	      f);
@@ -424,6 +428,36 @@ static void on_ready(void *arg)
 	do_mount(arg);
 }
 
+/* connect.auth, for logging in to peers: a string such as "_test
+ * name=joe", parsed into n->peer_auth.  A prompt (password?=) cannot be
+ * answered by a daemon.  0, or 2 after a message. */
+static int parse_peer_auth(struct node *n, const struct dkv_cli *cli)
+{
+	const uint8_t *mp;
+	size_t len;
+	char err[300];
+	n->peer_auth.method = DKV_AUTH_NONE;
+	if (!dkv_config_get(cli->cfg, "connect.auth", &mp, &len) || *mp == 0xc0)
+		return 0;
+	const char *text = dkv_config_str(cli->cfg, "connect.auth", NULL);
+	if (!text) {
+		fprintf(stderr, "distkv server: connect.auth must be a string such as "
+			"\"_test name=joe\"\n");
+		return 2;
+	}
+	if (dkv_auth_spec_parse(&n->peer_auth, text, err, sizeof err)) {
+		fprintf(stderr, "distkv server: connect.auth: %s\n", err);
+		return 2;
+	}
+	if (n->peer_auth.prompt && !n->peer_auth.password) {
+		fprintf(stderr, "distkv server: connect.auth: a server cannot ask for a password "
+			"(password?=%s); give it as password=...\n", n->peer_auth.prompt);
+		dkv_auth_spec_release(&n->peer_auth);
+		return 2;
+	}
+	return 0;
+}
+
 /* Find or start the Serf agent, then join the network. */
 static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
 			 const struct dkv_server_opts *so, const char **joins, size_t njoins)
@@ -462,6 +496,7 @@ static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
 		.advertise = advertise,
 		.join = joins,
 		.njoin = njoins,
+		.auth = n->peer_auth.method == DKV_AUTH_NONE ? NULL : &n->peer_auth,
 		.ready_now = !so->unready,
 		.verbose = cli->verbose,
 		.on_ready = on_ready,
@@ -571,7 +606,14 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	}
 	const char *name = argv[optind];
 
-	struct node n = {.verbose = cli->verbose};
+	struct node n = {.verbose = cli->verbose, .peer_auth = {.method = DKV_AUTH_NONE}};
+	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
+	/* only a node with peers logs in anywhere; a standalone one ignores it */
+	if (cluster && (rc = parse_peer_auth(&n, cli))) {
+		free(loads);
+		free(joins);
+		return rc;
+	}
 	struct dkv_engine_opts eo = {
 		.node = name,
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
@@ -581,10 +623,10 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {
 		dkv_engine_free(n.engine);
+		dkv_auth_spec_release(&n.peer_auth);
 		free(joins);
 		return 1;
 	}
-	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
 
 	struct dkv_server_opts so = {
 		.host = dkv_config_str(cli->cfg, "server.bind_default.host", "localhost"),
@@ -619,6 +661,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			uv_run(&n.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&n.loop);
 			dkv_engine_free(n.engine);
+			dkv_auth_spec_release(&n.peer_auth);
 			return 1;
 		}
 	}
@@ -629,6 +672,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
 		dkv_engine_free(n.engine);
+		dkv_auth_spec_release(&n.peer_auth);
 		return 1;
 	}
 	uv_signal_init(&n.loop, &n.sigint);
@@ -636,7 +680,9 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	n.sigint.data = n.sigterm.data = &n;
 	uv_signal_start(&n.sigint, on_signal, SIGINT);
 	uv_signal_start(&n.sigterm, on_signal, SIGTERM);
-	if (cluster && start_cluster(&n, cli, name, &so, joins, njoins)) {
+	rc = cluster ? start_cluster(&n, cli, name, &so, joins, njoins) : 0;
+	dkv_auth_spec_release(&n.peer_auth); /* the cluster has its copy */
+	if (rc) {
 		n.exit_code = 1;
 		shut_down(&n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
