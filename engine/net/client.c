@@ -713,7 +713,7 @@ int dkv_client_login(struct dkv_client *c, const struct dkv_auth_spec *sp)
 	}
 	if (sp->method == DKV_AUTH_PASSWORD) {
 		if (!sp->password) {
-			set_err(c, "auth: no password given for the password method");
+			set_err(c, "auth: the password method needs password= or password?=PROMPT");
 			return -EINVAL;
 		}
 		rc = ask_key(c, key);

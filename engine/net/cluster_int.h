@@ -48,9 +48,10 @@ struct peer {
 	uint64_t repair_seq;  /* 0: no repair running */
 	bool synced;          /* the live stream's first part is complete */
 	bool refused_logged;
-	bool login_blocked;   /* the last link failed at the login: the peer is
-			       * there but will not talk to us, which is no
-			       * reason to serve alone (see dkv__link_drop) */
+	bool login_blocked;   /* a link failed at the login since the last one
+			       * that got through: the peer is there but will
+			       * not talk to us, which is no reason to serve
+			       * alone (dkv__link_drop; peer.c's on_retry) */
 	struct report *rep;   /* by our node idx */
 	uint32_t nrep;
 	uint64_t records, msgs;

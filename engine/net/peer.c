@@ -278,10 +278,13 @@ static bool field_str(const struct dkv_field *f, char *buf, size_t len)
 
 /* ---- logging in to the peer ---- */
 
-/* The link cannot log in: say so (dkv__link_drop), and keep the node
- * from taking this for an unreachable peer. */
+/* The link cannot log in: say so (dkv__link_drop; once per reason, even
+ * when the link failed otherwise before), and keep the node from taking
+ * this for an unreachable peer. */
 static void login_failed(struct peer *p, const char *why)
 {
+	if (strcmp(p->last_error, why))
+		p->refused_logged = false;
 	p->login_blocked = true;
 	dkv__link_drop(p, why);
 }

@@ -339,6 +339,8 @@ def test_password_logins(server, recorder):
     assert r.returncode == 1 and "Login failed" in r.stderr, r
     r = dkv(server, "data", "get")
     assert r.stderr == "ClientAuthRequiredError: You need to log in using: password\n", r
+    r = dkv(server, "-a", "password name=joe", "data", "get")
+    assert r.returncode == 1 and "needs password= or password?=PROMPT" in r.stderr, r
     wait_for(lambda: len(rec.sent) == 5 and all(len(decode_all(s)) >= 3 for s in rec.sent[:4]),
              5, "every connection's login")
     for sent in rec.sent:

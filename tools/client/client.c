@@ -74,7 +74,11 @@ static int connect_server(struct dkv__cli_ctx *x)
 	if (ask_password(x))
 		return 1;
 	int r = dkv_client_login(x->conn, x->auth);
-	if (r == -EACCES || r == -EREMOTEIO || r == -EINVAL) {
+	if (r == -EINVAL) {
+		fprintf(stderr, "%s: %s\n", x->cli->progname, dkv_client_errmsg(x->conn));
+		return 1;
+	}
+	if (r == -EACCES || r == -EREMOTEIO) {
 		/* the original's words, as it prints its ClientAuth*Error */
 		fprintf(stderr, "%s\n", dkv_client_errmsg(x->conn));
 		return 1;
