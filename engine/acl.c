@@ -183,6 +183,7 @@ static void cands_step(struct dkv_engine *e, struct cands *cur, struct cands *tm
 
 struct walk {
 	struct dkv_entry *match;   /* the path's own match */
+	bool dead;                 /* no ACL entry can match the path or below it */
 	struct dkv_entry *blocker; /* an ancestor's match that lacks need */
 	unsigned need;             /* DKV_ACL_ACCESS or DKV_ACL_NEW */
 };
@@ -220,6 +221,7 @@ static void walk(struct dkv_engine *e, struct dkv_entry *root, const uint8_t *pa
 		elen = nlen;
 	}
 	w->match = cands_best(&cur);
+	w->dead = cur.n == 0;
 	cands_release(&cur);
 	cands_release(&tmp);
 }
@@ -356,7 +358,7 @@ unsigned dkv_session_modes(struct dkv_session *s, const uint8_t *path, size_t le
 	if (!root)
 		return DKV_ACL_UNMATCHED;
 	walk(rule->e, root, path, len, false, &w);
-	if (w.blocker)
+	if (w.blocker || w.dead)
 		return 0;
 	return w.match ? entry_modes(w.match) : DKV_ACL_UNMATCHED;
 }
