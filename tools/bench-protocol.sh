@@ -148,7 +148,7 @@ if "password" in kw:   # seal it to the connection's key
     lib.sodium_init()
     s.sendall(msgpack.packb({"action": "auth_key", "seq": 1}))
     key = recv()["pubkey"]
-    pw = kw.pop("password").encode()
+    pw = kw.pop("password").encode()  # a literal, like the other fields
     out = ctypes.create_string_buffer(len(pw) + 48)
     lib.crypto_box_seal(out, pw, ctypes.c_ulonglong(len(pw)), key)
     kw["data"] = {"password": out.raw}
@@ -168,7 +168,7 @@ if $auth_only; then
 	# joe is bound by "bench": 19 entries that do not match the keys, some
 	# with wildcards on the way, and the one that does
 	acl=(
-		"bench #=rwcdxe" "bench=xe" "other #=r" "+ secret=r" "+ + hidden=" "bench k1 +=r"
+		"bench #=rwcdxe" "bench=xen" "other #=r" "+ secret=r" "+ + hidden=" "bench k1 +=r"
 		"bench k2 +=rw" "bench k3 # deep=x" "logs #=c" "logs=x" "a b c=r" "a + c=w"
 		"a # z=r" "tmp +=rwc" "tmp # old=d" "+ cfg=r" "+ cfg #=r" "pub #=rxe" "pub=xe" "x y=r"
 	)
@@ -218,8 +218,8 @@ if $auth_only; then
 	# login latency: _test on the auth node, then password on a third node
 	start_distkv bench-pw
 	pw_port=$dkv_port
-	dkvreq "$pw_port" auth_set typ="'password'" ident="'joe'" password=pw
-	dkvreq "$pw_port" auth_set typ="'password'" ident="'root'" password=rootpw
+	dkvreq "$pw_port" auth_set typ="'password'" ident="'joe'" password="'pw'"
+	dkvreq "$pw_port" auth_set typ="'password'" ident="'root'" password="'rootpw'"
 	dkvreq "$pw_port" set_auth_typ typ="'password'"
 	echo
 	echo "Logins: rounds of 50 concurrent logins while one client does sequential sets"
