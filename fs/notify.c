@@ -161,7 +161,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	}
 	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
 	atomic_store(&fs->nq_seq, seq);
-	bool own = ev->sess == &fs->sess; /* made through the mount (dkvfs__job_set) */
+	bool own = dkvfs__own_session(fs, ev->sess); /* made through the mount (dkvfs__job_set) */
 	if (it) {
 		it->created += ev->created;
 		it->no_repeat &= own;
