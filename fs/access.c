@@ -153,8 +153,8 @@ int dkvfs__check(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry
 	if (s && !s->check)
 		return 0;
 	struct dkv_buf rel = {0};
-	dkvfs__entry_relpath(fs, ent, &rel);
 	if (!s) {
+		dkvfs__entry_relpath(fs, ent, &rel);
 		dkv_report(DKV_REPORT_DEBUG, "%s/%s: refused: uid not in server.mount.users",
 			   fs->mnt, dkv_buf_cstr(&rel));
 		dkv_buf_release(&rel);
@@ -170,11 +170,12 @@ int dkvfs__check(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry
 		snprintf(tmp.why, sizeof tmp.why, "no path");
 	/* a refused change is worth a line; refused reads and lookups
 	 * (ls, find) would flood the log: those only with -vv */
-	if (rc)
-		dkv_report(mode & (DKV_ACL_WRITE | DKV_ACL_CREATE | DKV_ACL_DELETE) ? DKV_REPORT_INFO
-										: DKV_REPORT_DEBUG,
-			   "%s/%s: refused to %s: %s", fs->mnt, dkv_buf_cstr(&rel),
-			   tmp.user ? tmp.user : "?", tmp.why);
+	if (rc) {
+		bool change = mode & (DKV_ACL_WRITE | DKV_ACL_CREATE | DKV_ACL_DELETE);
+		dkvfs__entry_relpath(fs, ent, &rel);
+		dkv_report(change ? DKV_REPORT_INFO : DKV_REPORT_DEBUG, "%s/%s: refused to %s: %s",
+			   fs->mnt, dkv_buf_cstr(&rel), tmp.user ? tmp.user : "?", tmp.why);
+	}
 	dkv_path_release(&p);
 	dkv_buf_release(&rel);
 	return rc;

@@ -15,7 +15,8 @@
  * rmdir, unlink), valuefile.c (open files: "_", .meta, .stats), jobs.c
  * (changes handed to the loop), mount.c (mount, close, the operations
  * table), notify.c (the notifier thread), watchfile.c (.watch),
- * workers.c (the threads that read requests).
+ * workers.c (the threads that read requests), access.c (who asks, and
+ * what they may do).
  *
  * Lock order: the engine's read lock before fs->mu; nobody waits for the
  * loop thread while holding either.

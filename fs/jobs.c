@@ -153,7 +153,7 @@ static void log_refusal(struct dkvfs *fs, const struct fsjob *j, const char *wha
 {
 	struct dkv_buf rel = {0};
 	dkvfs__entry_relpath(fs, j->ent, &rel);
-	dkv_report(DKV_REPORT_INFO, "%s%s%s: %s refused for %s: %s", fs->mnt, rel.len ? "/" : "",
+	dkv_report(DKV_REPORT_INFO, "%s%s%s: %s refused to %s: %s", fs->mnt, rel.len ? "/" : "",
 		   dkv_buf_cstr(&rel), what, j->sess->user ? j->sess->user : "?", j->sess->why);
 	dkv_buf_release(&rel);
 }

@@ -32,7 +32,7 @@ import pytest
 
 from conftest import Server
 from dkvproto import Path
-from test_fs import is_mounted, stop_server, wait_mounted
+from test_fs import Inotify, is_mounted, stop_server, wait_mounted
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse"),
@@ -299,6 +299,25 @@ def test_watch_skips_unreadable(mount_acl):
         assert "p2" in got and "s2" not in got, got
     finally:
         os.close(fd)
+
+
+def test_inotify_skips_unreadable(mount_acl):
+    """A bound mount repeats for inotify only the changes its user may
+    read: a watcher learns no name the ACL hides."""
+    m = mount_acl({"server.mount.user": "joe"})
+    ino = Inotify(m.mnt).settle()
+    try:
+        r = m.p.request("set_value", path=Path("secret", "c"), value="s3")
+        assert "error" not in r, r
+        r = m.p.request("set_value", path=Path("secret", "new"), value="s4")
+        assert "error" not in r, r
+        r = m.p.request("set_value", path=Path("ro", "b"), value="p3")
+        assert "error" not in r, r
+        ino.wait("ro/b/_", "CLOSE_WRITE")
+        time.sleep(0.2)
+        assert not [e for e in ino.snapshot() if e[1].startswith("secret")], ino.dump()
+    finally:
+        ino.stop()
 
 
 def test_unknown_user_refuses_to_start(server_factory, state, tmp_path):
