@@ -205,11 +205,11 @@ unsigned dkvfs__modes(struct dkvfs *fs, struct dkv_session *s, const struct dkv_
  *  - never when s cannot reach it (an ancestor's match withholds x);
  *  - when s may read its value;
  *  - when an ACL entry matches it and allows listing it (e and x);
- *  - when no ACL entry matches it, only if something below is shown:
- *    a readable value or an entry that may be listed.  That search looks
- *    at no more than BELOW_BUDGET entries and shows the directory when
- *    it runs out (a big unmatched subtree is listed, and may turn out
- *    empty).
+ *  - when no ACL entry matches it (but one below may: else its modes
+ *    are 0), only if something below is shown: a readable value or an
+ *    entry that may be listed.  That search looks at no more than
+ *    BELOW_BUDGET entries and shows the directory when it runs out (a
+ *    big unmatched subtree is listed, and may turn out empty).
  */
 bool dkvfs__listed(struct dkvfs *fs, struct dkv_session *s, struct dkv_entry *ent)
 {
@@ -256,8 +256,9 @@ bool dkvfs__special_shown(const struct dkvfs *fs, const struct dkv_session *s,
  * kernel does not check them (a checked mount has no
  * default_permissions: the daemon decides every request).
  *   directory: r (0444) it may be listed (e and x, or no ACL entry
- *              matches it), x (0111) it may be entered (x, or no entry
- *              matches), w (0200) a value may be created in it (c);
+ *              matches it but one below may), x (0111) it may be
+ *              entered (the same with x), w (0200) a value may be
+ *              created in it (c);
  *   "_":       r (0444) read, w (0200) write;
  *   .meta, .watch: r (0444) read.
  * A "_" of a user record that holds a password hash is read-only for
