@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -82,6 +83,11 @@ static void usage(FILE *f)
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
 	      "  server.mount             where to mount the tree (none by default)\n"
+	      "  server.mount.path        the same, where server.mount is a mapping\n"
+	      "  server.mount.user        the distkv user the mount acts as (none: full rights)\n"
+	      "  server.mount.allow_other let other Unix users use the mount (false)\n"
+	      "  server.mount.users.UID   the distkv user a Unix uid (or user name) acts as\n"
+	      "                           (with allow_other; unmapped uids get EACCES)\n"
 	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
 	      "  server.mount_spin_us     how long a busy mount's thread polls for the next\n"
 	      "                           request before it sleeps (50; 0: never)\n"
@@ -390,6 +396,42 @@ static size_t cfg_size(const struct dkv_config *cfg, const char *key, int64_t df
 	return v > 0 ? (size_t)v : (size_t)dflt;
 }
 
+/* server.mount.users.UID (or .NAME, a Unix user) = distkv user: *out
+ * (free it), or -EINVAL with err saying why. */
+static int mount_users(const struct dkv_config *cfg, struct dkvfs_uidmap **out, size_t *n,
+		       char *err, size_t errlen)
+{
+	static const char prefix[] = "server.mount.users.";
+	const char *key;
+	const uint8_t *mp;
+	size_t len;
+	*out = NULL;
+	*n = 0;
+	for (size_t i = 0; dkv_config_at(cfg, i, &key, &mp, &len); i++) {
+		if (strncmp(key, prefix, sizeof prefix - 1))
+			continue;
+		const char *who = key + sizeof prefix - 1, *user = dkv_config_str(cfg, key, NULL);
+		char *end;
+		errno = 0;
+		unsigned long uid = strtoul(who, &end, 10);
+		if (!*who || *end || errno || uid > (uid_t)-2) {
+			struct passwd *pw = getpwnam(who);
+			if (!pw) {
+				snprintf(err, errlen, "%s: no such Unix user %s", key, who);
+				return -EINVAL;
+			}
+			uid = pw->pw_uid;
+		}
+		if (!user || !*user) {
+			snprintf(err, errlen, "%s: the value must be a distkv user name", key);
+			return -EINVAL;
+		}
+		*out = dkv_xrealloc(*out, (*n + 1) * sizeof **out);
+		(*out)[(*n)++] = (struct dkvfs_uidmap){.uid = (uid_t)uid, .user = user};
+	}
+	return 0;
+}
+
 /* Mount the tree (when the node is in sync: an empty tree must not be
  * shown while the state is downloaded). */
 static void do_mount(struct node *n)
@@ -397,6 +439,21 @@ static void do_mount(struct node *n)
 	char err[256];
 	if (!n->mount || !*n->mount || n->fs || n->exit_code || n->stopping)
 		return;
+	struct dkvfs_uidmap *users = NULL;
+	size_t nusers = 0;
+	bool allow_other = dkv_config_bool(n->cli->cfg, "server.mount.allow_other", false);
+	int rc = mount_users(n->cli->cfg, &users, &nusers, err, sizeof err);
+	if (!rc && nusers && !allow_other) {
+		snprintf(err, sizeof err, "server.mount.users needs server.mount.allow_other=true");
+		rc = -EINVAL;
+	}
+	if (rc) {
+		fprintf(stderr, "distkv server: %s\n", err);
+		free(users);
+		n->exit_code = 1;
+		shut_down(n);
+		return;
+	}
 	struct dkvfs_opts fo = {
 		.mountpoint = n->mount,
 		.inotify = dkv_config_bool(n->cli->cfg, "server.mount_inotify", true),
@@ -405,8 +462,13 @@ static void do_mount(struct node *n)
 		.logger = n->logger,
 		.fence_moved = n->server ? dkv_server_fence_moved : NULL,
 		.fence_arg = n->server,
+		.user = dkv_config_str(n->cli->cfg, "server.mount.user", NULL),
+		.allow_other = allow_other,
+		.users = users,
+		.nusers = nusers,
 	};
-	int rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
+	rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
+	free(users);
 	if (rc) {
 		fprintf(stderr, "distkv server: %s\n", err);
 		n->exit_code = 1;
@@ -528,7 +590,11 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *init = NULL;
+	/* server.mount is the directory; in a YAML file that also sets
+	 * server.mount.user and the like, server.mount.path is */
 	const char *mount = dkv_config_str(cli->cfg, "server.mount", NULL);
+	if (!mount)
+		mount = dkv_config_str(cli->cfg, "server.mount.path", NULL);
 	bool eval = false;
 	char **loads = dkv_xcalloc((size_t)argc + 1, sizeof *loads);
 	int nloads = 0;
@@ -607,6 +673,8 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	const char *name = argv[optind];
 
 	struct node n = {.verbose = cli->verbose, .peer_auth = {.method = DKV_AUTH_NONE}};
+	if (cli->verbose >= 2) /* the mount's refused reads and lookups, among others */
+		dkv_report_set_level(DKV_REPORT_DEBUG);
 	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
 	/* only a node with peers logs in anywhere; a standalone one ignores it */
 	if (cluster && (rc = parse_peer_auth(&n, cli))) {
