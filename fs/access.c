@@ -7,11 +7,12 @@
  * Workload: a mount without a rule (the default) must pay nothing, so
  * every function here returns before it looks anything up when the
  * session has no rule.  A bound session costs a path and an ACL walk per
- * check (a few hash lookups per level); the checked mount asks the
- * daemon for every name and listing (TIMEOUT_OF), since the kernel's
- * caches are shared by every user and would also keep showing what an
- * ACL change took away.  Nothing is cached here either: the rule reads
- * the live ACL, so a change counts from the next request.
+ * check (a walk of the rule's compiled ACL: a few memcmp per level); the
+ * checked mount asks the daemon for every name and listing (TIMEOUT_OF),
+ * since the kernel's caches are shared by every user and would also keep
+ * showing what an ACL change took away.  Nothing is cached here: the
+ * rule recompiles its ACL when the engine's ACL generation moves, so a
+ * change counts from the next request.
  *
  * Threads: the checks run on FUSE threads under the engine's read lock.
  * The rule writes its refusal into the session's why, which the loop
