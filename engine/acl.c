@@ -66,6 +66,21 @@ static unsigned entry_modes(const struct dkv_entry *ent)
 	return modes;
 }
 
+/* The entry's value as it was stored ("xc"), printable characters only,
+ * for messages. */
+static void stored_letters(const struct dkv_entry *ent, char *out, size_t cap)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	size_t n = 0;
+	dkv_mp_reader_init(&r, dkv_value_data(ent->value), ent->value->len);
+	if (!dkv_mp_read(&r, &it) && it.type == DKV_MP_STR)
+		for (uint32_t i = 0; i < it.v.s.len && n + 1 < cap; i++)
+			if (it.v.s.p[i] >= 0x20 && it.v.s.p[i] < 0x7f)
+				out[n++] = (char)it.v.s.p[i];
+	out[n] = 0;
+}
+
 /* The root of the ACL named name, or NULL. */
 static struct dkv_entry *acl_root(struct dkv_engine *e, const char *name)
 {
@@ -168,6 +183,7 @@ static void cands_step(struct dkv_engine *e, struct cands *cur, struct cands *tm
 
 struct walk {
 	struct dkv_entry *match;   /* the path's own match */
+	bool dead;                 /* no ACL entry can match the path or below it */
 	struct dkv_entry *blocker; /* an ancestor's match that lacks need */
 	unsigned need;             /* DKV_ACL_ACCESS or DKV_ACL_NEW */
 };
@@ -205,6 +221,7 @@ static void walk(struct dkv_engine *e, struct dkv_entry *root, const uint8_t *pa
 		elen = nlen;
 	}
 	w->match = cands_best(&cur);
+	w->dead = cur.n == 0;
 	cands_release(&cur);
 	cands_release(&tmp);
 }
@@ -264,12 +281,12 @@ static int refuse(struct dkv_session *s, const struct acl_rule *rule, struct dkv
 	struct dkv_buf b = {0};
 	if (match) {
 		struct dkv_path p;
-		char letters[10];
+		char letters[24];
 		dkv_path_init(&p);
 		dkv_entry_path(match, acl_root(rule->e, rule->name), &p);
 		describe(&b, p.enc.data, p.enc.len);
 		dkv_path_release(&p);
-		dkv_acl_letters(entry_modes(match), letters);
+		stored_letters(match, letters, sizeof letters);
 		snprintf(s->why, sizeof s->why, "ACL %s (%.*s: %s) does not allow %c", rule->name,
 			 (int)(b.len > 120 ? 120 : b.len), (const char *)b.data, letters,
 			 mode_letter(mode));
@@ -341,7 +358,7 @@ unsigned dkv_session_modes(struct dkv_session *s, const uint8_t *path, size_t le
 	if (!root)
 		return DKV_ACL_UNMATCHED;
 	walk(rule->e, root, path, len, false, &w);
-	if (w.blocker)
+	if (w.blocker || w.dead)
 		return 0;
 	return w.match ? entry_modes(w.match) : DKV_ACL_UNMATCHED;
 }

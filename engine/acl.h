@@ -53,8 +53,9 @@ void dkv_acl_bind(struct dkv_session *s, struct dkv_engine *e, const char *name)
 #define DKV_ACL_UNMATCHED (1u << 9)
 
 /* What s may do at path: DKV_ACL_* bits (every bit when s has no rule);
- * 0 when an ancestor's match withholds x.  DKV_ACL_UNMATCHED when no
- * entry matches (then no mode bit is set).  Listings use it: a value is
+ * 0 when an ancestor's match withholds x, or when no ACL entry can match
+ * the path or anything below it.  DKV_ACL_UNMATCHED when no entry
+ * matches but one below may (then no mode bit is set).  Listings use it: a value is
  * shown with DKV_ACL_READ, children are listed unless the result has
  * neither DKV_ACL_UNMATCHED nor both DKV_ACL_ENUM and DKV_ACL_ACCESS. */
 unsigned dkv_session_modes(struct dkv_session *s, const uint8_t *path, size_t len,

@@ -4,6 +4,8 @@
  */
 #include "net.h"
 
+#include "acl.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +55,7 @@ int dkv__act_get_internal(struct dkv_req *q)
 }
 
 /* Parse the 'chain' precondition: nil = must be new; a map = its newest link. */
-static int get_precond(struct dkv_req *q, struct dkv_change *ch)
+int dkv__req_precond(struct dkv_req *q, struct dkv_change *ch)
 {
 	const struct dkv_field *f = dkv__msg_get(q->m, "chain");
 	struct dkv_mp_reader r;
@@ -106,7 +108,7 @@ static int do_set(struct dkv_req *q, bool internal, bool is_delete)
 
 	dkv_path_init(&p);
 	if ((rc = dkv__req_path(q, &p)) || (rc = dkv__req_int(q, "nchain", 1, &nchain)) ||
-	    (rc = dkv__req_bool(q, "idem", &idem)) || (rc = get_precond(q, &ch)))
+	    (rc = dkv__req_bool(q, "idem", &idem)) || (rc = dkv__req_precond(q, &ch)))
 		goto out;
 	const struct dkv_field *vf = dkv__msg_get(q->m, "value");
 	if (is_delete && vf) {
@@ -253,6 +255,19 @@ static bool enum_shows(const struct dkv_entry *k, bool empty)
 	return empty && (k->value || k->kids || (k->flags & (DKV_ENTRY_KEEP | DKV_ENTRY_WATCHED)));
 }
 
+/* What a bound session may do at the child k of the entry at p (every
+ * mode without a rule). */
+static unsigned child_modes(struct dkv_req *q, struct dkv_path *p, const struct dkv_entry *k)
+{
+	if (!q->sess->check)
+		return ~0u;
+	size_t len = p->enc.len;
+	dkv_buf_append(&p->enc, k->name, k->namelen);
+	unsigned modes = dkv_session_modes(q->sess, p->enc.data, p->enc.len, false);
+	p->enc.len = len;
+	return modes;
+}
+
 static int do_enum(struct dkv_req *q, bool internal)
 {
 	struct dkv_path p;
@@ -268,7 +283,8 @@ static int do_enum(struct dkv_req *q, bool internal)
 	struct dkv_entry *root = dkv_engine_root(q->e);
 	uint32_t n = 0;
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next)
-		if (enum_shows(k, empty) && !(ent == root && k->name[0] == 0xc0))
+		if (enum_shows(k, empty) && !(ent == root && k->name[0] == 0xc0) &&
+		    child_modes(q, &p, k))
 			n++;
 	struct dkv_reply r;
 	dkv__reply_begin(&r, q->c);
@@ -278,11 +294,13 @@ static int do_enum(struct dkv_req *q, bool internal)
 	else
 		dkv_mp_array(r.b, n);
 	for (struct dkv_entry *k = ent ? ent->kids : NULL; k; k = k->next) {
-		if (!enum_shows(k, empty) || (ent == root && k->name[0] == 0xc0))
+		unsigned modes;
+		if (!enum_shows(k, empty) || (ent == root && k->name[0] == 0xc0) ||
+		    !(modes = child_modes(q, &p, k)))
 			continue;
 		dkv_buf_append(r.b, k->name, k->namelen);
 		if (with_data) {
-			if (dkv_entry_has_value(k))
+			if (dkv_entry_has_value(k) && (modes & DKV_ACL_READ))
 				dkv_buf_append(r.b, dkv_value_data(k->value), k->value->len);
 			else
 				dkv_mp_nil(r.b);

@@ -1,6 +1,6 @@
 /*
  * act_state.c - the actions that describe the node: get_state, get_tock,
- * test_acl.
+ *
  */
 #include "cluster.h"
 #include "log.h"
@@ -17,24 +17,6 @@ int dkv__act_get_tock(struct dkv_req *q)
 	dkv__reply_begin(&r, q->c);
 	dkv__reply_tock(&r, q->e, 0);
 	dkv__reply_seq(&r, q->m);
-	dkv__reply_end(&r);
-	return 0;
-}
-
-int dkv__act_test_acl(struct dkv_req *q)
-{
-	struct dkv_path p;
-	dkv_path_init(&p);
-	int rc = dkv__req_path(q, &p);
-	dkv_path_release(&p);
-	if (rc)
-		return rc;
-	struct dkv_reply r;
-	dkv__reply_begin(&r, q->c);
-	dkv__reply_key(&r, "access");
-	dkv_mp_bool(r.b, true); /* NEEDSWORK: ACLs arrive with the auth issue */
-	dkv__reply_seq(&r, q->m);
-	dkv__reply_tock(&r, q->e, 0);
 	dkv__reply_end(&r);
 	return 0;
 }

@@ -4,6 +4,8 @@
  */
 #include "net.h"
 
+#include "acl.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,18 @@ static void qev_free(struct qev *ev)
 	free(ev);
 }
 
+/* A bound session sees a change only where it may read (asked now, so
+ * that a changed ACL counts for the next event). */
+static bool may_read(struct dkv__walker *w, struct dkv_entry *ent)
+{
+	struct dkv_path p;
+	dkv_path_init(&p);
+	dkv_entry_path(ent, NULL, &p);
+	unsigned modes = dkv_session_modes(w->sess, p.enc.data, p.enc.len, false);
+	dkv_path_release(&p);
+	return (modes & DKV_ACL_READ) != 0;
+}
+
 static void watch_cb(struct dkv_watch *wt, const struct dkv_event *ev)
 {
 	struct watchstate *ws = (struct watchstate *)wt;
@@ -49,6 +63,8 @@ static void watch_cb(struct dkv_watch *wt, const struct dkv_event *ev)
 	for (struct dkv_entry *x = ev->entry; x && x != wt->entry; x = x->parent)
 		depth++;
 	if (depth < w->min_depth || (w->max_depth >= 0 && depth > w->max_depth))
+		return;
+	if (w->sess && !may_read(w, ev->entry))
 		return;
 	/* a watcher that does not keep up must not hold unbounded memory:
 	 * queued events pin their values */

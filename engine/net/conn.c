@@ -92,18 +92,20 @@ void dkv__reply_result_bool(struct dkv_req *q, bool v)
 	dkv__reply_end(&r);
 }
 
-void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
+static void reply_error_v(struct dkv_conn *c, const struct dkv_msg *m, const char *etype,
+			  const char *fmt, va_list ap)
 {
 	char msg[512];
-	va_list ap;
 	struct dkv_reply r;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	dkv__reply_begin(&r, c);
 	dkv__reply_key(&r, "error");
 	dkv_mp_cstr(r.b, msg);
+	if (etype) {
+		dkv__reply_key(&r, "etype");
+		dkv_mp_cstr(r.b, etype);
+	}
 	if (m && m->has_seq) {
 		dkv__reply_key(&r, "seq");
 		dkv_mp_uint(r.b, m->seq);
@@ -111,6 +113,23 @@ void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *f
 	dkv__reply_key(&r, "tock");
 	dkv_mp_uint(r.b, dkv_engine_next_tock(c->srv->engine));
 	dkv__reply_end(&r);
+}
+
+void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply_error_v(c, m, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void dkv__reply_error_etype(struct dkv_conn *c, const struct dkv_msg *m, const char *etype,
+			    const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	reply_error_v(c, m, etype, fmt, ap);
+	va_end(ap);
 }
 
 size_t dkv__conn_backlog(const struct dkv_conn *c)
@@ -519,6 +538,7 @@ void dkv__conn_close(struct dkv_conn *c)
 	}
 	while (c->streams)
 		dkv__stream_cancel(c->streams);
+	dkv__auth_conn_gone(c);
 	struct dkv_server *s = c->srv;
 	if (c->prev)
 		c->prev->next = c->next;

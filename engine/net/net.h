@@ -69,6 +69,7 @@ struct dkv_server {
 	struct dkv_cluster *cluster; /* NULL: a standalone node */
 	struct dkv__repl *repls; /* replication streams (repl.c) */
 	struct dkv__repl_srv *repl; /* repl.c's shared state; NULL until first used */
+	struct dkv_hasher *hasher; /* password hashing (act_auth.c); NULL until first used */
 	void (*close_cb)(void *arg);
 	void *close_arg;
 	int port;
@@ -94,6 +95,9 @@ struct dkv_conn {
 	struct dkv_stream *streams; /* multi-reply requests still running */
 	unsigned id;                /* for log messages */
 	struct dkv_session sess;    /* who is asking */
+	struct dkv__authwait *authwaits; /* requests waiting for the hashing thread */
+	bool has_key;               /* auth_pk/auth_sk made (auth_key) */
+	uint8_t auth_pk[32], auth_sk[32]; /* the connection's key for sealed passwords */
 };
 
 /* ---- replies ---- */
@@ -112,6 +116,10 @@ void dkv__reply_end(struct dkv_reply *r);
 /* Queue an error reply {error, seq (if any), tock}. */
 void dkv__reply_error(struct dkv_conn *c, const struct dkv_msg *m, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same with the field etype: the error's class for the client
+ * ("ClientAuthRequiredError"). */
+void dkv__reply_error_etype(struct dkv_conn *c, const struct dkv_msg *m, const char *etype,
+			    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Make sure queued output gets written (once the log allows: see log.h,
  * "Holding replies"). */
 void dkv__conn_flush(struct dkv_conn *c);
@@ -175,6 +183,9 @@ int dkv__req_bad_field(struct dkv_req *q, const char *key, const char *want);
 /* An integer (or a bool, which old clients send for nchain). */
 int dkv__req_int(struct dkv_req *q, const char *key, int64_t dflt, int64_t *out);
 int dkv__req_bool(struct dkv_req *q, const char *key, bool *out);
+/* The field "chain" as a precondition (ch->pre, pre_node, pre_tick;
+ * pre_node points into the request). */
+int dkv__req_precond(struct dkv_req *q, struct dkv_change *ch);
 /* The request's path.  Every action that takes a path needs one (empty
  * for the root), so a client that forgot it cannot touch the root. */
 int dkv__req_path(struct dkv_req *q, struct dkv_path *p);
@@ -208,6 +219,7 @@ struct dkv__action {
 	int (*fn)(struct dkv_req *q);
 	unsigned mode; /* DKV_ACL_* */
 	bool unready;  /* answered before the node is in sync */
+	bool nologin;  /* answered before the connection has logged in */
 };
 
 /* The table's row for an action name, or NULL. */
@@ -238,7 +250,16 @@ int dkv__act_log(struct dkv_req *q);            /* act_log.c */
 int dkv__act_save(struct dkv_req *q);
 int dkv__act_get_state(struct dkv_req *q);      /* act_state.c */
 int dkv__act_get_tock(struct dkv_req *q);
+int dkv__act_auth(struct dkv_req *q);           /* act_auth.c */
+int dkv__act_auth_key(struct dkv_req *q);
+int dkv__act_auth_info(struct dkv_req *q);
+int dkv__act_auth_list(struct dkv_req *q);
+int dkv__act_auth_get(struct dkv_req *q);
+int dkv__act_auth_set(struct dkv_req *q);
+int dkv__act_set_auth_typ(struct dkv_req *q);
 int dkv__act_test_acl(struct dkv_req *q);
+/* The connection closes: forget its waiting logins, its key and its user. */
+void dkv__auth_conn_gone(struct dkv_conn *c);
 int dkv__act_repl(struct dkv_req *q);           /* repl.c */
 int dkv__act_msg_send(struct dkv_req *q);
 int dkv__act_msg_monitor(struct dkv_req *q);
@@ -270,7 +291,15 @@ struct dkv__walker {
 	bool empty;
 	bool skip_meta;          /* top is the root: hide the None subtree */
 	bool done;
+	bool prune;              /* the next step does not go below cur */
+	struct dkv_session *sess; /* bound by a rule: filter by it; else NULL */
+	struct dkv_buf abs;      /* scratch: top's path from the root, then cur's */
+	size_t abs_top;          /* bytes of top's own path in abs */
 };
+
+/* Whether w's session may see entry cur's value (and, through w->prune,
+ * what is below it).  Only for walkers with a session. */
+bool dkv__walker_allows(struct dkv__walker *w);
 
 /* Set w up at top from the request's nchain, min_depth, max_depth and
  * empty fields; pins top. */

@@ -2,6 +2,8 @@
  * server.c - the listening socket and the server's lifetime.
  */
 #include "net.h"
+
+#include "auth.h"
 #include "log.h"
 #include "report.h"
 
@@ -123,6 +125,8 @@ void dkv_server_close(struct dkv_server *s, void (*cb)(void *arg), void *arg)
 		n = c->next;
 		dkv__conn_close(c);
 	}
+	dkv_hasher_free(s->hasher); /* after the connections let go of their jobs */
+	s->hasher = NULL;
 }
 
 void dkv_server_set_ready(struct dkv_server *s, bool ready)

@@ -6,6 +6,8 @@
  */
 #include "net.h"
 
+#include "acl.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +93,8 @@ struct dkv_entry *dkv__walker_step(struct dkv_engine *e, struct dkv__walker *w)
 	if (!x) {
 		n = w->top;
 	} else {
-		bool descend = w->max_depth < 0 || (int64_t)w->path.n < w->max_depth;
+		bool descend = !w->prune && (w->max_depth < 0 || (int64_t)w->path.n < w->max_depth);
+		w->prune = false;
 		n = NULL;
 		if (descend && x->kids) {
 			n = x->kids;
@@ -134,6 +137,8 @@ bool dkv__walker_pump(struct dkv_stream *st, struct dkv__walker *w)
 		}
 		if ((int64_t)w->path.n < w->min_depth)
 			continue;
+		if (w->sess && !dkv__walker_allows(w))
+			continue;
 		if (!dkv_entry_has_value(x) && !w->empty)
 			continue;
 		dkv__send_entry(st, &w->last, &w->path, x->value, x->tock, w->nchain);
@@ -150,6 +155,17 @@ void dkv__walker_release(struct dkv_engine *e, struct dkv__walker *w)
 	w->cur = w->top = NULL;
 	dkv__pstack_release(&w->path);
 	dkv__pstack_release(&w->last);
+	dkv_buf_release(&w->abs);
+}
+
+bool dkv__walker_allows(struct dkv__walker *w)
+{
+	w->abs.len = w->abs_top;
+	dkv_buf_append(&w->abs, w->path.enc.data, w->path.enc.len);
+	unsigned modes = dkv_session_modes(w->sess, w->abs.data, w->abs.len, false);
+	if (!dkv_acl_may_descend(modes))
+		w->prune = true;
+	return (modes & DKV_ACL_READ) != 0;
 }
 
 int dkv__walker_init(struct dkv_req *q, struct dkv__walker *w, struct dkv_entry *top)
@@ -164,5 +180,14 @@ int dkv__walker_init(struct dkv_req *q, struct dkv__walker *w, struct dkv_entry 
 	w->top = top;
 	w->skip_meta = top == dkv_engine_root(q->e);
 	dkv_entry_pin(top);
+	if (q->sess && q->sess->check) { /* a bound session: filter as we go */
+		struct dkv_path p;
+		dkv_path_init(&p);
+		dkv_entry_path(top, NULL, &p);
+		w->sess = q->sess;
+		dkv_buf_append(&w->abs, p.enc.data, p.enc.len);
+		w->abs_top = w->abs.len;
+		dkv_path_release(&p);
+	}
 	return 0;
 }
