@@ -138,35 +138,53 @@ static int walk_tree(struct dkv__cli_ctx *x, const struct dkv_buf *path, struct 
 	return rc;
 }
 
-/* Whether (acl) has a child named name (enum_internal; a subtree that
- * never existed makes get_tree_internal fail).  0 or 1 after a message. */
-static int acl_named(struct dkv__cli_ctx *x, const char *name, bool *yes)
+/* The children of (acl), as enum_internal sends them (result: [names]),
+ * in *rep: get_tree_internal fails on a subtree that never existed,
+ * enum_internal does not.  0 or 1 after a message. */
+static int acl_names(struct dkv__cli_ctx *x, struct dkv_buf *rep)
 {
 	struct dkv__cli_req q;
-	struct dkv_buf path = {0}, rep = {0};
-	const uint8_t *res;
-	size_t reslen;
-	*yes = false;
+	struct dkv_buf path = {0};
 	acl_path(x, NULL, 0, NULL, &path);
 	dkv__cli_req_init(&q, "enum_internal");
 	dkv__cli_req_path(&q, &path);
 	dkv__cli_req_bool(&q, "empty", true);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "result", &res, &reslen) == 0) {
-		struct dkv_mp_reader r;
-		struct dkv_mp_item it, e;
-		dkv_mp_reader_init(&r, res, reslen);
-		if (dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_ARRAY) {
-			for (uint32_t i = 0; i < it.v.n && !*yes; i++) {
-				struct dkv_mp_reader er = r;
-				if (dkv_mp_read(&er, &e) < 0 || dkv_mp_skip(&r) < 0)
-					break;
-				*yes = e.type == DKV_MP_STR && dkv_mp_streq(&e, name);
-			}
-		}
-	}
+	int rc = dkv__cli_call(x, &q, rep);
 	dkv__cli_req_release(&q);
 	dkv_buf_release(&path);
+	return rc;
+}
+
+/* Whether the enum reply rep names name (NULL: any child at all). */
+static bool names_have(const struct dkv_buf *rep, const char *name)
+{
+	const uint8_t *res;
+	size_t reslen;
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it, e;
+	if (dkv_client_field(rep->data, rep->len, "result", &res, &reslen) < 0)
+		return false;
+	dkv_mp_reader_init(&r, res, reslen);
+	if (dkv_mp_read(&r, &it) < 0 || it.type != DKV_MP_ARRAY)
+		return false;
+	if (!name)
+		return it.v.n > 0;
+	for (uint32_t i = 0; i < it.v.n; i++) {
+		struct dkv_mp_reader er = r;
+		if (dkv_mp_read(&er, &e) < 0 || dkv_mp_skip(&r) < 0)
+			break;
+		if (e.type == DKV_MP_STR && dkv_mp_streq(&e, name))
+			return true;
+	}
+	return false;
+}
+
+/* Whether (acl) has a child named name (NULL: any).  0 or 1. */
+static int acl_named(struct dkv__cli_ctx *x, const char *name, bool *yes)
+{
+	struct dkv_buf rep = {0};
+	int rc = acl_names(x, &rep);
+	*yes = rc == 0 && names_have(&rep, name);
 	dkv_buf_release(&rep);
 	return rc;
 }
@@ -405,6 +423,9 @@ static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
 	struct dkv__cli_req q;
 	struct dkv_buf path = {0};
 	struct list_state s = {.x = x};
+	bool any;
+	if ((rc = acl_named(x, NULL, &any)) || !any)
+		return rc;
 	acl_path(x, NULL, 0, NULL, &path);
 	dkv__cli_req_init(&q, "get_tree_internal");
 	dkv__cli_req_path(&q, &path);
