@@ -6,12 +6,17 @@
  * each step follows the exact name, "+" and "#" from every candidate,
  * and a "#" stays a candidate for the following steps.  The order of
  * the set is the order of specificity, so an entry's match is the first
- * candidate that has a value.  It reads the live tree (on the loop, or
- * under the read lock), so nothing is cached and nothing goes stale.
+ * candidate that has a value.  It walks a compiled copy of the ACL that
+ * a session's rule keeps until the engine's ACL generation moves (every
+ * change below (None, "acl") moves it), so a change counts at the next
+ * check and a check costs a few memcmp per path element.  Compiling
+ * reads the tree: on the loop, or under the read lock.
  */
 #include "acl.h"
 
 #include "pathtext.h"
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -95,160 +100,7 @@ static struct dkv_entry *acl_root(struct dkv_engine *e, const char *name)
 	return m;
 }
 
-/* ---- the candidate set ---- */
-
-#define CAND_MAX 256 /* bound on the set (a pathological ACL of many '#') */
-
-struct cand {
-	struct dkv_entry *ent;
-	bool keep; /* a '#': stays for the next steps */
-};
-
-struct cands {
-	struct cand *v;
-	unsigned n;
-	struct cand local[16];
-	unsigned cap;
-};
-
-static void cands_init(struct cands *c)
-{
-	c->v = c->local;
-	c->n = 0;
-	c->cap = 16;
-}
-
-static void cands_release(struct cands *c)
-{
-	if (c->v != c->local)
-		free(c->v);
-}
-
-static void cands_push(struct cands *c, struct dkv_entry *ent, bool keep)
-{
-	if (c->n == c->cap) {
-		if (c->cap >= CAND_MAX)
-			return;
-		struct cand *v = malloc(sizeof *v * c->cap * 2);
-		if (!v)
-			return;
-		memcpy(v, c->v, sizeof *v * c->n);
-		if (c->v != c->local)
-			free(c->v);
-		c->v = v;
-		c->cap *= 2;
-	}
-	c->v[c->n++] = (struct cand){ent, keep};
-}
-
-/* The most specific candidate with a value. */
-static struct dkv_entry *cands_best(const struct cands *c)
-{
-	for (unsigned i = 0; i < c->n; i++)
-		if (dkv_entry_has_value(c->v[i].ent))
-			return c->v[i].ent;
-	return NULL;
-}
-
-/* Follow one path element: cur becomes the candidates for it. */
-static void cands_step(struct dkv_engine *e, struct cands *cur, struct cands *tmp,
-		       const uint8_t *el, size_t len)
-{
-	bool nil = len == 1 && el[0] == 0xc0;
-	tmp->n = 0;
-	for (unsigned i = 0; i < cur->n; i++) {
-		struct dkv_entry *n = cur->v[i].ent, *k;
-		if ((k = dkv_entry_child(e, n, el, len)))
-			cands_push(tmp, k, false);
-		if (nil)
-			continue;
-		if ((k = dkv_entry_child(e, n, PLUS_ELEM, sizeof PLUS_ELEM)))
-			cands_push(tmp, k, false);
-		if ((k = dkv_entry_child(e, n, HASH_ELEM, sizeof HASH_ELEM)))
-			cands_push(tmp, k, true);
-		if (cur->v[i].keep)
-			cands_push(tmp, n, true);
-	}
-	struct cands t = *cur;
-	*cur = *tmp;
-	*tmp = t;
-	/* the local arrays moved with the structs: point back at them */
-	if (cur->v == tmp->local)
-		cur->v = cur->local;
-	if (tmp->v == cur->local)
-		tmp->v = tmp->local;
-}
-
-/* ---- matching ---- */
-
-struct walk {
-	struct dkv_entry *match;   /* the path's own match */
-	bool dead;                 /* no ACL entry can match the path or below it */
-	struct dkv_entry *blocker; /* an ancestor's match that lacks need */
-	unsigned need;             /* DKV_ACL_ACCESS or DKV_ACL_NEW */
-};
-
-/* Walk path through the ACL at root.  creating: the change makes the
- * inner entries that do not exist yet (n is needed where they go). */
-static void walk(struct dkv_engine *e, struct dkv_entry *root, const uint8_t *path, size_t len,
-		 bool creating, struct walk *w)
-{
-	struct cands cur, tmp;
-	struct dkv_path_iter it;
-	const uint8_t *el, *next;
-	size_t elen, nlen;
-	struct dkv_entry *data = dkv_engine_root(e);
-
-	memset(w, 0, sizeof *w);
-	cands_init(&cur);
-	cands_init(&tmp);
-	cands_push(&cur, root, false);
-	dkv_path_iter_init(&it, path, len);
-	bool more = dkv_path_iter_next(&it, &el, &elen);
-	while (more) {
-		more = dkv_path_iter_next(&it, &next, &nlen);
-		struct dkv_entry *m = cands_best(&cur);
-		data = data ? dkv_entry_child(e, data, el, elen) : NULL;
-		if (m && !w->blocker) {
-			unsigned have = entry_modes(m);
-			if (!(have & DKV_ACL_ACCESS))
-				w->blocker = m, w->need = DKV_ACL_ACCESS;
-			else if (creating && more && !data && !(have & DKV_ACL_NEW))
-				w->blocker = m, w->need = DKV_ACL_NEW;
-		}
-		cands_step(e, &cur, &tmp, el, elen);
-		el = next;
-		elen = nlen;
-	}
-	w->match = cands_best(&cur);
-	w->dead = cur.n == 0;
-	cands_release(&cur);
-	cands_release(&tmp);
-}
-
-int dkv_acl_match(struct dkv_engine *e, const char *name, const uint8_t *path, size_t len,
-		  struct dkv_acl_match *m)
-{
-	struct dkv_entry *root = acl_root(e, name);
-	struct walk w;
-	memset(m, 0, sizeof *m);
-	if (!root)
-		return -ENOENT;
-	walk(e, root, path, len, false, &w);
-	m->entry = w.match;
-	m->modes = w.match ? entry_modes(w.match) : 0;
-	m->reachable = !w.blocker;
-	return 0;
-}
-
-/* ---- the session rule ---- */
-
-struct acl_rule {
-	struct dkv_engine *e;
-	char name[];
-};
-
-/* "wom #": the path's elements as the command line writes them. */
+/* "wom #": path elements as the command line writes them. */
 static void describe(struct dkv_buf *out, const uint8_t *path, size_t len)
 {
 	struct dkv_path_iter it;
@@ -266,6 +118,274 @@ static void describe(struct dkv_buf *out, const uint8_t *path, size_t len)
 		dkv_buf_append(out, ":", 1);
 }
 
+/* ---- compiled ACLs ---- */
+
+/*
+ * A copy of one ACL's subtree made for matching: children in small
+ * arrays compared with memcmp, modes parsed, labels for messages made
+ * once.  Immutable and refcounted; a session's rule keeps the one of the
+ * engine's current ACL generation and compiles anew when it moves.
+ */
+struct cnode {
+	uint8_t *name;
+	uint32_t namelen;
+	uint32_t nkids;
+	struct cnode *kids;
+	struct cnode *plus, *hash; /* the children "+" and "#" */
+	bool has;                  /* the ACL entry has a value */
+	unsigned modes;
+	char *label;               /* "wom #" (entries with a value only) */
+	char letters[24];          /* the value as stored, printable part */
+};
+
+struct cacl {
+	atomic_uint refs;
+	uint64_t gen;
+	bool exists;
+	struct cnode root;
+};
+
+static void cnode_build(struct cnode *n, const struct dkv_entry *x, struct dkv_path *p)
+{
+	n->has = dkv_entry_has_value(x);
+	if (n->has) {
+		struct dkv_buf b = {0};
+		n->modes = entry_modes(x);
+		stored_letters(x, n->letters, sizeof n->letters);
+		describe(&b, p->enc.data, p->enc.len);
+		n->label = strndup(b.len ? (const char *)b.data : "", b.len);
+		dkv_buf_release(&b);
+	}
+	for (const struct dkv_entry *k = x->kids; k; k = k->next)
+		n->nkids++;
+	n->kids = n->nkids ? dkv_xcalloc(n->nkids, sizeof *n->kids) : NULL;
+	uint32_t i = 0;
+	for (const struct dkv_entry *k = x->kids; k; k = k->next, i++) {
+		struct cnode *c = &n->kids[i];
+		c->name = dkv_xmalloc(k->namelen);
+		memcpy(c->name, k->name, k->namelen);
+		c->namelen = k->namelen;
+		if (k->namelen == 2 && !memcmp(k->name, PLUS_ELEM, 2))
+			n->plus = c;
+		if (k->namelen == 2 && !memcmp(k->name, HASH_ELEM, 2))
+			n->hash = c;
+		size_t at = p->enc.len;
+		dkv_buf_append(&p->enc, k->name, k->namelen);
+		cnode_build(c, k, p);
+		p->enc.len = at;
+	}
+}
+
+static void cnode_free(struct cnode *n)
+{
+	for (uint32_t i = 0; i < n->nkids; i++) {
+		cnode_free(&n->kids[i]);
+		free(n->kids[i].name);
+	}
+	free(n->kids);
+	free(n->label);
+}
+
+/* Compile the ACL named name as the tree holds it now. */
+static struct cacl *cacl_new(struct dkv_engine *e, const char *name, uint64_t gen)
+{
+	struct cacl *c = dkv_xcalloc(1, sizeof *c);
+	atomic_init(&c->refs, 1);
+	c->gen = gen;
+	struct dkv_entry *root = acl_root(e, name);
+	if (root) {
+		struct dkv_path p;
+		dkv_path_init(&p);
+		c->exists = true;
+		cnode_build(&c->root, root, &p);
+		dkv_path_release(&p);
+	}
+	return c;
+}
+
+static void cacl_unref(struct cacl *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+		cnode_free(&c->root);
+		free(c);
+	}
+}
+
+static struct cnode *cchild(const struct cnode *n, const uint8_t *el, size_t len)
+{
+	for (uint32_t i = 0; i < n->nkids; i++)
+		if (n->kids[i].namelen == len && !memcmp(n->kids[i].name, el, len))
+			return &n->kids[i];
+	return NULL;
+}
+
+/* ---- the candidate set ---- */
+
+#define CAND_MAX 256 /* bound on the set (a pathological ACL of many '#') */
+
+struct cand {
+	const struct cnode *n;
+	bool keep; /* a '#': stays for the next steps */
+};
+
+struct cands {
+	struct cand *v;
+	unsigned n, cap;
+	struct cand local[16];
+};
+
+static void cands_init(struct cands *c)
+{
+	c->v = c->local;
+	c->n = 0;
+	c->cap = 16;
+}
+
+static void cands_release(struct cands *c)
+{
+	if (c->v != c->local)
+		free(c->v);
+}
+
+static void cands_push(struct cands *c, const struct cnode *n, bool keep)
+{
+	if (c->n == c->cap) {
+		if (c->cap >= CAND_MAX)
+			return;
+		struct cand *v = dkv_xmalloc(sizeof *v * c->cap * 2);
+		memcpy(v, c->v, sizeof *v * c->n);
+		if (c->v != c->local)
+			free(c->v);
+		c->v = v;
+		c->cap *= 2;
+	}
+	c->v[c->n++] = (struct cand){n, keep};
+}
+
+/* The most specific candidate with a value. */
+static const struct cnode *cands_best(const struct cands *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->v[i].n->has)
+			return c->v[i].n;
+	return NULL;
+}
+
+/* Follow one path element: the candidates of from become those of to. */
+static void cands_step(const struct cands *from, struct cands *to, const uint8_t *el,
+		       size_t len)
+{
+	bool nil = len == 1 && el[0] == 0xc0;
+	to->n = 0;
+	for (unsigned i = 0; i < from->n; i++) {
+		const struct cnode *n = from->v[i].n, *k;
+		if ((k = cchild(n, el, len)))
+			cands_push(to, k, false);
+		if (nil)
+			continue;
+		if (n->plus)
+			cands_push(to, n->plus, false);
+		if (n->hash)
+			cands_push(to, n->hash, true);
+		if (from->v[i].keep)
+			cands_push(to, n, true);
+	}
+}
+
+/* ---- matching ---- */
+
+struct walk {
+	const struct cnode *match;   /* the path's own match */
+	bool dead;                   /* no ACL entry can match the path or below it */
+	const struct cnode *blocker; /* an ancestor's match that lacks need */
+	unsigned need;               /* DKV_ACL_ACCESS or DKV_ACL_NEW */
+};
+
+/* Walk path through the compiled ACL.  creating (with e): the change
+ * makes the inner entries that do not exist yet, so n is needed above
+ * them. */
+static void walk(const struct cacl *acl, struct dkv_engine *e, const uint8_t *path,
+		 size_t len, bool creating, struct walk *w)
+{
+	struct cands a, b, *cur = &a, *next = &b;
+	struct dkv_path_iter it;
+	const uint8_t *el, *nel;
+	size_t elen, nlen;
+	struct dkv_entry *data = creating ? dkv_engine_root(e) : NULL;
+
+	memset(w, 0, sizeof *w);
+	cands_init(&a);
+	cands_init(&b);
+	if (acl->exists)
+		cands_push(cur, &acl->root, false);
+	dkv_path_iter_init(&it, path, len);
+	bool more = dkv_path_iter_next(&it, &el, &elen);
+	while (more && cur->n) {
+		more = dkv_path_iter_next(&it, &nel, &nlen);
+		const struct cnode *m = cands_best(cur);
+		data = data ? dkv_entry_child(e, data, el, elen) : NULL;
+		if (m && !w->blocker) {
+			if (!(m->modes & DKV_ACL_ACCESS))
+				w->blocker = m, w->need = DKV_ACL_ACCESS;
+			else if (creating && more && !data && !(m->modes & DKV_ACL_NEW))
+				w->blocker = m, w->need = DKV_ACL_NEW;
+		}
+		cands_step(cur, next, el, elen);
+		struct cands *t = cur;
+		cur = next;
+		next = t;
+		el = nel;
+		elen = nlen;
+	}
+	w->dead = cur->n == 0;
+	w->match = w->dead ? NULL : cands_best(cur);
+	cands_release(&a);
+	cands_release(&b);
+}
+
+int dkv_acl_match(struct dkv_engine *e, const char *name, const uint8_t *path, size_t len,
+		  struct dkv_acl_match *m)
+{
+	struct cacl *acl = cacl_new(e, name, 0);
+	struct walk w;
+	memset(m, 0, sizeof *m);
+	if (!acl->exists) {
+		cacl_unref(acl);
+		return -ENOENT;
+	}
+	walk(acl, e, path, len, false, &w);
+	m->matched = w.match != NULL;
+	m->modes = w.match ? w.match->modes : 0;
+	m->reachable = !w.blocker;
+	cacl_unref(acl);
+	return 0;
+}
+
+/* ---- the session rule ---- */
+
+struct acl_rule {
+	struct dkv_engine *e;
+	pthread_mutex_t lock; /* the mount's threads share one session */
+	struct cacl *acl;     /* compiled at acl->gen */
+	char name[];
+};
+
+/* The rule's ACL as compiled for the engine's current generation; the
+ * caller unrefs it. */
+static struct cacl *rule_acl(struct acl_rule *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint64_t gen = dkv_engine_acl_gen(r->e);
+	if (!r->acl || r->acl->gen != gen) {
+		cacl_unref(r->acl);
+		r->acl = cacl_new(r->e, r->name, gen);
+	}
+	struct cacl *c = r->acl;
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_unlock(&r->lock);
+	return c;
+}
+
 static char mode_letter(unsigned mode)
 {
 	for (size_t i = 0; i < sizeof BITS / sizeof BITS[0]; i++)
@@ -275,67 +395,65 @@ static char mode_letter(unsigned mode)
 }
 
 /* s->why = "ACL NAME (ENTRY: MODES) does not allow L". */
-static int refuse(struct dkv_session *s, const struct acl_rule *rule, struct dkv_entry *match,
+static int refuse(struct dkv_session *s, const struct acl_rule *rule, const struct cnode *match,
 		  const uint8_t *path, size_t len, unsigned mode)
 {
-	struct dkv_buf b = {0};
 	if (match) {
-		struct dkv_path p;
-		char letters[24];
-		dkv_path_init(&p);
-		dkv_entry_path(match, acl_root(rule->e, rule->name), &p);
-		describe(&b, p.enc.data, p.enc.len);
-		dkv_path_release(&p);
-		stored_letters(match, letters, sizeof letters);
-		snprintf(s->why, sizeof s->why, "ACL %s (%.*s: %s) does not allow %c", rule->name,
-			 (int)(b.len > 120 ? 120 : b.len), (const char *)b.data, letters,
-			 mode_letter(mode));
+		snprintf(s->why, sizeof s->why, "ACL %s (%.120s: %s) does not allow %c", rule->name,
+			 match->label[0] ? match->label : ":", match->letters, mode_letter(mode));
 	} else {
+		struct dkv_buf b = {0};
 		describe(&b, path, len);
 		snprintf(s->why, sizeof s->why, "ACL %s (no entry matches %.*s) does not allow %c",
 			 rule->name, (int)(b.len > 120 ? 120 : b.len), (const char *)b.data,
 			 mode_letter(mode));
+		dkv_buf_release(&b);
 	}
-	dkv_buf_release(&b);
 	return -EACCES;
 }
 
 static int rule_check(struct dkv_session *s, const uint8_t *path, size_t len, bool internal,
 		      unsigned mode)
 {
-	const struct acl_rule *rule = s->rule;
+	struct acl_rule *rule = s->rule;
 	if (internal || (mode & DKV_ACL_INTERNAL)) {
 		snprintf(s->why, sizeof s->why, "ACL %s does not allow access to internal data",
 			 rule->name);
 		return -EACCES;
 	}
-	struct dkv_entry *root = acl_root(rule->e, rule->name);
-	if (!root)
-		return refuse(s, rule, NULL, path, len, mode ? mode : DKV_ACL_ACCESS);
+	struct cacl *acl = rule_acl(rule);
 	struct walk w;
-	walk(rule->e, root, path, len, (mode & DKV_ACL_CREATE) != 0, &w);
+	int rc = 0;
+	walk(acl, rule->e, path, len, (mode & DKV_ACL_CREATE) != 0, &w);
 	if (w.blocker)
-		return refuse(s, rule, w.blocker, path, len, w.need);
-	if (!mode)
-		return 0;
-	unsigned have = w.match ? entry_modes(w.match) : 0;
-	if ((have & mode) != mode)
-		return refuse(s, rule, w.match, path, len, mode & ~have);
-	return 0;
+		rc = refuse(s, rule, w.blocker, path, len, w.need);
+	else if (mode && (!w.match || (w.match->modes & mode) != mode))
+		rc = refuse(s, rule, w.match, path, len, w.match ? mode & ~w.match->modes : mode);
+	cacl_unref(acl);
+	return rc;
+}
+
+static void rule_free(struct acl_rule *r)
+{
+	if (!r)
+		return;
+	cacl_unref(r->acl);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
 }
 
 void dkv_acl_bind(struct dkv_session *s, struct dkv_engine *e, const char *name)
 {
-	free(s->rule);
+	if (s->check == rule_check)
+		rule_free(s->rule);
 	s->rule = NULL;
 	s->check = NULL;
 	if (!name || !strcmp(name, "*"))
 		return;
 	size_t n = strlen(name);
-	struct acl_rule *r = malloc(sizeof *r + n + 1);
-	if (!r)
-		abort();
+	struct acl_rule *r = dkv_xcalloc(1, sizeof *r + n + 1);
 	r->e = e;
+	pthread_mutex_init(&r->lock, NULL);
 	memcpy(r->name, name, n + 1);
 	s->rule = r;
 	s->check = rule_check;
@@ -352,13 +470,12 @@ unsigned dkv_session_modes(struct dkv_session *s, const uint8_t *path, size_t le
 		return s->check(s, path, len, internal, all) ? 0 : all;
 	if (internal)
 		return 0;
-	const struct acl_rule *rule = s->rule;
-	struct dkv_entry *root = acl_root(rule->e, rule->name);
+	struct acl_rule *rule = s->rule;
+	struct cacl *acl = rule_acl(rule);
 	struct walk w;
-	if (!root)
-		return DKV_ACL_UNMATCHED;
-	walk(rule->e, root, path, len, false, &w);
+	walk(acl, rule->e, path, len, false, &w);
+	cacl_unref(acl);
 	if (w.blocker || w.dead)
 		return 0;
-	return w.match ? entry_modes(w.match) : DKV_ACL_UNMATCHED;
+	return w.match ? w.match->modes : DKV_ACL_UNMATCHED;
 }

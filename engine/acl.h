@@ -34,7 +34,7 @@ void dkv_acl_letters(unsigned modes, char *out);
 
 /* The ACL entry matching one path. */
 struct dkv_acl_match {
-	struct dkv_entry *entry; /* the matching ACL entry; NULL: none */
+	bool matched;            /* an ACL entry matches */
 	unsigned modes;          /* its modes (0 when none matches) */
 	bool reachable;          /* every ancestor with a match allows x */
 };

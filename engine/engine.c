@@ -317,7 +317,26 @@ static bool holds(const struct dkv_entry *ent, const uint8_t *v, size_t len)
 	       !memcmp(dkv_value_data(ent->value), v, len);
 }
 
+static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
+
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
+{
+	static const uint8_t acl_elem[] = {0xa3, 'a', 'c', 'l'};
+	int rc = apply(e, c, res);
+	/* after the change is in the tree: a reader that compiled an ACL saw
+	 * it or is told by the new generation to compile again */
+	if (c->internal && c->path_len >= sizeof acl_elem &&
+	    !memcmp(c->path, acl_elem, sizeof acl_elem))
+		atomic_fetch_add(&e->acl_gen, 1);
+	return rc;
+}
+
+uint64_t dkv_engine_acl_gen(struct dkv_engine *e)
+{
+	return atomic_load(&e->acl_gen);
+}
+
+static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
 {
 	struct dkv_entry *base = e->root;
 	struct dkv_entry *ent;

@@ -320,6 +320,11 @@ typedef void (*dkv_hook_fn)(void *ctx, const struct dkv_event *ev);
 void dkv_engine_add_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
 void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
 
+/* A number that changes whenever anything below (None, "acl") changes
+ * (after the change is in the tree): what caches a compiled ACL checks.
+ * Any thread. */
+uint64_t dkv_engine_acl_gen(struct dkv_engine *e);
+
 /* The tree's lock, for readers on other threads. */
 void dkv_engine_rdlock(struct dkv_engine *e);
 void dkv_engine_unlock(struct dkv_engine *e);

@@ -42,6 +42,8 @@ struct dkv_engine {
 	 * may hold a value again since (dropped at the next purge) */
 	struct dkv_entry **tombs;
 	size_t ntombs, tombs_cap;
+
+	atomic_uint_fast64_t acl_gen; /* bumped by every change below (None, "acl") */
 };
 
 uint32_t dkv__hash_elem(const struct dkv_entry *parent, const uint8_t *name, size_t len);

@@ -2,7 +2,14 @@
 # bench-protocol.sh - the client-protocol benchmark: our server beside
 # redis-server on the same loopback workloads, plus server memory per entry.
 #
-# usage: tools/bench-protocol.sh [BUILD_DIR]     (default: build)
+# usage: tools/bench-protocol.sh [BUILD_DIR]          (default: build)
+#        tools/bench-protocol.sh --auth [BUILD_DIR]   only the auth figures
+#
+# --auth: two nodes side by side, one without auth and one where every
+# client logs in (_test) as a user bound by a 20-entry ACL; the same
+# set/get runs on both, interleaved, REPEAT times (medians).  Then login
+# latency: rounds of 50 concurrent logins (_test, then password) while one
+# client does sequential sets, whose p99 is the figure that must stay low.
 #
 # Starts a distkv node and a redis-server on free ports, runs dkv-bench and
 # redis-benchmark with the same connections, pipeline depth, value size (8
@@ -18,6 +25,11 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+auth_only=false
+if [ "${1:-}" = --auth ]; then
+	auth_only=true
+	shift
+fi
 build=${1:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 distkv=$build/tools/distkv
@@ -34,7 +46,7 @@ hz=$(getconf CLK_TCK)
 for x in "$distkv" "$bench"; do
 	[ -x "$x" ] || { echo "bench-protocol: $x not built (run ninja -C $build)" >&2; exit 1; }
 done
-for x in redis-server redis-benchmark; do
+$auth_only || for x in redis-server redis-benchmark; do
 	command -v $x >/dev/null || { echo "bench-protocol: $x not installed" >&2; exit 1; }
 done
 
@@ -116,6 +128,120 @@ theirs() {
 median() {
 	sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
+
+# dkvreq PORT ACTION KEY=PYTHON-LITERAL...: one raw request, as root
+dkvreq() {
+	$PY - "$@" <<'PYEOF'
+import socket, sys, ast, msgpack, ctypes, ctypes.util
+port, action = int(sys.argv[1]), sys.argv[2]
+kw = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])}
+s = socket.create_connection(("127.0.0.1", port))
+u = msgpack.Unpacker(raw=False)
+def recv():
+    while True:
+        for m in u:
+            return m
+        u.feed(s.recv(65536))
+recv()
+if "password" in kw:   # seal it to the connection's key
+    lib = ctypes.CDLL(ctypes.util.find_library("sodium"))
+    lib.sodium_init()
+    s.sendall(msgpack.packb({"action": "auth_key", "seq": 1}))
+    key = recv()["pubkey"]
+    pw = kw.pop("password").encode()  # a literal, like the other fields
+    out = ctypes.create_string_buffer(len(pw) + 48)
+    lib.crypto_box_seal(out, pw, ctypes.c_ulonglong(len(pw)), key)
+    kw["data"] = {"password": out.raw}
+kw.update(action=action, seq=2)
+s.sendall(msgpack.packb(kw, use_bin_type=True))
+m = recv()
+if "error" in m:
+    sys.exit("bench-protocol: %s: %s" % (action, m["error"]))
+PYEOF
+}
+
+if $auth_only; then
+	start_distkv bench-open
+	open_port=$dkv_port
+	start_distkv bench-auth
+	auth_port=$dkv_port
+	# joe is bound by "bench": 19 entries that do not match the keys, some
+	# with wildcards on the way, and the one that does
+	acl=(
+		"bench #=rwcdxe" "bench=xen" "other #=r" "+ secret=r" "+ + hidden=" "bench k1 +=r"
+		"bench k2 +=rw" "bench k3 # deep=x" "logs #=c" "logs=x" "a b c=r" "a + c=w"
+		"a # z=r" "tmp +=rwc" "tmp # old=d" "+ cfg=r" "+ cfg #=r" "pub #=rxe" "pub=xe" "x y=r"
+	)
+	for a in "${acl[@]}"; do
+		path=${a%%=*}
+		words=$(printf "'%s'," $path)
+		dkvreq "$auth_port" set_internal "path=('acl','bench',${words%,})" "value='${a#*=}'"
+	done
+	dkvreq "$auth_port" auth_set typ="'_test'" ident="'joe'" "aux={'acl':'bench'}"
+	dkvreq "$auth_port" auth_set typ="'_test'" ident="'root'"
+	dkvreq "$auth_port" set_auth_typ typ="'_test'"
+	login=(--auth "_test name=joe")
+	"$bench" -p "$open_port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS >/dev/null
+	"$bench" -p "$auth_port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS "${login[@]}" >/dev/null
+	acases=("set 50 1 $N_CONN" "get 50 1 $N_CONN" "set 50 16 $N_PIPE" "get 50 16 $N_PIPE")
+	run() { # PORT TEST CONNS PIPELINE N [login args]: "ops p50"
+		local port=$1
+		shift
+		"$bench" -p "$port" -q -t "$1" -c "$2" -P "$3" -n "$4" -k $KEYS "${@:5}" |
+			awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }'
+	}
+	for rep in $(seq "$REPEAT"); do
+		for i in "${!acases[@]}"; do
+			set -- ${acases[$i]}
+			echo "run $rep/$REPEAT: $1, $2 connection(s), pipeline $3" >&2
+			run "$open_port" "$@" >>"$tmp/open.$i"
+			run "$auth_port" "$@" "${login[@]}" >>"$tmp/auth.$i"
+		done
+	done
+	echo
+	echo "Auth on (a user bound by a 20-entry ACL) beside auth off, loopback, median of $REPEAT runs ($(nproc) CPUs)"
+	echo
+	echo "| workload | auth off ops/s | auth on ops/s | ratio | auth off p50 µs | auth on p50 µs | goal |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+	for i in "${!acases[@]}"; do
+		set -- ${acases[$i]}
+		o=$(awk '{ print $1 }' "$tmp/open.$i" | median)
+		a=$(awk '{ print $1 }' "$tmp/auth.$i" | median)
+		awk -v w="$1, $2 connections, pipeline $3" -v o="$o" -v a="$a" \
+			-v op="$(awk '{ print $2 }' "$tmp/open.$i" | median)" \
+			-v ap="$(awk '{ print $2 }' "$tmp/auth.$i" | median)" 'BEGIN {
+			r = a / o
+			printf "| %s | %.0f | %.0f | %.0f%% | %s | %s | %s (>= 90%%) |\n", w, o, a, r * 100, op, ap,
+				(r >= 0.9 ? "met" : "NOT met")
+		}'
+	done
+	# login latency: _test on the auth node, then password on a third node
+	start_distkv bench-pw
+	pw_port=$dkv_port
+	dkvreq "$pw_port" auth_set typ="'password'" ident="'joe'" password="'pw'"
+	dkvreq "$pw_port" auth_set typ="'password'" ident="'root'" password="'rootpw'"
+	dkvreq "$pw_port" set_auth_typ typ="'password'"
+	echo
+	echo "Logins: rounds of 50 concurrent logins while one client does sequential sets"
+	echo
+	echo "| method | logins | login p50 ms | login p99 ms | set client p50 µs | set client p99 µs | goal |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+	for m in _test password; do
+		if [ $m = _test ]; then port=$auth_port rounds=40 who="_test name=root"
+		else port=$pw_port rounds=2 who="password name=root password=rootpw"; fi
+		"$PY" "$root/tools/bench-login.py" "$port" $m $rounds >"$tmp/login.$m" &
+		lp=$!
+		sleep 0.2
+		setline=$("$bench" -p "$port" -q -t set --sequential -n 3000 -k $KEYS --auth "$who")
+		wait $lp
+		read -r _ n _ refused _ p50 _ p99 _ <"$tmp/login.$m"
+		echo "$setline" | awk -F, -v m=$m -v n="$n" -v p50="$p50" -v p99="$p99" '/^bench,/ {
+			printf "| %s | %d | %s | %s | %s | %s | %s (set p99 < 5 ms) |\n", m, n, p50, p99, $8, $9,
+				($9 < 5000 ? "met" : "NOT met")
+		}'
+	done
+	exit 0
+fi
 
 start_distkv bench-a
 start_redis

@@ -117,6 +117,7 @@ struct opts {
 	bool prefill;
 	int rss_pid; /* 0: none */
 	bool quiet;
+	const char *auth; /* log in like this first ("_test name=joe"); NULL: no login */
 };
 
 enum phase { PH_CONNECT, PH_PREFILL, PH_RUN, PH_DONE };
@@ -138,8 +139,11 @@ struct bconn {
 	unsigned inflight;
 	uint64_t next_seq;
 	uint64_t rng;        /* xorshift64 state */
-	bool ready;          /* greeting received, hello sent */
+	bool ready;          /* greeting received, hello sent (and logged in) */
+	bool greeted;        /* greeting received */
 };
+
+#define AUTH_SEQ (1ull << 40) /* the login request's seq, beyond any request's */
 
 struct bench {
 	struct opts o;
@@ -381,12 +385,46 @@ static void send_hello(struct bconn *c)
 	flush(c);
 }
 
+/* Send the login request; a password is sealed to pubkey, which
+ * auth_key must have fetched first (pubkey NULL: ask for it). */
+static void send_login(struct bconn *c, const uint8_t *pubkey)
+{
+	struct dkv_auth_spec sp;
+	char err[200];
+	if (dkv_auth_spec_parse(&sp, c->b->o.auth, err, sizeof err)) {
+		fail(c->b, err, 0);
+		return;
+	}
+	if (sp.method == DKV_AUTH_PASSWORD && !pubkey) {
+		dkv_mp_map(&c->out, 2);
+		dkv_mp_str(&c->out, "action", 6);
+		dkv_mp_str(&c->out, "auth_key", 8);
+		dkv_mp_str(&c->out, "seq", 3);
+		dkv_mp_uint(&c->out, AUTH_SEQ - 1);
+		dkv_auth_spec_release(&sp);
+		flush(c);
+		return;
+	}
+	struct dkv_buf f = {0};
+	uint32_t n = dkv_auth_login_fields(&sp, pubkey, &f);
+	dkv_mp_map(&c->out, n + 2);
+	dkv_buf_append(&c->out, f.data, f.len);
+	dkv_mp_str(&c->out, "action", 6);
+	dkv_mp_str(&c->out, "auth", 4);
+	dkv_mp_str(&c->out, "seq", 3);
+	dkv_mp_uint(&c->out, AUTH_SEQ);
+	dkv_buf_release(&f);
+	dkv_auth_spec_release(&sp);
+	flush(c);
+}
+
 /* One complete reply: find its seq and whether it is an error. */
 static void handle_reply(struct bconn *c, const uint8_t *p, size_t len, uint64_t now)
 {
 	struct dkv_mp_reader r;
 	struct dkv_mp_item it, k;
-	bool has_seq = false, error = false;
+	bool has_seq = false, error = false, end = false;
+	const uint8_t *pubkey = NULL;
 	uint64_t seq = 0;
 	static bool told;
 
@@ -406,6 +444,18 @@ static void handle_reply(struct bconn *c, const uint8_t *p, size_t len, uint64_t
 			}
 			continue;
 		}
+		if (k.type == DKV_MP_STR && dkv_mp_streq(&k, "pubkey")) {
+			struct dkv_mp_reader vr = r;
+			struct dkv_mp_item v;
+			if (!dkv_mp_read(&vr, &v) && v.type == DKV_MP_BIN &&
+			    v.v.s.len == DKV_AUTH_KEYBYTES)
+				pubkey = v.v.s.p;
+		}
+		if (k.type == DKV_MP_STR && dkv_mp_streq(&k, "state")) {
+			struct dkv_mp_reader vr = r;
+			struct dkv_mp_item v;
+			end = !dkv_mp_read(&vr, &v) && dkv_mp_streq(&v, "end");
+		}
 		if (k.type == DKV_MP_STR && dkv_mp_streq(&k, "error")) {
 			struct dkv_mp_reader vr = r;
 			struct dkv_mp_item v;
@@ -420,12 +470,29 @@ static void handle_reply(struct bconn *c, const uint8_t *p, size_t len, uint64_t
 			break;
 	}
 	if (!c->ready) {
-		if (!has_seq || seq != 0) {
+		if (!c->greeted && (!has_seq || seq != 0)) {
 			fail(c->b, "no greeting from the server", 0);
 			return;
 		}
+		if (!c->greeted) {
+			c->greeted = true;
+			send_hello(c);
+			if (c->b->o.auth) {
+				send_login(c, NULL);
+				return;
+			}
+		} else if (seq == AUTH_SEQ - 1 && pubkey) {
+			send_login(c, pubkey);
+			return;
+		} else if (seq != AUTH_SEQ && !error) {
+			return; /* the login stream's start */
+		} else if (error) {
+			fail(c->b, "the login was refused", 0);
+			return;
+		} else if (!end) {
+			return;
+		}
 		c->ready = true;
-		send_hello(c);
 		if (++c->b->nready == c->b->o.conns)
 			start_phase(c->b, c->b->o.prefill ? PH_PREFILL : PH_RUN);
 		return;
@@ -596,6 +663,7 @@ static void usage(FILE *f)
 	      "  --rss-pid PID    report that process's RSS before and after the prefill,\n"
 	      "                   and the difference per key\n"
 	      "  --sequential     one connection, one request in flight (-c 1 -P 1)\n"
+	      "  --auth SPEC      log in first: \"_test name=joe\", \"password name=joe password=pw\"\n"
 	      "  -q               one CSV line per figure:\n"
 	      "                   bench,test,conns,pipeline,requests,seconds,ops_per_s,\n"
 	      "                     p50_us,p99_us,p999_us,errors\n"
@@ -617,12 +685,13 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-	enum { O_SET_RATIO = 256, O_PREFILL, O_RSS_PID, O_SEQUENTIAL, O_HELP };
+	enum { O_SET_RATIO = 256, O_PREFILL, O_RSS_PID, O_SEQUENTIAL, O_HELP, O_AUTH };
 	static const struct option lopts[] = {
 		{"set-ratio", required_argument, NULL, O_SET_RATIO},
 		{"prefill", no_argument, NULL, O_PREFILL},
 		{"rss-pid", required_argument, NULL, O_RSS_PID},
 		{"sequential", no_argument, NULL, O_SEQUENTIAL},
+		{"auth", required_argument, NULL, O_AUTH},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -678,6 +747,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			break;
 		case 'q':
 			o->quiet = true;
+			break;
+		case O_AUTH:
+			o->auth = optarg;
 			break;
 		case O_SET_RATIO: {
 			char *end;

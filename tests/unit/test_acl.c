@@ -239,7 +239,7 @@ TEST(internal_and_missing)
 	struct dkv_acl_match m;
 	words(&p, "x y");
 	CHECK(dkv_acl_match(e, "t", p.enc.data, p.enc.len, &m) == 0);
-	CHECK(m.entry && m.reachable);
+	CHECK(m.matched && m.reachable);
 	CHECK(dkv_acl_match(e, "nope", p.enc.data, p.enc.len, &m) == -ENOENT);
 	dkv_path_release(&p);
 	dkv_engine_free(e);
