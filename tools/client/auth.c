@@ -683,7 +683,7 @@ static int cmd_user_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 static const struct dkv__cli_cmd user_delete_cmd = {
 	.name = "delete", .run = cmd_user_delete, .summary = "delete a user",
 	.usage = "auth [-m METHOD] user delete USER",
-	.about = "Delete USER's record; a session logged in as USER keeps running.\n",
+	.about = "Delete USER's record.\n",
 };
 
 /* ---- the user group ---- */
