@@ -723,8 +723,7 @@ static void auth_usage(struct dkv__cli_ctx *x, const struct dkv__cli_opt *opts, 
 int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
 		      char **argv)
 {
-	const struct dkv__cli_cmd self = {.name = "auth", .usage = g->usage,
-					  .print_usage = auth_usage};
+	static struct dkv__cli_cmd self = {.name = "auth", .print_usage = auth_usage};
 	const struct dkv__cli_opt opts[] = {
 		{.name = "method", .letter = 'm', .arg = "METHOD", .str = &x->method,
 		 .help = "the method to act on: " METHOD_NAMES},
@@ -733,6 +732,7 @@ int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, in
 	static char name[64];
 	snprintf(name, sizeof(name), "%s %s", x->cmdname, g->name);
 	argv[0] = name; /* for getopt's messages */
+	self.usage = g->usage;
 	x->cmd = &self;
 	x->group = g;
 	int rc = dkv__cli_options(x, opts, argc, argv);

@@ -28,11 +28,11 @@ struct dkv__cli_ctx {
 	struct dkv_cli *cli;
 	const char *cmdname; /* "distkv client" or "dkv", for usage lines */
 	const struct dkv__cli_cmd *cmd; /* the command being run, for usage lines */
+	const struct dkv__cli_group *group; /* the group being run, for its usage */
+	const char *method; /* "auth -m METHOD"; NULL: not given */
 	const char *host;
 	unsigned port;
 	struct dkv_client *conn; /* NULL until the first request */
-	const struct dkv__cli_group *group; /* the group being run, for its usage */
-	const char *method; /* "auth -m METHOD"; NULL: not given */
 };
 
 /* ---- options (options.c) ---- */
