@@ -170,6 +170,9 @@ def test_user_add_bad_input(cli):
           1, "no answer for Code")
     fails(cli("auth", "-m", "password", "user", "add", "--aux", "acl", "name=joe", pw), 2,
           "--aux wants KEY=VALUE")
+    fails(cli("auth", "-m", "root", "user", "add", "name=joe"), 1, "ServerError")
+    fails(cli("auth", "-m", "_test", "user", "add", "name=joe", pw), 1, "ServerError")
+    ok(cli("auth", "-m", "password", "user", "list"), "")
     ok(cli("auth", "-m", "password", "user", "add", "name=joe", pw))
     # an existing user is not replaced
     res = fails(cli("auth", "-m", "password", "user", "add", "name=joe", "password=other"), 1,
