@@ -307,6 +307,17 @@ bool dkv_config_get(const struct dkv_config *c, const char *key, const uint8_t *
 	return true;
 }
 
+bool dkv_config_at(const struct dkv_config *c, size_t i, const char **key, const uint8_t **mp,
+		   size_t *len)
+{
+	if (i >= c->n)
+		return false;
+	*key = c->v[i].key;
+	*mp = c->v[i].mp;
+	*len = c->v[i].len;
+	return true;
+}
+
 static bool get_item(const struct dkv_config *c, const char *key, struct dkv_mp_item *it)
 {
 	const struct entry *e = find(c, key);

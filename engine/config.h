@@ -36,5 +36,9 @@ double dkv_config_float(const struct dkv_config *c, const char *key, double dflt
 bool dkv_config_bool(const struct dkv_config *c, const char *key, bool dflt);
 /* Raw access: false when missing. */
 bool dkv_config_get(const struct dkv_config *c, const char *key, const uint8_t **mp, size_t *len);
+/* The i-th setting (in no particular order), for keys that name data
+ * (server.mount.users.UID): false when i is past the last. */
+bool dkv_config_at(const struct dkv_config *c, size_t i, const char **key, const uint8_t **mp,
+		   size_t *len);
 
 #endif

@@ -60,15 +60,16 @@ bool dkvfs__entry_relpath(const struct dkvfs *fs, const struct dkv_entry *ent,
 
 /* The directory entry named name in dir; NULL when there is none (or it
  * is not shown).  Under the read lock. */
-static struct dkv_entry *child_by_name(struct dkvfs *fs, struct dkv_entry *dir, const char *name,
-				       bool want_hidden)
+static struct dkv_entry *child_by_name(struct dkvfs *fs, struct dkv_session *s,
+				       struct dkv_entry *dir, const char *name, bool want_hidden)
 {
 	struct dkv_buf el = {0};
 	struct dkv_entry *k = NULL;
 	if (dir == dkv_engine_root(fs->e)) {
 		for (unsigned i = 0; i < fs->nspecials; i++)
 			if (name_is(name, fs->specials[i].name))
-				return fs->specials[i].ent;
+				return dkvfs__special_shown(fs, s, &fs->specials[i]) ? fs->specials[i].ent
+										     : NULL;
 	}
 	if (!dkv_pathtext_parse(&el, name, strlen(name), DKV_PT_FS)) {
 		k = dkv_entry_child(fs->e, dir, el.data, el.len);
@@ -94,6 +95,11 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	struct dkv_session *s = dkvfs__session(fs, req);
+	if (!s) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	bool notifier = dkvfs__from_notifier(fs, req);
 	bool expect_absent = false, expect_present = false;
 	if (notifier) {
@@ -111,7 +117,10 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 
 	dkv_engine_rdlock(fs->e);
-	if (name_is(name, "_")) {
+	/* a name in dir can be found where dir can be reached (x) */
+	if (s->check && dkvfs__check(fs, s, dir, NULL, 0, 0)) {
+		rc = -EACCES;
+	} else if (name_is(name, "_")) {
 		if (dkv_entry_has_value(dir) || expect_present) {
 			dkvfs__make_entry(fs, req, dir, K_VALUE, &e);
 			rc = 0;
@@ -128,8 +137,10 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		dkvfs__make_entry(fs, req, dir, K_STATS, &e);
 		rc = 0;
 	} else {
-		struct dkv_entry *k = child_by_name(fs, dir, name, notifier);
-		if (k) {
+		struct dkv_entry *k = child_by_name(fs, s, dir, name, notifier);
+		if (k && s->check && dkvfs__check(fs, s, k, NULL, 0, 0))
+			rc = -EACCES;
+		else if (k) {
 			dkvfs__make_entry(fs, req, k, K_DIR, &e);
 			rc = 0;
 		}
@@ -157,9 +168,32 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 void dkvfs__op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), opendir);
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, ENOSYS);
+	struct dkvfs *fs = FS(req);
+	if (!fs->checked) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* checked: each open lists afresh, for whoever opens it (access.c) */
+	struct dkv_session *s = dkvfs__session(fs, req);
+	enum fskind k;
+	struct dkv_entry *dir = dkvfs__ino_entry(fs, ino, &k);
+	int rc = -EACCES;
+	if (s) {
+		dkv_engine_rdlock(fs->e);
+		unsigned m = dkvfs__modes(fs, s, dir);
+		if (m && dkv_acl_may_descend(m))
+			rc = 0;
+		else
+			dkvfs__check(fs, s, dir, NULL, 0, DKV_ACL_ENUM | DKV_ACL_ACCESS); /* says why */
+		dkv_engine_unlock(fs->e);
+	}
+	if (rc) {
+		reply_rc(req, rc);
+		return;
+	}
+	fi->cache_readdir = 0;
+	fi->keep_cache = 0;
+	fuse_reply_open(req, fi);
 }
 
 void dkvfs__op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -226,21 +260,30 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct dkv_buf buf = {0}, name = {0};
 	(void)fi;
 	bool is_root = dir == dkv_engine_root(fs->e);
+	struct dkv_session *s = dkvfs__session(fs, req);
+	if (!s) { /* a listing opened by someone else: refused at OPENDIR */
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	bool checked = s->check != NULL;
 
 	dkv_engine_rdlock(fs->e);
+	unsigned dm = checked ? dkvfs__modes(fs, s, dir) : 0;
 	if (off < OFF_DOT && !add_dirent(fs, req, &buf, size, plus, ".", dir, K_DIR, OFF_DOT))
 		goto full;
 	if (off < OFF_DOTDOT &&
 	    !add_dirent(fs, req, &buf, size, plus, "..", dir->parent ? dir->parent : dir, K_DIR,
 			OFF_DOTDOT))
 		goto full;
-	if (off < OFF_VALUE && dkv_entry_has_value(dir) &&
+	if (off < OFF_VALUE && dkv_entry_has_value(dir) && (!checked || (dm & DKV_ACL_READ)) &&
 	    !add_dirent(fs, req, &buf, size, plus, "_", dir, K_VALUE, OFF_VALUE))
 		goto full;
 	for (unsigned i = 0; is_root && i < fs->nspecials; i++) {
 		off_t o = OFF_SPECIAL + i;
-		if (off < o && !add_dirent(fs, req, &buf, size, plus, fs->specials[i].name,
-					   fs->specials[i].ent, K_DIR, o))
+		if (off < o && dkvfs__special_shown(fs, s, &fs->specials[i]) &&
+		    (!checked || dkvfs__listed(fs, s, fs->specials[i].ent)) &&
+		    !add_dirent(fs, req, &buf, size, plus, fs->specials[i].name,
+				fs->specials[i].ent, K_DIR, o))
 			goto full;
 	}
 	/* children, in insertion order; offsets are their seq numbers */
@@ -271,6 +314,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (is_root && c->namelen == 1 && c->name[0] == 0xc0)
 			continue;
 		if (!dkv_entry_visible(c))
+			continue;
+		if (checked && !dkvfs__listed(fs, s, c))
 			continue;
 		name.len = 0;
 		if (dkv_pathtext_format(&name, c->name, c->namelen, DKV_PT_FS))
@@ -331,7 +376,7 @@ void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (dkvfs__from_notifier(fs, req)) {
 		/* repeating a change that already happened: just show it */
 		dkv_engine_rdlock(fs->e);
-		struct dkv_entry *k = child_by_name(fs, dir, name, true);
+		struct dkv_entry *k = child_by_name(fs, &fs->full, dir, name, true);
 		if (k)
 			dkvfs__make_entry(fs, req, k, K_DIR, &e);
 		dkv_engine_unlock(fs->e);
@@ -341,7 +386,11 @@ void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			fuse_reply_err(req, ENOENT);
 		return;
 	}
-	struct fsjob j = {.run = dkvfs__job_mkdir, .ent = dir};
+	struct fsjob j = {.run = dkvfs__job_mkdir, .ent = dir, .sess = dkvfs__session(fs, req)};
+	if (!j.sess) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if (dkv_pathtext_parse(&j.data, name, strlen(name), DKV_PT_FS) ||
 	    (dir == dkv_engine_root(fs->e) && j.data.len == 1 && j.data.data[0] == 0xc0)) {
 		dkv_buf_release(&j.data);
@@ -378,7 +427,11 @@ void dkvfs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 			}
 		}
 	}
-	struct fsjob j = {.run = dkvfs__job_rmdir, .ent = dir};
+	struct fsjob j = {.run = dkvfs__job_rmdir, .ent = dir, .sess = dkvfs__session(fs, req)};
+	if (!j.sess) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if (pk != K_DIR || dkv_pathtext_parse(&j.data, name, strlen(name), DKV_PT_FS)) {
 		dkv_buf_release(&j.data);
 		fuse_reply_err(req, pk != K_DIR ? ENOTDIR : ENOENT);
@@ -407,8 +460,8 @@ void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, name_is(name, ".meta") || name_is(name, ".watch") ? EPERM : ENOENT);
 		return;
 	}
-	struct fsjob j = {.run = dkvfs__job_unlink, .ent = dir};
-	reply_rc(req, dkvfs__submit(fs, &j));
+	struct fsjob j = {.run = dkvfs__job_unlink, .ent = dir, .sess = dkvfs__session(fs, req)};
+	reply_rc(req, j.sess ? dkvfs__submit(fs, &j) : -EACCES);
 }
 
 void dkvfs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,

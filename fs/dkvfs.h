@@ -18,7 +18,14 @@
 
 #include "distkv.h"
 
+#include <sys/types.h>
 #include <uv.h>
+
+/* server.mount.users: one Unix uid and the distkv user it acts as. */
+struct dkvfs_uidmap {
+	uid_t uid;
+	const char *user;
+};
 
 struct dkvfs_opts {
 	const char *mountpoint;
@@ -29,6 +36,15 @@ struct dkvfs_opts {
 			  * polling for the next before it sleeps; 0: never */
 	struct dkv_logger *logger; /* change logs: close() of a written "_" waits
 				    * until an `always` log has the change */
+	/* who may use the mount and with which rights (doc/filesystem.md,
+	 * "Users and ACLs").  user: the distkv user the mount acts as for
+	 * the Unix user that mounted it (NULL: full rights).  allow_other:
+	 * other Unix users may use it; users maps their uids to distkv
+	 * users (unmapped uids get EACCES, root full rights) */
+	const char *user;
+	bool allow_other;
+	const struct dkvfs_uidmap *users;
+	size_t nusers;
 	/* called on the loop when the fence (dkvfs_fence) moved; may be NULL */
 	void (*fence_moved)(void *arg);
 	void *fence_arg;
@@ -38,7 +54,8 @@ struct dkvfs;
 
 /* Mount the engine's tree.  Must be called on the loop thread that owns
  * the engine.  A stale mount at the mountpoint (a crashed daemon's) is
- * detached first.  On error *out is NULL and err says why. */
+ * detached first.  On error *out is NULL and err says why; -ENOENT when
+ * opts->user or a user of opts->users is no distkv user. */
 int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 		const struct dkvfs_opts *opts, char *err, size_t errlen);
 /* The fence that protocol replies must wait for (server.h): the kernel's

@@ -15,7 +15,8 @@
  * rmdir, unlink), valuefile.c (open files: "_", .meta, .stats), jobs.c
  * (changes handed to the loop), mount.c (mount, close, the operations
  * table), notify.c (the notifier thread), watchfile.c (.watch),
- * workers.c (the threads that read requests).
+ * workers.c (the threads that read requests), access.c (who asks, and
+ * what they may do).
  *
  * Lock order: the engine's read lock before fs->mu; nobody waits for the
  * loop thread while holding either.
@@ -152,6 +153,7 @@ struct fsjob {
 	bool fenced;             /* the writer waits for the notifier, too (see run_jobs) */
 	struct inplace inplace;  /* job_set: the version may take the value */
 	uint64_t need_fence;     /* change the notifier must have invalidated first (0: none) */
+	struct dkv_session *sess; /* who asks (NULL: fs->sess) */
 };
 
 /* The notifier's current expectation: the FUSE handlers answer the
@@ -218,10 +220,26 @@ struct dkvfs {
 	size_t nwatched, watched_cap;
 	int64_t scan_ns;      /* when they were last read */
 	uint64_t scan_listings; /* READDIR(PLUS) requests counted at that scan */
-	/* who changes the tree through the mount: no user and no rule for now
-	 * (full rights).  Every change the mount makes carries it, so the
-	 * notifier knows an event as one the writer has seen happen */
+	/* Who asks (access.c).  sess: the mount's own session, bound to
+	 * server.mount.user or without a rule (full rights); the Unix user
+	 * that mounted uses it.  full: no rule, for the notifier (and root,
+	 * with allow_other).  users: server.mount.users, by uid.  Set at the
+	 * mount and not changed afterwards.  Every change the mount makes
+	 * carries one of them (dkvfs__own_session), so the notifier knows an
+	 * event as one the writer has seen happen.  FUSE threads check with
+	 * a copy (access.c): only the loop thread writes a shared why */
 	struct dkv_session sess;
+	struct dkv_session full;
+	struct fsuser {
+		uid_t uid;
+		struct dkv_session sess;
+	} *users;
+	size_t nusers;
+	bool allow_other;
+	/* some session has a rule, or other users may come: every request
+	 * is checked, and the kernel caches no names, attributes or
+	 * listings (TIMEOUT_OF), since it would answer from them for anyone */
+	bool checked;
 	/* loop thread: while dkvfs__job_set applies a write through the mount,
 	 * that write's in-place candidate (struct inplace), for the hook.  It
 	 * belongs to the one change, not to the session, and the engine's
@@ -233,7 +251,9 @@ struct dkvfs {
 	struct special {
 		const char *name;
 		struct dkv_entry *ent; /* pinned while mounted */
+		bool internal;         /* below None: never shown to a bound session */
 	} specials[12];
+	struct dkv_entry *acl_dir, *auth_dir; /* the entries of .acl and .auth */
 	unsigned nspecials;
 
 	struct awaited *awaited; /* writers retrying an open, under mu */
@@ -259,6 +279,8 @@ struct dkvfs {
 };
 
 #define TIMEOUT 86400.0 /* seconds the kernel keeps entries and attributes; we invalidate */
+/* A checked mount (struct dkvfs) has the kernel keep nothing. */
+#define TIMEOUT_OF(fs) ((fs)->checked ? 0.0 : TIMEOUT)
 
 static inline struct dkvfs *FS(fuse_req_t req)
 {
@@ -286,10 +308,11 @@ static inline bool name_is(const char *name, const char *s)
  * The FUSE handlers (mount.c's table holds them).  Each lists, as
  * fuse_lowlevel.h does, its valid replies, and the errors it answers
  * with.  "The commit's errors" are those of storing a written "_"
- * (dkvfs__job_set): EINVAL (the text is not YAML), EEXIST (created with
- * O_EXCL, and the entry got a value before the close), ENOENT (the
- * entry has no path any more), EFBIG (a value over DKV_VALUE_MAX); each
- * is also said in the daemon's log.  ESTALE for an inode means a version
+ * (dkvfs__job_set): EINVAL (the text is not YAML; below .acl, not a
+ * string of mode letters), EEXIST (created with O_EXCL, and the entry
+ * got a value before the close), ENOENT (the entry has no path any
+ * more), EFBIG (a value over DKV_VALUE_MAX), EACCES (the session's ACL
+ * refuses it); each is also said in the daemon's log.  ESTALE for an inode means a version
  * of "_" the kernel has forgotten, which it should not ask about.
  */
 
@@ -303,18 +326,21 @@ void dkvfs__op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 /* attr.c */
 
 /* Valid replies: fuse_reply_attr, fuse_reply_err.
- * Errors: ESTALE. */
+ * Errors: ESTALE, EACCES (a uid the mount does not serve). */
 void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* dir.c */
 
 /* Valid replies: fuse_reply_entry, fuse_reply_err.
  * Errors: ENOTDIR (parent is a file), ENOENT (no such name; also a name
- * the notifier is about to create). */
+ * the notifier is about to create; a special directory of internal data
+ * for a bound session), EACCES (the session may not reach the name). */
 void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
-/* Valid replies: fuse_reply_err.
- * Errors: ENOSYS, always: the kernel then opens directories itself and
- * keeps their listings (see dir.c). */
+/* Valid replies: fuse_reply_open, fuse_reply_err.
+ * Errors: ENOSYS, always on a mount that is not checked: the kernel then
+ * opens directories itself and keeps their listings (see dir.c).  On a
+ * checked one: EACCES (the session may not list the directory), else an
+ * open whose listing the kernel does not keep. */
 void dkvfs__op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* Valid replies: fuse_reply_err (0). */
 void dkvfs__op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
@@ -329,15 +355,15 @@ void dkvfs__op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
  * Errors: ENOTDIR, EEXIST (a reserved name: _, .meta, .watch; or an
  * entry already shown), EINVAL (not a name in the colon notation, or
  * None at the root), ENOENT (the notifier's repeat of a directory that
- * is gone again). */
+ * is gone again), EACCES (the session may not create a value there). */
 void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 /* Valid replies: fuse_reply_err (0 on success).
  * Errors: ENOTDIR, EPERM (a special directory), ENOENT, ENOTEMPTY (a
- * value or visible children). */
+ * value or visible children), EACCES (the session may not delete it). */
 void dkvfs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 /* Valid replies: fuse_reply_err (0 on success).
  * Errors: ENOTDIR, EPERM (.meta, .watch), ENOENT (any other name than
- * "_", or no value to delete). */
+ * "_", or no value to delete), EACCES (the session may not delete it). */
 void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 /* Valid replies: fuse_reply_err.
  * Errors: EXDEV, always: mv copies and deletes, visibly. */
@@ -349,11 +375,12 @@ void dkvfs__op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 /* Valid replies: fuse_reply_open, fuse_reply_err.
  * Errors: ESTALE (also a writable open of a version that page-cache
  * readers have open: the kernel looks "_" up again and retries), EISDIR,
- * EACCES (a writable open of .meta, .stats, .watch). */
+ * EACCES (a writable open of .meta, .stats, .watch or of a user record
+ * that holds a password hash; an open the session may not make). */
 void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* Valid replies: fuse_reply_create, fuse_reply_err.
  * Errors: ENOTDIR, EPERM (a name other than "_"; logged), EEXIST
- * (O_EXCL, and the entry has a value). */
+ * (O_EXCL, and the entry has a value), EACCES (as for open). */
 void dkvfs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi);
 /* Valid replies: fuse_reply_buf, fuse_reply_err.
@@ -376,13 +403,59 @@ void dkvfs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void dkvfs__op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* Valid replies: fuse_reply_attr, fuse_reply_err.
  * Errors: ESTALE, EISDIR (the size of a directory), EACCES (the size of
- * .meta, .watch, .stats), EFBIG (past MAX_WRITE); truncate(2) by name:
+ * .meta, .watch, .stats, or of a "_" the session may not write; a uid
+ * the mount does not serve), EFBIG (past MAX_WRITE); truncate(2) by name:
  * the commit's errors; ftruncate(2): an earlier failure of the open
  * file.  Modes, owners and times are accepted and not stored. */
 void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi);
 
+/* access.c */
+
+/* Valid replies: fuse_reply_err.  Only a checked mount is asked (the
+ * kernel checks itself with default_permissions).
+ * Errors: EACCES (what the modes of getattr do not allow). */
+void dkvfs__op_access(fuse_req_t req, fuse_ino_t ino, int mask);
+
 /* ---- what the files share ---- */
+
+/* access.c */
+
+/* The session req acts with; NULL: its uid may not use the mount. */
+struct dkv_session *dkvfs__session(struct dkvfs *fs, fuse_req_t req);
+/* Whether s is one of the mount's sessions (an event made through it). */
+bool dkvfs__own_session(const struct dkvfs *fs, const struct dkv_session *s);
+/* Whether s may use mode (DKV_ACL_*; 0: only reach it) at ent, or at
+ * its child elem (elem NULL: ent itself): 0, or -EACCES with the reason
+ * in the daemon's log (at debug level).  s NULL: -EACCES.  Under the
+ * read lock, on any thread. */
+int dkvfs__check(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry *ent,
+		 const uint8_t *elem, size_t elen, unsigned mode);
+/* What s may do at ent: dkv_session_modes (every bit without a rule;
+ * 0 for s NULL).  Under the read lock. */
+unsigned dkvfs__modes(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry *ent);
+/* Whether a listing shows the child directory ent to s.  Under the read
+ * lock. */
+bool dkvfs__listed(struct dkvfs *fs, struct dkv_session *s, struct dkv_entry *ent);
+/* Turn the full-rights permission bits in st into those s has at (ent,
+ * k); val: for a "_", the version's value.  Under the read lock. */
+void dkvfs__perm(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry *ent,
+		 enum fskind k, const struct dkv_value *val, struct stat *st);
+/* Whether the special directory is shown to s. */
+bool dkvfs__special_shown(const struct dkvfs *fs, const struct dkv_session *s,
+			  const struct special *sp);
+/* ent is a user record below .auth (None, auth, METHOD, user, NAME). */
+bool dkvfs__is_user_record(const struct dkvfs *fs, const struct dkv_entry *ent);
+/* val (a user record's) holds a password hash: its "_" is read-only. */
+bool dkvfs__holds_hash(const struct dkv_value *val);
+/* The value (msgpack) to store at ent is acceptable there: below .acl,
+ * a string of mode letters.  0 or -EINVAL (logged). */
+int dkvfs__check_value(struct dkvfs *fs, const struct dkv_entry *ent, const struct dkv_buf *mp);
+/* Bind the mount's sessions (dkvfs_mount, on the loop): 0, or -ENOENT
+ * with err naming the user that does not exist. */
+int dkvfs__sessions_init(struct dkvfs *fs, char *err, size_t errlen);
+void dkvfs__sessions_release(struct dkvfs *fs);
+
 
 /* inode.c */
 
@@ -415,15 +488,18 @@ bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev);
  * and .stats change without a new inode and are never cached. */
 void dkvfs__make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
 		       struct fuse_entry_param *e);
-/* The same for ent's "_"; create: a new version (create()). */
-struct fsver *dkvfs__make_value_entry(struct dkvfs *fs, struct dkv_entry *ent, bool create,
+/* The same for ent's "_", with the bits s has; create: a new version
+ * (create()). */
+struct fsver *dkvfs__make_value_entry(struct dkvfs *fs, struct dkv_session *s,
+				      struct dkv_entry *ent, bool create,
 				      struct fuse_entry_param *e);
 void dkvfs__queue_unpin(struct dkvfs *fs, struct dkv_entry *ent); /* under mu */
 
 /* attr.c */
 
-/* Render the YAML text of a value file / meta file; under the read lock. */
-void dkvfs__render_value(const struct dkv_entry *ent, struct dkv_buf *out);
+/* Render the YAML text of a value file / meta file; under the read lock.
+ * A user record's "_" leaves its password hash out. */
+void dkvfs__render_value(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out);
 void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);
 /* The text of .stats: the requests served, by kind. */
 void dkvfs__render_stats(struct dkvfs *fs, struct dkv_buf *out);
@@ -433,10 +509,10 @@ void dkvfs__fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 void dkvfs__fill_ver_attr(const struct dkvfs *fs, const struct fsver *v, struct stat *st);
 /* The attributes an ATTR reply gives the kernel for an inode: those of
  * the version ver (which then counts as having told the kernel its size:
- * struct fsver, attrs_told), else those of (ent, k).  Takes the lock
- * each needs. */
-void dkvfs__attrs_for_reply(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k,
-			    struct fsver *ver, struct stat *st);
+ * struct fsver, attrs_told), else those of (ent, k), with the permission
+ * bits s has.  Takes the lock each needs. */
+void dkvfs__attrs_for_reply(struct dkvfs *fs, struct dkv_session *s, struct dkv_entry *ent,
+			    enum fskind k, struct fsver *ver, struct stat *st);
 
 /* dir.c */
 
@@ -487,8 +563,9 @@ bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req);
 void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_has_value);
 
 /* watchfile.c */
-void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
-		       struct fuse_file_info *fi);
+/* A stream of the changes below ent that s may read. */
+void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_session *s,
+		       struct dkv_entry *ent, struct fuse_file_info *fi);
 void dkvfs__watch_read(struct dkvfs *fs, fuse_req_t req, uint64_t fh, size_t size,
 		       struct fuse_file_info *fi);
 void dkvfs__watch_poll(struct dkvfs *fs, fuse_req_t req, uint64_t fh, struct fuse_pollhandle *ph);

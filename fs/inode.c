@@ -247,7 +247,7 @@ static struct fsver *ver_ref(struct dkvfs *fs, struct dkv_entry *ent, bool creat
 	nv->value = dkv_value_ref(ent->value);
 	nv->mtime_ns = ent->mtime_ns;
 	nv->nlookup = 1;
-	dkvfs__render_value(ent, &nv->text);
+	dkvfs__render_value(fs, ent, &nv->text);
 
 	pthread_mutex_lock(&fs->mu);
 	slot = dkvfs__ver_slot(fs, ent);
@@ -296,7 +296,7 @@ bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev)
 {
 	struct fsver *v = fs->inplace.ver;
 	struct dkv_entry *ent = ev->entry;
-	if (!v || ev->sess != &fs->sess || v->ent != ent)
+	if (!v || !dkvfs__own_session(fs, ev->sess) || v->ent != ent)
 		return false;
 	struct fsver **slot = dkvfs__ver_slot(fs, ent);
 	/* the kernel's newest version of "_", holding the value just replaced,
@@ -317,32 +317,35 @@ bool dkvfs__ver_take(struct dkvfs *fs, const struct dkv_event *ev)
  * Directories and versions of "_" are cached until the notifier
  * invalidates them (protocol replies wait for that: see notify.c); .meta
  * and .stats change without a new inode and are never cached. */
-struct fsver *dkvfs__make_value_entry(struct dkvfs *fs, struct dkv_entry *ent, bool create,
+struct fsver *dkvfs__make_value_entry(struct dkvfs *fs, struct dkv_session *s,
+				      struct dkv_entry *ent, bool create,
 				      struct fuse_entry_param *e)
 {
 	struct fsver *v = ver_ref(fs, ent, create);
 	e->ino = v->id;
-	e->attr_timeout = TIMEOUT;
-	e->entry_timeout = TIMEOUT;
+	e->attr_timeout = TIMEOUT_OF(fs);
+	e->entry_timeout = TIMEOUT_OF(fs);
 	pthread_mutex_lock(&fs->mu);
 	dkvfs__fill_ver_attr(fs, v, &e->attr);
 	pthread_mutex_unlock(&fs->mu);
+	dkvfs__perm(fs, s, ent, K_VALUE, ent->value, &e->attr);
 	return v;
 }
 
 void dkvfs__make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, enum fskind k,
 		       struct fuse_entry_param *e)
 {
-	(void)req;
+	struct dkv_session *s = dkvfs__session(fs, req);
 	memset(e, 0, sizeof *e);
 	if (k == K_VALUE) {
-		dkvfs__make_value_entry(fs, ent, false, e);
+		dkvfs__make_value_entry(fs, s, ent, false, e);
 		return;
 	}
 	e->ino = dkvfs__ino(fs, ent, k);
-	e->attr_timeout = k == K_DIR ? TIMEOUT : 0;
-	e->entry_timeout = k == K_DIR ? TIMEOUT : 0;
+	e->attr_timeout = k == K_DIR ? TIMEOUT_OF(fs) : 0;
+	e->entry_timeout = k == K_DIR ? TIMEOUT_OF(fs) : 0;
 	dkvfs__fill_attr(fs, ent, k, &e->attr);
+	dkvfs__perm(fs, s, ent, k, NULL, &e->attr);
 	pthread_mutex_lock(&fs->mu);
 	node_ref(fs, ent);
 	pthread_mutex_unlock(&fs->mu);

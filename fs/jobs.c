@@ -135,19 +135,39 @@ int dkvfs__submit(struct dkvfs *fs, struct fsjob *j)
 	return j->rc;
 }
 
+/* The path of ent (internal entries are below None: relative to it). */
+static bool job_path(struct dkvfs *fs, const struct dkv_entry *ent, bool *internal,
+		     struct dkv_path *p)
+{
+	struct dkv_entry *meta = dkv_engine_meta(fs->e);
+	*internal = false;
+	dkv_path_init(p);
+	for (const struct dkv_entry *x = ent; x; x = x->parent)
+		*internal |= x == meta;
+	return dkv_entry_path(ent, *internal ? meta : NULL, p);
+}
+
+/* A job's session refused: say why in the log (the caller gets EACCES
+ * only).  Not per read: only changes are logged at info level. */
+static void log_refusal(struct dkvfs *fs, const struct fsjob *j, const char *what)
+{
+	struct dkv_buf rel = {0};
+	dkvfs__entry_relpath(fs, j->ent, &rel);
+	dkv_report(DKV_REPORT_INFO, "%s%s%s: %s refused to %s: %s", fs->mnt, rel.len ? "/" : "",
+		   dkv_buf_cstr(&rel), what, j->sess->user ? j->sess->user : "?", j->sess->why);
+	dkv_buf_release(&rel);
+}
+
 /* Set or delete the value of j->ent (a local change). */
 int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 {
 	struct dkv_path p;
 	struct dkv_result res;
 	struct dkv_change c = {0};
-	dkv_path_init(&p);
-	bool internal = false;
-	struct dkv_entry *meta = dkv_engine_meta(fs->e);
-	/* internal entries are below None: their path is relative to it */
-	for (struct dkv_entry *x = j->ent; x; x = x->parent)
-		internal |= x == meta;
-	if (!dkv_entry_path(j->ent, internal ? meta : NULL, &p)) {
+	bool internal;
+	if (!j->sess)
+		j->sess = &fs->sess;
+	if (!job_path(fs, j->ent, &internal, &p)) {
 		dkv_path_release(&p);
 		return -ENOENT;
 	}
@@ -158,7 +178,7 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 	c.value_len = j->data.len;
 	c.pre = (enum dkv_precond)j->pre;
 	c.src = DKV_SRC_LOCAL;
-	c.sess = &fs->sess; /* its inotify events came from the writer itself */
+	c.sess = j->sess; /* its inotify events came from the writer itself */
 	/* NEEDSWORK: the in-place candidate still travels beside the apply,
 	 * not with the change: dkv_change has no room for caller data */
 	fs->inplace = j->inplace;
@@ -168,6 +188,8 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 		j->need = dkv_logger_need(fs->opts.logger);
 	if (!rc && !j->data.len && !res.changed)
 		rc = -ENOENT; /* nothing to delete */
+	if (rc == -EACCES)
+		log_refusal(fs, j, j->data.len ? "write" : "delete");
 	dkv_result_release(fs->e, &res);
 	dkv_path_release(&p);
 	return rc;
@@ -183,8 +205,31 @@ int dkvfs__job_unlink(struct dkvfs *fs, struct fsjob *j)
 	return rc;
 }
 
+/* May j's session use mode at j->ent's child j->data?  A directory is
+ * made where a value could be created (c), and removed where one could
+ * be deleted (d): mkdir and rmdir change only what this node shows. */
+static int job_check(struct dkvfs *fs, struct fsjob *j, unsigned mode, const char *what)
+{
+	struct dkv_path p;
+	bool internal;
+	int rc = -ENOENT;
+	if (!j->sess || !j->sess->check)
+		return 0;
+	if (job_path(fs, j->ent, &internal, &p)) {
+		dkv_buf_append(&p.enc, j->data.data, j->data.len);
+		rc = dkv_session_check(j->sess, p.enc.data, p.enc.len, internal, mode);
+		if (rc == -EACCES)
+			log_refusal(fs, j, what);
+	}
+	dkv_path_release(&p);
+	return rc;
+}
+
 int dkvfs__job_mkdir(struct dkvfs *fs, struct fsjob *j)
 {
+	int rc = job_check(fs, j, DKV_ACL_CREATE, "mkdir");
+	if (rc)
+		return rc;
 	return dkv_engine_mkdir(fs->e, j->ent, j->data.data, j->data.len, &j->out);
 }
 
@@ -196,5 +241,6 @@ int dkvfs__job_rmdir(struct dkvfs *fs, struct fsjob *j)
 	for (unsigned i = 0; i < fs->nspecials; i++)
 		if (fs->specials[i].ent == k)
 			return -EPERM;
-	return dkv_engine_rmdir(fs->e, k);
+	int rc = job_check(fs, j, DKV_ACL_DELETE, "rmdir");
+	return rc ? rc : dkv_engine_rmdir(fs->e, k);
 }

@@ -49,6 +49,10 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct dkvfs *fs = FS(req);
 	struct statvfs sv;
 	(void)ino;
+	if (!dkvfs__session(fs, req)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	memset(&sv, 0, sizeof sv);
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
@@ -103,6 +107,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.rename = dkvfs__op_rename,
 	.statfs = op_statfs,
 	.poll = op_poll,
+	.access = dkvfs__op_access,
 };
 
 static void on_async(uv_async_t *h)
@@ -245,6 +250,11 @@ static void make_specials(struct dkvfs *fs)
 		dkv_entry_pin(ent);
 		fs->specials[fs->nspecials].name = special_names[i][0];
 		fs->specials[fs->nspecials].ent = ent;
+		fs->specials[fs->nspecials].internal = base == meta;
+		if (base == meta && !strcmp(special_names[i][2], "acl"))
+			fs->acl_dir = ent;
+		if (base == meta && !strcmp(special_names[i][2], "auth"))
+			fs->auth_dir = ent;
 		fs->nspecials++;
 	}
 }
@@ -291,10 +301,16 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	uv_async_init(loop, &fs->async, on_async);
 	fs->async.data = fs;
 	make_specials(fs);
+	rc = dkvfs__sessions_init(fs, err, errlen);
+	if (rc)
+		goto fail;
 
-	char mopts[128];
-	snprintf(mopts, sizeof mopts,
-		 "fsname=distkv:%d,subtype=distkv,default_permissions,allow_other", (int)getpid());
+	/* Unchecked, the kernel checks the bits itself and only the user
+	 * that mounted gets in (FUSE's default).  Checked, the daemon
+	 * decides every request (access.c) and the bits only inform. */
+	char mopts[160];
+	snprintf(mopts, sizeof mopts, "fsname=distkv:%d,subtype=distkv%s%s", (int)getpid(),
+		 fs->checked ? "" : ",default_permissions", fs->allow_other ? ",allow_other" : "");
 	char *argv[] = {"distkv", "-o", mopts, opts->debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
 	fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
@@ -340,6 +356,7 @@ fail:
 		fuse_session_destroy(fs->se);
 	for (unsigned i = 0; i < fs->nspecials; i++)
 		dkv_entry_unpin(e, fs->specials[i].ent);
+	dkvfs__sessions_release(fs);
 	uv_close((uv_handle_t *)&fs->async, NULL);
 	/* fs is freed by the caller's loop run via the closer below */
 	fs->se = NULL;
@@ -365,6 +382,7 @@ static void fs_free(uv_handle_t *h)
 		dkv_entry_unpin(fs->e, fs->specials[i].ent);
 	free(fs->unpins);
 	free(fs->awaited);
+	dkvfs__sessions_release(fs);
 	free(fs->mnt);
 	dkv_buf_release(&fs->expect.name);
 	for (unsigned i = 0; i < 32; i++)

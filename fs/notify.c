@@ -161,7 +161,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	}
 	uint64_t seq = atomic_load(&fs->nq_seq) + 1;
 	atomic_store(&fs->nq_seq, seq);
-	bool own = ev->sess == &fs->sess; /* made through the mount (dkvfs__job_set) */
+	bool own = dkvfs__own_session(fs, ev->sess); /* made through the mount (dkvfs__job_set) */
 	if (it) {
 		it->created += ev->created;
 		it->no_repeat &= own;
@@ -319,6 +319,7 @@ struct snapshot {
 	bool has_value;
 	bool visible;
 	bool shown;               /* the entry has a path in the mount */
+	bool hidden;              /* the mount's user may not read it: no repeat */
 	struct dkv_buf rel;       /* its path below the mount */
 	struct dkv_buf name;      /* its name in its parent directory */
 	struct dkv_entry *parent;
@@ -360,6 +361,9 @@ static void snapshot_take(struct dkvfs *fs, struct notify_item *it, struct snaps
 	s->has_value = dkv_entry_has_value(ent);
 	s->visible = dkv_entry_visible(ent);
 	s->shown = dkvfs__entry_relpath(fs, ent, &s->rel);
+	/* inotify tells every watcher: a bound mount repeats only what its
+	 * own user may read (access.c) */
+	s->hidden = fs->sess.check && !(dkvfs__modes(fs, &fs->sess, ent) & DKV_ACL_READ);
 	s->parent = ent->parent;
 	if (ent->parent)
 		dkvfs__entry_name(fs, ent, &s->name);
@@ -700,7 +704,7 @@ static bool process(struct dkvfs *fs, struct notify_item *it)
 			pthread_mutex_unlock(&fs->mu);
 		}
 	}
-	if (fs->opts.inotify && s.shown && !it->no_repeat)
+	if (fs->opts.inotify && s.shown && !s.hidden && !it->no_repeat)
 		again = repeat(fs, it, &s);
 	snapshot_release(&s);
 	return again;

@@ -39,6 +39,7 @@ struct vfile {
 			      * truncation, flush and close gets this error */
 	struct fsver *ver;   /* the version opened for writing (or created); the
 			      * kernel holds it while the file is open */
+	struct dkv_session *sess; /* who opened it: its commits are theirs */
 	struct vfile *next, *prev; /* fs->vfiles, under fs->mu */
 	pthread_mutex_t mu;  /* one open file may be used by several threads */
 };
@@ -119,7 +120,7 @@ static int vfile_fail(struct vfile *v, int err)
 static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v)
 {
 	char err[256];
-	struct fsjob j = {.run = dkvfs__job_set, .ent = ent, .fenced = true};
+	struct fsjob j = {.run = dkvfs__job_set, .ent = ent, .fenced = true, .sess = v->sess};
 	if (dkv_yaml_parse(&j.data, (const char *)v->text.data, v->text.len, err, sizeof err)) {
 		log_not_stored(fs, ent, "%s", err);
 		dkv_buf_release(&j.data);
@@ -128,8 +129,14 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		dkvfs__notify_inval(fs, ent, true);
 		return -EINVAL;
 	}
+	if (dkvfs__check_value(fs, ent, &j.data)) { /* logged */
+		dkv_buf_release(&j.data);
+		dkvfs__notify_inval(fs, ent, true);
+		return -EINVAL;
+	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
-	if (v->ver && !v->created) {
+	/* a user record's text leaves its hash out: it never reads back as written */
+	if (v->ver && !v->created && !dkvfs__is_user_record(fs, ent)) {
 		/* the inode may stay if it reads back as written (struct inplace) */
 		struct dkv_buf canon = {0};
 		if (!dkv_yaml_emit(&canon, j.data.data, j.data.len) && canon.len == v->text.len &&
@@ -142,7 +149,7 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 	if (rc) {
 		if (rc == -EEXIST)
 			log_not_stored(fs, ent, "opened with O_EXCL, but the entry got a value before the close");
-		else
+		else if (rc != -EACCES) /* the job said why */
 			log_not_stored(fs, ent, "%s", dkv_strerror(rc));
 		dkvfs__notify_inval(fs, ent, true);
 	}
@@ -241,8 +248,9 @@ static bool awaited(struct dkvfs *fs, const struct dkv_entry *ent, pid_t tid)
  * the page cache.  Writable opens collect their text in a vfile and go
  * past the page cache too; one that page-cache readers would share the
  * inode with gets ESTALE, and the kernel looks "_" up again for it. */
-static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
-		       struct fsver *ver, struct fuse_file_info *fi, bool created)
+static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_session *s,
+		       struct dkv_entry *ent, struct fsver *ver, struct fuse_file_info *fi,
+		       bool created)
 {
 	int acc = fi->flags & O_ACCMODE;
 	if (!created && acc == O_RDONLY) {
@@ -299,6 +307,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		pthread_mutex_unlock(&fs->mu);
 	}
 	struct vfile *v = vfile_new(fs);
+	v->sess = s;
 	v->writable = acc != O_RDONLY;
 	v->notifier = dkvfs__from_notifier(fs, req);
 	v->excl = created && (fi->flags & O_EXCL);
@@ -321,7 +330,7 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof e);
 		dkv_engine_rdlock(fs->e);
-		v->ver = dkvfs__make_value_entry(fs, ent, true, &e);
+		v->ver = dkvfs__make_value_entry(fs, s, ent, true, &e);
 		dkv_engine_unlock(fs->e);
 		e.attr.st_size = 0;
 		e.attr_timeout = 0; /* what the file holds is decided at close */
@@ -335,6 +344,35 @@ static void open_value(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
 	}
 }
 
+/* What opening ent's "_" with flags needs: r to read; to write, w
+ * where a value is and c where none is (the engine decides again at the
+ * commit).  A user record that holds a hash is never written: what it
+ * shows lacks the hash (access.c).  0 or -EACCES.  Not the notifier's
+ * own opens (its session has no rule, and it writes nothing). */
+static int may_open(struct dkvfs *fs, struct dkv_session *s, struct dkv_entry *ent,
+		    const struct dkv_value *val, int flags, bool notifier)
+{
+	int acc = flags & O_ACCMODE;
+	if (!s)
+		return -EACCES;
+	if (notifier)
+		return 0;
+	if (acc != O_RDONLY && dkvfs__holds_hash(val) && dkvfs__is_user_record(fs, ent)) {
+		dkv_report(DKV_REPORT_INFO, "%s: a user record holding a password hash is read-only here; "
+			   "use `distkv client auth` to change it", fs->mnt);
+		return -EACCES;
+	}
+	if (!s->check)
+		return 0;
+	dkv_engine_rdlock(fs->e);
+	unsigned mode = acc == O_WRONLY ? 0 : DKV_ACL_READ;
+	if (acc != O_RDONLY)
+		mode |= dkv_entry_has_value(ent) ? DKV_ACL_WRITE : DKV_ACL_CREATE;
+	int rc = dkvfs__check(fs, s, ent, NULL, 0, mode);
+	dkv_engine_unlock(fs->e);
+	return rc;
+}
+
 void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), open);
@@ -342,8 +380,14 @@ void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	enum fskind k;
 	struct fsver *ver = NULL;
 	struct dkv_entry *ent = dkvfs__ino_entry_ver(fs, ino, &k, &ver);
+	struct dkv_session *s = dkvfs__session(fs, req);
+	int rc;
 	if (!ent) {
 		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (!s) {
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	switch (k) {
@@ -351,13 +395,32 @@ void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	case K_VALUE:
-		open_value(fs, req, ent, ver, fi, false);
+		/* the version's value: ver lives while the kernel holds the inode */
+		pthread_mutex_lock(&fs->mu);
+		struct dkv_value *val = dkv_value_ref(ver ? ver->value : NULL);
+		pthread_mutex_unlock(&fs->mu);
+		rc = may_open(fs, s, ent, val, fi->flags, dkvfs__from_notifier(fs, req));
+		dkv_value_unref(val);
+		if (rc) {
+			reply_rc(req, rc);
+			return;
+		}
+		open_value(fs, req, s, ent, ver, fi, false);
 		return;
 	case K_META:
 	case K_STATS: {
 		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 			fuse_reply_err(req, EACCES);
 			return;
+		}
+		if (k == K_META && s->check) {
+			dkv_engine_rdlock(fs->e);
+			rc = dkvfs__check(fs, s, ent, NULL, 0, DKV_ACL_READ);
+			dkv_engine_unlock(fs->e);
+			if (rc) {
+				reply_rc(req, rc);
+				return;
+			}
 		}
 		struct vfile *v = vfile_new(fs);
 		dkv_engine_rdlock(fs->e);
@@ -377,7 +440,16 @@ void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EACCES);
 			return;
 		}
-		dkvfs__watch_open(fs, req, ent, fi);
+		if (s->check) {
+			dkv_engine_rdlock(fs->e);
+			rc = dkvfs__check(fs, s, ent, NULL, 0, 0);
+			dkv_engine_unlock(fs->e);
+			if (rc) {
+				reply_rc(req, rc);
+				return;
+			}
+		}
+		dkvfs__watch_open(fs, req, s, ent, fi);
 		return;
 	}
 }
@@ -402,16 +474,27 @@ void dkvfs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (!dkvfs__from_notifier(fs, req)) {
+	struct dkv_session *s = dkvfs__session(fs, req);
+	bool notifier = dkvfs__from_notifier(fs, req);
+	if (!notifier) {
 		dkv_engine_rdlock(fs->e);
 		bool exists = dkv_entry_has_value(dir);
+		struct dkv_value *val = dkv_value_ref(dir->value);
 		dkv_engine_unlock(fs->e);
 		if (exists && (fi->flags & O_EXCL)) {
+			dkv_value_unref(val);
 			fuse_reply_err(req, EEXIST);
 			return;
 		}
+		int acc = fi->flags & O_ACCMODE;
+		int rc = may_open(fs, s, dir, val, acc == O_RDWR ? O_RDWR : O_WRONLY, false);
+		dkv_value_unref(val);
+		if (rc) {
+			reply_rc(req, rc);
+			return;
+		}
 	}
-	open_value(fs, req, dir, NULL, fi, true);
+	open_value(fs, req, s, dir, NULL, fi, true);
 }
 
 void dkvfs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -582,8 +665,13 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct dkv_entry *ent = dkvfs__ino_entry_ver(fs, ino, &k, &ver);
 	struct stat st;
 
+	struct dkv_session *s = dkvfs__session(fs, req);
 	if (!ent) {
 		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (!s) {
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && k != K_VALUE) {
@@ -615,6 +703,15 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			v->written = true;
 			pthread_mutex_unlock(&v->mu);
 		} else { /* truncate(2) by name: a change of its own */
+			pthread_mutex_lock(&fs->mu);
+			struct dkv_value *val = dkv_value_ref(ver ? ver->value : NULL);
+			pthread_mutex_unlock(&fs->mu);
+			int rc = may_open(fs, s, ent, val, O_WRONLY, false);
+			dkv_value_unref(val);
+			if (rc) {
+				reply_rc(req, rc);
+				return;
+			}
 			if (size > MAX_WRITE) {
 				log_not_stored(fs, ent, "truncating to %llu bytes; the text may have at most %u MiB",
 					       (unsigned long long)size, MAX_WRITE >> 20);
@@ -622,8 +719,9 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				return;
 			}
 			struct vfile *v = vfile_new(fs);
+			v->sess = s;
 			dkv_engine_rdlock(fs->e);
-			dkvfs__render_value(ent, &v->text);
+			dkvfs__render_value(fs, ent, &v->text);
 			dkv_engine_unlock(fs->e);
 			if (size < v->text.len) {
 				v->text.len = size;
@@ -632,7 +730,7 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				memset(v->text.data + v->text.len, 0, size - v->text.len);
 				v->text.len = size;
 			}
-			int rc = vfile_commit(fs, ent, v);
+			rc = vfile_commit(fs, ent, v);
 			dkvfs__vfile_free(fs, v);
 			if (rc) {
 				reply_rc(req, rc);
@@ -642,7 +740,7 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* modes, owners and times are not stored: accept them so that cp -p
 	 * and tar work, and report what is true */
-	dkvfs__attrs_for_reply(fs, ent, k, ver, &st);
+	dkvfs__attrs_for_reply(fs, s, ent, k, ver, &st);
 	/* ftruncate: the writer's file has the size it asked for.  truncate
 	 * by name stored a new value, which is a new version; this one, which
 	 * readers may have open, keeps its size (the kernel would cut their
@@ -650,5 +748,5 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	bool writers_size = (to_set & FUSE_SET_ATTR_SIZE) && fi && fi->fh;
 	if (writers_size)
 		st.st_size = attr->st_size;
-	fuse_reply_attr(req, &st, writers_size ? 0 : TIMEOUT);
+	fuse_reply_attr(req, &st, writers_size ? 0 : TIMEOUT_OF(fs));
 }

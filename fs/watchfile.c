@@ -22,6 +22,7 @@
 struct wstream {
 	struct dkv_watch w; /* first: the engine's callback finds us from it */
 	struct dkvfs *fs;
+	struct dkv_session *sess; /* the reader's: news it may not read is left out */
 	struct wstream *next; /* fs->streams, under mu */
 	struct dkv_buf buf;   /* documents not yet read; under mu */
 	uint64_t dropped;     /* documents lost to a slow reader; under mu */
@@ -38,6 +39,9 @@ static void on_event(struct dkv_watch *w, const struct dkv_event *ev)
 	struct dkv_buf doc = {0}, p = {0}, enc = {0};
 	struct dkv_path rel;
 
+	/* like a protocol watch: only what the reader may read (acl.h) */
+	if (ws->sess->check && !(dkvfs__modes(fs, ws->sess, ev->entry) & DKV_ACL_READ))
+		return;
 	dkv_path_init(&rel);
 	if (!dkv_entry_path(ev->entry, w->entry, &rel)) {
 		dkv_path_release(&rel);
@@ -119,11 +123,12 @@ static int job_stop(struct dkvfs *fs, struct fsjob *j)
 	return 0;
 }
 
-void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent,
-		       struct fuse_file_info *fi)
+void dkvfs__watch_open(struct dkvfs *fs, fuse_req_t req, struct dkv_session *s,
+		       struct dkv_entry *ent, struct fuse_file_info *fi)
 {
 	struct wstream *ws = dkv_xcalloc(1, sizeof *ws);
 	ws->fs = fs;
+	ws->sess = s;
 	pthread_cond_init(&ws->cond, NULL);
 	struct fsjob j = {.run = job_start, .ent = ent, .ptr = ws};
 	dkvfs__submit(fs, &j);

@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -47,6 +48,8 @@ struct node {
 	uint64_t agent_next;    /* loop time of the next start, while it is down */
 	unsigned agent_backoff; /* ms before the next start after an early exit */
 	const char *mount;      /* where to mount the tree, or NULL */
+	struct dkv_auth_spec peer_auth; /* connect.auth: how to log in to peers;
+					 * method DKV_AUTH_NONE: not set */
 	struct dkv_cli *cli;
 	int verbose;
 	int exit_code;
@@ -80,6 +83,11 @@ static void usage(FILE *f)
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
 	      "  server.mount             where to mount the tree (none by default)\n"
+	      "  server.mount.path        the same, where server.mount is a mapping\n"
+	      "  server.mount.user        the distkv user the mount acts as (none: full rights)\n"
+	      "  server.mount.allow_other let other Unix users use the mount (false)\n"
+	      "  server.mount.users.UID   the distkv user a Unix uid (or user name) acts as\n"
+	      "                           (with allow_other; unmapped uids get EACCES)\n"
 	      "  server.mount_inotify     repeat changes through the mount for inotify (true)\n"
 	      "  server.mount_spin_us     how long a busy mount's thread polls for the next\n"
 	      "                           request before it sleeps (50; 0: never)\n"
@@ -93,6 +101,8 @@ static void usage(FILE *f)
 	      "  server.serf.bind         that agent's gossip address (127.0.0.1:7946)\n"
 	      "  server.advertise         host:port where peers reach this server\n"
 	      "                           (default: the bind address)\n"
+	      "  connect.auth             how to log in to peers that ask for it, e.g.\n"
+	      "                           \"_test name=joe\" or \"password name=joe password=...\"\n"
 	      "\n"
 	      "Never use -i except to create a new, separate network.\n",
 	      f);
@@ -386,6 +396,42 @@ static size_t cfg_size(const struct dkv_config *cfg, const char *key, int64_t df
 	return v > 0 ? (size_t)v : (size_t)dflt;
 }
 
+/* server.mount.users.UID (or .NAME, a Unix user) = distkv user: *out
+ * (free it), or -EINVAL with err saying why. */
+static int mount_users(const struct dkv_config *cfg, struct dkvfs_uidmap **out, size_t *n,
+		       char *err, size_t errlen)
+{
+	static const char prefix[] = "server.mount.users.";
+	const char *key;
+	const uint8_t *mp;
+	size_t len;
+	*out = NULL;
+	*n = 0;
+	for (size_t i = 0; dkv_config_at(cfg, i, &key, &mp, &len); i++) {
+		if (strncmp(key, prefix, sizeof prefix - 1))
+			continue;
+		const char *who = key + sizeof prefix - 1, *user = dkv_config_str(cfg, key, NULL);
+		char *end;
+		errno = 0;
+		unsigned long uid = strtoul(who, &end, 10);
+		if (!*who || *end || errno || uid > (uid_t)-2) {
+			struct passwd *pw = getpwnam(who);
+			if (!pw) {
+				snprintf(err, errlen, "%s: no such Unix user %s", key, who);
+				return -EINVAL;
+			}
+			uid = pw->pw_uid;
+		}
+		if (!user || !*user) {
+			snprintf(err, errlen, "%s: the value must be a distkv user name", key);
+			return -EINVAL;
+		}
+		*out = dkv_xrealloc(*out, (*n + 1) * sizeof **out);
+		(*out)[(*n)++] = (struct dkvfs_uidmap){.uid = (uid_t)uid, .user = user};
+	}
+	return 0;
+}
+
 /* Mount the tree (when the node is in sync: an empty tree must not be
  * shown while the state is downloaded). */
 static void do_mount(struct node *n)
@@ -393,6 +439,21 @@ static void do_mount(struct node *n)
 	char err[256];
 	if (!n->mount || !*n->mount || n->fs || n->exit_code || n->stopping)
 		return;
+	struct dkvfs_uidmap *users = NULL;
+	size_t nusers = 0;
+	bool allow_other = dkv_config_bool(n->cli->cfg, "server.mount.allow_other", false);
+	int rc = mount_users(n->cli->cfg, &users, &nusers, err, sizeof err);
+	if (!rc && nusers && !allow_other) {
+		snprintf(err, sizeof err, "server.mount.users needs server.mount.allow_other=true");
+		rc = -EINVAL;
+	}
+	if (rc) {
+		fprintf(stderr, "distkv server: %s\n", err);
+		free(users);
+		n->exit_code = 1;
+		shut_down(n);
+		return;
+	}
 	struct dkvfs_opts fo = {
 		.mountpoint = n->mount,
 		.inotify = dkv_config_bool(n->cli->cfg, "server.mount_inotify", true),
@@ -401,8 +462,13 @@ static void do_mount(struct node *n)
 		.logger = n->logger,
 		.fence_moved = n->server ? dkv_server_fence_moved : NULL,
 		.fence_arg = n->server,
+		.user = dkv_config_str(n->cli->cfg, "server.mount.user", NULL),
+		.allow_other = allow_other,
+		.users = users,
+		.nusers = nusers,
 	};
-	int rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
+	rc = dkvfs_mount(&n->fs, &n->loop, n->engine, &fo, err, sizeof err);
+	free(users);
 	if (rc) {
 		fprintf(stderr, "distkv server: %s\n", err);
 		n->exit_code = 1;
@@ -422,6 +488,36 @@ static void do_mount(struct node *n)
 static void on_ready(void *arg)
 {
 	do_mount(arg);
+}
+
+/* connect.auth, for logging in to peers: a string such as "_test
+ * name=joe", parsed into n->peer_auth.  A prompt (password?=) cannot be
+ * answered by a daemon.  0, or 2 after a message. */
+static int parse_peer_auth(struct node *n, const struct dkv_cli *cli)
+{
+	const uint8_t *mp;
+	size_t len;
+	char err[300];
+	n->peer_auth.method = DKV_AUTH_NONE;
+	if (!dkv_config_get(cli->cfg, "connect.auth", &mp, &len) || *mp == 0xc0)
+		return 0;
+	const char *text = dkv_config_str(cli->cfg, "connect.auth", NULL);
+	if (!text) {
+		fprintf(stderr, "distkv server: connect.auth must be a string such as "
+			"\"_test name=joe\"\n");
+		return 2;
+	}
+	if (dkv_auth_spec_parse(&n->peer_auth, text, err, sizeof err)) {
+		fprintf(stderr, "distkv server: connect.auth: %s\n", err);
+		return 2;
+	}
+	if (n->peer_auth.prompt && !n->peer_auth.password) {
+		fprintf(stderr, "distkv server: connect.auth: a server cannot ask for a password "
+			"(password?=%s); give it as password=...\n", n->peer_auth.prompt);
+		dkv_auth_spec_release(&n->peer_auth);
+		return 2;
+	}
+	return 0;
 }
 
 /* Find or start the Serf agent, then join the network. */
@@ -462,6 +558,7 @@ static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
 		.advertise = advertise,
 		.join = joins,
 		.njoin = njoins,
+		.auth = n->peer_auth.method == DKV_AUTH_NONE ? NULL : &n->peer_auth,
 		.ready_now = !so->unready,
 		.verbose = cli->verbose,
 		.on_ready = on_ready,
@@ -493,7 +590,11 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *init = NULL;
+	/* server.mount is the directory; in a YAML file that also sets
+	 * server.mount.user and the like, server.mount.path is */
 	const char *mount = dkv_config_str(cli->cfg, "server.mount", NULL);
+	if (!mount)
+		mount = dkv_config_str(cli->cfg, "server.mount.path", NULL);
 	bool eval = false;
 	char **loads = dkv_xcalloc((size_t)argc + 1, sizeof *loads);
 	int nloads = 0;
@@ -571,7 +672,16 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	}
 	const char *name = argv[optind];
 
-	struct node n = {.verbose = cli->verbose};
+	struct node n = {.verbose = cli->verbose, .peer_auth = {.method = DKV_AUTH_NONE}};
+	if (cli->verbose >= 2) /* the mount's refused reads and lookups, among others */
+		dkv_report_set_level(DKV_REPORT_DEBUG);
+	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
+	/* only a node with peers logs in anywhere; a standalone one ignores it */
+	if (cluster && (rc = parse_peer_auth(&n, cli))) {
+		free(loads);
+		free(joins);
+		return rc;
+	}
 	struct dkv_engine_opts eo = {
 		.node = name,
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
@@ -581,10 +691,10 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {
 		dkv_engine_free(n.engine);
+		dkv_auth_spec_release(&n.peer_auth);
 		free(joins);
 		return 1;
 	}
-	bool cluster = dkv_config_bool(cli->cfg, "server.cluster", true);
 
 	struct dkv_server_opts so = {
 		.host = dkv_config_str(cli->cfg, "server.bind_default.host", "localhost"),
@@ -619,6 +729,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			uv_run(&n.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&n.loop);
 			dkv_engine_free(n.engine);
+			dkv_auth_spec_release(&n.peer_auth);
 			return 1;
 		}
 	}
@@ -629,6 +740,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
 		dkv_engine_free(n.engine);
+		dkv_auth_spec_release(&n.peer_auth);
 		return 1;
 	}
 	uv_signal_init(&n.loop, &n.sigint);
@@ -636,7 +748,9 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	n.sigint.data = n.sigterm.data = &n;
 	uv_signal_start(&n.sigint, on_signal, SIGINT);
 	uv_signal_start(&n.sigterm, on_signal, SIGTERM);
-	if (cluster && start_cluster(&n, cli, name, &so, joins, njoins)) {
+	rc = cluster ? start_cluster(&n, cli, name, &so, joins, njoins) : 0;
+	dkv_auth_spec_release(&n.peer_auth); /* the cluster has its copy */
+	if (rc) {
 		n.exit_code = 1;
 		shut_down(&n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);

@@ -11,6 +11,7 @@
  */
 #include "client.h"
 
+#include "auth.h"
 #include "path.h"
 
 #include <errno.h>
@@ -305,20 +306,49 @@ static bool has_field(const uint8_t *map, size_t len, const char *key)
 	return dkv_client_field(map, len, key, &p, &n) == 0;
 }
 
-/* Record a reply's "error" field as the error message. */
-static int remote_error(struct dkv_client *c, const uint8_t *map, size_t len)
+/* The string field key of map as a C string in buf (cut to fit);
+ * false when it is absent or not a string. */
+static bool field_text(const uint8_t *map, size_t len, const char *key, char *buf, size_t cap)
 {
 	const uint8_t *p;
 	size_t n;
 	struct dkv_mp_reader r;
 	struct dkv_mp_item it;
-	dkv_client_field(map, len, "error", &p, &n);
+	if (dkv_client_field(map, len, key, &p, &n) < 0)
+		return false;
 	dkv_mp_reader_init(&r, p, n);
-	if (dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_STR)
-		set_err(c, "ServerError: %.*s", (int)it.v.s.len, (const char *)it.v.s.p);
+	if (dkv_mp_read(&r, &it) < 0 || it.type != DKV_MP_STR)
+		return false;
+	snprintf(buf, cap, "%.*s", (int)(it.v.s.len < cap ? it.v.s.len : cap - 1),
+		 (const char *)it.v.s.p);
+	return true;
+}
+
+/* An etype worth showing: a plain identifier, as exception class names are. */
+static bool etype_ok(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+/* Record a reply's "error" field as the error message, prefixed with its
+ * "etype" when the server names one (ClientAuthRequiredError), else with
+ * ServerError as the original's client does. */
+static int remote_error(struct dkv_client *c, const uint8_t *map, size_t len)
+{
+	char msg[400], etype[64];
+	if (!field_text(map, len, "etype", etype, sizeof etype) || !etype_ok(etype))
+		snprintf(etype, sizeof etype, "ServerError");
+	if (field_text(map, len, "error", msg, sizeof msg))
+		set_err(c, "%s: %s", etype, msg);
 	else
 		/* NEEDSWORK: show non-string errors (the original sends only strings). */
-		set_err(c, "ServerError: (error of a non-string type)");
+		set_err(c, "%s: (error of a non-string type)", etype);
 	return -EREMOTEIO;
 }
 
@@ -472,16 +502,27 @@ void dkv_client_set_timeout(struct dkv_client *c, double timeout_s)
 
 /* ---- requests ---- */
 
-static int send_request(struct dkv_client *c, const uint8_t *fields, size_t len, uint32_t nfields)
+/* seq goes first, except where a request must match the original's bytes
+ * (the login: seq last, as its client packs every request but the first). */
+static int send_request_at(struct dkv_client *c, const uint8_t *fields, size_t len,
+			   uint32_t nfields, bool seq_last)
 {
 	struct dkv_buf *b = &c->req;
 	c->err[0] = '\0';
 	b->len = 0;
 	dkv_mp_map(b, nfields + 1);
+	if (seq_last)
+		dkv_buf_append(b, fields, len);
 	dkv_mp_cstr(b, "seq");
 	dkv_mp_uint(b, ++c->seq);
-	dkv_buf_append(b, fields, len);
+	if (!seq_last)
+		dkv_buf_append(b, fields, len);
 	return send_all(c, b->data, b->len);
+}
+
+static int send_request(struct dkv_client *c, const uint8_t *fields, size_t len, uint32_t nfields)
+{
+	return send_request_at(c, fields, len, nfields, false);
 }
 
 /* Read until a reply for the current request arrives.  Replies to earlier
@@ -539,8 +580,8 @@ static int send_ack(struct dkv_client *c, int64_t wseq)
 	return send_all(c, b->data, b->len);
 }
 
-int dkv_client_stream(struct dkv_client *c, const uint8_t *fields, size_t len, uint32_t nfields,
-		      dkv_client_cb cb, void *arg)
+/* The replies of the request just sent, as dkv_client_stream says. */
+static int stream_replies(struct dkv_client *c, dkv_client_cb cb, void *arg)
 {
 	bool started = false;
 	int64_t acked = 0;
@@ -548,9 +589,7 @@ int dkv_client_stream(struct dkv_client *c, const uint8_t *fields, size_t len, u
 	 * once more than a third of the window is used keeps it busy without
 	 * an ack per item (qlen 10: acks at 4, 8, 12, like the original). */
 	int64_t step = c->qlen / 3 ? c->qlen / 3 : 1;
-	int r = send_request(c, fields, len, nfields);
-	if (r < 0)
-		return r;
+	int r;
 	for (;;) {
 		const uint8_t *m;
 		size_t n;
@@ -578,4 +617,115 @@ int dkv_client_stream(struct dkv_client *c, const uint8_t *fields, size_t len, u
 				return r;
 		}
 	}
+}
+
+int dkv_client_stream(struct dkv_client *c, const uint8_t *fields, size_t len, uint32_t nfields,
+		      dkv_client_cb cb, void *arg)
+{
+	int r = send_request(c, fields, len, nfields);
+	return r < 0 ? r : stream_replies(c, cb, arg);
+}
+
+/* ---- logging in ---- */
+
+/* A list starting with nil (or empty) or the method's name (client.h). */
+int dkv_client_auth_wanted(struct dkv_client *c, char *buf, size_t cap)
+{
+	const uint8_t *p;
+	size_t n;
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	buf[0] = '\0';
+	if (dkv_client_field(c->greet.data, c->greet.len, "auth", &p, &n) < 0)
+		return 0;
+	dkv_mp_reader_init(&r, p, n);
+	if (dkv_mp_read(&r, &it) < 0 || it.type != DKV_MP_ARRAY)
+		goto bad;
+	if (it.v.n == 0)
+		return 0;
+	if (dkv_mp_read(&r, &it) < 0)
+		goto bad;
+	if (it.type == DKV_MP_NIL)
+		return 0;
+	if (it.type != DKV_MP_STR || it.v.s.len == 0 || it.v.s.len >= cap)
+		goto bad;
+	memcpy(buf, it.v.s.p, it.v.s.len);
+	buf[it.v.s.len] = '\0';
+	return 1;
+bad:
+	set_err(c, "the server's greeting has a malformed auth field");
+	return -EPROTO;
+}
+
+static int ignore_item(void *arg, const uint8_t *map, size_t len)
+{
+	(void)arg;
+	(void)map;
+	(void)len;
+	return 0;
+}
+
+/* auth_key: the connection's public key, for sealing the password. */
+static int ask_key(struct dkv_client *c, uint8_t key[DKV_AUTH_KEYBYTES])
+{
+	struct dkv_buf q = {0}, reply = {0};
+	const uint8_t *p;
+	size_t n;
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	dkv_mp_cstr(&q, "action");
+	dkv_mp_cstr(&q, "auth_key");
+	int rc = dkv_client_call(c, q.data, q.len, 1, &reply);
+	if (rc == 0) {
+		rc = -EPROTO;
+		if (dkv_client_field(reply.data, reply.len, "pubkey", &p, &n) == 0) {
+			dkv_mp_reader_init(&r, p, n);
+			if (dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_BIN &&
+			    it.v.s.len == DKV_AUTH_KEYBYTES) {
+				memcpy(key, it.v.s.p, DKV_AUTH_KEYBYTES);
+				rc = 0;
+			}
+		}
+		if (rc)
+			set_err(c, "the server's auth_key answer has no 32-byte pubkey");
+	}
+	dkv_buf_release(&q);
+	dkv_buf_release(&reply);
+	return rc;
+}
+
+int dkv_client_login(struct dkv_client *c, const struct dkv_auth_spec *sp)
+{
+	char want[64];
+	uint8_t key[DKV_AUTH_KEYBYTES];
+	int rc = dkv_client_auth_wanted(c, want, sizeof want);
+	if (rc <= 0)
+		return rc;
+	if (!sp || sp->method == DKV_AUTH_ROOT || sp->method == DKV_AUTH_NONE) {
+		set_err(c, "ClientAuthRequiredError: You need to log in using: %s", want);
+		return -EACCES;
+	}
+	const char *have = dkv_auth_method_name(sp->method);
+	if (strcmp(have, want)) {
+		set_err(c, "ClientAuthMethodError: You cannot use '%s' auth; the server wants %s",
+			have, want);
+		return -EACCES;
+	}
+	if (sp->method == DKV_AUTH_PASSWORD) {
+		if (!sp->password) {
+			set_err(c, "auth: the password method needs password= or password?=PROMPT");
+			return -EINVAL;
+		}
+		rc = ask_key(c, key);
+		if (rc < 0)
+			return rc;
+	}
+	/* typ chroot ident data, then action and seq: the original's order */
+	struct dkv_buf q = {0};
+	uint32_t n = dkv_auth_login_fields(sp, sp->method == DKV_AUTH_PASSWORD ? key : NULL, &q);
+	dkv_mp_cstr(&q, "action");
+	dkv_mp_cstr(&q, "auth");
+	rc = send_request_at(c, q.data, q.len, n + 1, true);
+	dkv_buf_release(&q);
+	return rc < 0 ? rc : stream_replies(c, ignore_item, NULL);
 }

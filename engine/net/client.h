@@ -28,6 +28,7 @@
 #define DKV_CLIENT_DEFAULT_PORT 27586
 
 struct dkv_client;
+struct dkv_auth_spec;
 
 /* Open a connection and complete the greeting: read the server's map with
  * seq 0 and answer with our queue length.  timeout_s (> 0) bounds name
@@ -36,6 +37,30 @@ struct dkv_client;
  * the reason, naming host and port. */
 int dkv_client_connect(struct dkv_client **out, const char *host, unsigned port, double timeout_s,
 		       char *err, size_t errlen);
+
+/* Log in as the greeting asks, right after connecting (auth.h has the
+ * spec, doc/protocol.md the exchange).  When the greeting has no `auth`,
+ * or its first item is nil, no login is needed: 0 at once, whatever sp
+ * says, and nothing is sent.  Otherwise sp (NULL: none given) must name
+ * the method the server wants:
+ *
+ *   -EACCES     no login given (sp NULL or method root): errmsg is
+ *               "ClientAuthRequiredError: You need to log in using: M";
+ *               or another method than M: "ClientAuthMethodError: You
+ *               cannot use 'X' auth; the server wants M"
+ *   -EINVAL     a password spec without its password (a prompt must be
+ *               answered by the caller first, into sp->password)
+ *   -EREMOTEIO  the server refused the login (its words in errmsg)
+ *   -EPROTO     the greeting's auth, or auth_key's answer, is malformed
+ *
+ * or a connection error.  `_test` is one request, `auth`; `password`
+ * first asks `auth_key` and seals the password to that key, so it never
+ * crosses the wire in clear.  After -EACCES and -EINVAL nothing was sent
+ * and the connection may be used (the server will refuse it). */
+int dkv_client_login(struct dkv_client *c, const struct dkv_auth_spec *sp);
+/* The method the greeting asks logins to use, into buf: 1; 0 when no
+ * login is needed; -EPROTO when the greeting's auth is malformed. */
+int dkv_client_auth_wanted(struct dkv_client *c, char *buf, size_t cap);
 
 /* Close the connection and free everything; accepts NULL. */
 void dkv_client_free(struct dkv_client *c);

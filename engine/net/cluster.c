@@ -13,6 +13,7 @@
  * end; `internal state` is asked for by people and tests, not in a loop.
  */
 #include "cluster_int.h"
+#include "auth.h"
 #include "report.h"
 #include "serf.h"
 
@@ -25,7 +26,8 @@
 #define TIMER_MS 250           /* gap checks, announcements */
 
 /* by enum peer_state (cluster_int.h) */
-static const char *const state_names[] = {"idle", "connecting", "syncing", "live", "down"};
+static const char *const state_names[] = {"idle", "connecting", "login", "syncing", "live",
+					  "down"};
 
 void dkv__cluster_say(struct dkv_cluster *cl, const char *fmt, ...)
 {
@@ -90,6 +92,18 @@ void dkv__cluster_start_decision(struct dkv_cluster *cl)
 
 /* ---- life ---- */
 
+static struct dkv_auth_spec *spec_dup(const struct dkv_auth_spec *sp)
+{
+	if (!sp)
+		return NULL;
+	struct dkv_auth_spec *d = dkv_xcalloc(1, sizeof *d);
+	d->method = sp->method;
+	d->name = sp->name ? dkv_xstrdup(sp->name) : NULL;
+	d->password = sp->password ? dkv_xstrdup(sp->password) : NULL;
+	d->prompt = sp->prompt ? dkv_xstrdup(sp->prompt) : NULL;
+	return d;
+}
+
 int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine *e,
 		    struct dkv_server *srv, const struct dkv_cluster_opts *o, char *err,
 		    size_t errlen)
@@ -128,6 +142,7 @@ int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine
 	for (size_t i = 0; i < o->njoin; i++)
 		cl->join[i] = dkv_xstrdup(o->join[i]);
 	cl->tombstone_ms = o->tombstone_ms ? o->tombstone_ms : 10000;
+	cl->auth = spec_dup(o->auth);
 	snprintf(cl->serf_state, sizeof cl->serf_state, "connecting to %s", cl->serf_where);
 	cl->started_ms = uv_now(loop);
 	cl->tokens = ANNOUNCE_BURST;
@@ -295,6 +310,10 @@ static void maybe_freed(struct dkv_cluster *cl)
 	for (size_t i = 0; i < cl->njoin; i++)
 		free(cl->join[i]);
 	free(cl->join);
+	if (cl->auth) {
+		dkv_auth_spec_release(cl->auth);
+		free(cl->auth);
+	}
 	for (size_t i = 0; i < cl->nagents; i++)
 		free(cl->agents[i]);
 	free(cl->agents);

@@ -18,6 +18,9 @@
  *    with a one-shot `repl` from a peer after a grace period.  Serf user
  *    events carry only small tick announcements, rate-limited.
  *  - Tombstones are dropped once every known node has seen them.
+ *  - A peer whose greeting asks for a login gets one before `repl`, with
+ *    o->auth (connect.auth); a link that cannot log in keeps retrying,
+ *    and does not count as "no peer reachable" at the start.
  *
  * Everything here runs on the server's loop thread.
  */
@@ -30,6 +33,7 @@
 #include <uv.h>
 
 struct dkv_cluster;
+struct dkv_auth_spec;
 struct serf_client;
 
 struct dkv_cluster_opts {
@@ -39,6 +43,8 @@ struct dkv_cluster_opts {
 	const char *serf_auth;  /* its RPC auth key, or NULL */
 	const char *advertise;  /* "host:port" where peers reach our client port */
 	const char *const *join; /* gossip addresses to join once subscribed */
+	const struct dkv_auth_spec *auth; /* how to log in to peers that ask for it
+					   * (connect.auth; no prompt); NULL: none */
 	size_t njoin;
 	bool ready_now;         /* serve at once (-i): no need to wait for peers */
 	unsigned serf_wait_ms;  /* serve alone when no agent answered by then; 0: 5000 */

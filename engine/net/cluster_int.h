@@ -18,7 +18,8 @@
 #define ANNOUNCE_BURST 2.0     /* Serf announcements: token bucket */
 #define ANNOUNCE_RATE 1.0      /* per second */
 
-enum peer_state { PS_IDLE, PS_CONNECTING, PS_SYNCING, PS_LIVE, PS_DOWN };
+/* PS_LOGIN: greeted, logging in as the peer's greeting asks (connect.auth) */
+enum peer_state { PS_IDLE, PS_CONNECTING, PS_LOGIN, PS_SYNCING, PS_LIVE, PS_DOWN };
 
 struct link;
 
@@ -47,6 +48,10 @@ struct peer {
 	uint64_t repair_seq;  /* 0: no repair running */
 	bool synced;          /* the live stream's first part is complete */
 	bool refused_logged;
+	bool login_blocked;   /* a link failed at the login since the last one
+			       * that got through: the peer is there but will
+			       * not talk to us, which is no reason to serve
+			       * alone (dkv__link_drop; peer.c's on_retry) */
 	struct report *rep;   /* by our node idx */
 	uint32_t nrep;
 	uint64_t records, msgs;
@@ -67,6 +72,7 @@ struct dkv_cluster {
 	char *serf_where;     /* host:port, for messages */
 	char **join;
 	size_t njoin;
+	struct dkv_auth_spec *auth; /* connect.auth, to log in to peers; NULL: none */
 	int verbose;
 	unsigned tombstone_ms;
 	void (*on_ready)(void *);

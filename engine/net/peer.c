@@ -10,12 +10,22 @@
  * carries one live `repl` stream (its changes, its tick reports) and now
  * and then a one-shot `repl` to repair a gap.
  *
+ * When the peer's greeting asks for a login (its `auth` field), the link
+ * logs in first with connect.auth (cl->auth), as the command line does:
+ * `auth` for _test, `auth_key` and then `auth` with the sealed password
+ * for password.  A greeting without `auth` costs nothing: `repl` goes out
+ * at once, as before logins existed.  A link that cannot log in says why
+ * (once, until it gets through), shows it in `internal state`, and keeps
+ * retrying; at the start it does not let the node serve alone, since the
+ * peer is there and has data we have not seen.
+ *
  * Workload: tens of peers (the table is a list, searched by name).  A
  * catch-up brings a peer's whole tree over one link; after it, each
  * peer's changes arrive as one message per round of its loop, however
  * fast it makes them, and are applied as soon as a message is complete.
  */
 #include "cluster_int.h"
+#include "auth.h"
 #include "net.h"
 #include "log.h"
 
@@ -38,6 +48,8 @@ struct link {
 	struct peer *p;       /* NULL once dropped (closing) */
 	struct dkv_buf in;
 	bool greeted;
+	uint64_t key_seq;     /* the auth_key request being answered; 0: none */
+	uint64_t auth_seq;    /* the auth request being answered; 0: none */
 };
 
 /* ---- the peer table ---- */
@@ -135,7 +147,7 @@ void dkv__link_drop(struct peer *p, const char *why)
 					 p->addr ? p->addr : "?", why);
 		p->refused_logged = true;
 	}
-	if (!cl->ready && p->initial && !p->initial_failed) {
+	if (!cl->ready && p->initial && !p->initial_failed && !p->login_blocked) {
 		p->initial_failed = true;
 		dkv__cluster_check_initial(cl);
 	}
@@ -264,6 +276,146 @@ static bool field_str(const struct dkv_field *f, char *buf, size_t len)
 	return true;
 }
 
+/* ---- logging in to the peer ---- */
+
+/* The link cannot log in: say so (dkv__link_drop; once per reason, even
+ * when the link failed otherwise before), and keep the node from taking
+ * this for an unreachable peer. */
+static void login_failed(struct peer *p, const char *why)
+{
+	if (strcmp(p->last_error, why))
+		p->refused_logged = false;
+	p->login_blocked = true;
+	dkv__link_drop(p, why);
+}
+
+/* The method the greeting's auth field asks for, into buf: 1; 0 when no
+ * login is needed (no field, an empty list or nil first); -1 malformed. */
+static int greeting_wants(const struct dkv_msg *m, char *buf, size_t cap)
+{
+	const struct dkv_field *f = dkv__msg_get(m, "auth");
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	if (!f)
+		return 0;
+	dkv_mp_reader_init(&r, f->val, f->vallen);
+	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_ARRAY)
+		return -1;
+	if (it.v.n == 0)
+		return 0;
+	if (dkv_mp_read(&r, &it))
+		return -1;
+	if (it.type == DKV_MP_NIL)
+		return 0;
+	if (it.type != DKV_MP_STR || !it.v.s.len || it.v.s.len >= cap)
+		return -1;
+	memcpy(buf, it.v.s.p, it.v.s.len);
+	buf[it.v.s.len] = 0;
+	return 1;
+}
+
+/* The auth request (the fields as the command line sends them); pubkey
+ * is the peer's auth_key for a password login, else NULL. */
+static void send_login(struct peer *p, const uint8_t *pubkey)
+{
+	struct link *l = p->link;
+	struct dkv_buf b = {0};
+	dkv_mp_map(&b, 6);
+	dkv_auth_login_fields(p->cl->auth, pubkey, &b);
+	dkv_mp_cstr(&b, "action");
+	dkv_mp_cstr(&b, "auth");
+	dkv_mp_cstr(&b, "seq");
+	l->auth_seq = ++p->seq;
+	dkv_mp_uint(&b, l->auth_seq);
+	link_send(l, &b);
+	dkv_buf_release(&b);
+}
+
+static void start_repl(struct peer *p)
+{
+	p->login_blocked = false;
+	p->state = PS_SYNCING;
+	p->live_seq = dkv__peer_send_repl(p, true);
+}
+
+/* Greeted: log in if the peer asks for it, else ask for `repl` at once.
+ * False when the link was dropped. */
+static bool begin_session(struct peer *p, const struct dkv_msg *m)
+{
+	const struct dkv_auth_spec *sp = p->cl->auth;
+	char want[64], why[160];
+	int rc = greeting_wants(m, want, sizeof want);
+	if (rc == 0) {
+		start_repl(p);
+		return true;
+	}
+	if (rc < 0) {
+		dkv__link_drop(p, "the peer's greeting has a malformed auth field");
+		return false;
+	}
+	if (!sp || sp->method == DKV_AUTH_ROOT) {
+		snprintf(why, sizeof why, "the peer wants a login (%s); set connect.auth", want);
+		login_failed(p, why);
+		return false;
+	}
+	if (strcmp(want, dkv_auth_method_name(sp->method))) {
+		snprintf(why, sizeof why, "the peer wants a %s login; connect.auth has %s", want,
+			 dkv_auth_method_name(sp->method));
+		login_failed(p, why);
+		return false;
+	}
+	p->state = PS_LOGIN;
+	if (sp->method != DKV_AUTH_PASSWORD) {
+		send_login(p, NULL);
+		return true;
+	}
+	struct dkv_buf b = {0};
+	struct link *l = p->link;
+	l->key_seq = ++p->seq;
+	dkv_mp_map(&b, 2);
+	dkv_mp_cstr(&b, "seq");
+	dkv_mp_uint(&b, l->key_seq);
+	dkv_mp_cstr(&b, "action");
+	dkv_mp_cstr(&b, "auth_key");
+	link_send(l, &b);
+	dkv_buf_release(&b);
+	return true;
+}
+
+/* A reply to auth_key or auth; false when the link was dropped. */
+static bool login_reply(struct peer *p, const struct dkv_msg *m)
+{
+	struct link *l = p->link;
+	const struct dkv_field *f = dkv__msg_get(m, "error");
+	const uint8_t *key;
+	size_t klen;
+	char text[420], why[160];
+	if (f) {
+		if (!field_str(f, text, sizeof text))
+			snprintf(text, sizeof text, "an error");
+		snprintf(why, sizeof why, "login refused: %.120s", text);
+		login_failed(p, why);
+		return false;
+	}
+	if (m->seq == l->key_seq) {
+		f = dkv__msg_get(m, "pubkey");
+		if (!f || !field_bin(f, &key, &klen) || klen != DKV_AUTH_KEYBYTES) {
+			dkv__link_drop(p, "the peer's auth_key answer has no 32-byte pubkey");
+			return false;
+		}
+		l->key_seq = 0;
+		send_login(p, key);
+		return true;
+	}
+	f = dkv__msg_get(m, "state");
+	if (f && field_str(f, text, sizeof text) && !strcmp(text, "start"))
+		return true;
+	/* the stream's end, or a single reply without an error: logged in */
+	l->auth_seq = 0;
+	start_repl(p);
+	return true;
+}
+
 /* One message from the peer; false when the link was dropped. */
 static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 {
@@ -289,8 +441,11 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 			return false;
 		}
 		l->greeted = true;
-		p->state = PS_SYNCING;
-		p->live_seq = dkv__peer_send_repl(p, true);
+		return begin_session(p, &m);
+	}
+	if (p->state == PS_LOGIN) {
+		if ((l->key_seq && m.seq == l->key_seq) || (l->auth_seq && m.seq == l->auth_seq))
+			return login_reply(p, &m);
 		return true;
 	}
 	bool live = m.seq == p->live_seq;
@@ -467,8 +622,15 @@ void dkv__peer_connect(struct peer *p)
 static void on_retry(uv_timer_t *h)
 {
 	struct peer *p = h->data;
-	if (dkv__peer_alive(p) && !p->link)
-		dkv__peer_connect(p);
+	struct dkv_cluster *cl = p->cl;
+	if (dkv__peer_alive(p)) {
+		if (!p->link)
+			dkv__peer_connect(p);
+	} else if (p->login_blocked && !cl->ready && p->initial && !p->initial_failed) {
+		/* it refused us, and now it is gone too: unreachable after all */
+		p->initial_failed = true;
+		dkv__cluster_check_initial(cl);
+	}
 }
 
 static void schedule_retry(struct peer *p)

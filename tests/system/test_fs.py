@@ -2013,10 +2013,15 @@ def test_special_dirs_writable_and_protected(fs):
     """Bullet 10: a value written into a special directory goes to the
     internal data (set_internal's view); the special directories
     themselves cannot be removed (EPERM/EBUSY)."""
-    os.mkdir(fs.path(".acl", "w"))
-    sh("echo 'k: v' > _", cwd=fs.path(".acl", "w"))
-    r = fs.p.request("get_internal", path=Path("acl", "w"))
+    os.mkdir(fs.path(".type", "w"))
+    sh("echo 'k: v' > _", cwd=fs.path(".type", "w"))
+    r = fs.p.request("get_internal", path=Path("type", "w"))
     assert r.get("value") == {"k": "v"}, r
+    # below .acl only mode letters are taken (test_fs_acl.py has more)
+    os.mkdir(fs.path(".acl", "w"))
+    sh("echo rx > _", cwd=fs.path(".acl", "w"))
+    r = fs.p.request("get_internal", path=Path("acl", "w"))
+    assert r.get("value") == "rx", r
     for d in SPECIALS:
         e = errno_of(os.rmdir, fs.path(d))
         assert e in (errno.EPERM, errno.EBUSY, errno.ENOTEMPTY, errno.EACCES), (d, en(e))

@@ -9,10 +9,11 @@
  * blocking connection and prints the answer as YAML.  Output formats are
  * described in doc/cli.md; the commands live in one file per group.
  *
- * Exit status: 0 success, 1 failure (server error, unreachable server),
- * 2 bad usage.  The connection is opened when the first request goes out,
- * after the command line has been checked, so "--help" and usage errors
- * never need a server.
+ * Exit status: 0 success, 1 failure (server error, unreachable server,
+ * a login that is needed and missing or refused), 2 bad usage.  The
+ * connection is opened, and the login made, when the first request goes
+ * out, after the command line has been checked, so "--help" and usage
+ * errors never need a server.
  */
 #include "client_int.h"
 
@@ -49,12 +50,42 @@ int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dk
 
 /* ---- requests ---- */
 
+/* A spec's password?=PROMPT is asked for only when the server wants a
+ * password login: a server without logins never makes anyone type. */
+static int ask_password(struct dkv__cli_ctx *x)
+{
+	struct dkv_auth_spec *sp = x->auth;
+	char want[64];
+	if (!sp || sp->method != DKV_AUTH_PASSWORD || sp->password || !sp->prompt)
+		return 0;
+	if (dkv_client_auth_wanted(x->conn, want, sizeof want) <= 0 || strcmp(want, "password"))
+		return 0;
+	return dkv__cli_ask_secret(x, sp->prompt, &sp->password);
+}
+
 static int connect_server(struct dkv__cli_ctx *x)
 {
 	char err[600];
 	double timeout = dkv_config_float(x->cli->cfg, "connect.init_timeout", 5);
 	if (dkv_client_connect(&x->conn, x->host, x->port, timeout, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", x->cli->progname, err);
+		return 1;
+	}
+	if (ask_password(x))
+		return 1;
+	int r = dkv_client_login(x->conn, x->auth);
+	if (r == -EINVAL) {
+		fprintf(stderr, "%s: %s\n", x->cli->progname, dkv_client_errmsg(x->conn));
+		return 1;
+	}
+	if (r == -EACCES || r == -EREMOTEIO) {
+		/* the original's words, as it prints its ClientAuth*Error */
+		fprintf(stderr, "%s\n", dkv_client_errmsg(x->conn));
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "%s: %s:%u: login: %s\n", x->cli->progname, x->host, x->port,
+			dkv_client_errmsg(x->conn));
 		return 1;
 	}
 	return 0;
@@ -282,6 +313,33 @@ static int opt_port(const struct dkv__cli_optarg *a)
 	return 0;
 }
 
+/* The login to make: -a's text, else connect.auth's.  Sets x->auth to
+ * *sp when there is one; 0, or EXIT_USAGE after a message. */
+static int parse_auth(struct dkv__cli_ctx *x, const char *text, struct dkv_auth_spec *sp)
+{
+	const char *what = "-a";
+	char err[300];
+	const uint8_t *mp;
+	size_t len;
+	if (!text && dkv_config_get(x->cli->cfg, "connect.auth", &mp, &len) && *mp != 0xc0) {
+		what = "connect.auth";
+		text = dkv_config_str(x->cli->cfg, "connect.auth", NULL);
+		if (!text) {
+			fprintf(stderr, "%s: connect.auth must be a string such as "
+				"\"password name=USER password?=Password\"\n", x->cli->progname);
+			return EXIT_USAGE;
+		}
+	}
+	if (!text)
+		return 0;
+	if (dkv_auth_spec_parse(sp, text, err, sizeof err) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", x->cli->progname, what, err);
+		return EXIT_USAGE;
+	}
+	x->auth = sp;
+	return 0;
+}
+
 int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 {
 	struct dkv__cli_ctx x = {
@@ -298,7 +356,7 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 		{.name = "port", .letter = 'p', .arg = "PORT", .fn = opt_port, .data = &port,
 		 .help = "its port (default: connect.port, 27586)"},
 		{.name = "auth", .letter = 'a', .arg = "AUTH", .str = &auth,
-		 .help = "log in (not supported yet)"},
+		 .help = "log in: \"METHOD name=USER ...\" (default: connect.auth)"},
 		{NULL},
 	};
 	argv[0] = (char *)x.cmdname; /* for getopt's messages */
@@ -314,11 +372,10 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 		client_usage(&x, opts, stderr);
 		return EXIT_USAGE;
 	}
-	if (auth) {
-		/* NEEDSWORK: auth methods (root, _test, password) come with the auth issue. */
-		fprintf(stderr, "%s: auth is not supported yet\n", cli->progname);
-		return 1;
-	}
+	struct dkv_auth_spec spec;
+	rc = parse_auth(&x, auth, &spec);
+	if (rc)
+		return rc;
 	argc -= optind;
 	argv += optind;
 	const struct dkv__cli_group *g = find_group(argv[0]);
@@ -330,5 +387,7 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 		rc = EXIT_USAGE;
 	}
 	dkv_client_free(x.conn);
+	if (x.auth)
+		dkv_auth_spec_release(x.auth);
 	return rc;
 }

@@ -33,6 +33,7 @@ struct dkv__cli_ctx {
 	const char *host;
 	unsigned port;
 	struct dkv_client *conn; /* NULL until the first request */
+	struct dkv_auth_spec *auth; /* -a or connect.auth, parsed; NULL: none */
 };
 
 /* ---- options (options.c) ---- */
