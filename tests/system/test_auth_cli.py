@@ -9,9 +9,6 @@ authorization and ACL sections run line by line in bash
 (../shared/spec/tutorial.txt; `distkv` there is a shell function that
 adds this server's port, so the lines themselves stay as written).
 
-Tests that log in with -a are skipped ("needs -a") only while the
-client does not support -a yet.
-
 DKV_BUILD names the meson build directory (default: ../../build).
 """
 
@@ -21,22 +18,10 @@ import subprocess
 import pytest
 
 import dkvyaml
-from conftest import BUILD_DIR, DISTKV
+from conftest import BUILD_DIR
 
 TOOLS = str(BUILD_DIR / "tools")
 PASSWORD = "test123"
-
-
-def _client_logs_in():
-    try:
-        res = subprocess.run([str(DISTKV), "client", "--help"], capture_output=True,
-                             text=True, timeout=10)
-    except OSError:
-        return True  # no binary: the tests skip on their own
-    return "not supported yet" not in res.stdout
-
-
-needs_login = pytest.mark.skipif(not _client_logs_in(), reason="needs -a")
 
 
 @pytest.fixture
@@ -250,7 +235,6 @@ def test_init_needs_users(cli):
     ok(cli("data", "get"))  # still no login needed
 
 
-@needs_login
 def test_init_refuses_a_second_method_unless_switching(cli):
     root = ("-a", "_test name=root")
     ok(cli("auth", "-m", "_test", "user", "add", "name=root"))
@@ -345,7 +329,6 @@ def test_acl_test(cli):
     ok(cli("acl", "test", "-a", "w", "wom", "foo"), "+\n")
 
 
-@needs_login
 def test_acl_test_as_a_bound_user(cli):
     ok(cli("acl", "set", "writeonly", "-a", "xc", "wom", "#"))
     ok(cli("auth", "-m", "_test", "user", "add", "--aux", "acl=writeonly", "name=joe"))
@@ -385,7 +368,6 @@ def tutorial(srv, steps):
             prelude.append(line)
 
 
-@needs_login
 def test_tutorial_password(srv):
     tutorial(srv, [
         ("distkv client auth -m password user add name=joe password?=Code",
@@ -403,7 +385,6 @@ def test_tutorial_password(srv):
     ])
 
 
-@needs_login
 def test_tutorial_test_method_and_acls(srv):
     refused_w = "ServerError: ACL writeonly (wom #: xc) does not allow w\n"
     refused_r = "ServerError: ACL writeonly (wom #: xc) does not allow r\n"
