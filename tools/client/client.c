@@ -224,33 +224,42 @@ int dkv__cli_print_reply(struct dkv__cli_ctx *x, const uint8_t *m, size_t n)
 /* ---- dispatch ---- */
 
 /* A new group is one file exporting its table, and one row here. */
-static const struct group {
-	const char *name;
-	const struct dkv__cli_cmd *const *cmds;
-	const char *summary; /* one line in the client's --help */
-} groups[] = {
-	{"data", dkv__cli_data_cmds, "read and change the stored data"},
-	{"internal", dkv__cli_internal_cmds, "look at the server's internal data and state"},
-	{"log", dkv__cli_log_cmds, "save the server's state and log its changes to files"},
+static const struct dkv__cli_group groups[] = {
+	{.name = "data", .cmds = dkv__cli_data_cmds, .summary = "read and change the stored data"},
+	{.name = "internal", .cmds = dkv__cli_internal_cmds,
+	 .summary = "look at the server's internal data and state"},
+	{.name = "log", .cmds = dkv__cli_log_cmds,
+	 .summary = "save the server's state and log its changes to files"},
+	{.name = "auth", .cmds = dkv__cli_auth_cmds, .summary = "manage login methods and users",
+	 .run = dkv__cli_auth_run, .usage = "auth [-m METHOD] COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nMETHOD: root, _test or password; default: the server's current one.\n"},
+	{.name = "acl", .cmds = dkv__cli_acl_cmds, .summary = "manage access control lists"},
 };
 
-static void group_usage(struct dkv__cli_ctx *x, FILE *f, const struct group *g)
+void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)
 {
-	fprintf(f, "usage: %s %s COMMAND [OPTIONS] [PATH...]\n\nCommands:\n", x->cmdname, g->name);
+	if (g->usage)
+		fprintf(f, "usage: %s %s\n\nCommands:\n", x->cmdname, g->usage);
+	else
+		fprintf(f, "usage: %s %s COMMAND [OPTIONS] [PATH...]\n\nCommands:\n", x->cmdname,
+			g->name);
 	for (const struct dkv__cli_cmd *const *c = g->cmds; *c; c++)
 		fprintf(f, "  %-8s %s\n", (*c)->name, (*c)->summary);
-	fprintf(f, "\nPATH is one word per path element in colon notation (doc/cli.md).\n");
+	if (g->footer)
+		fputs(g->footer, f);
+	else
+		fprintf(f, "\nPATH is one word per path element in colon notation (doc/cli.md).\n");
 }
 
-/* argv[0] is the group's name, argv[1] the command's. */
-static int run_group(struct dkv__cli_ctx *x, const struct group *g, int argc, char **argv)
+int dkv__cli_run_group(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
+		       char **argv)
 {
 	if (argc < 2) {
-		group_usage(x, stderr, g);
+		dkv__cli_group_usage(x, stderr, g);
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		group_usage(x, stdout, g);
+		dkv__cli_group_usage(x, stdout, g);
 		return 0;
 	}
 	for (const struct dkv__cli_cmd *const *c = g->cmds; *c; c++) {
@@ -261,14 +270,15 @@ static int run_group(struct dkv__cli_ctx *x, const struct group *g, int argc, ch
 		snprintf(name, sizeof(name), "%s %s %s", x->cmdname, g->name, argv[1]);
 		argv[1] = name;
 		x->cmd = *c;
+		x->group = g;
 		return (*c)->run(x, argc - 1, argv + 1);
 	}
 	fprintf(stderr, "%s: unknown command '%s %s'\n", x->cli->progname, g->name, argv[1]);
-	group_usage(x, stderr, g);
+	dkv__cli_group_usage(x, stderr, g);
 	return EXIT_USAGE;
 }
 
-static const struct group *find_group(const char *name)
+static const struct dkv__cli_group *find_group(const char *name)
 {
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
 		if (!strcmp(groups[i].name, name))
@@ -368,9 +378,9 @@ int dkv_cli_client(struct dkv_cli *cli, int argc, char **argv)
 		return rc;
 	argc -= optind;
 	argv += optind;
-	const struct group *g = find_group(argv[0]);
+	const struct dkv__cli_group *g = find_group(argv[0]);
 	if (g) {
-		rc = run_group(&x, g, argc, argv);
+		rc = g->run ? g->run(&x, g, argc, argv) : dkv__cli_run_group(&x, g, argc, argv);
 	} else {
 		fprintf(stderr, "%s: unknown command '%s'\n", cli->progname, argv[0]);
 		client_usage(&x, opts, stderr);

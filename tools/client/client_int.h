@@ -28,6 +28,8 @@ struct dkv__cli_ctx {
 	struct dkv_cli *cli;
 	const char *cmdname; /* "distkv client" or "dkv", for usage lines */
 	const struct dkv__cli_cmd *cmd; /* the command being run, for usage lines */
+	const struct dkv__cli_group *group; /* the group being run, for its usage */
+	const char *method; /* "auth -m METHOD"; NULL: not given */
 	const char *host;
 	unsigned port;
 	struct dkv_client *conn; /* NULL until the first request */
@@ -78,10 +80,37 @@ struct dkv__cli_cmd {
 	void (*print_usage)(struct dkv__cli_ctx *x, const struct dkv__cli_opt *opts, FILE *f);
 };
 
+/* A group of commands: "data", "auth", "auth user". */
+struct dkv__cli_group {
+	const char *name; /* the words before the command: "data", "auth user" */
+	const struct dkv__cli_cmd *const *cmds;
+	const char *summary; /* one line in the enclosing --help */
+	/* A group with options of its own before the command ("auth -m
+	 * METHOD user list") parses them and then calls dkv__cli_run_group;
+	 * NULL: dkv__cli_run_group at once.  argv[0] is the group's name. */
+	int (*run)(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc, char **argv);
+	const char *usage;  /* after the command name; NULL: "NAME COMMAND [OPTIONS] [PATH...]" */
+	const char *footer; /* after the list of commands; NULL: a word on PATH */
+};
+
 /* The groups' tables, each ended by a NULL. */
 extern const struct dkv__cli_cmd *const dkv__cli_data_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_internal_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_log_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_auth_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_acl_cmds[];
+
+/* auth.c: the auth group's own options (-m), then its commands. */
+int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
+		      char **argv);
+
+/* Run the command argv[1] of group g with the words after it (argv[0]
+ * is the group's name); --help, -h and no command print the group's
+ * usage.  Returns the exit status. */
+int dkv__cli_run_group(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
+		       char **argv);
+/* The group's usage and its list of commands. */
+void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g);
 
 /* Parse the options at the start of argv[1..argc) by the table opts, for
  * the command x->cmd.  Returns -1 when the command goes on with the words
