@@ -142,6 +142,18 @@ def test_password_user_from_stdin(cli, srv, tmp_path):
     assert PASSWORD not in srv.log()
 
 
+def test_two_prompts_on_one_stdin(cli):
+    """A new user's prompt and a login prompt, both answered on one
+    standard input (the command's own prompts come first, the login's
+    when the connection opens): the first must not swallow the second's
+    line."""
+    ok(cli("auth", "-m", "password", "user", "add", "name=root", "password=rootpw"))
+    ok(cli("auth", "-m", "password", "init"))
+    ok(cli("-a", "password name=root password?=Login", "auth", "-m", "password", "user", "add",
+           "name=ann", "password?=New", input="annpw\nrootpw\n"), "")
+    ok(cli("-a", "password name=ann password=annpw", "data", "list"))
+
+
 def test_user_add_bad_input(cli):
     pw = "password=" + PASSWORD
     fails(cli("auth", "-m", "password", "user", "add", pw), 2, "missing name=USER")

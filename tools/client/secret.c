@@ -12,18 +12,39 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* One line from fd, read a byte at a time so that nothing after it is
+ * consumed (a script may feed several answers on one standard input).
+ * The line without its newline, malloc'd; NULL at EOF before anything. */
+static char *read_line(int fd)
+{
+	struct dkv_buf b = {0};
+	char ch;
+	ssize_t n;
+	while ((n = read(fd, &ch, 1)) == 1 || (n < 0 && errno == EINTR)) {
+		if (n < 0)
+			continue;
+		if (ch == '\n')
+			break;
+		dkv_buf_append(&b, &ch, 1);
+	}
+	if (n == 0 && !b.len) {
+		dkv_buf_release(&b);
+		return NULL;
+	}
+	char *line = strndup(b.len ? (const char *)b.data : "", b.len);
+	if (b.data)
+		explicit_bzero(b.data, b.cap);
+	dkv_buf_release(&b);
+	return line;
+}
+
 int dkv__cli_ask_secret(struct dkv__cli_ctx *x, const char *prompt, char **out)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	char *line;
 	*out = NULL;
 	if (isatty(STDIN_FILENO)) {
 		int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-		FILE *tty = fd >= 0 ? fdopen(fd, "r+") : NULL;
-		if (!tty) {
-			if (fd >= 0)
-				close(fd);
+		if (fd < 0) {
 			fprintf(stderr, "%s: cannot open the terminal to ask for %s\n",
 				x->cli->progname, prompt);
 			return 1;
@@ -36,22 +57,18 @@ int dkv__cli_ask_secret(struct dkv__cli_ctx *x, const char *prompt, char **out)
 			quiet.c_lflag |= ECHONL;
 			tcsetattr(fd, TCSAFLUSH, &quiet);
 		}
-		fprintf(tty, "%s: ", prompt);
-		fflush(tty);
-		n = getline(&line, &cap, tty);
+		dprintf(fd, "%s: ", prompt);
+		line = read_line(fd);
 		if (restore)
 			tcsetattr(fd, TCSAFLUSH, &old);
-		fclose(tty);
+		close(fd);
 	} else {
-		n = getline(&line, &cap, stdin);
+		line = read_line(STDIN_FILENO);
 	}
-	if (n < 0) {
-		free(line);
+	if (!line) {
 		fprintf(stderr, "%s: no answer for %s\n", x->cli->progname, prompt);
 		return 1;
 	}
-	if (n > 0 && line[n - 1] == '\n')
-		line[--n] = 0;
 	*out = line;
 	return 0;
 }
