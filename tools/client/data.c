@@ -447,7 +447,8 @@ static int print_names(struct dkv__cli_ctx *x, const uint8_t *m, size_t n)
 		}
 		dkv_buf_putc(&out, '\n');
 	}
-	fwrite(out.data, 1, out.len, stdout);
+	if (out.len) /* an empty list leaves out.data NULL, which fwrite must not get */
+		fwrite(out.data, 1, out.len, stdout);
 	dkv_buf_release(&out);
 	return rc;
 }
