@@ -66,11 +66,12 @@ free_port() {
 	$PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_distkv NAME: sets dkv_pid and dkv_port once the node serves
+# start_distkv NAME [OPTION...]: sets dkv_pid and dkv_port once the node
+# serves; the options go before "server" (-C key=value)
 start_distkv() {
 	dkv_port=$(free_port)
 	"$distkv" -C server.bind_default.host=127.0.0.1 -C server.bind_default.port="$dkv_port" \
-		server -i Testing "$1" 2>"$tmp/$1.log" &
+		"${@:2}" server -i Testing "$1" 2>"$tmp/$1.log" &
 	dkv_pid=$!
 	pids+=("$dkv_pid")
 	for _ in $(seq 100); do
@@ -161,15 +162,18 @@ PYEOF
 }
 
 if $auth_only; then
-	start_distkv bench-open
+	# standalone nodes: two nodes with Serf on this host would find each
+	# other's agent and replicate (auth settings included) between them
+	start_distkv bench-open -C server.cluster=false
 	open_port=$dkv_port
-	start_distkv bench-auth
+	start_distkv bench-auth -C server.cluster=false
 	auth_port=$dkv_port
-	# joe is bound by "bench": 19 entries that do not match the keys, some
-	# with wildcards on the way, and the one that does
+	# joe is bound by "bench": entries that the keys ("bench", "kN", "M")
+	# meet on the way (wildcards at every level, near misses) and the two
+	# that allow them
 	acl=(
-		"bench #=rwcdxe" "bench=xen" "other #=r" "+ secret=r" "+ + hidden=" "bench k1 +=r"
-		"bench k2 +=rw" "bench k3 # deep=x" "logs #=c" "logs=x" "a b c=r" "a + c=w"
+		"bench #=rwcdxe" "bench=xen" "other #=r" "+ secret=r" "+ + hidden=" "bench q1 +=r"
+		"bench q2 +=rw" "bench q3 # deep=x" "logs #=c" "logs=x" "a b c=r" "a + c=w"
 		"a # z=r" "tmp +=rwc" "tmp # old=d" "+ cfg=r" "+ cfg #=r" "pub #=rxe" "pub=xe" "x y=r"
 	)
 	for a in "${acl[@]}"; do
@@ -216,7 +220,7 @@ if $auth_only; then
 		}'
 	done
 	# login latency: _test on the auth node, then password on a third node
-	start_distkv bench-pw
+	start_distkv bench-pw -C server.cluster=false
 	pw_port=$dkv_port
 	dkvreq "$pw_port" auth_set typ="'password'" ident="'joe'" password="'pw'"
 	dkvreq "$pw_port" auth_set typ="'password'" ident="'root'" password="'rootpw'"
