@@ -719,8 +719,8 @@ int dkv__act_test_acl(struct dkv_req *q)
 	}
 	unsigned have;
 	struct dkv_session tmp = {0};
-	if (ap) { /* another ACL: only who may read ACLs may ask */
-		if ((rc = dkv_session_check(q->sess, NULL, 0, true, DKV_ACL_INTERNAL))) {
+	if (ap) { /* another ACL: a bound session needs a at the path */
+		if ((rc = dkv_session_check(q->sess, p.enc.data, p.enc.len, false, DKV_ACL_ACL))) {
 			snprintf(q->err, sizeof q->err, "%s", q->sess->why);
 			goto out;
 		}

@@ -158,6 +158,13 @@ def test_password_login_is_sealed_hashed_and_never_clear(server, tmp_path):
         assert pw not in server.log()
 
 
+def p0_set(server, path, value):
+    """set_internal as root on a new connection."""
+    p = server.connect()
+    assert login(p, "_test", "root") is None
+    return p.request("set_internal", path=Path(*path), value=value)
+
+
 def test_bound_user_follows_the_acl(server):
     p = server.connect()
     setup_test_auth(p, [(("wom", "#"), "xc"), (("pub", "#"), "rxe"), (("pub",), "rxe")])
@@ -185,6 +192,11 @@ def test_bound_user_follows_the_acl(server):
     assert ok(j.request("test_acl", path=Path("wom", "a")))["access"] == "cx"
     assert ok(j.request("test_acl", path=Path("wom", "a"), mode="w"))["access"] is False
     assert ok(j.request("test_acl", path=Path("nowhere")))["access"] is False
+    # testing another ACL needs a at the path
+    r = j.request("test_acl", path=Path("wom", "a"), acl="writeonly")
+    assert r["error"] == "ACL writeonly (wom #: xc) does not allow a"
+    ok(p0_set(server, ("acl", "writeonly", "wom", "#"), "xca"))
+    assert ok(j.request("test_acl", path=Path("wom", "a"), acl="writeonly"))["access"] == "acx"
     # root is unrestricted, and may test another ACL
     assert login(p, "_test", "root") is None
     assert ok(p.request("test_acl", path=Path("wom", "a")))["access"] is True
