@@ -40,6 +40,7 @@ void dkv_engine_free(struct dkv_engine *e)
 	dkv__tree_release(e);
 	dkv__nodes_release(e);
 	free(e->hooks);
+	free(e->checkers);
 	free(e->tombs);
 	pthread_rwlock_destroy(&e->lock);
 	free(e);
@@ -161,6 +162,14 @@ void dkv_engine_add_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx)
 	e->hooks[e->nhooks].fn = fn;
 	e->hooks[e->nhooks].ctx = ctx;
 	e->nhooks++;
+}
+
+void dkv_engine_add_checker(struct dkv_engine *e, dkv_check_fn fn, void *ctx)
+{
+	e->checkers = dkv_xrealloc(e->checkers, (e->ncheckers + 1) * sizeof *e->checkers);
+	e->checkers[e->ncheckers].fn = fn;
+	e->checkers[e->ncheckers].ctx = ctx;
+	e->ncheckers++;
 }
 
 void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx)
@@ -357,6 +366,9 @@ static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_re
 	if (c->src == DKV_SRC_LOCAL && c->sess && c->sess->check &&
 	    (rc = check_access(e, c, base)))
 		return rc;
+	for (uint32_t i = 0; c->src == DKV_SRC_LOCAL && i < e->ncheckers; i++)
+		if ((rc = e->checkers[i].fn(e->checkers[i].ctx, e, c, res->why, sizeof res->why)))
+			return rc;
 
 	size_t before = e->nentries;
 	/* a deletion from elsewhere leaves a tombstone even where we had nothing */

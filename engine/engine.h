@@ -257,6 +257,7 @@ struct dkv_result {
 	struct dkv_entry *entry;  /* the entry, pinned: unpin when done; NULL on error */
 	bool conflict;            /* remote: made concurrently with our state (resolved) */
 	bool idem;                /* idem: the entry held that value already (unchanged) */
+	char why[256];            /* a checker's refusal (dkv_engine_add_checker); "" */
 };
 
 /* Apply one change; every mutation of the tree goes through here.
@@ -324,6 +325,19 @@ void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
  * (after the change is in the tree): what caches a compiled ACL checks.
  * Any thread. */
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e);
+
+/*
+ * Checkers see every local change after the session's access check and
+ * before anything is applied or created: types, and the validation of
+ * internal records (codecs, code).  0 lets the change through; an error
+ * (-EINVAL for a refused value) refuses it, with the reason for the
+ * client in why ("ValueError('not a percentage')"), which
+ * dkv_engine_apply leaves in res->why.  Remote and replayed changes are
+ * not checked: the node that made them did.  On the loop thread.
+ */
+typedef int (*dkv_check_fn)(void *ctx, struct dkv_engine *e, const struct dkv_change *c,
+			    char *why, size_t whylen);
+void dkv_engine_add_checker(struct dkv_engine *e, dkv_check_fn fn, void *ctx);
 
 /* The tree's lock, for readers on other threads. */
 void dkv_engine_rdlock(struct dkv_engine *e);

@@ -13,6 +13,11 @@ struct dkv_hook {
 	void *ctx;
 };
 
+struct dkv_checker {
+	dkv_check_fn fn;
+	void *ctx;
+};
+
 struct dkv_engine {
 	/* the tree; owned by the loop, guarded by lock against FUSE readers */
 	struct dkv_entry *root;
@@ -37,6 +42,8 @@ struct dkv_engine {
 	bool watch_dead;       /* a watch was stopped during a fan-out */
 	struct dkv_hook *hooks;
 	uint32_t nhooks;
+	struct dkv_checker *checkers;
+	uint32_t ncheckers;
 
 	/* entries that became tombstones (DKV_ENTRY_TOMB), for purging; some
 	 * may hold a value again since (dropped at the next purge) */

@@ -177,6 +177,8 @@ refused:
 				 (unsigned long long)ch.pre_tick, ps);
 		} else if (rc == -EACCES) {
 			snprintf(q->err, sizeof q->err, "%s", q->sess->why);
+		} else if (res.why[0]) {
+			snprintf(q->err, sizeof q->err, "%s", res.why);
 		} else {
 			snprintf(q->err, sizeof q->err, "cannot change %s: %s", ps, dkv_strerror(rc));
 		}
