@@ -20,6 +20,7 @@
 #include "yamltext.h" /* values as YAML text and back */
 #include "config.h"   /* configuration: defaults, file, -C key=value */
 #include "py.h"       /* embedded Python */
+#include "code.h"     /* stored code: its records and their checker */
 #include "log.h"      /* change logs and state files */
 #include "net/server.h"  /* the client-protocol server */
 #include "net/cluster.h" /* replication between nodes */
