@@ -234,6 +234,7 @@ static const struct dkv__cli_group groups[] = {
 	 .run = dkv__cli_auth_run, .usage = "auth [-m METHOD] COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nMETHOD: root, _test or password; default: the server's current one.\n"},
 	{.name = "acl", .cmds = dkv__cli_acl_cmds, .summary = "manage access control lists"},
+	{.name = "code", .cmds = dkv__cli_code_cmds, .summary = "store Python procedures and modules"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)
