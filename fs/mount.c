@@ -22,7 +22,7 @@ static const char *const special_names[][3] = {
 	/* name, first element ("" = None), second element */
 	{".acl", "", "acl"},       {".auth", "", "auth"},     {".type", "", "type"},
 	{".codec", "", "codec"},   {".conv", "", "conv"},     {".match", "", "match"},
-	{".code", ".distkv", "code"}, {".run", ".distkv", "run"},
+	{".code", "", "code"},     {".module", "", "module"}, {".run", ".distkv", "run"},
 	{".errors", ".distkv", "error"},
 };
 

@@ -355,7 +355,8 @@ class Inotify:
 # 1. mount / unmount
 
 
-SPECIALS = [".acl", ".auth", ".type", ".codec", ".conv", ".match", ".code", ".run", ".errors"]
+SPECIALS = [".acl", ".auth", ".type", ".codec", ".conv", ".match", ".code", ".module", ".run",
+            ".errors"]
 
 
 def test_mount_root_listing(fs):
@@ -2001,12 +2002,17 @@ def test_special_dirs(fs):
 
 
 def test_special_dirs_code_run_errors(fs):
-    """Bullet 10: .code, .run and .errors show what is stored where those
-    issues keep it (per fs/mount.c: the ordinary path .distkv/code, .distkv/run,
-    .distkv/error)."""
-    for sub, d in (("code", ".code"), ("run", ".run"), ("error", ".errors")):
+    """Bullet 10: .code and .module show stored code, internal data
+    (None, code) and (None, module) since issue 13; .run and .errors show
+    what is stored where those issues keep it (per fs/mount.c: the
+    ordinary paths .distkv/run, .distkv/error)."""
+    for sub, d in (("run", ".run"), ("error", ".errors")):
         fs.set((".distkv", sub, "x"), sub)
         assert read(fs.path(d, "x", "_")) == "%s\n" % sub
+    for sub in ("code", "module"):
+        r = fs.p.request("set_internal", path=Path(sub, "x"), value={"code": "pass\n"})
+        assert "error" not in r, r
+        assert read(fs.path("." + sub, "x", "_")) == "code: |\n  pass\n"
 
 
 def test_special_dirs_writable_and_protected(fs):
