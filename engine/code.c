@@ -7,6 +7,8 @@
  * record compiles it and throws the result away: nothing is cached, and
  * a change anywhere else costs the checker one test of c->internal, or a
  * comparison of the first path element for the other internal records.
+ * Compiling runs on the loop and cannot be interrupted, so the text is
+ * bounded (DKV_CODE_MAX_TEXT) instead.
  *
  * A procedure is compiled by py.h's procedures, as the runners will
  * compile it.  py.h has no call for a module, and a module is not a
@@ -120,6 +122,11 @@ static int read_field(struct record *rec, enum dkv_code_kind kind, const struct 
 	if (dkv_mp_streq(key, "code")) {
 		if (it.type != DKV_MP_STR)
 			return bad(why, whylen, "%s", "'code' must be a string");
+		if (it.v.s.len > DKV_CODE_MAX_TEXT) {
+			snprintf(why, whylen, "ValueError: the script is longer than %u bytes",
+				 DKV_CODE_MAX_TEXT);
+			return -EINVAL;
+		}
 		rec->code = r->p;
 		rec->code_len = (size_t)(vr.p - r->p);
 		rec->src = (const char *)it.v.s.p;

@@ -28,6 +28,10 @@
 #define DKV_CODE_ELEM "code"     /* (None, "code", NAME...): procedures */
 #define DKV_MODULE_ELEM "module" /* (None, "module", NAME...): modules */
 #define DKV_CODE_MAX_VARS 64     /* parameters a procedure may have */
+/* The longest script or module, bytes.  Compiling is not interruptible
+ * and runs on the loop: 64 KiB (about 1,500 lines) compiles in about
+ * 0.1 s, well within a call's time limit (server.python.timeout). */
+#define DKV_CODE_MAX_TEXT (64u << 10)
 
 enum dkv_code_kind {
 	DKV_CODE_NONE,   /* not stored code */
@@ -42,7 +46,8 @@ enum dkv_code_kind dkv_code_kind_of(const uint8_t *path, size_t len);
 
 /* Check the record value[0..len) (msgpack) of kind: 0, or -EINVAL with
  * the reason in why: "SyntaxError: line 2: invalid syntax" (the line in
- * the script), or what is wrong with the map ("TypeError: ...").
+ * the script), or what is wrong with the map ("TypeError: ...", or
+ * "ValueError: ..." for a text longer than DKV_CODE_MAX_TEXT).
  * DKV_CODE_NONE: 0. */
 int dkv_code_check_record(enum dkv_code_kind kind, const uint8_t *value, size_t len, char *why,
 			  size_t whylen);

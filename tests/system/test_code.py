@@ -288,6 +288,8 @@ def test_records_from_the_protocol(srv):
         (("code", "x"), {"code": "pass", "vars": ["v%d" % i for i in range(65)]},
          "more than 64"),
         (("code", "x"), {"code": "pass", "info": 5}, "'info' must be a string"),
+        (("code", "x"), {"code": "#" * (64 << 10) + "\n"}, "longer than 65536 bytes"),
+        (("module", "x"), {"code": "#" * (64 << 10) + "\n"}, "longer than 65536 bytes"),
         (("code",), {"code": "return ("}, "SyntaxError"),
         (("module", "x"), "X = 1", "TypeError: a module is a map"),
         (("module", "x"), {"code": "a\0b"}, "null bytes"),

@@ -186,6 +186,25 @@ TEST(not_records)
 	b.len -= 2;
 	CHECK_EQ_INT(check(DKV_CODE_PROC, &b), -EINVAL);
 
+	/* the longest text, and one byte more */
+	struct dkv_buf big = {0};
+	for (unsigned i = 0; i < DKV_CODE_MAX_TEXT / 8; i++)
+		dkv_buf_puts(&big, "x = 1 #\n");
+	dkv_buf_putc(&big, 0);
+	b.len = 0;
+	dkv_mp_map(&b, 1);
+	dkv_mp_cstr(&b, "code");
+	dkv_mp_str(&b, big.data, big.len - 1);
+	CHECK_EQ_INT(check(DKV_CODE_PROC, &b), 0);
+	CHECK_EQ_INT(check(DKV_CODE_MODULE, &b), 0);
+	b.len = 0;
+	dkv_mp_map(&b, 1);
+	dkv_mp_cstr(&b, "code");
+	dkv_mp_str(&b, big.data, big.len); /* the NUL is a byte too */
+	CHECK_EQ_INT(check(DKV_CODE_PROC, &b), -EINVAL);
+	CHECK_EQ_STR(why, "ValueError: the script is longer than 65536 bytes");
+	dkv_buf_release(&big);
+
 	/* NUL in a module's text */
 	b.len = 0;
 	dkv_mp_map(&b, 1);
