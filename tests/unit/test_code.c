@@ -202,7 +202,7 @@ TEST(not_records)
 	dkv_mp_cstr(&b, "code");
 	dkv_mp_str(&b, big.data, big.len); /* the NUL is a byte too */
 	CHECK_EQ_INT(check(DKV_CODE_PROC, &b), -EINVAL);
-	CHECK_EQ_STR(why, "ValueError: the script is longer than 65536 bytes");
+	CHECK_EQ_STR(why, "ValueError: the script is longer than 32768 bytes");
 	dkv_buf_release(&big);
 
 	/* NUL in a module's text */
