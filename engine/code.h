@@ -29,7 +29,7 @@
 #define DKV_MODULE_ELEM "module" /* (None, "module", NAME...): modules */
 #define DKV_CODE_MAX_VARS 64     /* parameters a procedure may have */
 /* The longest script or module, bytes.  Compiling is not interruptible
- * and runs on the loop: 32 KiB (about 800 lines) compiles in under 0.2 s
+ * and runs on the loop: 32 KiB (about 800 lines) compiles in about 0.2 s
  * (the worst text measured: 16,384 one-letter statements as a
  * procedure), within a call's time limit (server.python.timeout, 0.5 s
  * by default). */
