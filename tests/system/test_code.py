@@ -146,6 +146,32 @@ def test_tutorial_code(srv):
     assert internal(srv, "code", "the", "error")["code"] == 'raise RuntimeError("Owch")\n'
 
 
+def test_prompt_on_a_terminal(srv):
+    """On a terminal `code set` says what it wants and reads to end of file
+    (Ctrl-D); `code module set` the same."""
+    import pty
+    for args, prompt, path in ((("code", "set", "tty"), "Enter the Python script.\n",
+                                ("code", "tty")),
+                               (("code", "module", "set", "tty"), "Enter the Python module.\n",
+                                ("module", "tty"))):
+        leader, follower = pty.openpty()
+        try:
+            proc = subprocess.Popen(srv.client_argv(*args), stdin=follower,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            os.close(follower)
+            follower = -1
+            os.write(leader, b"x = 1\n")
+            os.write(leader, b"y = 2\n\x04")   # Ctrl-D at the start of a line: EOF
+            out, err = proc.communicate(timeout=30)
+        finally:
+            os.close(leader)
+            if follower >= 0:
+                os.close(follower)
+        assert proc.returncode == 0, (out, err)
+        assert err.decode() == prompt, err
+        assert internal(srv, *path)["code"] == "x = 1\ny = 2\n"
+
+
 # ---- compiling ----
 
 

@@ -67,12 +67,16 @@ static int no_record(struct dkv__cli_ctx *x, const struct kind *k, int argc, cha
 
 /* ---- files ---- */
 
+/* Up to end of file.  A short count from fread means end of file (or an
+ * error): asking again would read a terminal past its Ctrl-D. */
 static void read_all(FILE *f, struct dkv_buf *out)
 {
 	char chunk[4096];
 	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+	do {
+		n = fread(chunk, 1, sizeof chunk, f);
 		dkv_buf_append(out, chunk, n);
+	} while (n == sizeof chunk);
 }
 
 /* The text of a script: FILE, else standard input ("PROMPT" first on a
