@@ -331,18 +331,30 @@ static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_re
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
 {
 	static const uint8_t acl_elem[] = {0xa3, 'a', 'c', 'l'};
+	static const uint8_t type_elem[] = {0xa4, 't', 'y', 'p', 'e'};
+	static const uint8_t match_elem[] = {0xa5, 'm', 'a', 't', 'c', 'h'};
 	int rc = apply(e, c, res);
-	/* after the change is in the tree: a reader that compiled an ACL saw
-	 * it or is told by the new generation to compile again */
+	/* after the change is in the tree: a reader that compiled an ACL (or
+	 * the types) saw it or is told by the new generation to compile again */
 	if (c->internal && c->path_len >= sizeof acl_elem &&
 	    !memcmp(c->path, acl_elem, sizeof acl_elem))
 		atomic_fetch_add(&e->acl_gen, 1);
+	if (c->internal && ((c->path_len >= sizeof type_elem &&
+			     !memcmp(c->path, type_elem, sizeof type_elem)) ||
+			    (c->path_len >= sizeof match_elem &&
+			     !memcmp(c->path, match_elem, sizeof match_elem))))
+		atomic_fetch_add(&e->types_gen, 1);
 	return rc;
 }
 
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e)
 {
 	return atomic_load(&e->acl_gen);
+}
+
+uint64_t dkv_engine_types_gen(struct dkv_engine *e)
+{
+	return atomic_load(&e->types_gen);
 }
 
 static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)

@@ -325,6 +325,9 @@ void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
  * (after the change is in the tree): what caches a compiled ACL checks.
  * Any thread. */
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e);
+/* The same for (None, "type") and (None, "match"): what the compiled
+ * types (types.h) check.  Any thread. */
+uint64_t dkv_engine_types_gen(struct dkv_engine *e);
 
 /*
  * Checkers see every local change after the session's access check and
