@@ -176,6 +176,17 @@ def test_mount(mount_factory):
     with open(f, "w") as fh:
         fh.write("50\n")
     assert s.dkv("data", "get", "stats", "a", "quota").stdout == "50\n"
+    # a type record written through the mount is checked as the CLI's is
+    d = os.path.join(m.mnt, ".type", "int", "pct")
+    os.mkdir(d)
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(d, "_"), "w") as fh:
+            fh.write("code: |\n  %sgood: [0, 101]\nbad: [-1]\n" % PERCENT)
+    assert e.value.errno == errno.EINVAL
+    assert "good example 101 fails: ValueError('not a percentage')" in s.log(), s.log_tail()
+    with open(os.path.join(d, "_"), "w") as fh:
+        fh.write("code: |\n  %sgood: [0, 100]\nbad: [-1]\n" % PERCENT)
+    assert s.dkv("type", "list", "int").stdout == "int\nint percent\nint pct\n"
 
 
 def test_replicated(cluster_factory):
