@@ -1,9 +1,18 @@
 /*
- * py.h - the embedded CPython interpreter.
+ * py.h - the embedded CPython interpreter (engine/py/).
  *
  * The only module that includes Python.h.  The interpreter is started on
- * first use and lives until dkv_py_shutdown().  Not thread-safe: call from
- * one thread.
+ * first use and lives until dkv_py_shutdown().  Every call here may come
+ * from any thread, several at once (each takes the GIL for its duration;
+ * a thread keeps its Python state from its first call until it ends), but
+ * not while dkv_py_shutdown() runs.
+ *
+ * Bounds of every call into stored code (procedures, schema checks): the
+ * time limit (dkv_py_set_timeout), 256 MiB of net allocations (beyond it
+ * Python raises MemoryError), a recursion limit of 200 frames (1000 while
+ * a schema check runs, for jsonschema's own recursion), a result of at
+ * most 64 MiB of msgpack.  Each ends that call with an error; the server
+ * goes on.
  */
 #ifndef DKV_PY_H
 #define DKV_PY_H
@@ -31,18 +40,28 @@ int dkv_py_literal_eval(struct dkv_buf *out, const char *src, char *err, size_t 
 struct dkv_py_proc;
 
 /* Compile src[0..len) with parameters names[0..n).  -EINVAL with the
- * reason in err ("SyntaxError: line 2: invalid syntax") when it does not
- * compile.  async_: an "async def" body (compiled only; not called here). */
+ * reason in err ("SyntaxError: line 2: invalid syntax"; line numbers are
+ * those of src) when it does not compile or a name is not an identifier.
+ * async_: an "async def" body (compiled only; calling it is -EINVAL).
+ * The text runs in a namespace of its own (its globals), so one
+ * procedure's globals are not another's. */
 int dkv_py_proc_new(struct dkv_py_proc **out, const char *src, size_t len,
 		    const char *const *names, unsigned n, bool async_, char *err, size_t errlen);
 void dkv_py_proc_free(struct dkv_py_proc *p); /* accepts NULL */
 
 /* Call p with args[i] (msgpack encodings, one per parameter) and append
  * the msgpack encoding of its return value to out (None when it returns
- * nothing).  Errors, with err set: -EINVAL for an exception, written as
- * repr() of it ("ValueError('not a percentage')"); -ETIMEDOUT when the
- * time limit interrupted it ("TimeoutError('... took longer than 0.5 s')");
- * -ERANGE when the result cannot be msgpack. */
+ * nothing).  What the script sees: nil, bool, int (ext 2 too), float,
+ * str, bytes, lists for arrays (tuples where a dict key must be
+ * hashable), dicts for maps, tuples for paths (ext 3); other ext types
+ * are -EINVAL.  Its result: the same types back, tuples as arrays.
+ * Errors, with err set and out as it was: -EINVAL for an exception,
+ * written as repr() of it ("ValueError('not a percentage')"), or for
+ * arguments that are not msgpack or nargs that is not the parameter
+ * count; -ETIMEDOUT when the time limit interrupted it ("TimeoutError(
+ * 'stored code took longer than 0.5 s')"), whatever the script did with
+ * the TimeoutError it got; -ERANGE when the result cannot be msgpack
+ * ("TypeError: cannot store a value of type 'set'", "result too large"). */
 struct dkv_py_arg {
 	const uint8_t *mp;
 	size_t len;
@@ -51,14 +70,27 @@ int dkv_py_proc_call(struct dkv_py_proc *p, const struct dkv_py_arg *args, unsig
 		     struct dkv_buf *out, char *err, size_t errlen);
 
 /* Check the value (msgpack) against a JSON schema (msgpack of the schema
- * object) with Python's jsonschema: 0, or -EINVAL with the reason. */
+ * object) with Python's jsonschema: 0, or -EINVAL with the reason:
+ * "ValidationError('101 is greater than the maximum of 100')" for the
+ * value, "SchemaError('...')" for a schema that is not one, or why the
+ * module could not be imported; -ETIMEDOUT as for procedures.  Validators
+ * are cached by the schema's bytes. */
 int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value, size_t vlen,
 			char *err, size_t errlen);
 
 /* The time limit of each call, seconds (server.python.timeout; default
- * 0.5).  Any thread. */
+ * 0.5; 0: none).  Any thread; calls made afterwards use it.  A script
+ * looping in Python is interrupted within a few ms of the limit (the
+ * watchdog waits for the GIL, which a running script hands over every
+ * 5 ms) and again every 50 ms while it catches the TimeoutError;
+ * time.sleep() ends at the limit.  C code holding the GIL (a huge
+ * integer power, a regex backtracking) and blocking calls other than
+ * time.sleep (select, sockets, locks) are not cut short: the
+ * TimeoutError lands when they return. */
 void dkv_py_set_timeout(double seconds);
 
+/* Stop the interpreter (when running): procedures made before it can
+ * only be freed, their calls fail.  No call may be running. */
 void dkv_py_shutdown(void);
 
 #endif
