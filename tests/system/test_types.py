@@ -213,3 +213,24 @@ def test_restart_from_log(server_factory, tmp_path):
         "ServerError: ValueError('not a percentage')\n"
     s2.dkv("data", "set", "-ev", "1", "stats", "a", "quota")
     assert s2.dkv("type", "list-matches").stdout == "stats # quota: int percent\n"
+
+
+def test_schema(server, tmp_path):
+    """A JSON schema instead of a script, and a YAML one besides a script."""
+    f = tmp_path / "schema.json"
+    f.write_text('{"type": "object", "required": ["name"]}')
+    server.dkv("type", "set", "-g", "{'name': 1}", "-b", "{}", "-b", "3", "-S", f, "obj",
+               stdin=open(os.devnull))
+    err = fails(server, "type", "set", "-g", "{}", "-b", "3", "-S", f, "obj2",
+                stdin=open(os.devnull))
+    assert err.startswith("ServerError: good example {} fails: "), err
+    y = tmp_path / "schema.yaml"
+    y.write_text("type: object\nproperties:\n  name: {type: string}\n")
+    server.dkv("type", "set", "-g", "{'name': 'x'}", "-b", "{'name': 1}", "-b", "{}",
+               "-S", y, "-y", "obj", "named", input="if 'name' not in value: raise KeyError('name')\n")
+    server.dkv("type", "match", "-t", "obj", "-t", "named", "people", "+")
+    assert "ServerError" in fails(server, "data", "set", "-ev", "{'name': 2}", "people", "a")
+    assert "ServerError" in fails(server, "data", "set", "-ev", "[1]", "people", "a")
+    server.dkv("data", "set", "-ev", "{'name': 'joe'}", "people", "a")
+    got = server.dkv("type", "get", "obj", "named").stdout
+    assert "schema:" in got and "code:" in got, got
