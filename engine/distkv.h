@@ -15,6 +15,7 @@
 #include "hashtab.h"  /* growing a chained hash table */
 #include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
 #include "acl.h"      /* ACLs: matching paths, binding sessions */
+#include "types.h"    /* type checks: types, matches, the checker */
 #include "auth.h"     /* users, login methods, password hashing */
 #include "pathtext.h" /* the colon notation for path elements */
 #include "yamltext.h" /* values as YAML text and back */

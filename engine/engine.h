@@ -331,6 +331,9 @@ uint64_t dkv_engine_acl_gen(struct dkv_engine *e);
 /* The same for (None, "conv") and (None, "codec"): what a session's
  * compiled converter (codec.h) checks.  Any thread. */
 uint64_t dkv_engine_conv_gen(struct dkv_engine *e);
+/* The same for (None, "type") and (None, "match"): what the compiled
+ * types (types.h) check.  Any thread. */
+uint64_t dkv_engine_types_gen(struct dkv_engine *e);
 
 /*
  * Checkers see every local change after the session's access check and

@@ -181,6 +181,17 @@ static int decode_value(struct dkvfs *fs, const struct fsjob *j, struct dkv_chan
 	return rc;
 }
 
+/* A checker refused a change (a type check): say why in the log, since
+ * the writer gets an errno only. */
+static void log_checker(struct dkvfs *fs, const struct fsjob *j, const char *why)
+{
+	struct dkv_buf rel = {0};
+	dkvfs__entry_relpath(fs, j->ent, &rel);
+	dkv_report(DKV_REPORT_INFO, "%s%s%s: %s refused: %s", fs->mnt, rel.len ? "/" : "",
+		   dkv_buf_cstr(&rel), j->data.len ? "write" : "delete", why);
+	dkv_buf_release(&rel);
+}
+
 /* Set or delete the value of j->ent (a local change). */
 int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 {
@@ -220,6 +231,8 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 		rc = -ENOENT; /* nothing to delete */
 	if (rc == -EACCES)
 		log_refusal(fs, j, j->data.len ? "write" : "delete");
+	else if (rc && res.why[0])
+		log_checker(fs, j, res.why);
 	dkv_result_release(fs->e, &res);
 	dkv_buf_release(&conv);
 	dkv_path_release(&p);

@@ -31,6 +31,7 @@ struct node {
 	uv_loop_t loop;
 	uv_signal_t sigint, sigterm;
 	struct dkv_engine *engine;
+	struct dkv_types *types; /* the engine's type checker */
 	struct dkv_server *server;
 	struct dkvfs *fs;
 	struct dkv_logger *logger;
@@ -55,6 +56,13 @@ struct node {
 	int exit_code;
 	bool stopping;          /* shut_down ran: mount nothing any more */
 };
+
+/* The engine, and what its checkers keep. */
+static void free_engine(struct node *n)
+{
+	dkv_engine_free(n->engine);
+	dkv_types_free(n->types);
+}
 
 static void usage(FILE *f)
 {
@@ -688,10 +696,11 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	};
 	n.engine = dkv_engine_new(&eo);
 	dkv_engine_add_checker(n.engine, dkv_codec_check, NULL); /* codec and converter records */
+	n.types = dkv_types_attach(n.engine);
 	rc = load_all(&n, loads, nloads, skip_damaged);
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		dkv_auth_spec_release(&n.peer_auth);
 		free(joins);
 		return 1;
@@ -729,7 +738,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			dkv_logger_close(n.logger, logger_gone, &n);
 			uv_run(&n.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&n.loop);
-			dkv_engine_free(n.engine);
+			free_engine(&n);
 			dkv_auth_spec_release(&n.peer_auth);
 			return 1;
 		}
@@ -740,7 +749,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		dkv_logger_close(n.logger, logger_gone, &n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		dkv_auth_spec_release(&n.peer_auth);
 		return 1;
 	}
@@ -756,7 +765,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		shut_down(&n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		stop_agent(n.agent);
 		free(joins);
 		return 1;
@@ -773,7 +782,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))
 		fprintf(stderr, "distkv: warning: handles still open at exit\n");
-	dkv_engine_free(n.engine);
+	free_engine(&n);
 	stop_agent(n.agent);
 	return n.exit_code;
 }

@@ -237,6 +237,9 @@ static const struct dkv__cli_group groups[] = {
 	{.name = "codec", .cmds = dkv__cli_codec_cmds, .summary = "manage codecs and converters",
 	 .usage = "codec COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nNAME and PATH are one word per element in colon notation (doc/cli.md).\n"},
+	{.name = "type", .cmds = dkv__cli_type_cmds, .summary = "manage types and matches",
+	 .usage = "type COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nTYPE and PATH: one word per element, in colon notation.\n"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)
