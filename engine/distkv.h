@@ -20,6 +20,7 @@
 #include "yamltext.h" /* values as YAML text and back */
 #include "config.h"   /* configuration: defaults, file, -C key=value */
 #include "py.h"       /* embedded Python */
+#include "codec.h"    /* codecs and converters: values per user */
 #include "log.h"      /* change logs and state files */
 #include "net/server.h"  /* the client-protocol server */
 #include "net/cluster.h" /* replication between nodes */

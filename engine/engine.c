@@ -331,18 +331,30 @@ static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_re
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
 {
 	static const uint8_t acl_elem[] = {0xa3, 'a', 'c', 'l'};
+	static const uint8_t conv_elem[] = {0xa4, 'c', 'o', 'n', 'v'};
+	static const uint8_t codec_elem[] = {0xa5, 'c', 'o', 'd', 'e', 'c'};
 	int rc = apply(e, c, res);
-	/* after the change is in the tree: a reader that compiled an ACL saw
-	 * it or is told by the new generation to compile again */
+	/* after the change is in the tree: a reader that compiled an ACL (a
+	 * converter) saw it or is told by the new generation to compile again */
 	if (c->internal && c->path_len >= sizeof acl_elem &&
 	    !memcmp(c->path, acl_elem, sizeof acl_elem))
 		atomic_fetch_add(&e->acl_gen, 1);
+	if (c->internal && ((c->path_len >= sizeof conv_elem &&
+			     !memcmp(c->path, conv_elem, sizeof conv_elem)) ||
+			    (c->path_len >= sizeof codec_elem &&
+			     !memcmp(c->path, codec_elem, sizeof codec_elem))))
+		atomic_fetch_add(&e->conv_gen, 1);
 	return rc;
 }
 
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e)
 {
 	return atomic_load(&e->acl_gen);
+}
+
+uint64_t dkv_engine_conv_gen(struct dkv_engine *e)
+{
+	return atomic_load(&e->conv_gen);
 }
 
 static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)

@@ -687,6 +687,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
 	};
 	n.engine = dkv_engine_new(&eo);
+	dkv_engine_add_checker(n.engine, dkv_codec_check, NULL); /* codec and converter records */
 	rc = load_all(&n, loads, nloads, skip_damaged);
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {

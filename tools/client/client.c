@@ -234,6 +234,9 @@ static const struct dkv__cli_group groups[] = {
 	 .run = dkv__cli_auth_run, .usage = "auth [-m METHOD] COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nMETHOD: root, _test or password; default: the server's current one.\n"},
 	{.name = "acl", .cmds = dkv__cli_acl_cmds, .summary = "manage access control lists"},
+	{.name = "codec", .cmds = dkv__cli_codec_cmds, .summary = "manage codecs and converters",
+	 .usage = "codec COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nNAME and PATH are one word per element in colon notation (doc/cli.md).\n"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)

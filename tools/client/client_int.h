@@ -99,6 +99,7 @@ extern const struct dkv__cli_cmd *const dkv__cli_internal_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_log_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_auth_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_acl_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_codec_cmds[];
 
 /* auth.c: the auth group's own options (-m), then its commands. */
 int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
