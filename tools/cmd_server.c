@@ -87,6 +87,7 @@ static void usage(FILE *f)
 	      "configuration keys used (set with -c FILE or -C key=value):\n"
 	      "  server.bind_default.host, server.bind_default.port   where clients connect\n"
 	      "  server.change.length     chain length (default 5)\n"
+	      "  server.python.timeout    time limit of one call of stored Python, s (0.5)\n"
 	      "  server.buffer            stream window offered to clients (default 10)\n"
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
@@ -695,6 +696,8 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
 	};
 	n.engine = dkv_engine_new(&eo);
+	/* stored Python (types, codecs): each call's time limit */
+	dkv_py_set_timeout(dkv_config_float(cli->cfg, "server.python.timeout", 0.5));
 	dkv_engine_add_checker(n.engine, dkv_codec_check, NULL); /* codec and converter records */
 	n.types = dkv_types_attach(n.engine);
 	rc = load_all(&n, loads, nloads, skip_damaged);
