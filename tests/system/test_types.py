@@ -155,6 +155,17 @@ def test_raising_and_looping_scripts(server):
     assert server.dkv("data", "get", "x").stdout == "1\n"
 
 
+def test_python_timeout_is_configurable(server_factory):
+    """server.python.timeout sets the limit each call of a script gets."""
+    server = server_factory(config={"server.python.timeout": 0.25})
+    server.dkv("type", "set", "-g", "1", "-b", "2", "slow",
+               input="if value == 2: raise ValueError('two')\n"
+                     "if value == 4:\n    while True: pass\n")
+    server.dkv("type", "match", "-t", "slow", "x")
+    err = fails(server, "data", "set", "-ev", "4", "x")
+    assert err == "ServerError: TimeoutError('stored code took longer than 0.25 s')\n", err
+
+
 @pytestmark_fs
 def test_mount(mount_factory):
     m = mount_factory()
