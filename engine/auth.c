@@ -7,6 +7,7 @@
  */
 #include "acl.h"
 #include "auth.h"
+#include "codec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -98,19 +99,26 @@ int dkv_auth_bind_user(struct dkv_engine *e, struct dkv_session *s, int method,
 		       const char *user, size_t len)
 {
 	struct dkv_entry *ent = dkv_auth_user_entry(e, method, user, len);
-	const uint8_t *acl;
-	size_t acl_len;
+	const uint8_t *aux;
+	size_t aux_len;
 	if (!ent)
 		return -ENOENT;
 	dkv_session_release(s);
 	s->user = strndup(user, len);
 	if (!s->user)
 		abort();
-	if (!value_str(ent, "_aux", "acl", &acl, &acl_len)) {
-		char *name = strndup((const char *)acl, acl_len);
+	if (!value_str(ent, "_aux", "acl", &aux, &aux_len)) {
+		char *name = strndup((const char *)aux, aux_len);
 		if (!name)
 			abort();
 		dkv_acl_bind(s, e, name);
+		free(name);
+	}
+	if (!value_str(ent, "_aux", "codec", &aux, &aux_len)) {
+		char *name = strndup((const char *)aux, aux_len);
+		if (!name)
+			abort();
+		dkv_conv_bind(s, e, name);
 		free(name);
 	}
 	return 0;
@@ -121,6 +129,7 @@ void dkv_session_release(struct dkv_session *s)
 	free((char *)s->user);
 	s->user = NULL;
 	dkv_acl_bind(s, NULL, NULL);
+	dkv_conv_bind(s, NULL, NULL);
 }
 
 /* ---- the hashing thread ---- */

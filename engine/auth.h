@@ -10,7 +10,7 @@
  * (a name is enough; for experiments) and "password" (libsodium
  * crypto_pwhash_str, argon2id).  A user's `_aux` may name an ACL
  * (`acl: NAME`), which binds the sessions that log in as that user
- * (acl.h).  Passwords travel sealed (crypto_box_seal) to a key the
+ * (acl.h), and a converter (`codec: NAME`, codec.h).  Passwords travel sealed (crypto_box_seal) to a key the
  * server makes per connection; doc/protocol.md has the exchange.
  */
 #ifndef DKV_AUTH_H
@@ -43,7 +43,7 @@ struct dkv_entry *dkv_auth_user_entry(struct dkv_engine *e, int method, const ch
 bool dkv_auth_user_exists(struct dkv_engine *e, int method, const char *user, size_t len);
 
 /* Make s the session of user (whose record under method must exist):
- * sets s->user and binds the ACL its aux names.  -ENOENT: no such user.
+ * sets s->user and binds the ACL and the converter its aux names.  -ENOENT: no such user.
  * No secret is checked: the caller has (or trusts the user). */
 int dkv_auth_bind_user(struct dkv_engine *e, struct dkv_session *s, int method,
 		       const char *user, size_t len);

@@ -15,11 +15,13 @@
 #include "hashtab.h"  /* growing a chained hash table */
 #include "engine.h"   /* the tree, sessions, dkv_engine_apply, watchers, hooks */
 #include "acl.h"      /* ACLs: matching paths, binding sessions */
+#include "types.h"    /* type checks: types, matches, the checker */
 #include "auth.h"     /* users, login methods, password hashing */
 #include "pathtext.h" /* the colon notation for path elements */
 #include "yamltext.h" /* values as YAML text and back */
 #include "config.h"   /* configuration: defaults, file, -C key=value */
 #include "py.h"       /* embedded Python */
+#include "codec.h"    /* codecs and converters: values per user */
 #include "code.h"     /* stored code: its records and their checker */
 #include "log.h"      /* change logs and state files */
 #include "net/server.h"  /* the client-protocol server */

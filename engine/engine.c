@@ -326,23 +326,51 @@ static bool holds(const struct dkv_entry *ent, const uint8_t *v, size_t len)
 	       !memcmp(dkv_value_data(ent->value), v, len);
 }
 
+/* Whether the change's path starts with the element elem[0..len). */
+static bool first_elem_is(const struct dkv_change *c, const uint8_t *elem, size_t len)
+{
+	return c->path_len >= len && !memcmp(c->path, elem, len);
+}
+
 static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res);
 
 int dkv_engine_apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)
 {
 	static const uint8_t acl_elem[] = {0xa3, 'a', 'c', 'l'};
+	static const uint8_t conv_elem[] = {0xa4, 'c', 'o', 'n', 'v'};
+	static const uint8_t codec_elem[] = {0xa5, 'c', 'o', 'd', 'e', 'c'};
+	static const uint8_t type_elem[] = {0xa4, 't', 'y', 'p', 'e'};
+	static const uint8_t match_elem[] = {0xa5, 'm', 'a', 't', 'c', 'h'};
 	int rc = apply(e, c, res);
-	/* after the change is in the tree: a reader that compiled an ACL saw
-	 * it or is told by the new generation to compile again */
-	if (c->internal && c->path_len >= sizeof acl_elem &&
-	    !memcmp(c->path, acl_elem, sizeof acl_elem))
+	/* after the change is in the tree: a reader that compiled an ACL, a
+	 * converter or the types saw it, or is told by the new generation to
+	 * compile again */
+	if (!c->internal)
+		return rc;
+	if (first_elem_is(c, acl_elem, sizeof acl_elem))
 		atomic_fetch_add(&e->acl_gen, 1);
+	if (first_elem_is(c, conv_elem, sizeof conv_elem) ||
+	    first_elem_is(c, codec_elem, sizeof codec_elem))
+		atomic_fetch_add(&e->conv_gen, 1);
+	if (first_elem_is(c, type_elem, sizeof type_elem) ||
+	    first_elem_is(c, match_elem, sizeof match_elem))
+		atomic_fetch_add(&e->types_gen, 1);
 	return rc;
 }
 
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e)
 {
 	return atomic_load(&e->acl_gen);
+}
+
+uint64_t dkv_engine_conv_gen(struct dkv_engine *e)
+{
+	return atomic_load(&e->conv_gen);
+}
+
+uint64_t dkv_engine_types_gen(struct dkv_engine *e)
+{
+	return atomic_load(&e->types_gen);
 }
 
 static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_result *res)

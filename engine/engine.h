@@ -203,6 +203,9 @@ struct dkv_session {
 		     unsigned mode);
 	void *rule;       /* the rule's own data */
 	char why[200];    /* the last refusal */
+	/* the user's converter (aux codec=NAME, codec.h): values it sends
+	 * are decoded, values it reads encoded; NULL: as stored */
+	struct dkv_conv *conv;
 };
 
 /* Whether s may use mode (DKV_ACL_*) at path (internal: below None).
@@ -325,6 +328,12 @@ void dkv_engine_remove_hook(struct dkv_engine *e, dkv_hook_fn fn, void *ctx);
  * (after the change is in the tree): what caches a compiled ACL checks.
  * Any thread. */
 uint64_t dkv_engine_acl_gen(struct dkv_engine *e);
+/* The same for (None, "conv") and (None, "codec"): what a session's
+ * compiled converter (codec.h) checks.  Any thread. */
+uint64_t dkv_engine_conv_gen(struct dkv_engine *e);
+/* The same for (None, "type") and (None, "match"): what the compiled
+ * types (types.h) check.  Any thread. */
+uint64_t dkv_engine_types_gen(struct dkv_engine *e);
 
 /*
  * Checkers see every local change after the session's access check and

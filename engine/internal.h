@@ -51,6 +51,9 @@ struct dkv_engine {
 	size_t ntombs, tombs_cap;
 
 	atomic_uint_fast64_t acl_gen; /* bumped by every change below (None, "acl") */
+	atomic_uint_fast64_t conv_gen; /* ... below (None, "conv") and (None, "codec") */
+	atomic_uint_fast64_t types_gen; /* bumped by every change below (None, "type")
+					 * and (None, "match") */
 };
 
 uint32_t dkv__hash_elem(const struct dkv_entry *parent, const uint8_t *name, size_t len);

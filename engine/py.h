@@ -12,7 +12,9 @@
  * Python raises MemoryError), a recursion limit of 200 frames (1000 while
  * a schema check runs, for jsonschema's own recursion), a result of at
  * most 64 MiB of msgpack.  Each ends that call with an error; the server
- * goes on.
+ * goes on.  The bounds stop mistakes, not malice: stored code is written
+ * by users the None subtree's rule lets in, and it may import anything
+ * (os, ctypes, threading); a thread it starts is not bounded at all.
  */
 #ifndef DKV_PY_H
 #define DKV_PY_H

@@ -378,6 +378,35 @@ bool dkvfs__holds_hash(const struct dkv_value *val)
 	return find_password(&r, &n, &k, &e);
 }
 
+/* A data value as the mount's user (server.mount.user) reads it: its
+ * converter's encoding (codec.h), in conv.  When the codec fails, the
+ * text says why in a comment (and true: nothing else to show). */
+static bool encode_value(const struct dkvfs *fs, const struct dkv_entry *ent,
+			 const uint8_t **data, size_t *len, struct dkv_buf *conv, struct dkv_buf *out)
+{
+	if (!fs->sess.conv)
+		return false;
+	struct dkv_path p;
+	char why[300];
+	struct dkv_buf enc = {0};
+	int rc = 0;
+	dkv_path_init(&p);
+	dkv_entry_path(ent, NULL, &p);
+	if (!(p.enc.len && p.enc.data[0] == 0xc0))
+		rc = dkv_session_encode(&fs->sess, p.enc.data, p.enc.len, data, len, &enc, why,
+					sizeof why);
+	dkv_path_release(&p);
+	if (!rc && enc.len) { /* *data points into enc: conv keeps it */
+		dkv_buf_release(conv);
+		*conv = enc;
+		return false;
+	}
+	dkv_buf_release(&enc);
+	if (rc)
+		dkv_buf_printf(out, "# not shown: %s\n", why);
+	return rc != 0;
+}
+
 void dkvfs__render_value(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out)
 {
 	if (!dkv_entry_has_value(ent))
@@ -400,6 +429,10 @@ void dkvfs__render_value(const struct dkvfs *fs, const struct dkv_entry *ent, st
 		dkv_buf_append(&shown, e, (size_t)(data + len - e));
 		data = shown.data;
 		len = shown.len;
+	}
+	if (encode_value(fs, ent, &data, &len, &shown, out)) {
+		dkv_buf_release(&shown);
+		return;
 	}
 	if (dkv_yaml_emit(out, data, len))
 		dkv_buf_puts(out, "# (a value that cannot be shown as YAML)\n");

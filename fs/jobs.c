@@ -158,6 +158,40 @@ static void log_refusal(struct dkvfs *fs, const struct fsjob *j, const char *wha
 	dkv_buf_release(&rel);
 }
 
+/* The value the mount's user (server.mount.user) writes to a data path,
+ * decoded by its converter (codec.h) into conv; a failure is logged and
+ * stores nothing (-EINVAL).  The uid sessions of server.mount.users
+ * read and write values as stored: the texts of `_` are shared. */
+static int decode_value(struct dkvfs *fs, const struct fsjob *j, struct dkv_change *c,
+			struct dkv_buf *conv)
+{
+	char why[300];
+	if (!c->value || c->internal || j->sess != &fs->sess)
+		return 0;
+	int rc = dkv_session_decode(j->sess, c->path, c->path_len, &c->value, &c->value_len, conv,
+				    why, sizeof why);
+	if (rc) {
+		struct dkv_buf rel = {0};
+		dkvfs__entry_relpath(fs, j->ent, &rel);
+		dkv_report(DKV_REPORT_ERROR, "%s%s%s/_: not stored: %s", fs->mnt, rel.len ? "/" : "",
+			   dkv_buf_cstr(&rel), why);
+		dkv_buf_release(&rel);
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+/* A checker refused a change (a type check): say why in the log, since
+ * the writer gets an errno only. */
+static void log_checker(struct dkvfs *fs, const struct fsjob *j, const char *why)
+{
+	struct dkv_buf rel = {0};
+	dkvfs__entry_relpath(fs, j->ent, &rel);
+	dkv_report(DKV_REPORT_INFO, "%s%s%s: %s refused: %s", fs->mnt, rel.len ? "/" : "",
+		   dkv_buf_cstr(&rel), j->data.len ? "write" : "delete", why);
+	dkv_buf_release(&rel);
+}
+
 /* Set or delete the value of j->ent (a local change). */
 int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 {
@@ -176,13 +210,20 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 	c.internal = internal;
 	c.value = j->data.len ? j->data.data : NULL;
 	c.value_len = j->data.len;
+	struct dkv_buf conv = {0};
+	int rc = decode_value(fs, j, &c, &conv);
+	if (rc) {
+		dkv_buf_release(&conv);
+		dkv_path_release(&p);
+		return rc;
+	}
 	c.pre = (enum dkv_precond)j->pre;
 	c.src = DKV_SRC_LOCAL;
 	c.sess = j->sess; /* its inotify events came from the writer itself */
 	/* NEEDSWORK: the in-place candidate still travels beside the apply,
 	 * not with the change: dkv_change has no room for caller data */
 	fs->inplace = j->inplace;
-	int rc = dkv_engine_apply(fs->e, &c, &res);
+	rc = dkv_engine_apply(fs->e, &c, &res);
 	fs->inplace = (struct inplace){0};
 	if (!rc && fs->opts.logger)
 		j->need = dkv_logger_need(fs->opts.logger);
@@ -190,7 +231,10 @@ int dkvfs__job_set(struct dkvfs *fs, struct fsjob *j)
 		rc = -ENOENT; /* nothing to delete */
 	if (rc == -EACCES)
 		log_refusal(fs, j, j->data.len ? "write" : "delete");
+	else if (rc && res.why[0])
+		log_checker(fs, j, res.why);
 	dkv_result_release(fs->e, &res);
+	dkv_buf_release(&conv);
 	dkv_path_release(&p);
 	return rc;
 }

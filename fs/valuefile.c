@@ -136,7 +136,8 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 	}
 	j.pre = v->excl ? DKV_PRE_NEW : DKV_PRE_NONE;
 	/* a user record's text leaves its hash out: it never reads back as written */
-	if (v->ver && !v->created && !dkvfs__is_user_record(fs, ent)) {
+	if (v->ver && !v->created && !dkvfs__is_user_record(fs, ent) &&
+	    !(v->sess && v->sess->conv)) { /* a codec's text need not read back as written */
 		/* the inode may stay if it reads back as written (struct inplace) */
 		struct dkv_buf canon = {0};
 		if (!dkv_yaml_emit(&canon, j.data.data, j.data.len) && canon.len == v->text.len &&

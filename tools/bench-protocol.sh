@@ -4,12 +4,25 @@
 #
 # usage: tools/bench-protocol.sh [BUILD_DIR]          (default: build)
 #        tools/bench-protocol.sh --auth [BUILD_DIR]   only the auth figures
+#        tools/bench-protocol.sh --types [BUILD_DIR]  only the type-check figures
+#        tools/bench-protocol.sh --codecs [BUILD_DIR] only the codec figures
 #
 # --auth: two nodes side by side, one without auth and one where every
 # client logs in (_test) as a user bound by a 20-entry ACL; the same
 # set/get runs on both, interleaved, REPEAT times (medians).  Then login
 # latency: rounds of 50 concurrent logins (_test, then password) while one
 # client does sequential sets, whose p99 is the figure that must stay low.
+#
+# --codecs: one standalone node whose converter "floatval" runs every
+# value below "bench" through the codec floatstr (encode: str(value));
+# gets as joe (bound to floatval: every value is encoded by a Python call)
+# and as root (values as stored), interleaved, REPEAT times (medians).
+#
+# --types: three standalone nodes side by side: one without types, one
+# with a type and 12 decoy matches that the benchmark's keys ("bench",
+# "kN", "M") walk past but never meet (unmatched), and one where "bench +
+# +" also binds the type, a one-line script (matched).  The same sets run
+# on all three, interleaved, REPEAT times (medians).
 #
 # Starts a distkv node and a redis-server on free ports, runs dkv-bench and
 # redis-benchmark with the same connections, pipeline depth, value size (8
@@ -26,8 +39,16 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 auth_only=false
+types_only=false
+codecs_only=false
 if [ "${1:-}" = --auth ]; then
 	auth_only=true
+	shift
+elif [ "${1:-}" = --types ]; then
+	types_only=true
+	shift
+elif [ "${1:-}" = --codecs ]; then
+	codecs_only=true
 	shift
 fi
 build=${1:-build}
@@ -46,7 +67,7 @@ hz=$(getconf CLK_TCK)
 for x in "$distkv" "$bench"; do
 	[ -x "$x" ] || { echo "bench-protocol: $x not built (run ninja -C $build)" >&2; exit 1; }
 done
-$auth_only || for x in redis-server redis-benchmark; do
+$auth_only || $types_only || $codecs_only || for x in redis-server redis-benchmark; do
 	command -v $x >/dev/null || { echo "bench-protocol: $x not installed" >&2; exit 1; }
 done
 
@@ -242,6 +263,110 @@ if $auth_only; then
 		echo "$setline" | awk -F, -v m=$m -v n="$n" -v p50="$p50" -v p99="$p99" '/^bench,/ {
 			printf "| %s | %d | %s | %s | %s | %s | %s (set p99 < 5 ms) |\n", m, n, p50, p99, $8, $9,
 				($9 < 5000 ? "met" : "NOT met")
+		}'
+	done
+	exit 0
+fi
+
+if $codecs_only; then
+	start_distkv bench-codec -C server.cluster=false
+	port=$dkv_port
+	dkvreq "$port" set_internal "path=('codec','floatstr')" \
+		"value={'encode':'return str(value)','decode':'return float(value)','in':[['12.5',12.5]],'out':[[13.25,'13.25']]}"
+	dkvreq "$port" set_internal "path=('conv','floatval','bench','#')" "value={'codec':['floatstr']}"
+	dkvreq "$port" auth_set typ="'_test'" ident="'joe'" "aux={'codec':'floatval'}"
+	dkvreq "$port" auth_set typ="'_test'" ident="'root'"
+	dkvreq "$port" set_auth_typ typ="'_test'"
+	"$bench" -p "$port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS --auth "_test name=root" >/dev/null
+	ccases=("get 50 1 $N_CONN" "get 50 16 $N_PIPE")
+	for rep in $(seq "$REPEAT"); do
+		for i in "${!ccases[@]}"; do
+			set -- ${ccases[$i]}
+			echo "run $rep/$REPEAT: $1, $2 connections, pipeline $3" >&2
+			for who in joe root; do
+				"$bench" -p "$port" -q -t "$1" -c "$2" -P "$3" -n "$4" -k $KEYS --auth "_test name=$who" |
+					awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }' \
+					>>"$tmp/$who.$i"
+			done
+		done
+	done
+	echo
+	echo "Gets through a codec (joe) beside gets of the stored values (root), median of $REPEAT runs ($(nproc) CPUs)"
+	echo
+	echo "| workload | root ops/s | joe (codec) ops/s | ratio | root p50 µs | joe p50 µs | goal |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+	for i in "${!ccases[@]}"; do
+		set -- ${ccases[$i]}
+		awk -v w="$1, $2 connections, pipeline $3" \
+			-v r="$(awk '{ print $1 }' "$tmp/root.$i" | median)" \
+			-v j="$(awk '{ print $1 }' "$tmp/joe.$i" | median)" \
+			-v rp="$(awk '{ print $2 }' "$tmp/root.$i" | median)" \
+			-v jp="$(awk '{ print $2 }' "$tmp/joe.$i" | median)" 'BEGIN {
+			printf "| %s | %.0f | %.0f | %.0f%% | %s | %s | %s (>= 50,000/s) |\n", w, r, j, j / r * 100, rp, jp,
+				(j >= 50000 ? "met" : "NOT met")
+		}'
+	done
+	exit 0
+fi
+
+if $types_only; then
+	start_distkv bench-none -C server.cluster=false
+	none_port=$dkv_port
+	start_distkv bench-unmatched -C server.cluster=false
+	unm_port=$dkv_port
+	start_distkv bench-matched -C server.cluster=false
+	mat_port=$dkv_port
+	# decoys: patterns the keys meet on the way (wildcards at every level,
+	# near misses), none of which matches ("bench", "kN", "M")
+	decoys=(
+		"stats # quota" "+ secret" "+ + hidden" "bench q1 +" "bench # deep" "bench + nope"
+		"bench k1 x" "+ k1 y" "logs #" "a + c" "a # z" "+ cfg #"
+	)
+	for port in "$unm_port" "$mat_port"; do
+		dkvreq "$port" set_internal "path=('type','str')" \
+			"value={'code': 'if not isinstance(value, str): raise TypeError(\"not a string\")', 'good': ['a', ''], 'bad': [1, None]}"
+		for d in "${decoys[@]}"; do
+			words=$(printf "'%s'," $d)
+			dkvreq "$port" set_internal "path=('match',${words%,})" "value={'type': ['str']}"
+		done
+	done
+	dkvreq "$mat_port" set_internal "path=('match','bench','+','+')" "value={'type': ['str']}"
+	for port in "$none_port" "$unm_port" "$mat_port"; do
+		"$bench" -p "$port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS >/dev/null
+	done
+	tcases=("set 50 1 $N_CONN" "set 50 16 $N_PIPE")
+	trun() { # PORT TEST CONNS PIPELINE N: "ops p50"
+		"$bench" -p "$1" -q -t "$2" -c "$3" -P "$4" -n "$5" -k $KEYS |
+			awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }'
+	}
+	for rep in $(seq "$REPEAT"); do
+		for i in "${!tcases[@]}"; do
+			set -- ${tcases[$i]}
+			echo "run $rep/$REPEAT: $1, $2 connections, pipeline $3" >&2
+			trun "$none_port" "$@" >>"$tmp/none.$i"
+			trun "$unm_port" "$@" >>"$tmp/unm.$i"
+			trun "$mat_port" "$@" >>"$tmp/mat.$i"
+		done
+	done
+	echo
+	echo "Type checks beside none, loopback, median of $REPEAT runs ($(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+	echo
+	echo "| workload | no types ops/s | unmatched ops/s | ratio | matched ops/s | no types p50 µs | unmatched p50 µs | matched p50 µs | goals |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	for i in "${!tcases[@]}"; do
+		set -- ${tcases[$i]}
+		n=$(awk '{ print $1 }' "$tmp/none.$i" | median)
+		u=$(awk '{ print $1 }' "$tmp/unm.$i" | median)
+		m=$(awk '{ print $1 }' "$tmp/mat.$i" | median)
+		awk -v w="$1, $2 connections, pipeline $3" -v n="$n" -v u="$u" -v m="$m" -v pipe="$3" \
+			-v np="$(awk '{ print $2 }' "$tmp/none.$i" | median)" \
+			-v up="$(awk '{ print $2 }' "$tmp/unm.$i" | median)" \
+			-v mp="$(awk '{ print $2 }' "$tmp/mat.$i" | median)" 'BEGIN {
+			r = u / n
+			g = sprintf("unmatched %s (>= 95%%)", r >= 0.95 ? "met" : "NOT met")
+			if (pipe > 1)
+				g = g sprintf("; matched %s (>= 50,000/s)", m >= 50000 ? "met" : "NOT met")
+			printf "| %s | %.0f | %.0f | %.0f%% | %.0f | %s | %s | %s | %s |\n", w, n, u, r * 100, m, np, up, mp, g
 		}'
 	done
 	exit 0

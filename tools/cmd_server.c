@@ -31,6 +31,7 @@ struct node {
 	uv_loop_t loop;
 	uv_signal_t sigint, sigterm;
 	struct dkv_engine *engine;
+	struct dkv_types *types; /* the engine's type checker */
 	struct dkv_server *server;
 	struct dkvfs *fs;
 	struct dkv_logger *logger;
@@ -56,6 +57,13 @@ struct node {
 	bool stopping;          /* shut_down ran: mount nothing any more */
 };
 
+/* The engine, and what its checkers keep. */
+static void free_engine(struct node *n)
+{
+	dkv_engine_free(n->engine);
+	dkv_types_free(n->types);
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: distkv [global options] server [options] NODENAME\n"
@@ -79,6 +87,7 @@ static void usage(FILE *f)
 	      "configuration keys used (set with -c FILE or -C key=value):\n"
 	      "  server.bind_default.host, server.bind_default.port   where clients connect\n"
 	      "  server.change.length     chain length (default 5)\n"
+	      "  server.python.timeout    time limit of one call of stored Python, s (0.5)\n"
 	      "  server.buffer            stream window offered to clients (default 10)\n"
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
@@ -687,11 +696,15 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		.chain_length = (unsigned)dkv_config_int(cli->cfg, "server.change.length", 5),
 	};
 	n.engine = dkv_engine_new(&eo);
+	/* stored Python (types, codecs): each call's time limit */
+	dkv_py_set_timeout(dkv_config_float(cli->cfg, "server.python.timeout", 0.5));
+	dkv_engine_add_checker(n.engine, dkv_codec_check, NULL); /* codec and converter records */
+	n.types = dkv_types_attach(n.engine);
 	dkv_code_add_checker(n.engine); /* stored code must compile */
 	rc = load_all(&n, loads, nloads, skip_damaged);
 	free(loads);
 	if (rc || (init && set_root(&n, init, eval))) {
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		dkv_auth_spec_release(&n.peer_auth);
 		free(joins);
 		return 1;
@@ -729,7 +742,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 			dkv_logger_close(n.logger, logger_gone, &n);
 			uv_run(&n.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&n.loop);
-			dkv_engine_free(n.engine);
+			free_engine(&n);
 			dkv_auth_spec_release(&n.peer_auth);
 			return 1;
 		}
@@ -740,7 +753,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		dkv_logger_close(n.logger, logger_gone, &n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		dkv_auth_spec_release(&n.peer_auth);
 		return 1;
 	}
@@ -756,7 +769,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		shut_down(&n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);
-		dkv_engine_free(n.engine);
+		free_engine(&n);
 		stop_agent(n.agent);
 		free(joins);
 		return 1;
@@ -773,7 +786,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))
 		fprintf(stderr, "distkv: warning: handles still open at exit\n");
-	dkv_engine_free(n.engine);
+	free_engine(&n);
 	stop_agent(n.agent);
 	return n.exit_code;
 }

@@ -5,6 +5,7 @@
 #include "net.h"
 
 #include "acl.h"
+#include "codec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 static int do_get_value(struct dkv_req *q, bool internal)
 {
 	struct dkv_path p;
+	struct dkv_buf enc = {0};
 	int64_t nchain;
 	int rc;
 
@@ -22,12 +24,18 @@ static int do_get_value(struct dkv_req *q, bool internal)
 	if ((rc = dkv__req_path(q, &p)) || (rc = dkv__req_int(q, "nchain", 0, &nchain)) ||
 	    (rc = dkv__req_lookup(q, &p, internal, &ent)))
 		goto out;
+	bool has = ent && dkv_entry_has_value(ent);
+	const uint8_t *v = has ? dkv_value_data(ent->value) : NULL;
+	size_t vlen = has ? ent->value->len : 0;
+	if (has && !internal &&
+	    (rc = dkv_session_encode(q->sess, p.enc.data, p.enc.len, &v, &vlen, &enc, q->err,
+				     sizeof q->err)))
+		goto out;
 	struct dkv_reply r;
 	dkv__reply_begin(&r, q->c);
-	bool has = ent && dkv_entry_has_value(ent);
 	if (has) {
 		dkv__reply_key(&r, "value");
-		dkv_buf_append(r.b, dkv_value_data(ent->value), ent->value->len);
+		dkv_buf_append(r.b, v, vlen);
 	}
 	if (nchain) {
 		dkv__reply_key(&r, "chain");
@@ -40,6 +48,7 @@ static int do_get_value(struct dkv_req *q, bool internal)
 	dkv__reply_seq(&r, q->m);
 	dkv__reply_end(&r);
 out:
+	dkv_buf_release(&enc);
 	dkv_path_release(&p);
 	return rc;
 }
@@ -99,7 +108,7 @@ int dkv__req_precond(struct dkv_req *q, struct dkv_change *ch)
 static int do_set(struct dkv_req *q, bool internal, bool is_delete)
 {
 	struct dkv_path p;
-	struct dkv_buf val = {0}, prev = {0};
+	struct dkv_buf val = {0}, prev = {0}, conv = {0}, convprev = {0};
 	struct dkv_change ch = {0};
 	struct dkv_result res = {0};
 	int64_t nchain;
@@ -135,6 +144,13 @@ static int do_set(struct dkv_req *q, bool internal, bool is_delete)
 		rc = -EINVAL;
 		goto out;
 	}
+	/* the session's converter: what it sends is decoded before anything */
+	ch.value = is_delete ? NULL : val.data;
+	ch.value_len = val.len;
+	if (!is_delete && !internal &&
+	    (rc = dkv_session_decode(q->sess, p.enc.data, p.enc.len, &ch.value, &ch.value_len,
+				     &conv, q->err, sizeof q->err)))
+		goto out;
 	const struct dkv_field *pf = dkv__msg_get(q->m, "prev");
 	if (pf) { /* value precondition; one that is no value matches nothing */
 		struct dkv_mp_reader r;
@@ -145,13 +161,15 @@ static int do_set(struct dkv_req *q, bool internal, bool is_delete)
 		}
 		ch.prev = prev.data ? prev.data : (const uint8_t *)"";
 		ch.prev_len = prev.len;
+		if (!internal &&
+		    (rc = dkv_session_decode(q->sess, p.enc.data, p.enc.len, &ch.prev, &ch.prev_len,
+					     &convprev, q->err, sizeof q->err)))
+			goto out;
 	}
 
 	ch.path = p.enc.data;
 	ch.path_len = p.enc.len;
 	ch.internal = internal;
-	ch.value = is_delete ? NULL : val.data;
-	ch.value_len = val.len;
 	ch.idem = idem;
 	ch.src = DKV_SRC_LOCAL;
 	ch.sess = q->sess;
@@ -205,8 +223,15 @@ refused:
 	dkv__reply_key(&r, "changed");
 	dkv_mp_bool(r.b, res.changed);
 	if (res.prev && res.prev->len && ch.pre == DKV_PRE_NONE && !pf) {
-		dkv__reply_key(&r, "prev");
-		dkv_buf_append(r.b, dkv_value_data(res.prev), res.prev->len);
+		/* the old value as the session reads it; left out if its codec fails */
+		const uint8_t *pv = dkv_value_data(res.prev);
+		size_t pvlen = res.prev->len;
+		char why[sizeof q->err];
+		if (internal || !dkv_session_encode(q->sess, p.enc.data, p.enc.len, &pv, &pvlen,
+						    &convprev, why, sizeof why)) {
+			dkv__reply_key(&r, "prev");
+			dkv_buf_append(r.b, pv, pvlen);
+		}
 	}
 	if (nchain) {
 		dkv__reply_key(&r, "chain");
@@ -221,6 +246,8 @@ refused:
 	dkv__reply_end(&r);
 out:
 	dkv_result_release(q->e, &res);
+	dkv_buf_release(&conv);
+	dkv_buf_release(&convprev);
 	dkv_buf_release(&prev);
 	dkv_buf_release(&val);
 	dkv_path_release(&p);
@@ -270,6 +297,30 @@ static unsigned child_modes(struct dkv_req *q, struct dkv_path *p, const struct 
 	return modes;
 }
 
+/* The value of the child k of the entry at p, as the session reads it
+ * (None when its codec fails: a listing is not the place to fail). */
+static void append_child_value(struct dkv_req *q, struct dkv_path *p, const struct dkv_entry *k,
+			       bool internal, struct dkv_buf *out)
+{
+	const uint8_t *v = dkv_value_data(k->value);
+	size_t vlen = k->value->len;
+	struct dkv_buf enc = {0};
+	char why[sizeof q->err];
+	int rc = 0;
+	if (!internal && q->sess->conv) {
+		size_t len = p->enc.len;
+		dkv_buf_append(&p->enc, k->name, k->namelen);
+		rc = dkv_session_encode(q->sess, p->enc.data, p->enc.len, &v, &vlen, &enc, why,
+					sizeof why);
+		p->enc.len = len;
+	}
+	if (rc)
+		dkv_mp_nil(out);
+	else
+		dkv_buf_append(out, v, vlen);
+	dkv_buf_release(&enc);
+}
+
 static int do_enum(struct dkv_req *q, bool internal)
 {
 	struct dkv_path p;
@@ -303,7 +354,7 @@ static int do_enum(struct dkv_req *q, bool internal)
 		dkv_buf_append(r.b, k->name, k->namelen);
 		if (with_data) {
 			if (dkv_entry_has_value(k) && (modes & DKV_ACL_READ))
-				dkv_buf_append(r.b, dkv_value_data(k->value), k->value->len);
+				append_child_value(q, &p, k, internal, r.b);
 			else
 				dkv_mp_nil(r.b);
 		}

@@ -101,6 +101,8 @@ static bool watch_pump(struct dkv_stream *st)
 	if (ws->fetching) {
 		if (!dkv__walker_pump(st, &ws->walk))
 			return false;
+		if (ws->walk.failed)
+			return true; /* a codec failed: the error ended it */
 		ws->fetching = false;
 		if (!dkv__stream_can_send(st))
 			return false;
@@ -123,9 +125,10 @@ static bool watch_pump(struct dkv_stream *st)
 			ws->qtail = &ws->qhead;
 		ws->qlen--;
 		ws->qbytes -= q->value ? q->value->len : 0;
-		dkv__send_entry(st, &ws->walk.last, &q->path, q->value, q->tock,
-			   ws->walk.nchain);
+		bool sent = dkv__walker_send(st, &ws->walk, &q->path, q->value, q->tock);
 		qev_free(q);
+		if (!sent)
+			return true; /* a codec failed: the error ended the watch */
 	}
 	return false; /* a watch runs until stopped */
 }

@@ -293,6 +293,8 @@ struct dkv__walker {
 	bool done;
 	bool prune;              /* the next step does not go below cur */
 	struct dkv_session *sess; /* bound by a rule: filter by it; else NULL */
+	struct dkv_session *conv; /* has a converter: encode values by it; else NULL */
+	bool failed;             /* a codec failed: the error ended the stream */
 	struct dkv_buf abs;      /* scratch: top's path from the root, then cur's */
 	size_t abs_top;          /* bytes of top's own path in abs */
 };
@@ -307,8 +309,15 @@ int dkv__walker_init(struct dkv_req *q, struct dkv__walker *w, struct dkv_entry 
 /* Advance to the next entry (parents first), keeping path and pins
  * right; NULL at the end. */
 struct dkv_entry *dkv__walker_step(struct dkv_engine *e, struct dkv__walker *w);
-/* Send entries while the window allows; true when the walk is complete. */
+/* Send entries while the window allows; true when the walk is complete
+ * (or failed: w->failed). */
 bool dkv__walker_pump(struct dkv_stream *st, struct dkv__walker *w);
+/* Send the entry at path (relative to w's top) with its value as w's
+ * session reads it (its converter, codec.h).  false when the codec
+ * failed: the error that ends the stream is sent instead, and w->failed
+ * and w->done are set. */
+bool dkv__walker_send(struct dkv_stream *st, struct dkv__walker *w,
+		      const struct dkv__pstack *path, const struct dkv_value *value, uint64_t tock);
 void dkv__walker_release(struct dkv_engine *e, struct dkv__walker *w);
 /* Send one entry at path (relative), compressing the path against the
  * last one sent. */

@@ -7,6 +7,7 @@
 #include "net.h"
 
 #include "acl.h"
+#include "codec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -141,9 +142,44 @@ bool dkv__walker_pump(struct dkv_stream *st, struct dkv__walker *w)
 			continue;
 		if (!dkv_entry_has_value(x) && !w->empty)
 			continue;
-		dkv__send_entry(st, &w->last, &w->path, x->value, x->tock, w->nchain);
+		dkv__walker_send(st, w, &w->path, x->value, x->tock);
 	}
 	return w->done;
+}
+
+bool dkv__walker_send(struct dkv_stream *st, struct dkv__walker *w,
+		      const struct dkv__pstack *path, const struct dkv_value *value, uint64_t tock)
+{
+	if (!w->conv || !value || !value->len) {
+		dkv__send_entry(st, &w->last, path, value, tock, w->nchain);
+		return true;
+	}
+	const uint8_t *v = dkv_value_data(value);
+	size_t vlen = value->len;
+	struct dkv_buf enc = {0};
+	char why[300];
+	w->abs.len = w->abs_top;
+	dkv_buf_append(&w->abs, path->enc.data, path->enc.len);
+	int rc = dkv_session_encode(w->conv, w->abs.data, w->abs.len, &v, &vlen, &enc, why,
+				    sizeof why);
+	if (rc) {
+		struct dkv_reply r;
+		dkv__stream_msg_begin(st, &r);
+		dkv__reply_key(&r, "error");
+		dkv_mp_cstr(r.b, why);
+		dkv__reply_key(&r, "tock");
+		dkv_mp_uint(r.b, dkv_engine_next_tock(st->conn->srv->engine));
+		dkv__reply_end(&r);
+		w->failed = w->done = true;
+	} else if (enc.len) {
+		struct dkv_value *nv = dkv_value_new(v, vlen, value->chain, value->nchain);
+		dkv__send_entry(st, &w->last, path, nv, tock, w->nchain);
+		dkv_value_unref(nv);
+	} else {
+		dkv__send_entry(st, &w->last, path, value, tock, w->nchain);
+	}
+	dkv_buf_release(&enc);
+	return rc == 0;
 }
 
 void dkv__walker_release(struct dkv_engine *e, struct dkv__walker *w)
@@ -180,11 +216,16 @@ int dkv__walker_init(struct dkv_req *q, struct dkv__walker *w, struct dkv_entry 
 	w->top = top;
 	w->skip_meta = top == dkv_engine_root(q->e);
 	dkv_entry_pin(top);
-	if (q->sess && q->sess->check) { /* a bound session: filter as we go */
+	/* a bound session: filter as we go; one with a converter: encode
+	 * the data's values (not the internal ones) */
+	if (q->sess && (q->sess->check || q->sess->conv)) {
 		struct dkv_path p;
 		dkv_path_init(&p);
 		dkv_entry_path(top, NULL, &p);
-		w->sess = q->sess;
+		if (q->sess->check)
+			w->sess = q->sess;
+		if (q->sess->conv && !(p.enc.len && p.enc.data[0] == 0xc0))
+			w->conv = q->sess;
 		dkv_buf_append(&w->abs, p.enc.data, p.enc.len);
 		w->abs_top = w->abs.len;
 		dkv_path_release(&p);

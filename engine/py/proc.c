@@ -16,10 +16,15 @@
  * catches it does not get away.  A script sleeping in time.sleep() holds
  * no GIL and would not see that exception until it wakes, so time.sleep
  * is replaced by one that sleeps at most until the caller's deadline and
- * then raises itself.  Not bounded: C code that holds the GIL for long
- * (a huge integer power, a regex backtracking) and blocking calls other
- * than time.sleep (select, sockets, locks) end when they end; the
- * exception lands at the next Python instruction after that.
+ * then raises itself.
+ *
+ * NEEDSWORK: not bounded in time: C code that holds the GIL for long (a
+ * huge integer power, sum(range(10**10)), a regex backtracking) and
+ * blocking calls other than time.sleep (select, sockets, locks, input)
+ * end when they end, and meanwhile every other call waits for the GIL;
+ * the exception lands at the next Python instruction after that.  A
+ * script that catches the TimeoutError in a loop forever keeps its
+ * thread (the call reports -ETIMEDOUT only when it returns).
  *
  * The workload: one call per checked write, a short script, so a call
  * costs two uncontended mutex operations beyond the Python call itself.

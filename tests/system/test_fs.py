@@ -1985,13 +1985,22 @@ def test_special_dirs(fs):
     for d in SPECIALS:
         st = os.stat(fs.path(d))
         assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
-    for area in ("acl", "auth", "type", "codec", "conv", "match"):
-        r = fs.p.request("set_internal", path=Path(area, "x"), value={"area": area})
+    # a match needs its type (doc/types.md): (type, x) is set before it
+    extra = {"match": {"type": ["x"]}, "match_text": "type:\n- x\n"}
+    for area in ("acl", "auth", "type", "codec", "match"):
+        r = fs.p.request("set_internal", path=Path(area, "x"),
+                         value=dict({"area": area}, **extra.get(area, {})))
         assert "error" not in r, r
-    for area in ("acl", "auth", "type", "codec", "conv", "match"):
+    # a converter's entries are (conv, NAME, PATH...) naming a codec (codec.h)
+    r = fs.p.request("set_internal", path=Path("conv", "x", "p"), value={"codec": ["x"]})
+    assert "error" not in r, r
+    for area in ("acl", "auth", "type", "codec", "match"):
         d = fs.path("." + area, "x")
         assert os.listdir(d) == ["_"], (area, os.listdir(d))
-        assert read(os.path.join(d, "_")) == "area: %s\n" % area
+        assert read(os.path.join(d, "_")) == "area: %s\n" % area + \
+            extra.get(area + "_text", "")
+    assert os.listdir(fs.path(".conv", "x")) == ["p"]
+    assert read(fs.path(".conv", "x", "p", "_")) == "codec:\n- x\n"
     assert ":n" not in os.listdir(fs.mnt)
     assert errno_of(os.stat, fs.path(":n")) == errno.ENOENT
     assert fs.get("acl", "x") is MISSING

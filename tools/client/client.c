@@ -234,6 +234,12 @@ static const struct dkv__cli_group groups[] = {
 	 .run = dkv__cli_auth_run, .usage = "auth [-m METHOD] COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nMETHOD: root, _test or password; default: the server's current one.\n"},
 	{.name = "acl", .cmds = dkv__cli_acl_cmds, .summary = "manage access control lists"},
+	{.name = "codec", .cmds = dkv__cli_codec_cmds, .summary = "manage codecs and converters",
+	 .usage = "codec COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nNAME and PATH are one word per element in colon notation (doc/cli.md).\n"},
+	{.name = "type", .cmds = dkv__cli_type_cmds, .summary = "manage types and matches",
+	 .usage = "type COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nTYPE and PATH: one word per element, in colon notation.\n"},
 	{.name = "code", .cmds = dkv__cli_code_cmds, .summary = "store Python procedures and modules"},
 };
 

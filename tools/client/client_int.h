@@ -99,6 +99,8 @@ extern const struct dkv__cli_cmd *const dkv__cli_internal_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_log_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_auth_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_acl_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_codec_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_type_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_code_cmds[];
 
 /* auth.c: the auth group's own options (-m), then its commands. */
