@@ -219,7 +219,12 @@ static struct cnode *cchild(const struct cnode *n, const uint8_t *el, size_t len
 	return NULL;
 }
 
-/* ---- the candidate set ---- */
+/* ---- the candidate set ----
+ *
+ * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
+ * wildcard matcher (compiled tree, candidate set, most specific first);
+ * it should be one engine/pattern.c with a payload per node.
+ */
 
 #define CAND_MAX 256 /* bound on the set (a pathological ACL of many '#') */
 

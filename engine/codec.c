@@ -670,6 +670,12 @@ static const struct cpat *cpat_child(const struct cpat *n, const uint8_t *el, si
 	return NULL;
 }
 
+/*
+ * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
+ * wildcard matcher (compiled tree, candidate set, most specific first);
+ * it should be one engine/pattern.c with a payload per node.
+ */
+
 /* The candidate set, bounded: a converter of many "#" patterns may lose
  * the least specific candidates of a long path. */
 #define CAND_MAX 64

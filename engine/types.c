@@ -505,7 +505,12 @@ static const struct cmatch *cmatch_child(const struct cmatch *m, const uint8_t *
 	return NULL;
 }
 
-/* ---- the candidate set (the matcher of acl.c, for matches) ---- */
+/* ---- the candidate set (the matcher of acl.c, for matches) ----
+ *
+ * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
+ * wildcard matcher (compiled tree, candidate set, most specific first);
+ * it should be one engine/pattern.c with a payload per node.
+ */
 
 #define CAND_MAX 256 /* bound on the set (a pathological tree of many '#') */
 
