@@ -59,20 +59,6 @@ static int acl_path(struct dkv__cli_ctx *x, const char *name, int argc, char **a
 	return dkv__cli_parse_path(x, argc, argv, path);
 }
 
-/* The words as typed, for messages ("wom #"; the ACL's root: "(root)"). */
-static char *words_text(int argc, char **argv)
-{
-	struct dkv_buf b = {0};
-	for (int i = 0; i < argc; i++) {
-		if (i)
-			dkv_buf_putc(&b, ' ');
-		dkv_buf_puts(&b, argv[i]);
-	}
-	if (!argc)
-		dkv_buf_puts(&b, "(root)");
-	return dkv_buf_cstr(&b);
-}
-
 /* Mode letters: 0, or EXIT_USAGE after a message naming the unknown
  * ones. */
 static int check_letters(struct dkv__cli_ctx *x, const char *s)
@@ -301,7 +287,7 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 		return rc;
 
 	struct dkv_buf path = {0}, chain = {0};
-	char *old = NULL, *now = NULL, *where = words_text(argc - first, argv + first);
+	char *old = NULL, *now = NULL, *where = dkv__cli_words_text(argc - first, argv + first, "(root)");
 	struct dkv__cli_req q = {0};
 	rc = acl_path(x, name, argc - first, argv + first, &path);
 	if (rc == 0)
@@ -508,7 +494,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (first < argc) {
 		rc = delete_entry(x, &path, &changed);
 		if (rc == 0 && !changed) {
-			char *where = words_text(argc - first, argv + first);
+			char *where = dkv__cli_words_text(argc - first, argv + first, "(root)");
 			fprintf(stderr, "%s: ACL %s has no entry at %s\n", x->cli->progname, name,
 				where);
 			free(where);

@@ -48,6 +48,46 @@ int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dk
 	return 0;
 }
 
+char *dkv__cli_words_text(int argc, char **argv, const char *empty)
+{
+	struct dkv_buf b = {0};
+	for (int i = 0; i < argc; i++) {
+		if (i)
+			dkv_buf_putc(&b, ' ');
+		dkv_buf_puts(&b, argv[i]);
+	}
+	if (!argc)
+		dkv_buf_puts(&b, empty);
+	return dkv_buf_cstr(&b);
+}
+
+int dkv__cli_read_all(struct dkv__cli_ctx *x, FILE *f, const char *what, struct dkv_buf *out)
+{
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		dkv_buf_append(out, chunk, n);
+	if (ferror(f)) {
+		fprintf(stderr, "%s: cannot read %s\n", x->cli->progname, what);
+		return 1;
+	}
+	return 0;
+}
+
+int dkv__cli_read_file(struct dkv__cli_ctx *x, const char *name, struct dkv_buf *out)
+{
+	if (!strcmp(name, "-"))
+		return dkv__cli_read_all(x, stdin, "standard input", out);
+	FILE *f = fopen(name, "r");
+	if (!f) {
+		fprintf(stderr, "%s: %s: %s\n", x->cli->progname, name, strerror(errno));
+		return 1;
+	}
+	int rc = dkv__cli_read_all(x, f, name, out);
+	fclose(f);
+	return rc;
+}
+
 /* ---- requests ---- */
 
 /* A spec's password?=PROMPT is asked for only when the server wants a

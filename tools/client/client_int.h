@@ -136,6 +136,15 @@ int dkv__cli_parse_int(const char *s, long *v);
  * EXIT_USAGE after a message when a word is not colon notation. */
 int dkv__cli_parse_path(struct dkv__cli_ctx *x, int argc, char **argv, struct dkv_buf *enc);
 
+/* The words joined by spaces, for messages ("wom #"); empty when there
+ * are none.  The caller frees it. */
+char *dkv__cli_words_text(int argc, char **argv, const char *empty);
+/* All of f into out; 0, or 1 after a message naming what. */
+int dkv__cli_read_all(struct dkv__cli_ctx *x, FILE *f, const char *what, struct dkv_buf *out);
+/* All of the file name ("-": standard input) into out; 0, or 1 after a
+ * message. */
+int dkv__cli_read_file(struct dkv__cli_ctx *x, const char *name, struct dkv_buf *out);
+
 /* ---- secrets (secret.c) ---- */
 
 /* Ask for a secret: "PROMPT: " on the terminal without echo, or one line

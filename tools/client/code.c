@@ -45,21 +45,9 @@ static int record_path(struct dkv__cli_ctx *x, const struct kind *k, int argc, c
 	return dkv__cli_parse_path(x, argc, argv, path);
 }
 
-/* The words as typed, for messages. */
-static char *words_text(int argc, char **argv)
-{
-	struct dkv_buf b = {0};
-	for (int i = 0; i < argc; i++) {
-		if (i)
-			dkv_buf_putc(&b, ' ');
-		dkv_buf_puts(&b, argv[i]);
-	}
-	return dkv_buf_cstr(&b);
-}
-
 static int no_record(struct dkv__cli_ctx *x, const struct kind *k, int argc, char **argv)
 {
-	char *where = words_text(argc, argv);
+	char *where = dkv__cli_words_text(argc, argv, "");
 	fprintf(stderr, "%s: no %s at %s\n", x->cli->progname, k->noun, where);
 	free(where);
 	return 1;

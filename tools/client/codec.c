@@ -29,18 +29,6 @@ static int int_path(struct dkv__cli_ctx *x, const char *root, int argc, char **a
 	return dkv__cli_parse_path(x, argc, argv, path);
 }
 
-/* The words as typed, for messages. */
-static char *words_text(int argc, char **argv)
-{
-	struct dkv_buf b = {0};
-	for (int i = 0; i < argc; i++) {
-		if (i)
-			dkv_buf_putc(&b, ' ');
-		dkv_buf_puts(&b, argv[i]);
-	}
-	return dkv_buf_cstr(&b);
-}
-
 /* A path's elements as words ("monitor # value"). */
 static void path_words(struct dkv_buf *out, const uint8_t *enc, size_t len)
 {
@@ -57,45 +45,17 @@ static void path_words(struct dkv_buf *out, const uint8_t *enc, size_t len)
 	}
 }
 
-/* All of f into out; 0, or 1 after a message. */
-static int read_all(struct dkv__cli_ctx *x, FILE *f, const char *what, struct dkv_buf *out)
-{
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-		dkv_buf_append(out, buf, n);
-	if (ferror(f)) {
-		fprintf(stderr, "%s: cannot read %s\n", x->cli->progname, what);
-		return 1;
-	}
-	return 0;
-}
-
-static int read_file(struct dkv__cli_ctx *x, const char *name, struct dkv_buf *out)
-{
-	if (!strcmp(name, "-"))
-		return read_all(x, stdin, "standard input", out);
-	FILE *f = fopen(name, "r");
-	if (!f) {
-		fprintf(stderr, "%s: %s: %s\n", x->cli->progname, name, strerror(errno));
-		return 1;
-	}
-	int rc = read_all(x, f, name, out);
-	fclose(f);
-	return rc;
-}
-
 /* The script for one direction: from FILE, or typed after a prompt
  * (to the end of input, ^D). */
 static int script(struct dkv__cli_ctx *x, const char *file, const char *dir, struct dkv_buf *out)
 {
 	if (file)
-		return read_file(x, file, out);
+		return dkv__cli_read_file(x, file, out);
 	if (isatty(STDIN_FILENO)) {
 		printf("Enter the Python script to %s 'value'.\n", dir);
 		fflush(stdout);
 	}
-	int rc = read_all(x, stdin, "standard input", out);
+	int rc = dkv__cli_read_all(x, stdin, "standard input", out);
 	clearerr(stdin); /* a terminal reads again after ^D */
 	return rc;
 }
@@ -280,7 +240,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	if ((rc = dkv__cli_call(x, &q, &rep)))
 		goto out;
 	if (dkv_client_field(rep.data, rep.len, "value", &v, &vlen) < 0) {
-		char *w = words_text(argc - optind, argv + optind);
+		char *w = dkv__cli_words_text(argc - optind, argv + optind, "");
 		fprintf(stderr, "%s: no codec named '%s'\n", x->cli->progname, w);
 		free(w);
 		rc = 1;
@@ -446,7 +406,7 @@ static int delete_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, cons
 	int rc = dkv__cli_call(x, &q, &rep);
 	if (rc == 0 && dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
 	    vlen == 1 && v[0] == 0xc2 /* false */) {
-		char *w = words_text(argc, argv);
+		char *w = dkv__cli_words_text(argc, argv, "");
 		fprintf(stderr, "%s: no %s at '%s'\n", x->cli->progname, what, w);
 		free(w);
 		rc = 1;

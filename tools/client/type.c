@@ -49,32 +49,6 @@ static char *path_words(const uint8_t *enc, size_t len)
 	return dkv_buf_cstr(&b);
 }
 
-/* All of f; 0, or 1 after a message naming what. */
-static int read_all(struct dkv__cli_ctx *x, FILE *f, const char *what, struct dkv_buf *out)
-{
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		dkv_buf_append(out, chunk, n);
-	if (ferror(f)) {
-		fprintf(stderr, "%s: cannot read %s\n", x->cli->progname, what);
-		return 1;
-	}
-	return 0;
-}
-
-static int read_file(struct dkv__cli_ctx *x, const char *name, struct dkv_buf *out)
-{
-	FILE *f = fopen(name, "r");
-	if (!f) {
-		fprintf(stderr, "%s: %s: %s\n", x->cli->progname, name, strerror(errno));
-		return 1;
-	}
-	int rc = read_all(x, f, name, out);
-	fclose(f);
-	return rc;
-}
-
 static bool blank(const struct dkv_buf *b)
 {
 	for (size_t i = 0; i < b->len; i++)
@@ -221,13 +195,13 @@ static int opt_example(const struct dkv__cli_optarg *a)
 static int read_script(struct dkv__cli_ctx *x, const char *file, bool schema, struct dkv_buf *out)
 {
 	if (file)
-		return read_file(x, file, out);
+		return dkv__cli_read_file(x, file, out);
 	if (isatty(STDIN_FILENO)) {
 		if (schema)
 			return 0;
 		fprintf(stderr, "Enter the Python script to check 'value'.\n");
 	}
-	return read_all(x, stdin, "the script from standard input", out);
+	return dkv__cli_read_all(x, stdin, "the script from standard input", out);
 }
 
 static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
@@ -263,7 +237,7 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (schema) {
 		char err[256];
 		/* JSON is YAML 1.2: one parser reads both */
-		if ((rc = read_file(x, schema, &text)))
+		if ((rc = dkv__cli_read_file(x, schema, &text)))
 			goto out;
 		if (dkv_yaml_parse(&sch, text.len ? (const char *)text.data : "", text.len, err,
 				   sizeof err) < 0) {
