@@ -43,19 +43,40 @@ POLL = 0.1
 # --------------------------------------------------------------------------
 # ports and processes
 
+# Ports are drawn at random below the kernel's ephemeral range, so that no
+# outgoing connection (a server dialling its peers, a client) can take one
+# between our check and the daemon's bind, and never twice in one test run:
+# a port handed out once is not handed out again while this process lives.
+_PORT_LO, _PORT_HI = 20000, 32000
+_handed_out = {27586}      # the default client port, which test_cli wants free
+
+
+def _take_port(host, udp_too):
+    for _ in range(1000):
+        port = random.randint(_PORT_LO, _PORT_HI)
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind((host, port))
+                if udp_too:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                        u.bind((host, port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d" % (_PORT_LO, _PORT_HI))
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port free on host, not handed out before in this run."""
+    return _take_port(host, False)
+
+
 def free_port_tcp_udp(host="127.0.0.1"):
     """A port free for both TCP and UDP on host (Serf's gossip uses both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((host, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no port free for both TCP and UDP")
+    return _take_port(host, True)
 
 
 def port_accepts(host, port, timeout=0.5):

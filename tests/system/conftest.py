@@ -70,10 +70,9 @@ _live_servers = []   # started and not yet finished (for failure reports)
 
 
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1, not handed out before in this run."""
+    import cluster_util
+    return cluster_util.free_port()
 
 
 def _cfg_text(v):
