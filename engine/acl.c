@@ -2,19 +2,17 @@
  * acl.c - matching paths against ACLs (the rules are in acl.h), and the
  * session rule that checks a bound user's requests.
  *
- * The matcher keeps the set of ACL entries the path so far can be at:
- * each step follows the exact name, "+" and "#" from every candidate,
- * and a "#" stays a candidate for the following steps.  The order of
- * the set is the order of specificity, so an entry's match is the first
- * candidate that has a value.  It walks a compiled copy of the ACL that
- * a session's rule keeps until the engine's ACL generation moves (every
- * change below (None, "acl") moves it), so a change counts at the next
- * check and a check costs a few memcmp per path element.  Compiling
- * reads the tree: on the loop, or under the read lock.
+ * Matching is pattern.h's: the most specific entry with a value wins.
+ * It walks a compiled copy of the ACL that a session's rule keeps until
+ * the engine's ACL generation moves (every change below (None, "acl")
+ * moves it), so a change counts at the next check and a check costs a
+ * few memcmp per path element.  Compiling reads the tree: on the loop,
+ * or under the read lock.
  */
 #include "acl.h"
 
 #include "pathtext.h"
+#include "pattern.h"
 
 #include <pthread.h>
 
@@ -25,8 +23,6 @@
 
 static const uint8_t NIL_ELEM[] = {0xc0};
 static const uint8_t ACL_ELEM[] = {0xa3, 'a', 'c', 'l'};
-static const uint8_t PLUS_ELEM[] = {0xa1, '+'};
-static const uint8_t HASH_ELEM[] = {0xa1, '#'};
 
 static const char LETTERS[] = "arwcdxen";
 static const unsigned BITS[] = {DKV_ACL_ACL,	DKV_ACL_READ,	DKV_ACL_WRITE, DKV_ACL_CREATE,
@@ -121,69 +117,42 @@ static void describe(struct dkv_buf *out, const uint8_t *path, size_t len)
 /* ---- compiled ACLs ---- */
 
 /*
- * A copy of one ACL's subtree made for matching: children in small
- * arrays compared with memcmp, modes parsed, labels for messages made
- * once.  Immutable and refcounted; a session's rule keeps the one of the
- * engine's current ACL generation and compiles anew when it moves.
+ * A copy of one ACL's subtree made for matching (pattern.h), with an
+ * entry's modes parsed and its label for messages made once.  Immutable
+ * and refcounted; a session's rule keeps the one of the engine's current
+ * ACL generation and compiles anew when it moves.
  */
-struct cnode {
-	uint8_t *name;
-	uint32_t namelen;
-	uint32_t nkids;
-	struct cnode *kids;
-	struct cnode *plus, *hash; /* the children "+" and "#" */
-	bool has;                  /* the ACL entry has a value */
+struct centry {
 	unsigned modes;
-	char *label;               /* "wom #" (entries with a value only) */
-	char letters[24];          /* the value as stored, printable part */
+	char *label;       /* "wom #" */
+	char letters[24];  /* the value as stored, printable part */
 };
 
 struct cacl {
 	atomic_uint refs;
 	uint64_t gen;
 	bool exists;
-	struct cnode root;
+	struct dkv_pnode root;
 };
 
-static void cnode_build(struct cnode *n, const struct dkv_entry *x, struct dkv_path *p)
+static void *centry_make(void *ctx, const struct dkv_entry *x, const struct dkv_path *p)
 {
-	n->has = dkv_entry_has_value(x);
-	if (n->has) {
-		struct dkv_buf b = {0};
-		n->modes = entry_modes(x);
-		stored_letters(x, n->letters, sizeof n->letters);
-		describe(&b, p->enc.data, p->enc.len);
-		n->label = strndup(b.len ? (const char *)b.data : "", b.len);
-		dkv_buf_release(&b);
-	}
-	for (const struct dkv_entry *k = x->kids; k; k = k->next)
-		n->nkids++;
-	n->kids = n->nkids ? dkv_xcalloc(n->nkids, sizeof *n->kids) : NULL;
-	uint32_t i = 0;
-	for (const struct dkv_entry *k = x->kids; k; k = k->next, i++) {
-		struct cnode *c = &n->kids[i];
-		c->name = dkv_xmalloc(k->namelen);
-		memcpy(c->name, k->name, k->namelen);
-		c->namelen = k->namelen;
-		if (k->namelen == 2 && !memcmp(k->name, PLUS_ELEM, 2))
-			n->plus = c;
-		if (k->namelen == 2 && !memcmp(k->name, HASH_ELEM, 2))
-			n->hash = c;
-		size_t at = p->enc.len;
-		dkv_buf_append(&p->enc, k->name, k->namelen);
-		cnode_build(c, k, p);
-		p->enc.len = at;
-	}
+	(void)ctx;
+	struct centry *c = dkv_xcalloc(1, sizeof *c);
+	struct dkv_buf b = {0};
+	c->modes = entry_modes(x);
+	stored_letters(x, c->letters, sizeof c->letters);
+	describe(&b, p->enc.data, p->enc.len);
+	c->label = strndup(b.len ? (const char *)b.data : "", b.len);
+	dkv_buf_release(&b);
+	return c;
 }
 
-static void cnode_free(struct cnode *n)
+static void centry_drop(void *data)
 {
-	for (uint32_t i = 0; i < n->nkids; i++) {
-		cnode_free(&n->kids[i]);
-		free(n->kids[i].name);
-	}
-	free(n->kids);
-	free(n->label);
+	struct centry *c = data;
+	free(c->label);
+	free(c);
 }
 
 /* Compile the ACL named name as the tree holds it now. */
@@ -194,11 +163,8 @@ static struct cacl *cacl_new(struct dkv_engine *e, const char *name, uint64_t ge
 	c->gen = gen;
 	struct dkv_entry *root = acl_root(e, name);
 	if (root) {
-		struct dkv_path p;
-		dkv_path_init(&p);
 		c->exists = true;
-		cnode_build(&c->root, root, &p);
-		dkv_path_release(&p);
+		dkv_pattern_build(&c->root, root, centry_make, NULL);
 	}
 	return c;
 }
@@ -206,104 +172,18 @@ static struct cacl *cacl_new(struct dkv_engine *e, const char *name, uint64_t ge
 static void cacl_unref(struct cacl *c)
 {
 	if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
-		cnode_free(&c->root);
+		dkv_pattern_release(&c->root, centry_drop);
 		free(c);
-	}
-}
-
-static struct cnode *cchild(const struct cnode *n, const uint8_t *el, size_t len)
-{
-	for (uint32_t i = 0; i < n->nkids; i++)
-		if (n->kids[i].namelen == len && !memcmp(n->kids[i].name, el, len))
-			return &n->kids[i];
-	return NULL;
-}
-
-/* ---- the candidate set ----
- *
- * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
- * wildcard matcher (compiled tree, candidate set, most specific first);
- * it should be one engine/pattern.c with a payload per node.
- */
-
-#define CAND_MAX 256 /* bound on the set (a pathological ACL of many '#') */
-
-struct cand {
-	const struct cnode *n;
-	bool keep; /* a '#': stays for the next steps */
-};
-
-struct cands {
-	struct cand *v;
-	unsigned n, cap;
-	struct cand local[16];
-};
-
-static void cands_init(struct cands *c)
-{
-	c->v = c->local;
-	c->n = 0;
-	c->cap = 16;
-}
-
-static void cands_release(struct cands *c)
-{
-	if (c->v != c->local)
-		free(c->v);
-}
-
-static void cands_push(struct cands *c, const struct cnode *n, bool keep)
-{
-	if (c->n == c->cap) {
-		if (c->cap >= CAND_MAX)
-			return;
-		struct cand *v = dkv_xmalloc(sizeof *v * c->cap * 2);
-		memcpy(v, c->v, sizeof *v * c->n);
-		if (c->v != c->local)
-			free(c->v);
-		c->v = v;
-		c->cap *= 2;
-	}
-	c->v[c->n++] = (struct cand){n, keep};
-}
-
-/* The most specific candidate with a value. */
-static const struct cnode *cands_best(const struct cands *c)
-{
-	for (unsigned i = 0; i < c->n; i++)
-		if (c->v[i].n->has)
-			return c->v[i].n;
-	return NULL;
-}
-
-/* Follow one path element: the candidates of from become those of to. */
-static void cands_step(const struct cands *from, struct cands *to, const uint8_t *el,
-		       size_t len)
-{
-	bool nil = len == 1 && el[0] == 0xc0;
-	to->n = 0;
-	for (unsigned i = 0; i < from->n; i++) {
-		const struct cnode *n = from->v[i].n, *k;
-		if ((k = cchild(n, el, len)))
-			cands_push(to, k, false);
-		if (nil)
-			continue;
-		if (n->plus)
-			cands_push(to, n->plus, false);
-		if (n->hash)
-			cands_push(to, n->hash, true);
-		if (from->v[i].keep)
-			cands_push(to, n, true);
 	}
 }
 
 /* ---- matching ---- */
 
 struct walk {
-	const struct cnode *match;   /* the path's own match */
-	bool dead;                   /* no ACL entry can match the path or below it */
-	const struct cnode *blocker; /* an ancestor's match that lacks need */
-	unsigned need;               /* DKV_ACL_ACCESS or DKV_ACL_NEW */
+	const struct centry *match;   /* the path's own match */
+	bool dead;                    /* no ACL entry can match the path or below it */
+	const struct centry *blocker; /* an ancestor's match that lacks need */
+	unsigned need;                /* DKV_ACL_ACCESS or DKV_ACL_NEW */
 };
 
 /* Walk path through the compiled ACL.  creating (with e): the change
@@ -312,22 +192,20 @@ struct walk {
 static void walk(const struct cacl *acl, struct dkv_engine *e, const uint8_t *path,
 		 size_t len, bool creating, struct walk *w)
 {
-	struct cands a, b, *cur = &a, *next = &b;
+	struct dkv_pcands a, b, *cur = &a, *next = &b;
 	struct dkv_path_iter it;
 	const uint8_t *el, *nel;
 	size_t elen, nlen;
 	struct dkv_entry *data = creating ? dkv_engine_root(e) : NULL;
 
 	memset(w, 0, sizeof *w);
-	cands_init(&a);
-	cands_init(&b);
-	if (acl->exists)
-		cands_push(cur, &acl->root, false);
+	dkv_pcands_init(&a, acl->exists ? &acl->root : NULL);
+	dkv_pcands_init(&b, NULL);
 	dkv_path_iter_init(&it, path, len);
 	bool more = dkv_path_iter_next(&it, &el, &elen);
 	while (more && cur->n) {
 		more = dkv_path_iter_next(&it, &nel, &nlen);
-		const struct cnode *m = cands_best(cur);
+		const struct centry *m = dkv_pcands_best(cur);
 		data = data ? dkv_entry_child(e, data, el, elen) : NULL;
 		if (m && !w->blocker) {
 			if (!(m->modes & DKV_ACL_ACCESS))
@@ -335,17 +213,17 @@ static void walk(const struct cacl *acl, struct dkv_engine *e, const uint8_t *pa
 			else if (creating && more && !data && !(m->modes & DKV_ACL_NEW))
 				w->blocker = m, w->need = DKV_ACL_NEW;
 		}
-		cands_step(cur, next, el, elen);
-		struct cands *t = cur;
+		dkv_pcands_step(cur, next, el, elen);
+		struct dkv_pcands *t = cur;
 		cur = next;
 		next = t;
 		el = nel;
 		elen = nlen;
 	}
 	w->dead = cur->n == 0;
-	w->match = w->dead ? NULL : cands_best(cur);
-	cands_release(&a);
-	cands_release(&b);
+	w->match = w->dead ? NULL : dkv_pcands_best(cur);
+	dkv_pcands_release(&a);
+	dkv_pcands_release(&b);
 }
 
 int dkv_acl_match(struct dkv_engine *e, const char *name, const uint8_t *path, size_t len,
@@ -400,7 +278,7 @@ static char mode_letter(unsigned mode)
 }
 
 /* s->why = "ACL NAME (ENTRY: MODES) does not allow L". */
-static int refuse(struct dkv_session *s, const struct acl_rule *rule, const struct cnode *match,
+static int refuse(struct dkv_session *s, const struct acl_rule *rule, const struct centry *match,
 		  const uint8_t *path, size_t len, unsigned mode)
 {
 	if (match) {

@@ -4,17 +4,16 @@
  * compiled converter a session reads and writes through.
  *
  * Converters change rarely and are used on every request of their users,
- * so a session keeps a compiled copy: the patterns as a small tree
- * compared with memcmp, each codec's scripts compiled once.  It is
+ * so the sessions bound to one share a compiled copy: the patterns as a
+ * pattern tree (pattern.h), each codec's scripts compiled once.  It is
  * compiled again when the engine's converter generation moves (every
- * change below (None, "conv") or (None, "codec") moves it).  Matching is
- * the ACL matcher's idea (acl.c): the set of pattern entries the path so
- * far can be at, in the order of specificity, so a path that no pattern
- * can match costs a few memcmp and no Python at all.
+ * change below (None, "conv") or (None, "codec") moves it).  A path that
+ * no pattern can match costs a few memcmp and no Python at all.
  */
 #include "codec.h"
 
 #include "pathtext.h"
+#include "pattern.h"
 #include "py.h"
 #include "text.h"
 
@@ -29,8 +28,6 @@
 static const uint8_t NIL_ELEM[] = {0xc0};
 static const uint8_t CODEC_ELEM[] = {0xa5, 'c', 'o', 'd', 'e', 'c'};
 static const uint8_t CONV_ELEM[] = {0xa4, 'c', 'o', 'n', 'v'};
-static const uint8_t PLUS_ELEM[] = {0xa1, '+'};
-static const uint8_t HASH_ELEM[] = {0xa1, '#'};
 
 static const char *const PARAMS[] = {"value"};
 
@@ -486,6 +483,59 @@ out:
 	return rc;
 }
 
+/* A converter entry at or below x (its path so far in at) whose codec is
+ * the path want: 0, or 1 with the converter's name and pattern in at. */
+static int conv_user(const struct dkv_entry *x, struct dkv_buf *at, const uint8_t *want,
+		     size_t wantlen)
+{
+	if (dkv_entry_has_value(x)) {
+		struct dkv_path p;
+		dkv_path_init(&p);
+		bool same = !conv_codec_path(dkv_value_data(x->value), x->value->len, &p) &&
+			    p.enc.len == wantlen && !memcmp(p.enc.data, want, wantlen);
+		dkv_path_release(&p);
+		if (same)
+			return 1;
+	}
+	for (const struct dkv_entry *k = x->kids; k; k = k->next) {
+		size_t len = at->len;
+		dkv_buf_append(at, k->name, k->namelen);
+		if (conv_user(k, at, want, wantlen))
+			return 1;
+		at->len = len;
+	}
+	return 0;
+}
+
+/* A codec may go when no converter entry names it. */
+static int check_codec_delete(struct dkv_engine *e, const uint8_t *cp, size_t cplen,
+			      char *why, size_t whylen)
+{
+	struct dkv_entry *m = dkv_entry_child(e, dkv_engine_root(e), NIL_ELEM, 1);
+	m = m ? dkv_entry_child(e, m, CONV_ELEM, sizeof CONV_ELEM) : NULL;
+	struct dkv_buf at = {0};
+	int rc = 0;
+	if (m && conv_user(m, &at, cp, cplen)) {
+		struct dkv_buf w = {0}, u = {0};
+		struct dkv_path_iter it;
+		const uint8_t *el;
+		size_t elen;
+		words(&w, cp, cplen);
+		dkv_path_iter_init(&it, at.data, at.len);
+		dkv_path_iter_next(&it, &el, &elen); /* the converter's name */
+		dkv_pathtext_format(&u, el, elen, 0);
+		dkv_buf_puts(&u, " at ");
+		words(&u, el + elen, at.len - (size_t)(el + elen - at.data));
+		snprintf(why, whylen, "codec %s is used by converter %s", dkv_buf_cstr(&w),
+			 dkv_buf_cstr(&u));
+		dkv_buf_release(&w);
+		dkv_buf_release(&u);
+		rc = -EINVAL;
+	}
+	dkv_buf_release(&at);
+	return rc;
+}
+
 int dkv_codec_check(void *ctx, struct dkv_engine *e, const struct dkv_change *c, char *why,
 		    size_t whylen)
 {
@@ -493,7 +543,7 @@ int dkv_codec_check(void *ctx, struct dkv_engine *e, const struct dkv_change *c,
 	const uint8_t *el;
 	size_t elen;
 	(void)ctx;
-	if (!c->internal || !c->value)
+	if (!c->internal)
 		return 0;
 	dkv_path_iter_init(&it, c->path, c->path_len);
 	if (!dkv_path_iter_next(&it, &el, &elen))
@@ -502,6 +552,11 @@ int dkv_codec_check(void *ctx, struct dkv_engine *e, const struct dkv_change *c,
 	bool conv = elen == sizeof CONV_ELEM && !memcmp(el, CONV_ELEM, elen);
 	if (!codec && !conv)
 		return 0;
+	if (!c->value)
+		return codec && c->path_len > elen ? check_codec_delete(e, c->path + elen,
+									  c->path_len - elen, why,
+									  whylen)
+						   : 0;
 	unsigned n = 1;
 	while (dkv_path_iter_next(&it, &el, &elen))
 		n++;
@@ -526,37 +581,31 @@ struct ccodec {
 	char *err;                     /* not usable: why (then enc and dec are NULL) */
 };
 
-struct cpat {
-	uint8_t *name;
-	uint32_t namelen;
-	uint32_t nkids;
-	struct cpat *kids;
-	struct cpat *plus, *hash; /* the children "+" and "#" */
-	int codec;                /* index in cconv.codecs; -1: no value here */
-};
-
-/* A converter as the tree held it at generation gen.  Immutable and
- * refcounted: a FUSE thread may still use the old one while the loop
- * compiles the new. */
+/* A converter as the tree held it at generation gen: its patterns with
+ * a struct ccodec payload each.  Immutable and refcounted: a FUSE thread
+ * may still use the old one while the loop compiles the new. */
 struct cconv {
 	atomic_uint refs;
 	uint64_t gen;
-	struct cpat root;
+	struct dkv_pnode root;
 	bool exists;
-	struct ccodec *codecs;
+	struct dkv_engine *e; /* while compiling */
+	struct ccodec **codecs;
 	unsigned ncodecs;
 	char name[];
 };
 
 /* The codec at path, compiled once per converter. */
-static int codec_index(struct cconv *cc, struct dkv_engine *e, const struct dkv_path *p)
+static struct ccodec *codec_get(struct cconv *cc, const struct dkv_path *p)
 {
+	struct dkv_engine *e = cc->e;
 	for (unsigned i = 0; i < cc->ncodecs; i++)
-		if (cc->codecs[i].plen == p->enc.len && !memcmp(cc->codecs[i].path, p->enc.data, p->enc.len))
-			return (int)i;
+		if (cc->codecs[i]->plen == p->enc.len &&
+		    !memcmp(cc->codecs[i]->path, p->enc.data, p->enc.len))
+			return cc->codecs[i];
 	cc->codecs = dkv_xrealloc(cc->codecs, (cc->ncodecs + 1) * sizeof *cc->codecs);
-	struct ccodec *k = &cc->codecs[cc->ncodecs];
-	memset(k, 0, sizeof *k);
+	struct ccodec *k = dkv_xcalloc(1, sizeof *k);
+	cc->codecs[cc->ncodecs++] = k;
 	k->path = dkv_xmalloc(p->enc.len);
 	memcpy(k->path, p->enc.data, p->enc.len);
 	k->plen = p->enc.len;
@@ -584,44 +633,21 @@ static int codec_index(struct cconv *cc, struct dkv_engine *e, const struct dkv_
 		dkv_buf_release(&m);
 	}
 	dkv_buf_release(&w);
-	return (int)cc->ncodecs++;
+	return k;
 }
 
-static void cpat_build(struct cconv *cc, struct cpat *n, struct dkv_engine *e,
-		       const struct dkv_entry *x)
+/* A pattern's payload: its codec (shared; freed with the converter). */
+static void *cpat_make(void *ctx, const struct dkv_entry *x, const struct dkv_path *pat)
 {
-	n->codec = -1;
-	if (dkv_entry_has_value(x)) {
-		struct dkv_path p;
-		dkv_path_init(&p);
-		if (!conv_codec_path(dkv_value_data(x->value), x->value->len, &p))
-			n->codec = codec_index(cc, e, &p);
-		dkv_path_release(&p);
-	}
-	for (const struct dkv_entry *k = x->kids; k; k = k->next)
-		n->nkids++;
-	n->kids = n->nkids ? dkv_xcalloc(n->nkids, sizeof *n->kids) : NULL;
-	uint32_t i = 0;
-	for (const struct dkv_entry *k = x->kids; k; k = k->next, i++) {
-		struct cpat *c = &n->kids[i];
-		c->name = dkv_xmalloc(k->namelen);
-		memcpy(c->name, k->name, k->namelen);
-		c->namelen = k->namelen;
-		if (k->namelen == 2 && !memcmp(k->name, PLUS_ELEM, 2))
-			n->plus = c;
-		if (k->namelen == 2 && !memcmp(k->name, HASH_ELEM, 2))
-			n->hash = c;
-		cpat_build(cc, c, e, k);
-	}
-}
-
-static void cpat_free(struct cpat *n)
-{
-	for (uint32_t i = 0; i < n->nkids; i++) {
-		cpat_free(&n->kids[i]);
-		free(n->kids[i].name);
-	}
-	free(n->kids);
+	struct cconv *cc = ctx;
+	struct ccodec *k = NULL;
+	struct dkv_path p;
+	(void)pat;
+	dkv_path_init(&p);
+	if (!conv_codec_path(dkv_value_data(x->value), x->value->len, &p))
+		k = codec_get(cc, &p);
+	dkv_path_release(&p);
+	return k;
 }
 
 static struct cconv *cconv_new(struct dkv_engine *e, const char *name, uint64_t gen)
@@ -630,7 +656,6 @@ static struct cconv *cconv_new(struct dkv_engine *e, const char *name, uint64_t 
 	struct cconv *cc = dkv_xcalloc(1, sizeof *cc + nlen + 1);
 	atomic_init(&cc->refs, 1);
 	cc->gen = gen;
-	cc->root.codec = -1;
 	memcpy(cc->name, name, nlen + 1);
 	struct dkv_entry *m = dkv_entry_child(e, dkv_engine_root(e), NIL_ELEM, 1);
 	m = m ? dkv_entry_child(e, m, CONV_ELEM, sizeof CONV_ELEM) : NULL;
@@ -642,7 +667,9 @@ static struct cconv *cconv_new(struct dkv_engine *e, const char *name, uint64_t 
 	}
 	if (m) {
 		cc->exists = true;
-		cpat_build(cc, &cc->root, e, m);
+		cc->e = e;
+		dkv_pattern_build(&cc->root, m, cpat_make, cc);
+		cc->e = NULL;
 	}
 	return cc;
 }
@@ -651,84 +678,38 @@ static void cconv_unref(struct cconv *cc)
 {
 	if (!cc || atomic_fetch_sub(&cc->refs, 1) != 1)
 		return;
-	cpat_free(&cc->root);
+	dkv_pattern_release(&cc->root, NULL);
 	for (unsigned i = 0; i < cc->ncodecs; i++) {
-		dkv_py_proc_free(cc->codecs[i].enc);
-		dkv_py_proc_free(cc->codecs[i].dec);
-		free(cc->codecs[i].err);
-		free(cc->codecs[i].path);
+		struct ccodec *k = cc->codecs[i];
+		dkv_py_proc_free(k->enc);
+		dkv_py_proc_free(k->dec);
+		free(k->err);
+		free(k->path);
+		free(k);
 	}
 	free(cc->codecs);
 	free(cc);
 }
 
-static const struct cpat *cpat_child(const struct cpat *n, const uint8_t *el, size_t len)
-{
-	for (uint32_t i = 0; i < n->nkids; i++)
-		if (n->kids[i].namelen == len && !memcmp(n->kids[i].name, el, len))
-			return &n->kids[i];
-	return NULL;
-}
-
-/*
- * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
- * wildcard matcher (compiled tree, candidate set, most specific first);
- * it should be one engine/pattern.c with a payload per node.
+/* ---- a session's converter ----
+ *
+ * Every session bound to the same converter of the same engine shares
+ * one struct dkv_conv, so that a converter is compiled once per change,
+ * not once per connection.  The list of them is short (one per converter
+ * in use) and touched only when a session binds or unbinds.
  */
-
-/* The candidate set, bounded: a converter of many "#" patterns may lose
- * the least specific candidates of a long path. */
-#define CAND_MAX 64
-
-struct cand {
-	const struct cpat *n;
-	bool keep; /* a "#": stays for the next steps */
-};
-
-/* The most specific pattern with a value that matches path, or NULL. */
-static const struct cpat *match(const struct cconv *cc, const uint8_t *path, size_t len)
-{
-	struct cand a[CAND_MAX], b[CAND_MAX], *cur = a, *next = b;
-	unsigned n = 0, m;
-	struct dkv_path_iter it;
-	const uint8_t *el;
-	size_t elen;
-	if (!cc->exists)
-		return NULL;
-	cur[n++] = (struct cand){&cc->root, false};
-	dkv_path_iter_init(&it, path, len);
-	while (n && dkv_path_iter_next(&it, &el, &elen)) {
-		m = 0;
-		for (unsigned i = 0; i < n; i++) {
-			const struct cpat *p = cur[i].n, *k;
-			if ((k = cpat_child(p, el, elen)) && m < CAND_MAX)
-				next[m++] = (struct cand){k, false};
-			if (p->plus && m < CAND_MAX)
-				next[m++] = (struct cand){p->plus, false};
-			if (p->hash && m < CAND_MAX)
-				next[m++] = (struct cand){p->hash, true};
-			if (cur[i].keep && m < CAND_MAX)
-				next[m++] = (struct cand){p, true};
-		}
-		struct cand *t = cur;
-		cur = next;
-		next = t;
-		n = m;
-	}
-	for (unsigned i = 0; i < n; i++)
-		if (cur[i].n->codec >= 0)
-			return cur[i].n;
-	return NULL;
-}
-
-/* ---- a session's converter ---- */
 
 struct dkv_conv {
 	struct dkv_engine *e;
-	pthread_mutex_t lock; /* the mount's threads share one session */
+	pthread_mutex_t lock; /* sessions on several threads share it */
 	struct cconv *cc;     /* compiled at cc->gen; NULL: not yet */
+	unsigned users;       /* sessions bound to it (under convs_lock) */
+	struct dkv_conv *next;
 	char name[];
 };
+
+static pthread_mutex_t convs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dkv_conv *convs;
 
 /* The converter as compiled for the engine's current generation; the
  * caller unrefs it. */
@@ -751,10 +732,9 @@ int dkv__conv_run(struct dkv_conv *cv, bool encode, const uint8_t *path, size_t 
 		  size_t whylen)
 {
 	struct cconv *cc = conv_current(cv);
-	const struct cpat *m = match(cc, path, plen);
+	const struct ccodec *k = cc->exists ? dkv_pattern_match(&cc->root, path, plen) : NULL;
 	int rc = 0;
-	if (m) {
-		const struct ccodec *k = &cc->codecs[m->codec];
+	if (k) {
 		struct dkv_py_proc *p = encode ? k->enc : k->dec;
 		if (k->err) {
 			snprintf(why, whylen, "%s", k->err);
@@ -773,21 +753,46 @@ int dkv__conv_run(struct dkv_conv *cv, bool encode, const uint8_t *path, size_t 
 	return rc;
 }
 
+static void conv_drop(struct dkv_conv *cv)
+{
+	pthread_mutex_lock(&convs_lock);
+	bool last = --cv->users == 0;
+	if (last)
+		for (struct dkv_conv **p = &convs; *p; p = &(*p)->next)
+			if (*p == cv) {
+				*p = cv->next;
+				break;
+			}
+	pthread_mutex_unlock(&convs_lock);
+	if (last) {
+		cconv_unref(cv->cc);
+		pthread_mutex_destroy(&cv->lock);
+		free(cv);
+	}
+}
+
 void dkv_conv_bind(struct dkv_session *s, struct dkv_engine *e, const char *name)
 {
-	struct dkv_conv *old = s->conv;
+	struct dkv_conv *old = s->conv, *cv;
 	s->conv = NULL;
-	if (old) {
-		cconv_unref(old->cc);
-		pthread_mutex_destroy(&old->lock);
-		free(old);
-	}
+	if (old)
+		conv_drop(old);
 	if (!name)
 		return;
-	size_t n = strlen(name);
-	struct dkv_conv *cv = dkv_xcalloc(1, sizeof *cv + n + 1);
-	cv->e = e;
-	pthread_mutex_init(&cv->lock, NULL);
-	memcpy(cv->name, name, n + 1);
+	pthread_mutex_lock(&convs_lock);
+	for (cv = convs; cv; cv = cv->next)
+		if (cv->e == e && !strcmp(cv->name, name))
+			break;
+	if (!cv) {
+		size_t n = strlen(name);
+		cv = dkv_xcalloc(1, sizeof *cv + n + 1);
+		cv->e = e;
+		pthread_mutex_init(&cv->lock, NULL);
+		memcpy(cv->name, name, n + 1);
+		cv->next = convs;
+		convs = cv;
+	}
+	cv->users++;
+	pthread_mutex_unlock(&convs_lock);
 	s->conv = cv;
 }

@@ -6,9 +6,8 @@
  * Workload: writes are many, types and matches few (tens) and rarely
  * changed, and most paths are covered by no match.  So the checker keeps
  * a compiled copy of both subtrees -- the types with their code compiled
- * once, the matches as a tree of small child arrays in which a path is
- * walked as acl.c walks an ACL -- and compiles it anew only when the
- * engine's types generation moves.  A write to a data path costs one
+ * once, the matches as a pattern tree (pattern.h) -- and compiles it
+ * anew only when the engine's types generation moves.  A write to a data path costs one
  * atomic load while there are no matches, and a walk of the match tree
  * (no allocation, no Python) when the path is not covered; only a
  * covered path calls Python.
@@ -18,6 +17,7 @@
 #include "types.h"
 
 #include "pathtext.h"
+#include "pattern.h"
 #include "py.h"
 
 #include <errno.h>
@@ -30,8 +30,6 @@
 static const uint8_t NIL_ELEM[] = {0xc0};
 static const uint8_t TYPE_ELEM[] = {0xa4, 't', 'y', 'p', 'e'};
 static const uint8_t MATCH_ELEM[] = {0xa5, 'm', 'a', 't', 'c', 'h'};
-static const uint8_t PLUS_ELEM[] = {0xa1, '+'};
-static const uint8_t HASH_ELEM[] = {0xa1, '#'};
 
 #define REPR_MAX 80 /* characters of an example in a message */
 
@@ -409,13 +407,8 @@ static unsigned ctype_chain(const struct ctype *root, const uint8_t *path, size_
 
 /* ---- compiled matches ---- */
 
+/* The payload of a match record in the compiled pattern tree. */
 struct cmatch {
-	uint8_t *name;
-	uint32_t namelen;
-	uint32_t nkids;
-	struct cmatch *kids;
-	struct cmatch *plus, *hash;  /* the children "+" and "#" */
-	bool has;                    /* the entry holds a match */
 	uint8_t *pat;                /* the pattern's element encodings */
 	size_t patlen;
 	char *label;                 /* the pattern: "stats # quota" */
@@ -427,179 +420,59 @@ struct cmatch {
 	bool missing;                /* the type has no record (or the match none) */
 };
 
-static void cmatch_build(struct cmatch *m, const struct dkv_entry *x, struct dkv_path *p,
-			 const struct ctype *types)
+static void *cmatch_make(void *ctx, const struct dkv_entry *x, const struct dkv_path *p)
 {
-	m->has = dkv_entry_has_value(x);
-	if (m->has) {
-		struct dkv_buf tp = {0};
-		m->label = words(p->enc.data, p->enc.len);
-		m->pat = dkv_xmalloc(p->enc.len + 1);
-		if (p->enc.len)
-			memcpy(m->pat, p->enc.data, p->enc.len);
-		m->patlen = p->enc.len;
-		if (match_decode(dkv_value_data(x->value), x->value->len, &tp) == 0) {
-			bool full;
-			m->tlabel = words(tp.data, tp.len);
-			m->nchain = ctype_chain(types, tp.data, tp.len, &m->chain, &full);
-			m->missing = !full;
-			m->type = dkv_buf_detach(&tp, &m->typelen);
-		} else {
-			m->tlabel = dkv_xstrdup("(not a type path)");
-			m->missing = true;
-		}
-		dkv_buf_release(&tp);
+	const struct ctype *types = ctx;
+	struct cmatch *m = dkv_xcalloc(1, sizeof *m);
+	struct dkv_buf tp = {0};
+	m->label = words(p->enc.data, p->enc.len);
+	m->pat = dkv_xmalloc(p->enc.len + 1);
+	if (p->enc.len)
+		memcpy(m->pat, p->enc.data, p->enc.len);
+	m->patlen = p->enc.len;
+	if (match_decode(dkv_value_data(x->value), x->value->len, &tp) == 0) {
+		bool full;
+		m->tlabel = words(tp.data, tp.len);
+		m->nchain = ctype_chain(types, tp.data, tp.len, &m->chain, &full);
+		m->missing = !full;
+		m->type = dkv_buf_detach(&tp, &m->typelen);
+	} else {
+		m->tlabel = dkv_xstrdup("(not a type path)");
+		m->missing = true;
 	}
-	for (const struct dkv_entry *k = x->kids; k; k = k->next)
-		m->nkids++;
-	m->kids = m->nkids ? dkv_xcalloc(m->nkids, sizeof *m->kids) : NULL;
-	uint32_t i = 0;
-	for (const struct dkv_entry *k = x->kids; k; k = k->next, i++) {
-		struct cmatch *c = &m->kids[i];
-		c->name = dkv_xmalloc(k->namelen);
-		memcpy(c->name, k->name, k->namelen);
-		c->namelen = k->namelen;
-		if (k->namelen == sizeof PLUS_ELEM && !memcmp(k->name, PLUS_ELEM, sizeof PLUS_ELEM))
-			m->plus = c;
-		if (k->namelen == sizeof HASH_ELEM && !memcmp(k->name, HASH_ELEM, sizeof HASH_ELEM))
-			m->hash = c;
-		size_t at = p->enc.len;
-		dkv_buf_append(&p->enc, k->name, k->namelen);
-		cmatch_build(c, k, p, types);
-		p->enc.len = at;
-	}
+	dkv_buf_release(&tp);
+	return m;
 }
 
-static void cmatch_release(struct cmatch *m)
+static void cmatch_drop(void *data)
 {
-	for (uint32_t i = 0; i < m->nkids; i++)
-		cmatch_release(&m->kids[i]);
-	free(m->kids);
-	free(m->name);
+	struct cmatch *m = data;
 	free(m->pat);
 	free(m->label);
 	free(m->type);
 	free(m->tlabel);
 	free(m->chain);
-	memset(m, 0, sizeof *m);
+	free(m);
+}
+
+struct type_ref {
+	const uint8_t *tp;
+	size_t len;
+};
+
+static void *uses_type(void *ctx, void *data)
+{
+	const struct type_ref *r = ctx;
+	struct cmatch *m = data;
+	return m->type && m->typelen == r->len && !memcmp(m->type, r->tp, r->len) ? m : NULL;
 }
 
 /* A match that uses the type path tp[0..len), or NULL. */
-static const struct cmatch *cmatch_user(const struct cmatch *m, const uint8_t *tp, size_t len)
+static const struct cmatch *cmatch_user(const struct dkv_pnode *root, const uint8_t *tp,
+					size_t len)
 {
-	if (m->has && m->type && m->typelen == len && !memcmp(m->type, tp, len))
-		return m;
-	for (uint32_t i = 0; i < m->nkids; i++) {
-		const struct cmatch *u = cmatch_user(&m->kids[i], tp, len);
-		if (u)
-			return u;
-	}
-	return NULL;
-}
-
-static const struct cmatch *cmatch_child(const struct cmatch *m, const uint8_t *el, size_t len)
-{
-	for (uint32_t i = 0; i < m->nkids; i++)
-		if (m->kids[i].namelen == len && !memcmp(m->kids[i].name, el, len))
-			return &m->kids[i];
-	return NULL;
-}
-
-/* ---- the candidate set (the matcher of acl.c, for matches) ----
- *
- * NEEDSWORK: acl.c, types.c and codec.c each carry a copy of this
- * wildcard matcher (compiled tree, candidate set, most specific first);
- * it should be one engine/pattern.c with a payload per node.
- */
-
-#define CAND_MAX 256 /* bound on the set (a pathological tree of many '#') */
-
-struct cand {
-	const struct cmatch *m;
-	bool keep; /* a '#': stays for the next steps */
-};
-
-struct cands {
-	struct cand *v;
-	unsigned n, cap;
-	struct cand local[16];
-};
-
-static void cands_init(struct cands *c)
-{
-	c->v = c->local;
-	c->n = 0;
-	c->cap = sizeof c->local / sizeof c->local[0];
-}
-
-static void cands_release(struct cands *c)
-{
-	if (c->v != c->local)
-		free(c->v);
-}
-
-static void cands_push(struct cands *c, const struct cmatch *m, bool keep)
-{
-	if (c->n == c->cap) {
-		if (c->cap >= CAND_MAX)
-			return;
-		struct cand *v = dkv_xmalloc(sizeof *v * c->cap * 2);
-		memcpy(v, c->v, sizeof *v * c->n);
-		if (c->v != c->local)
-			free(c->v);
-		c->v = v;
-		c->cap *= 2;
-	}
-	c->v[c->n++] = (struct cand){m, keep};
-}
-
-/* Follow one element; the set's order is the order of specificity: an
- * exact name before "+" before "#", earlier elements deciding first. */
-static void cands_step(const struct cands *from, struct cands *to, const uint8_t *el,
-		       size_t len)
-{
-	bool nil = len == 1 && el[0] == 0xc0;
-	to->n = 0;
-	for (unsigned i = 0; i < from->n; i++) {
-		const struct cmatch *m = from->v[i].m, *k;
-		if ((k = cmatch_child(m, el, len)))
-			cands_push(to, k, false);
-		if (nil)
-			continue;
-		if (m->plus)
-			cands_push(to, m->plus, false);
-		if (m->hash)
-			cands_push(to, m->hash, true);
-		if (from->v[i].keep)
-			cands_push(to, m, true);
-	}
-}
-
-/* The most specific match of the data path, or NULL. */
-static const struct cmatch *find_match(const struct cmatch *root, const uint8_t *path,
-				       size_t len)
-{
-	struct cands a, b, *cur = &a, *next = &b;
-	struct dkv_path_iter it;
-	const uint8_t *el;
-	size_t elen;
-	const struct cmatch *best = NULL;
-	cands_init(&a);
-	cands_init(&b);
-	cands_push(cur, root, false);
-	dkv_path_iter_init(&it, path, len);
-	while (cur->n && dkv_path_iter_next(&it, &el, &elen)) {
-		cands_step(cur, next, el, elen);
-		struct cands *t = cur;
-		cur = next;
-		next = t;
-	}
-	for (unsigned i = 0; i < cur->n && !best; i++)
-		if (cur->v[i].m->has)
-			best = cur->v[i].m;
-	cands_release(&a);
-	cands_release(&b);
-	return best;
+	struct type_ref r = {tp, len};
+	return dkv_pattern_each(root, uses_type, &r);
 }
 
 /* ---- the checker ---- */
@@ -609,7 +482,7 @@ struct dkv_types {
 	uint64_t gen;          /* the engine's types generation compiled */
 	bool built;
 	struct ctype types;    /* (None, "type") */
-	struct cmatch matches; /* (None, "match") */
+	struct dkv_pnode matches; /* (None, "match"): struct cmatch payloads */
 	struct dkv_buf out;    /* what a check's code returned (ignored) */
 };
 
@@ -626,17 +499,16 @@ static void refresh(struct dkv_types *t)
 	if (t->built && t->gen == gen)
 		return;
 	ctype_release(&t->types);
-	cmatch_release(&t->matches);
+	dkv_pattern_release(&t->matches, cmatch_drop);
 	struct dkv_path p;
 	struct dkv_entry *x;
 	dkv_path_init(&p);
 	if ((x = meta_child(t->e, TYPE_ELEM, sizeof TYPE_ELEM)))
 		ctype_build(&t->types, x, &p);
 	t->types.has = false; /* the root is no type */
-	p.enc.len = 0;
-	if ((x = meta_child(t->e, MATCH_ELEM, sizeof MATCH_ELEM)))
-		cmatch_build(&t->matches, x, &p, &t->types);
 	dkv_path_release(&p);
+	if ((x = meta_child(t->e, MATCH_ELEM, sizeof MATCH_ELEM)))
+		dkv_pattern_build(&t->matches, x, cmatch_make, &t->types);
 	t->gen = gen;
 	t->built = true;
 }
@@ -671,9 +543,9 @@ static int check_chain(struct dkv_types *t, const struct ctype *const *chain, un
 static int check_data(struct dkv_types *t, const struct dkv_change *c, char *why, size_t n)
 {
 	refresh(t);
-	if (!t->matches.nkids && !t->matches.has)
+	if (!t->matches.nkids && !t->matches.data)
 		return 0;
-	const struct cmatch *m = find_match(&t->matches, c->path, c->path_len);
+	const struct cmatch *m = dkv_pattern_match(&t->matches, c->path, c->path_len);
 	if (!m)
 		return 0;
 	if (m->missing)
@@ -852,7 +724,7 @@ void dkv_types_free(struct dkv_types *t)
 	if (!t)
 		return;
 	ctype_release(&t->types);
-	cmatch_release(&t->matches);
+	dkv_pattern_release(&t->matches, cmatch_drop);
 	dkv_buf_release(&t->out);
 	free(t);
 }
@@ -861,7 +733,7 @@ int dkv_types_match(struct dkv_types *t, const uint8_t *path, size_t len,
 		    struct dkv_buf *pattern, struct dkv_buf *type)
 {
 	refresh(t);
-	const struct cmatch *m = find_match(&t->matches, path, len);
+	const struct cmatch *m = dkv_pattern_match(&t->matches, path, len);
 	if (!m)
 		return -ENOENT;
 	dkv_buf_append(pattern, m->pat, m->patlen);

@@ -153,6 +153,10 @@ def test_codec_commands(cli, tmp_path):
     done(cli("codec", "convert", "-c", "home", "-c", "switch", "floatval", "lamp", "+"), "")
     done(cli("codec", "convert", "floatval"),
          "monitor # value : floatstr\nlamp + : home switch\n")
+    # a codec in use stays
+    fails(cli("codec", "delete", "home", "switch"), 1,
+          "ServerError: codec home switch is used by converter floatval at lamp +")
+    assert "home switch" in done(cli("codec", "list")).stdout
     done(cli("codec", "convert", "-d", "floatval", "lamp", "+"), "")
     done(cli("codec", "convert", "floatval"), "monitor # value : floatstr\n")
     fails(cli("codec", "convert", "-d", "floatval", "lamp", "+"), 1, "no binding at 'lamp +'")
@@ -300,13 +304,15 @@ def test_encoder_error(two):
     assert joe.get(("picky", "b"))["error"] == "ValueError('negative')"
     tree = stream(joe, "get_tree", path=Path("picky"))
     assert tree[-1]["error"] == "ValueError('negative')", tree
-    # a deleted codec: the converter's paths fail, clearly
-    ok(root.request("delete_internal", path=Path("codec", "picky")))
-    assert "no codec named 'picky'" in joe.get(("picky", "a"))["error"]
-    assert "no codec named 'picky'" in joe.set(("picky", "a"), "1")["error"]
-    # unbound: as stored again
+    # a codec in use cannot go (a converter that names a missing codec,
+    # which only concurrent changes on two nodes can make, is in the unit tests)
+    assert root.request("delete_internal", path=Path("codec", "picky"))["error"] == \
+        "codec picky is used by converter floatval at picky +"
+    assert joe.get(("picky", "a"))["value"] == "2"
+    # unbound: as stored again, and then the codec can go
     ok(root.request("delete_internal", path=Path("conv", "floatval", "picky", "+")))
     assert joe.get(("picky", "a"))["value"] == 2
+    ok(root.request("delete_internal", path=Path("codec", "picky")))
 
 
 def test_watch_encodes(two):
