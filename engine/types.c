@@ -553,6 +553,106 @@ static int check_data(struct dkv_types *t, const struct dkv_change *c, char *why
 	return check_chain(t, m->chain, m->nchain, c->value, c->value_len, why, n);
 }
 
+/* ---- subtypes of a changed type ---- */
+
+/* The chain of a subtype below a changed type, built along the walk:
+ * the supertypes' records, the new record, then the records between. */
+struct sub_walk {
+	struct dkv_types *t;
+	const struct ctype **chain;
+	unsigned n, cap;
+	const char *label; /* the changed type's */
+	char *why;
+	size_t whylen;
+};
+
+/* The subtype's (at ct, record x) examples still do what they say. */
+static int recheck_one(struct sub_walk *w, const struct ctype *ct, const struct dkv_entry *x)
+{
+	struct rec rec;
+	char err[256];
+	char *ex = NULL;
+	int rc = 0;
+	if (rec_decode(dkv_value_data(x->value), x->value->len, &rec, err, sizeof err))
+		return 0; /* already unusable; its checks say so */
+	struct dkv_mp_reader r;
+	dkv_mp_reader_init(&r, rec.good, rec.goodlen);
+	for (uint32_t i = 0; i < rec.ngood && !rc; i++) {
+		const uint8_t *at = r.p;
+		dkv_mp_skip(&r);
+		size_t len = (size_t)(r.p - at);
+		if (check_chain(w->t, w->chain, w->n, at, len, err, sizeof err)) {
+			ex = repr(at, len);
+			rc = refuse(w->why, w->whylen, "type %s: good example %s of subtype %s fails: %s",
+				    w->label, ex, ct->label, err);
+		}
+	}
+	dkv_mp_reader_init(&r, rec.bad, rec.badlen);
+	for (uint32_t i = 0; i < rec.nbad && !rc; i++) {
+		const uint8_t *at = r.p;
+		dkv_mp_skip(&r);
+		size_t len = (size_t)(r.p - at);
+		if (!check_chain(w->t, w->chain, w->n, at, len, err, sizeof err)) {
+			ex = repr(at, len);
+			rc = refuse(w->why, w->whylen, "type %s: bad example %s of subtype %s passes",
+				    w->label, ex, ct->label);
+		}
+	}
+	free(ex);
+	return rc;
+}
+
+static int recheck_below(struct sub_walk *w, const struct ctype *ct, const struct dkv_entry *x)
+{
+	int rc = 0;
+	for (const struct dkv_entry *k = x->kids; k && !rc; k = k->next) {
+		const struct ctype *c = ctype_child(ct, k->name, k->namelen);
+		if (!c)
+			continue;
+		if (c->has) {
+			if (w->n == w->cap) {
+				w->cap = w->cap ? 2 * w->cap : 8;
+				w->chain = dkv_xrealloc(w->chain, w->cap * sizeof *w->chain);
+			}
+			w->chain[w->n++] = c;
+			rc = recheck_one(w, c, k);
+		}
+		if (!rc)
+			rc = recheck_below(w, c, k);
+		if (c->has)
+			w->n--;
+	}
+	return rc;
+}
+
+/* Every stored subtype of the type at tp still passes its good examples
+ * and refuses its bad ones with self, the new record, in its chain. */
+static int recheck_subtypes(struct dkv_types *t, const uint8_t *tp, size_t tplen,
+			    const struct ctype *const *chain, unsigned nchain,
+			    const struct ctype *self, const char *label, char *why, size_t n)
+{
+	struct dkv_entry *x = meta_child(t->e, TYPE_ELEM, sizeof TYPE_ELEM);
+	const struct ctype *ct = &t->types;
+	struct dkv_path_iter it;
+	const uint8_t *el;
+	size_t elen;
+	x = x ? dkv_entry_lookup(t->e, x, tp, tplen, false) : NULL;
+	dkv_path_iter_init(&it, tp, tplen);
+	while (ct && dkv_path_iter_next(&it, &el, &elen))
+		ct = ctype_child(ct, el, elen);
+	if (!x || !ct || !x->kids)
+		return 0;
+	struct sub_walk w = {.t = t, .label = label, .why = why, .whylen = n};
+	w.cap = nchain + 8;
+	w.chain = dkv_xmalloc(w.cap * sizeof *w.chain);
+	for (unsigned i = 0; i < nchain; i++)
+		w.chain[w.n++] = chain[i];
+	w.chain[w.n++] = self;
+	int rc = recheck_below(&w, ct, x);
+	free(w.chain);
+	return rc;
+}
+
 /* A new type record at tp (the type path): compiles, and its examples
  * do what they say, with the supertypes' checks before its own. */
 static int check_type_record(struct dkv_types *t, const uint8_t *tp, size_t tplen,
@@ -619,6 +719,9 @@ static int check_type_record(struct dkv_types *t, const uint8_t *tp, size_t tple
 			goto out;
 		}
 	}
+	self.label = label;
+	rc = recheck_subtypes(t, tp, tplen, chain, nchain, &self, label, why, n);
+	self.label = NULL;
 out:
 	dkv_py_proc_free(self.proc);
 	free(chain);

@@ -88,6 +88,26 @@ def test_examples_are_checked(server):
     assert server.dkv("type", "list").stdout == "int\nint pct\n"
 
 
+def test_changed_supertype_rechecks_subtypes(server):
+    tutorial_types(server)
+    # an int that refuses what int percent's good examples need
+    err = fails(server, "type", "set", "-g", "1", "-b", "1.5", "-b", "99", "int",
+                input=INT + "if value > 50: raise ValueError('too big')\n")
+    assert err == ("ServerError: type int: good example 99 of subtype int percent fails: "
+                   "ValueError('too big')\n"), err
+    # an int that takes what only it refused of a subtype's bad examples
+    server.dkv("type", "set", "-g", "0", "-b", "-1", "-b", "5.5", "int", "pct", input=PERCENT)
+    err = fails(server, "type", "set", "-g", "1", "-g", "1.5", "-b", '"x"', "int",
+                input="if not isinstance(value, (int, float)): raise ValueError('nan')\n")
+    assert err == "ServerError: type int: bad example 5.5 of subtype int pct passes\n", err
+    # nothing changed
+    assert server.dkv("type", "get", "-s", "/dev/null", "int").stdout == \
+        "good:\n- 0\n- -2\n- 123\nbad:\n- 1.2\n- Hello\n"
+    # a change the subtype's examples allow is taken
+    server.dkv("type", "set", "-g", "0", "-g", "7", "-b", "1.2", "int",
+               input=INT + "if value > 1000: raise ValueError('too big')\n")
+
+
 def test_bad_records(server):
     err = fails(server, "type", "set", "-g", "0", "-b", "1", "no", "such", input="pass\n")
     assert err == "ServerError: type no such: its supertype no does not exist\n"
