@@ -3,18 +3,26 @@
  *
  * The only module that includes Python.h.  The interpreter is started on
  * first use and lives until dkv_py_shutdown().  Every call here may come
- * from any thread, several at once (each takes the GIL for its duration;
- * a thread keeps its Python state from its first call until it ends), but
- * not while dkv_py_shutdown() runs.
+ * from any thread, several at once, but not while dkv_py_shutdown() runs.
+ * All of them run on one thread of ours, the Python thread (engine/py/
+ * exec.c); the caller waits for its call at most the time limit and a
+ * grace of 0.1 s, so no caller -- the event loop above all -- is held up
+ * longer than that by any script, whatever the script does.
  *
  * Bounds of every call into stored code (procedures, schema checks): the
  * time limit (dkv_py_set_timeout), 256 MiB of net allocations (beyond it
  * Python raises MemoryError), a recursion limit of 200 frames (1000 while
  * a schema check runs, for jsonschema's own recursion), a result of at
  * most 64 MiB of msgpack.  Each ends that call with an error; the server
- * goes on.  The bounds stop mistakes, not malice: stored code is written
- * by users the None subtree's rule lets in, and it may import anything
- * (os, ctypes, threading); a thread it starts is not bounded at all.
+ * goes on.  A call the watchdog cannot interrupt (C code holding the GIL,
+ * a blocking call, a script that keeps catching the TimeoutError) is
+ * abandoned at the limit: its caller gets the timeout, the Python thread
+ * finishes it whenever it ends, and meanwhile every call fails at once
+ * with -EBUSY ("Python is busy: ...").  The bounds stop mistakes, not
+ * malice: stored code is written by users the None subtree's rule lets
+ * in, and it may import anything (os, ctypes, threading); a thread it
+ * starts is not bounded at all, and a crash in C code it calls (ctypes)
+ * takes the process down.
  */
 #ifndef DKV_PY_H
 #define DKV_PY_H
@@ -87,12 +95,14 @@ int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value
  * 5 ms) and again every 50 ms while it catches the TimeoutError;
  * time.sleep() ends at the limit.  C code holding the GIL (a huge
  * integer power, a regex backtracking) and blocking calls other than
- * time.sleep (select, sockets, locks) are not cut short: the
- * TimeoutError lands when they return. */
+ * time.sleep (select, sockets, locks) are not cut short, but their
+ * callers stop waiting (above). */
 void dkv_py_set_timeout(double seconds);
 
-/* Stop the interpreter (when running): procedures made before it can
- * only be freed, their calls fail.  No call may be running. */
+/* Stop the interpreter (when running) and the Python thread: procedures
+ * made before it can only be freed, their calls fail.  No call may be
+ * running.  When the Python thread is stuck in an abandoned call (see
+ * above), both are left as they are. */
 void dkv_py_shutdown(void);
 
 #endif

@@ -245,6 +245,13 @@ int dkv__py_start(char *err, size_t errlen)
 
 void dkv_py_shutdown(void)
 {
+	/* the Python thread stops the interpreter as its last act (below),
+	 * unless it is stuck in a call that overran: then both stay */
+	dkv__py_exec_stop(dkv__py_wait());
+}
+
+void dkv__py_finish(void)
+{
 	pthread_mutex_lock(&start_lock);
 	if (atomic_load_explicit(&running, memory_order_relaxed)) {
 		atomic_store_explicit(&running, false, memory_order_relaxed);
@@ -294,8 +301,24 @@ static void make_pinned_key(void)
 		abort(); /* only when the process is out of keys */
 }
 
+/* The Python thread keeps the GIL from one call to the next while calls
+ * come in quick succession (dkv__py_keep_gil): a handover then costs no
+ * lock at all. */
+static _Thread_local bool keep_gil, gil_held;
+
+void dkv__py_keep_gil(bool on)
+{
+	keep_gil = on;
+	if (!on && gil_held) {
+		gil_held = false;
+		PyEval_SaveThread();
+	}
+}
+
 PyThreadState *dkv__py_enter(void)
 {
+	if (gil_held)
+		return pinned.ts;
 	if (!pinned.ts || pinned.generation != dkv__py_generation) {
 		PyThreadState *ts = PyGILState_GetThisThreadState();
 		pinned = (struct pinned){ts, dkv__py_generation, false};
@@ -312,7 +335,10 @@ PyThreadState *dkv__py_enter(void)
 
 void dkv__py_leave(void)
 {
-	PyEval_SaveThread();
+	if (keep_gil)
+		gil_held = true;
+	else
+		PyEval_SaveThread();
 }
 
 /* ---- exception texts ---- */
@@ -708,13 +734,11 @@ int dkv__py_to_mp(struct dkv_buf *out, PyObject *o, size_t limit, char *err, siz
 
 /* ---- ast.literal_eval ---- */
 
-int dkv_py_literal_eval(struct dkv_buf *out, const char *src, char *err, size_t errlen)
+static int literal_eval_here(struct dkv_buf *out, const char *src, char *err, size_t errlen)
 {
 	PyObject *res = NULL;
 	int rc;
 
-	if (errlen)
-		err[0] = 0;
 	rc = dkv__py_start(err, errlen);
 	if (rc)
 		return rc;
@@ -731,4 +755,34 @@ int dkv_py_literal_eval(struct dkv_buf *out, const char *src, char *err, size_t 
 	Py_XDECREF(res);
 	dkv__py_leave();
 	return rc;
+}
+
+struct eval_job {
+	struct dkv__py_job job;
+	struct dkv_buf *out;
+	const char *src;
+	char *err;
+	size_t errlen;
+	int rc;
+};
+
+static void eval_run(struct dkv__py_job *j)
+{
+	struct eval_job *ej = (struct eval_job *)j;
+	ej->rc = literal_eval_here(ej->out, ej->src, ej->err, ej->errlen);
+}
+
+static void eval_drop(struct dkv__py_job *j)
+{
+	(void)j; /* never abandoned: it waits without a bound */
+}
+
+int dkv_py_literal_eval(struct dkv_buf *out, const char *src, char *err, size_t errlen)
+{
+	struct eval_job ej = {.job = {.run = eval_run, .drop = eval_drop},
+			      .out = out, .src = src, .err = err, .errlen = errlen};
+	if (errlen)
+		err[0] = 0;
+	int rc = dkv__py_exec(&ej.job, 0, err, errlen);
+	return rc ? rc : ej.rc;
 }

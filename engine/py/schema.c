@@ -12,9 +12,16 @@
 #include "py_int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define CACHE_MAX 256
+
+/* How much longer than a call the first check may take: it imports
+ * jsonschema, seconds. */
+#define IMPORT_WAIT 10.0
 
 /* jsonschema takes about six frames per level of the value, and values
  * nest DKV_MP_MAX_DEPTH deep: checks run with Python's default limit,
@@ -42,6 +49,7 @@ static const char helper_src[] =
 	"    return None if e is None else text(e)\n";
 
 static unsigned checking; /* checks running; the GIL */
+static atomic_bool loaded; /* the module is in (a caller need not wait for the import) */
 
 static PyObject *compile_fn; /* helper compile() */
 static PyObject *check_fn;   /* helper check() */
@@ -73,6 +81,7 @@ static int load(void)
 
 void dkv__py_schema_fini(void)
 {
+	atomic_store(&loaded, false);
 	Py_CLEAR(compile_fn);
 	Py_CLEAR(check_fn);
 	Py_CLEAR(cache);
@@ -154,14 +163,13 @@ out:
 	return rc;
 }
 
-int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value, size_t vlen,
-			char *err, size_t errlen)
+/* The whole check on this thread. */
+static int check_here(const uint8_t *schema, size_t slen, const uint8_t *value, size_t vlen,
+		      char *err, size_t errlen)
 {
 	struct dkv__py_guard g;
 	int rc;
 
-	if (errlen)
-		err[0] = 0;
 	rc = dkv__py_start(err, errlen);
 	if (rc)
 		return rc;
@@ -172,6 +180,7 @@ int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value
 		dkv__py_leave();
 		return -EINVAL;
 	}
+	atomic_store(&loaded, true);
 	if (!checking++)
 		Py_SetRecursionLimit(SCHEMA_RECURSION);
 	dkv__py_guard_enter(&g);
@@ -183,5 +192,55 @@ int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value
 		rc = -ETIMEDOUT;
 	}
 	dkv__py_leave();
+	return rc;
+}
+
+struct schema_job {
+	struct dkv__py_job job;
+	size_t slen, vlen;
+	int rc;
+	char err[512];
+	uint8_t data[]; /* the schema, then the value */
+};
+
+static void schema_run(struct dkv__py_job *j)
+{
+	struct schema_job *sj = (struct schema_job *)j;
+	sj->rc = check_here(sj->data, sj->slen, sj->data + sj->slen, sj->vlen, sj->err,
+			    sizeof sj->err);
+}
+
+static void schema_drop(struct dkv__py_job *j)
+{
+	free(j);
+}
+
+int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value, size_t vlen,
+			char *err, size_t errlen)
+{
+	if (errlen)
+		err[0] = 0;
+	struct schema_job *sj = dkv_xcalloc(1, sizeof *sj + slen + vlen);
+	sj->job.run = schema_run;
+	sj->job.drop = schema_drop;
+	sj->slen = slen;
+	sj->vlen = vlen;
+	memcpy(sj->data, schema, slen);
+	memcpy(sj->data + slen, value, vlen);
+	/* importing jsonschema (once) is not stored code: it gets its time */
+	double wait = dkv__py_wait();
+	if (wait > 0 && !atomic_load(&loaded))
+		wait += IMPORT_WAIT;
+	int rc = dkv__py_exec(&sj->job, wait, err, errlen);
+	if (rc == -ETIMEDOUT) {
+		dkv__py_overran(err, errlen);
+		return rc;
+	}
+	if (!rc) {
+		rc = sj->rc;
+		if (rc)
+			snprintf(err, errlen, "%s", sj->err);
+	}
+	free(sj);
 	return rc;
 }

@@ -525,6 +525,51 @@ TEST(time_limit_caught)
 	dkv_py_set_timeout(0.5);
 }
 
+/* Calls until the Python thread is done with an abandoned call; the
+ * last result. */
+static int when_free(void)
+{
+	static const char src[] = "return 1";
+	int rc = -EBUSY;
+	for (int i = 0; i < 400 && rc == -EBUSY; i++) {
+		struct dkv_py_proc *p;
+		rc = dkv_py_proc_new(&p, src, sizeof src - 1, NULL, 0, false, err_, sizeof err_);
+		if (rc == -EBUSY)
+			nanosleep(&(struct timespec){0, 25000000}, NULL);
+		dkv_py_proc_free(rc ? NULL : p);
+	}
+	return rc ? rc : run(src);
+}
+
+TEST(time_limit_stuck)
+{
+	dkv_py_set_timeout(0.2);
+	/* C code that holds the GIL for about a second: the caller stops
+	 * waiting at the limit (and the grace), the thread finishes it */
+	double t0 = now_();
+	CHECK_EQ_INT(run("return sum(range(2 * 10**8))"), -ETIMEDOUT);
+	double took = now_() - t0;
+	printf("#   the caller of the C loop went on after %.3f s\n", took);
+	CHECK(took >= 0.2 && took < 0.5);
+	CHECK_EQ_STR(err_, "TimeoutError('stored code took longer than 0.2 s')");
+	/* meanwhile calls fail at once, and say why */
+	struct dkv_py_proc *p;
+	t0 = now_();
+	CHECK_EQ_INT(dkv_py_proc_new(&p, "return 1", 8, NULL, 0, false, err_, sizeof err_), -EBUSY);
+	CHECK(now_() - t0 < 0.1);
+	CHECK(strstr(err_, "Python is busy: a stored script overran") != NULL);
+	CHECK_EQ_INT(when_free(), 0);
+
+	/* a script that keeps catching the TimeoutError, for 1.5 s */
+	t0 = now_();
+	CHECK_EQ_INT(run("import time\nt = time.monotonic()\nwhile time.monotonic() < t + 1.5:\n"
+			 "    try:\n        while True: pass\n    except TimeoutError:\n        pass"),
+		     -ETIMEDOUT);
+	CHECK(now_() - t0 < 0.5);
+	CHECK_EQ_INT(when_free(), 0);
+	dkv_py_set_timeout(0.5);
+}
+
 TEST(recursion)
 {
 	CHECK_EQ_INT(run("def f(): f()\nf()"), -EINVAL);
@@ -739,4 +784,5 @@ TEST(bench_call)
 
 TESTS(scalars, big_integers, containers, errors, shutdown, proc_compile, proc_results,
       proc_args, proc_raise, proc_misuse, time_limit_loop, time_limit_sleep, time_limit_caught,
+      time_limit_stuck,
       recursion, memory, threads, schema, proc_after_shutdown, bench_call)
