@@ -186,6 +186,36 @@ def test_python_timeout_is_configurable(server_factory):
     assert err == "ServerError: TimeoutError('stored code took longer than 0.25 s')\n", err
 
 
+def test_script_in_c_code_does_not_hold_up_the_server(server_factory):
+    """C code holding the GIL (sum over a big range) is not interrupted,
+    but the write that ran it fails at the limit, other checked writes
+    fail at once while it runs, and everything else goes on."""
+    server = server_factory(config={"server.python.timeout": 0.2})
+    server.dkv("type", "set", "-g", "1", "-b", "2", "heavy",
+               input="if value == 2: raise ValueError('two')\n"
+                     "if value == 4: sum(range(3 * 10**8))\n")
+    server.dkv("type", "match", "-t", "heavy", "x")
+    t0 = time.monotonic()
+    err = fails(server, "data", "set", "-ev", "4", "x")
+    took = time.monotonic() - t0
+    assert err == "ServerError: TimeoutError('stored code took longer than 0.2 s')\n", err
+    # meanwhile: an unchecked write and a read work, a checked one fails at once
+    server.dkv("data", "set", "-v", "free", "y")
+    assert server.dkv("data", "get", "y").stdout == "free\n"
+    err = fails(server, "data", "set", "-ev", "1", "x")
+    assert "Python is busy: a stored script overran its time limit" in err, err
+    assert took < 2.5, took  # the client's own start-up included
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = server.dkv("data", "set", "-ev", "1", "x", check=False)
+        if r.returncode == 0:
+            break
+        assert "Python is busy" in r.stderr, r.stderr
+        time.sleep(0.1)
+    assert server.dkv("data", "get", "x").stdout == "1\n"
+    server.check_alive("after a script in C code")
+
+
 @pytestmark_fs
 def test_mount(mount_factory):
     m = mount_factory()
