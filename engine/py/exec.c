@@ -114,8 +114,9 @@ static void *python_thread(void *arg)
 		if (atomic_compare_exchange_strong(&j->state, &expect, RUNNING))
 			j->run(j);
 		atomic_store(&ex.running, 0);
+		bool detached = j->detached; /* a waiter may free j once it is DONE */
 		int was = atomic_exchange(&j->state, DONE);
-		if (was == ABANDONED || j->detached)
+		if (was == ABANDONED || detached)
 			j->drop(j);
 		else if (atomic_load(&ex.waiters)) {
 			pthread_mutex_lock(&ex.lock);
