@@ -746,8 +746,13 @@ class Client:
 
     async def stop(self, seq):
         """Stop the running stream with this seq (``stream.seq``); True if
-        it was running."""
-        return (await self.request("stop", task=seq)).result
+        it was running.  A stream of this client ends (its iteration stops
+        after the messages that came before)."""
+        res = (await self.request("stop", task=seq)).result
+        h = self._handlers.get(seq)
+        if type(h) is Stream:
+            h.fail(None)    # the server sends no end for a stopped stream
+        return res
 
     # -- messages between clients (through the cluster's Serf agents)
 
