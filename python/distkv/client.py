@@ -324,7 +324,10 @@ class Client:
         self._handlers = {}     # seq -> _Call or Stream
         self._packer = packer()
         self._unpacker = unpacker()
-        self._wbuf = bytearray()
+        self._wbuf = bytearray()  # packed, not yet taken by the kernel
+        self._busy = 0          # single requests in flight
+        self._flush_soon = False  # a flush of _wbuf is scheduled
+        self._call_soon = None  # asyncio's loop.call_soon (None: the writer flushes)
         self._wevent = None     # set: the writer has work
         self._drained = None    # set: the send buffer went below the high water mark
         self._failed = None     # why the connection is gone (text), once it is
@@ -379,6 +382,10 @@ class Client:
             self._sock = sock
             self._wevent = anyio.Event()
             self._gone_event = anyio.Event()
+            if sniffio.current_async_library() == "asyncio":
+                import asyncio
+
+                self._call_soon = asyncio.get_running_loop().call_soon
             hello = await self._read_greeting()
         self.server_info = hello
         if self.name is None:
@@ -507,32 +514,33 @@ class Client:
             self._lost("garbled data from the server: %r" % e)
 
     async def _writer(self):
-        sock = self._sock
-        fd = sock.fileno()
+        """Send what _send left in the buffer: at once when woken, then as
+        the socket takes it."""
+        fd = self._sock.fileno()
         while self._failed is None:
             await self._wevent.wait()
             self._wevent = anyio.Event()
+            self._flush()
             while self._wbuf and self._failed is None:
-                try:
-                    await anyio.wait_socket_writable(fd)
-                    n = sock.send(self._wbuf)
-                except BlockingIOError:
-                    continue
-                except (OSError, anyio.ClosedResourceError) as e:
-                    self._lost("connection to the server lost: %s" % e)
-                    return
-                del self._wbuf[:n]
-                if self._drained is not None and len(self._wbuf) < SEND_HIGH_WATER:
-                    self._drained.set()
-                    self._drained = None
+                await anyio.wait_socket_writable(fd)
+                self._flush()
 
     def _send(self, msg):
-        """Queue one message; sends at once unless earlier ones still wait."""
+        """Queue one message.  An idle connection sends it at once; while
+        other requests are in flight it joins the buffer, which goes out
+        in one send() at the end of this turn of the event loop (so a
+        hundred tasks cost one system call, not a hundred)."""
         if self._failed is not None:
             raise self._gone()
         data = self._packer.pack(msg)
-        if self._wbuf:
+        if self._wbuf or self._busy > 1:
             self._wbuf += data
+            if not self._flush_soon:
+                self._flush_soon = True
+                if self._call_soon is not None:
+                    self._call_soon(self._flush)
+                else:
+                    self._wevent.set()
             return
         try:
             n = self._sock.send(data)
@@ -544,6 +552,24 @@ class Client:
         if n < len(data):
             self._wbuf += data[n:]
             self._wevent.set()
+
+    def _flush(self):
+        self._flush_soon = False
+        if not self._wbuf or self._failed is not None:
+            return
+        try:
+            n = self._sock.send(self._wbuf)
+        except BlockingIOError:
+            n = 0
+        except OSError as e:
+            self._lost("connection to the server lost: %s" % e)
+            return
+        del self._wbuf[:n]
+        if self._wbuf:
+            self._wevent.set()      # the writer waits until the socket takes more
+        elif self._drained is not None:
+            self._drained.set()
+            self._drained = None
 
     async def _wait_send_room(self):
         while len(self._wbuf) >= SEND_HIGH_WATER and self._failed is None:
@@ -586,10 +612,12 @@ class Client:
         params["seq"] = seq
         params["action"] = action
         self._handlers[seq] = call
+        self._busy += 1
         try:
             self._send(params)
             await call.event.wait()
         finally:
+            self._busy -= 1
             if call.result is None and call.error is None:
                 self._handlers.pop(seq, None)
         if call.error is not None:
