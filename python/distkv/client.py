@@ -510,7 +510,7 @@ class Client:
                     # the server cannot trust the byte stream any more
                     self._lost("the server gave up on the connection: %s" % msg["error"])
                     return
-        except (ValueError, AttributeError, msgpack.UnpackException) as e:
+        except (ValueError, AttributeError, TypeError, msgpack.UnpackException) as e:
             self._lost("garbled data from the server: %r" % e)
 
     async def _writer(self):
