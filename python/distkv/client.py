@@ -62,6 +62,9 @@ DEFAULTS = {
     },
 }
 
+# open_client(host=..., port=..., auth=...) is short for connect={...}
+CONNECT_KEYS = ("host", "port", "auth", "init_timeout", "name")
+
 SEND_HIGH_WATER = 4 << 20   # bytes buffered before request() waits for the writer
 RECV_CHUNK = 256 << 10      # bytes asked of one recv()
 
@@ -93,8 +96,10 @@ async def open_client(**cfg):
     ``cfg`` is the configuration as the command line reads it: ``connect``
     holds ``host`` (localhost), ``port`` (27586), ``auth`` (None: no login;
     e.g. ``"_test name=joe"``), ``init_timeout`` (5 s for connecting, the
-    greeting and the login) and ``name``.  Without arguments this connects
-    where ``distkv client`` does.  The connection is closed when the block
+    greeting and the login) and ``name``; these may also be given as
+    keywords of their own (``open_client(port=27600, auth="_test
+    name=joe")``).  Without arguments this connects where ``distkv
+    client`` does.  The connection is closed when the block
     is left; it is not re-established if it breaks.
     """
     client = Client(cfg)
@@ -316,6 +321,10 @@ class Client:
     """
 
     def __init__(self, cfg):
+        cfg = dict(cfg)
+        short = {k: cfg.pop(k) for k in CONNECT_KEYS if k in cfg}
+        if short:
+            cfg["connect"] = combine_dict(short, cfg.get("connect"))
         self._cfg = combine_dict(cfg, DEFAULTS)
         c = self._cfg.connect
         self._auth = parse_auth(c.get("auth"))
@@ -464,8 +473,9 @@ class Client:
             self._gone_event.set()
 
     def _gone(self):
-        if self._failed is None:
-            return None
+        """The exception for a request on a connection that is gone."""
+        if self._sock is None:
+            return ClientError(self._failed)    # closed by us
         return ServerClosedError(self._failed)
 
     async def _reader(self):

@@ -39,7 +39,7 @@ from distkv.client import (ClientAuthMethodError, ClientAuthRequiredError,  # no
                            ClientEntry, ClientRoot, ConnectionError, NotGiven, P, Path,
                            ServerError, open_client)
 from distkv.util import attrdict  # noqa: E402
-from dkvproto import Path as RawPath  # noqa: E402
+from dkvproto import Path as RawPath, decode_all  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*MultiError is deprecated")
 
@@ -441,6 +441,18 @@ def test_auth_test_method(server, backend):
         async with open_client(**cfg(server, "_test name=joe")) as c:
             await c.set("auth", value=1)
             assert (await c.get("auth")).value == 1
+        # what goes over the wire: the original client's hello and login
+        # (spec/reference-client-capture.txt, second part, connection 2)
+        rec = Recorder(server)
+        async with anyio.create_task_group() as tg:
+            await tg.start(rec.serve)
+            async with open_client(host="127.0.0.1", port=rec.port, auth="_test name=joe") as c:
+                assert (await c.get("auth")).value == 1
+            tg.cancel_scope.cancel()
+        sent = decode_all(rec.sent)
+        assert sent[:2] == [{"seq": 0, "qlen": 10},
+                            {"typ": "_test", "chroot": (), "ident": "joe", "data": {},
+                             "action": "auth", "seq": 1}], sent
     run(backend, body)
 
 
@@ -567,6 +579,9 @@ def test_config_defaults_and_read_config(tmp_path):
     c = Client(read_config(f))
     assert (c.config.connect.host, c.config.connect.port) == ("127.0.0.2", 27586)
     assert c._auth.method == "_test" and c._auth.name == "joe"
+    c = Client({"port": 1234, "auth": "_test name=ann", "connect": {"host": "h"}})
+    assert (c.config.connect.host, c.config.connect.port) == ("h", 1234)
+    assert c._auth.name == "ann"
     for bad in ("magic name=x", "_test", "_test name=x password=y", "root x=1"):
         with pytest.raises(Exception):
             Client({"connect": {"auth": bad}})
