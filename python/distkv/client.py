@@ -443,7 +443,6 @@ class Client:
                 pw = await anyio.to_thread.run_sync(getpass.getpass, sp.prompt + ": ")
             key = await self.request("auth_key")
             data = {"password": seal(key.get("pubkey"), pw)}
-        # the fields in the order the original client sends them
         async with self._stream("auth", typ=sp.method, chroot=(), ident=sp.name,
                                 data=data) as s:
             async for _ in s:
