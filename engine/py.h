@@ -99,6 +99,13 @@ int dkv_py_schema_check(const uint8_t *schema, size_t slen, const uint8_t *value
  * callers stop waiting (above). */
 void dkv_py_set_timeout(double seconds);
 
+/* on: calls run on the caller's own thread, as plain function calls,
+ * instead of the Python thread (server.python.inline).  Faster (no
+ * handover between threads), but a script the watchdog cannot interrupt
+ * (above) holds its caller, the event loop included, until it ends.  Set
+ * it before the first call. */
+void dkv_py_set_inline(bool on);
+
 /* Stop the interpreter (when running) and the Python thread: procedures
  * made before it can only be freed, their calls fail.  No call may be
  * running.  When the Python thread is stuck in an abandoned call (see

@@ -16,13 +16,16 @@
 # --codecs: one standalone node whose converter "floatval" runs every
 # value below "bench" through the codec floatstr (encode: str(value));
 # gets as joe (bound to floatval: every value is encoded by a Python call)
-# and as root (values as stored), interleaved, REPEAT times (medians).
+# and as root (values as stored), interleaved, REPEAT times (medians);
+# and joe's gets on a second such node with server.python.inline.
 #
-# --types: three standalone nodes side by side: one without types, one
+# --types: four standalone nodes side by side: one without types, one
 # with a type and 12 decoy matches that the benchmark's keys ("bench",
 # "kN", "M") walk past but never meet (unmatched), and one where "bench +
-# +" also binds the type, a one-line script (matched).  The same sets run
-# on all three, interleaved, REPEAT times (medians).
+# +" also binds the type, a one-line script (matched), and a fourth like
+# the third but with server.python.inline (the script runs on the loop,
+# not the Python thread).  The same sets run on all four, interleaved,
+# REPEAT times (medians).
 #
 # Starts a distkv node and a redis-server on free ports, runs dkv-bench and
 # redis-benchmark with the same connections, pipeline depth, value size (8
@@ -271,13 +274,17 @@ fi
 if $codecs_only; then
 	start_distkv bench-codec -C server.cluster=false
 	port=$dkv_port
-	dkvreq "$port" set_internal "path=('codec','floatstr')" \
-		"value={'encode':'return str(value)','decode':'return float(value)','in':[['12.5',12.5]],'out':[[13.25,'13.25']]}"
-	dkvreq "$port" set_internal "path=('conv','floatval','bench','#')" "value={'codec':['floatstr']}"
-	dkvreq "$port" auth_set typ="'_test'" ident="'joe'" "aux={'codec':'floatval'}"
-	dkvreq "$port" auth_set typ="'_test'" ident="'root'"
-	dkvreq "$port" set_auth_typ typ="'_test'"
-	"$bench" -p "$port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS --auth "_test name=root" >/dev/null
+	start_distkv bench-codec-inline -C server.cluster=false -C server.python.inline=true
+	inl_port=$dkv_port
+	for p in "$port" "$inl_port"; do
+		dkvreq "$p" set_internal "path=('codec','floatstr')" \
+			"value={'encode':'return str(value)','decode':'return float(value)','in':[['12.5',12.5]],'out':[[13.25,'13.25']]}"
+		dkvreq "$p" set_internal "path=('conv','floatval','bench','#')" "value={'codec':['floatstr']}"
+		dkvreq "$p" auth_set typ="'_test'" ident="'joe'" "aux={'codec':'floatval'}"
+		dkvreq "$p" auth_set typ="'_test'" ident="'root'"
+		dkvreq "$p" set_auth_typ typ="'_test'"
+		"$bench" -p "$p" -q -c 50 -P 16 -n 0 --prefill -k $KEYS --auth "_test name=root" >/dev/null
+	done
 	ccases=("get 50 1 $N_CONN" "get 50 16 $N_PIPE")
 	for rep in $(seq "$REPEAT"); do
 		for i in "${!ccases[@]}"; do
@@ -288,21 +295,26 @@ if $codecs_only; then
 					awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }' \
 					>>"$tmp/$who.$i"
 			done
+			"$bench" -p "$inl_port" -q -t "$1" -c "$2" -P "$3" -n "$4" -k $KEYS --auth "_test name=joe" |
+				awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }' \
+				>>"$tmp/inline.$i"
 		done
 	done
 	echo
 	echo "Gets through a codec (joe) beside gets of the stored values (root), median of $REPEAT runs ($(nproc) CPUs)"
 	echo
-	echo "| workload | root ops/s | joe (codec) ops/s | ratio | root p50 µs | joe p50 µs | goal |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+	echo "| workload | root ops/s | joe (codec) ops/s | ratio | joe, inline ops/s | root p50 µs | joe p50 µs | joe, inline p50 µs | goal |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	for i in "${!ccases[@]}"; do
 		set -- ${ccases[$i]}
 		awk -v w="$1, $2 connections, pipeline $3" \
 			-v r="$(awk '{ print $1 }' "$tmp/root.$i" | median)" \
 			-v j="$(awk '{ print $1 }' "$tmp/joe.$i" | median)" \
 			-v rp="$(awk '{ print $2 }' "$tmp/root.$i" | median)" \
-			-v jp="$(awk '{ print $2 }' "$tmp/joe.$i" | median)" 'BEGIN {
-			printf "| %s | %.0f | %.0f | %.0f%% | %s | %s | %s (>= 50,000/s) |\n", w, r, j, j / r * 100, rp, jp,
+			-v jp="$(awk '{ print $2 }' "$tmp/joe.$i" | median)" \
+			-v l="$(awk '{ print $1 }' "$tmp/inline.$i" | median)" \
+			-v lp="$(awk '{ print $2 }' "$tmp/inline.$i" | median)" 'BEGIN {
+			printf "| %s | %.0f | %.0f | %.0f%% | %.0f | %s | %s | %s | %s (>= 50,000/s) |\n", w, r, j, j / r * 100, l, rp, jp, lp,
 				(j >= 50000 ? "met" : "NOT met")
 		}'
 	done
@@ -316,13 +328,15 @@ if $types_only; then
 	unm_port=$dkv_port
 	start_distkv bench-matched -C server.cluster=false
 	mat_port=$dkv_port
+	start_distkv bench-inline -C server.cluster=false -C server.python.inline=true
+	inl_port=$dkv_port
 	# decoys: patterns the keys meet on the way (wildcards at every level,
 	# near misses), none of which matches ("bench", "kN", "M")
 	decoys=(
 		"stats # quota" "+ secret" "+ + hidden" "bench q1 +" "bench # deep" "bench + nope"
 		"bench k1 x" "+ k1 y" "logs #" "a + c" "a # z" "+ cfg #"
 	)
-	for port in "$unm_port" "$mat_port"; do
+	for port in "$unm_port" "$mat_port" "$inl_port"; do
 		dkvreq "$port" set_internal "path=('type','str')" \
 			"value={'code': 'if not isinstance(value, str): raise TypeError(\"not a string\")', 'good': ['a', ''], 'bad': [1, None]}"
 		for d in "${decoys[@]}"; do
@@ -330,8 +344,10 @@ if $types_only; then
 			dkvreq "$port" set_internal "path=('match',${words%,})" "value={'type': ['str']}"
 		done
 	done
-	dkvreq "$mat_port" set_internal "path=('match','bench','+','+')" "value={'type': ['str']}"
-	for port in "$none_port" "$unm_port" "$mat_port"; do
+	for port in "$mat_port" "$inl_port"; do
+		dkvreq "$port" set_internal "path=('match','bench','+','+')" "value={'type': ['str']}"
+	done
+	for port in "$none_port" "$unm_port" "$mat_port" "$inl_port"; do
 		"$bench" -p "$port" -q -c 50 -P 16 -n 0 --prefill -k $KEYS >/dev/null
 	done
 	tcases=("set 50 1 $N_CONN" "set 50 16 $N_PIPE")
@@ -346,19 +362,22 @@ if $types_only; then
 			trun "$none_port" "$@" >>"$tmp/none.$i"
 			trun "$unm_port" "$@" >>"$tmp/unm.$i"
 			trun "$mat_port" "$@" >>"$tmp/mat.$i"
+			trun "$inl_port" "$@" >>"$tmp/inl.$i"
 		done
 	done
 	echo
 	echo "Type checks beside none, loopback, median of $REPEAT runs ($(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
 	echo
-	echo "| workload | no types ops/s | unmatched ops/s | ratio | matched ops/s | no types p50 µs | unmatched p50 µs | matched p50 µs | goals |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	echo "| workload | no types ops/s | unmatched ops/s | ratio | matched ops/s | matched, inline ops/s | no types p50 µs | unmatched p50 µs | matched p50 µs | matched, inline p50 µs | goals |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	for i in "${!tcases[@]}"; do
 		set -- ${tcases[$i]}
 		n=$(awk '{ print $1 }' "$tmp/none.$i" | median)
 		u=$(awk '{ print $1 }' "$tmp/unm.$i" | median)
 		m=$(awk '{ print $1 }' "$tmp/mat.$i" | median)
-		awk -v w="$1, $2 connections, pipeline $3" -v n="$n" -v u="$u" -v m="$m" -v pipe="$3" \
+		l=$(awk '{ print $1 }' "$tmp/inl.$i" | median)
+		awk -v w="$1, $2 connections, pipeline $3" -v n="$n" -v u="$u" -v m="$m" -v l="$l" -v pipe="$3" \
+			-v lp="$(awk '{ print $2 }' "$tmp/inl.$i" | median)" \
 			-v np="$(awk '{ print $2 }' "$tmp/none.$i" | median)" \
 			-v up="$(awk '{ print $2 }' "$tmp/unm.$i" | median)" \
 			-v mp="$(awk '{ print $2 }' "$tmp/mat.$i" | median)" 'BEGIN {
@@ -366,7 +385,7 @@ if $types_only; then
 			g = sprintf("unmatched %s (>= 95%%)", r >= 0.95 ? "met" : "NOT met")
 			if (pipe > 1)
 				g = g sprintf("; matched %s (>= 50,000/s)", m >= 50000 ? "met" : "NOT met")
-			printf "| %s | %.0f | %.0f | %.0f%% | %.0f | %s | %s | %s | %s |\n", w, n, u, r * 100, m, np, up, mp, g
+			printf "| %s | %.0f | %.0f | %.0f%% | %.0f | %.0f | %s | %s | %s | %s | %s |\n", w, n, u, r * 100, m, l, np, up, mp, lp, g
 		}'
 	done
 	exit 0

@@ -88,6 +88,8 @@ static void usage(FILE *f)
 	      "  server.bind_default.host, server.bind_default.port   where clients connect\n"
 	      "  server.change.length     chain length (default 5)\n"
 	      "  server.python.timeout    time limit of one call of stored Python, s (0.5)\n"
+	      "  server.python.inline     run stored Python on the loop itself: faster, but\n"
+	      "                           C code in a script can then hold the server (false)\n"
 	      "  server.buffer            stream window offered to clients (default 10)\n"
 	      "  server.max_msg_size      largest request in bytes\n"
 	      "  server.max_out_buffer    unsent reply bytes before a client is throttled\n"
@@ -698,6 +700,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	n.engine = dkv_engine_new(&eo);
 	/* stored Python (types, codecs): each call's time limit */
 	dkv_py_set_timeout(dkv_config_float(cli->cfg, "server.python.timeout", 0.5));
+	dkv_py_set_inline(dkv_config_bool(cli->cfg, "server.python.inline", false));
 	dkv_engine_add_checker(n.engine, dkv_codec_check, NULL); /* codec and converter records */
 	n.types = dkv_types_attach(n.engine);
 	dkv_code_add_checker(n.engine); /* stored code must compile */

@@ -177,8 +177,19 @@ static int submit(struct dkv__py_job *j)
 	return rc;
 }
 
+static atomic_bool inline_calls; /* dkv_py_set_inline */
+
+void dkv_py_set_inline(bool on)
+{
+	atomic_store(&inline_calls, on);
+}
+
 int dkv__py_exec(struct dkv__py_job *j, double wait, char *err, size_t errlen)
 {
+	if (atomic_load_explicit(&inline_calls, memory_order_relaxed)) {
+		j->run(j);
+		return 0;
+	}
 	uint64_t running = atomic_load(&ex.running);
 	if (running && running == atomic_load(&ex.abandoned)) {
 		snprintf(err, errlen,
@@ -230,6 +241,11 @@ int dkv__py_exec(struct dkv__py_job *j, double wait, char *err, size_t errlen)
 
 int dkv__py_exec_later(struct dkv__py_job *j)
 {
+	if (atomic_load_explicit(&inline_calls, memory_order_relaxed)) {
+		j->run(j);
+		j->drop(j);
+		return 0;
+	}
 	j->detached = true;
 	return submit(j);
 }
@@ -242,8 +258,10 @@ bool dkv__py_exec_stop(double wait)
 	if (started)
 		pthread_cond_signal(&ex.work);
 	pthread_mutex_unlock(&ex.lock);
-	if (!started)
+	if (!started) { /* inline calls: the interpreter is the caller's to stop */
+		dkv__py_finish();
 		return true;
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += (time_t)wait + 1;
