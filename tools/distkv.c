@@ -9,11 +9,22 @@
 
 #include "distkv.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifndef DKV_VERSION
+#define DKV_VERSION "unknown"
+#endif
+
+/* Where the configuration is looked for when -c does not name a file:
+ * the system's, then the user's; a key in a later file wins. */
+#define SYSTEM_CONFIG "/etc/distkv/distkv.cfg"
+#define USER_CONFIG ".config/distkv.cfg" /* below $XDG_CONFIG_HOME's parent, or $HOME */
 
 static void usage(FILE *f, const char *prog)
 {
@@ -25,14 +36,24 @@ static void usage(FILE *f, const char *prog)
 		"  -C, --set KEY=VALUE set one configuration value (repeatable)\n"
 		"  -v, --verbose       say more (repeatable)\n"
 		"  -q, --quiet         say less\n"
+		"      --version       print the version and exit\n"
 		"      --help          show this help\n"
 		"\n"
 		"Commands:\n"
 		"  server   run a DistKV node\n"
 		"  client   talk to a DistKV server\n"
 		"\n"
+		"Without -c the configuration is read from " SYSTEM_CONFIG " and then\n"
+		"$XDG_CONFIG_HOME/distkv.cfg (default ~/" USER_CONFIG "), where they exist.\n"
+		"\n"
 		"Run \"%s COMMAND --help\" for a command's options.\n",
 		prog, prog);
+}
+
+static void version(void)
+{
+	printf("distkv " DKV_VERSION "\n");
+	exit(0);
 }
 
 void dkv_cli_getopt_reset(void)
@@ -70,6 +91,8 @@ static int parse_dkv_globals(struct dkv_cli *cli, struct globals *g, int argc, c
 			else
 				g->sets[g->nsets++] = (char *)a + 2;
 			i++;
+		} else if (!strcmp(a, "--version")) {
+			version();
 		} else if (a[0] == '-' && a[1] && strspn(a + 1, "vq") == strlen(a + 1)) {
 			for (const char *p = a + 1; *p; p++)
 				cli->verbose = *p == 'q' ? -1 : cli->verbose + 1;
@@ -89,6 +112,7 @@ static int parse_globals(struct dkv_cli *cli, struct globals *g, int argc, char 
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'H'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -112,6 +136,9 @@ static int parse_globals(struct dkv_cli *cli, struct globals *g, int argc, char 
 		case 'H':
 			usage(stdout, cli->progname);
 			exit(0);
+		case 'V':
+			version();
+			break;
 		default:
 			usage(stderr, cli->progname);
 			exit(2);
@@ -120,13 +147,42 @@ static int parse_globals(struct dkv_cli *cli, struct globals *g, int argc, char 
 	return optind;
 }
 
+/* A default configuration file that exists is read; one that does not is
+ * skipped; one that cannot be read or parsed is an error, as with -c. */
+static int load_default(struct dkv_cli *cli, const char *path)
+{
+	char err[512];
+	if (access(path, F_OK) && errno == ENOENT)
+		return 0;
+	if (dkv_config_load_file(cli->cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", cli->progname, err);
+		return 2;
+	}
+	return 0;
+}
+
 static int load_config(struct dkv_cli *cli, const struct globals *g)
 {
 	char err[512];
+	int rc;
 	cli->cfg = dkv_config_new();
 	if (g->cfgfile && dkv_config_load_file(cli->cfg, g->cfgfile, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", cli->progname, err);
 		return 2;
+	}
+	if (!g->cfgfile) {
+		const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+		char user[4096];
+		if ((rc = load_default(cli, SYSTEM_CONFIG)))
+			return rc;
+		if (xdg && *xdg)
+			snprintf(user, sizeof user, "%s/distkv.cfg", xdg);
+		else if (home && *home)
+			snprintf(user, sizeof user, "%s/" USER_CONFIG, home);
+		else
+			user[0] = 0;
+		if (user[0] && (rc = load_default(cli, user)))
+			return rc;
 	}
 	/* -C wins over the file wherever it stands on the command line. */
 	for (int i = 0; i < g->nsets; i++) {

@@ -19,6 +19,7 @@ slow consumer holds at most the server's window (``qlen``) of messages.
 """
 
 import errno
+import os
 import socket
 from collections import deque
 from contextlib import asynccontextmanager
@@ -89,6 +90,24 @@ def read_config(path):
     return cfg
 
 
+SYSTEM_CONFIG = "/etc/distkv/distkv.cfg"
+
+
+def default_config():
+    """The configuration ``distkv`` reads without ``-c``: /etc/distkv/distkv.cfg,
+    then $XDG_CONFIG_HOME/distkv.cfg (default ~/.config/distkv.cfg), where
+    they exist, a key in the later one winning."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    home = os.environ.get("HOME")
+    user = (os.path.join(xdg, "distkv.cfg") if xdg
+            else os.path.join(home, ".config", "distkv.cfg") if home else None)
+    out = None
+    for path in (SYSTEM_CONFIG, user):
+        if path and os.path.exists(path):
+            out = combine_dict(read_config(path), out)
+    return out or {}
+
+
 @asynccontextmanager
 async def open_client(**cfg):
     """Connect to a server and log in; yields the :class:`Client`.
@@ -98,8 +117,10 @@ async def open_client(**cfg):
     e.g. ``"_test name=joe"``), ``init_timeout`` (5 s for connecting, the
     greeting and the login) and ``name``; these may also be given as
     keywords of their own (``open_client(port=27600, auth="_test
-    name=joe")``).  Without arguments this connects where ``distkv
-    client`` does.  The connection is closed when the block
+    name=joe")``).  What is not given comes from the configuration files
+    ``distkv`` reads without ``-c`` (:func:`default_config`), then the
+    defaults: without arguments this connects where ``distkv client``
+    does.  The connection is closed when the block
     is left; it is not re-established if it breaks.
     """
     client = Client(cfg)
@@ -325,7 +346,7 @@ class Client:
         short = {k: cfg.pop(k) for k in CONNECT_KEYS if k in cfg}
         if short:
             cfg["connect"] = combine_dict(short, cfg.get("connect"))
-        self._cfg = combine_dict(cfg, DEFAULTS)
+        self._cfg = combine_dict(cfg, default_config(), DEFAULTS)
         c = self._cfg.connect
         self._auth = parse_auth(c.get("auth"))
         self._sock = None

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import dkvyaml
-from conftest import BUILD_DIR, DISTKV, DKV, Server, free_port
+from conftest import BUILD_DIR, DISTKV, DKV, REPO, Server, free_port
 
 TOOLS = str(BUILD_DIR / "tools")
 DEFAULT_PORT = 27586
@@ -140,6 +140,54 @@ def test_connect_port_from_config(server, tmp_path):
     cfg.write_text(f"connect:\n  port: {server.port}\n")
     assert run(["-c", str(cfg), "client", "data", "get"]).stdout == "Testing\n"
     assert run(["-C", f"connect.port={server.port}", "client", "data", "get"]).stdout == "Testing\n"
+
+
+def test_default_config_files(server, tmp_path):
+    """Without -c: /etc/distkv/distkv.cfg, then $XDG_CONFIG_HOME/distkv.cfg
+    (default ~/.config/distkv.cfg); -c replaces both."""
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "distkv.cfg").write_text(f"connect:\n  port: {server.port}\n")
+    env = dict(os.environ, HOME=str(home))
+    env.pop("XDG_CONFIG_HOME", None)
+
+    def go(*args, prog=DISTKV, **kw):
+        return subprocess.run([prog, *args], capture_output=True, text=True, timeout=30,
+                              env=dict(env, **kw))
+
+    assert go("client", "data", "get").stdout == "Testing\n"
+    assert go("data", "get", prog=DKV).stdout == "Testing\n"
+    # XDG_CONFIG_HOME moves it
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    (xdg / "distkv.cfg").write_text("connect:\n  port: 1\n")
+    r = go("client", "data", "get", XDG_CONFIG_HOME=str(xdg))
+    assert r.returncode == 1 and ":1" in r.stderr, r.stderr
+    # -c FILE is the only file read: the port is the default again; -C wins over any
+    own = tmp_path / "own.cfg"
+    own.write_text("connect:\n  host: 127.0.0.1\n")
+    if port_is_free(DEFAULT_PORT):
+        r = go("-c", str(own), "client", "data", "get")
+        assert r.returncode == 1 and ":%d" % DEFAULT_PORT in r.stderr, r.stderr
+    assert go("-C", f"connect.port={server.port}", "client", "data", "get",
+              XDG_CONFIG_HOME=str(xdg)).stdout == "Testing\n"
+    # a broken file is an error, as with -c
+    (home / ".config" / "distkv.cfg").write_text("connect: [\n")
+    r = go("client", "data", "get")
+    assert r.returncode == 2 and "distkv.cfg" in r.stderr, r.stderr
+    # the Python API reads the same files
+    (home / ".config" / "distkv.cfg").write_text(f"connect:\n  port: {server.port}\n")
+    code = ("import anyio\nfrom distkv.client import open_client\n"
+            "async def main():\n    async with open_client() as c:\n"
+            "        print((await c.get()).value)\nanyio.run(main)\n")
+    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                       timeout=30, env=dict(env, PYTHONPATH=str(REPO / "python")))
+    assert r.stdout == "Testing\n", r.stderr
+
+
+def test_version():
+    assert run(["--version"]).stdout.startswith("distkv ")
+    assert run(["--version"], prog=DKV).stdout == run(["--version"]).stdout
 
 
 def test_string_and_eval(cli):
