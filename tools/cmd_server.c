@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "distkv.h"
 #include "dkvfs.h"
+#include "sdnotify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,7 @@ struct node {
 	uint64_t agent_next;    /* loop time of the next start, while it is down */
 	unsigned agent_backoff; /* ms before the next start after an early exit */
 	const char *mount;      /* where to mount the tree, or NULL */
+	const char *name;       /* the node's */
 	struct dkv_auth_spec peer_auth; /* connect.auth: how to log in to peers;
 					 * method DKV_AUTH_NONE: not set */
 	struct dkv_cli *cli;
@@ -147,6 +149,8 @@ static void logger_gone(void *arg)
  * last and write out every change made before. */
 static void shut_down(struct node *n)
 {
+	if (!n->stopping)
+		dkv_sd_notify("STOPPING=1");
 	n->stopping = true;
 	if (n->agent_supervised && !uv_is_closing((uv_handle_t *)&n->agent_timer))
 		uv_close((uv_handle_t *)&n->agent_timer, NULL);
@@ -496,9 +500,21 @@ static void do_mount(struct node *n)
 	}
 }
 
+/* In sync, and mounted when a mount is asked for: tell systemd. */
+static void announce_ready(struct node *n)
+{
+	char msg[300];
+	if (n->exit_code || n->stopping)
+		return;
+	snprintf(msg, sizeof msg, "READY=1\nSTATUS=node %s serving%s%s", n->name,
+		 n->fs ? ", mounted at " : "", n->fs ? n->mount : "");
+	dkv_sd_notify(msg);
+}
+
 static void on_ready(void *arg)
 {
 	do_mount(arg);
+	announce_ready(arg);
 }
 
 /* connect.auth, for logging in to peers: a string such as "_test
@@ -782,9 +798,12 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		fprintf(stderr, "distkv: node %s serving on %s:%d\n", name, so.host,
 			dkv_server_port(n.server));
 	n.mount = mount;
+	n.name = name;
 	n.cli = cli;
-	if (!so.unready || !n.cluster)
+	if (!so.unready || !n.cluster) {
 		do_mount(&n);
+		announce_ready(&n);
+	}
 
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))
