@@ -24,13 +24,11 @@ from test_fs import is_mounted
 
 PKGS = ("distkv", "python3-distkv")
 
-pytestmark = [
-    pytest.mark.skipif(not shutil.which("dpkg-buildpackage"), reason="no dpkg-buildpackage"),
-    pytest.mark.skipif(not shutil.which("dh"), reason="no debhelper (dh)"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="installing packages needs root"),
-    pytest.mark.skipif(bool(os.environ.get("DKV_ASAN")),
-                       reason="the packages are built and tested in the normal pass"),
-]
+packaging = pytest.mark.skipif(
+    not shutil.which("dpkg-buildpackage") or not shutil.which("dh") or os.geteuid() != 0
+    or bool(os.environ.get("DKV_ASAN")),
+    reason="needs dpkg-buildpackage, debhelper and root; in the sanitizer pass the "
+    "packages are not built again (the normal pass builds and tests them)")
 
 
 def sh(*args, timeout=120, check=True, **kw):
@@ -70,6 +68,30 @@ def installed(debs):
         sh("dpkg", "--purge", *PKGS, timeout=300, check=False)
 
 
+def test_install_files_match_the_build():
+    """What debian/*.install takes is what meson installs (prefix /usr), and
+    both packages are in debian/control: checked in every pass, without
+    building the packages."""
+    import json
+    from conftest import BUILD_DIR
+    opts = json.loads(sh("meson", "introspect", str(BUILD_DIR), "--buildoptions").stdout)
+    prefix = next(o["value"] for o in opts if o["name"] == "prefix")
+    inst = json.loads(sh("meson", "introspect", str(BUILD_DIR), "--installed").stdout)
+    paths = set()
+    for p in inst.values():
+        if p.startswith(prefix + "/"):
+            p = "/usr" + p[len(prefix):]
+        paths.add(p.replace("/usr/local/lib/python3/", "/usr/lib/python3/").lstrip("/"))
+    control = (REPO / "debian" / "control").read_text()
+    for pkg in PKGS:
+        assert "\nPackage: %s\n" % pkg in control, pkg
+        for line in (REPO / "debian" / ("%s.install" % pkg)).read_text().split("\n"):
+            if line.strip():
+                assert any(p == line or p.startswith(line + "/") for p in paths), \
+                    "%s.install: %s is not installed by meson" % (pkg, line)
+
+
+@packaging
 def test_packages_hold_what_they_should(debs):
     files = sh("dpkg", "-c", str(debs["distkv"])).stdout
     for f in ("./usr/bin/distkv", "./usr/bin/dkv", "./usr/share/man/man1/distkv.1.gz",
@@ -83,6 +105,7 @@ def test_packages_hold_what_they_should(debs):
     assert "Depends:" in info and "fuse3" in info and "serf" in info
 
 
+@packaging
 def test_installed_programs_work(installed, tmp_path):
     assert sh("/usr/bin/distkv", "--version").stdout.startswith("distkv ")
     assert "/usr/bin/distkv -c /etc/distkv/%i.cfg server %i" in \
