@@ -32,6 +32,8 @@
 
 /* ---- loading ---- */
 
+struct dkv_log_stats;
+
 struct dkv_log_load_opts {
 	bool skip_damaged; /* skip garbage (with a warning) instead of failing */
 	/* records from another node (replication): applied as DKV_SRC_REMOTE,
@@ -39,6 +41,9 @@ struct dkv_log_load_opts {
 	bool remote;
 	/* called for each warning (one line, no newline); NULL: stderr */
 	void (*warn)(void *arg, const char *msg);
+	/* called after each chunk read from a file and every 4096 records,
+	 * with the totals so far (bytes: the bytes read) */
+	void (*progress)(void *arg, const struct dkv_log_stats *st);
 	void *arg;
 };
 

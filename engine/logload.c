@@ -134,6 +134,8 @@ static int fill(struct rd *r, uint64_t keep)
 	r->len = r->buf.len;
 	if (r->st)
 		r->st->bytes = end_of(r);
+	if (r->st && r->o && r->o->progress)
+		r->o->progress(r->o->arg, r->st);
 	return 0;
 }
 
@@ -401,8 +403,8 @@ static int record(struct rd *r, const uint8_t *p, size_t n, uint64_t off, const 
 		*why = "bad record type";
 		return -EBADMSG;
 	}
-	if (r->st)
-		r->st->records++;
+	if (r->st && !(++r->st->records & 4095) && r->o && r->o->progress)
+		r->o->progress(r->o->arg, r->st);
 	if (type == DKV__LOG_REC_ENTRY && nitems == 5)
 		return apply_change(r, &body, false, why);
 	if (type == DKV__LOG_REC_DELETE && nitems == 4)

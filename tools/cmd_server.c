@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "distkv.h"
 #include "dkvfs.h"
+#include "progress.h"
 #include "sdnotify.h"
 
 #include <errno.h>
@@ -180,15 +181,33 @@ static void on_signal(uv_signal_t *h, int signum)
 	shut_down(n);
 }
 
+static void load_progress(void *arg, const struct dkv_log_stats *st)
+{
+	struct dkv_progress *p = arg;
+	dkv_progress_add(p, st->records - p->n, st->bytes - p->bytes);
+}
+
+/* A warning while a progress line may be showing: erase it first. */
+static void load_warn(void *arg, const char *msg)
+{
+	dkv_progress_end(arg);
+	dkv_report(DKV_REPORT_WARNING, "%s", msg);
+}
+
 /* Load every -l file; any damage (unless skipped) stops the start. */
 static int load_all(struct node *n, char **files, int nfiles, bool skip_damaged)
 {
-	struct dkv_log_load_opts lo = {.skip_damaged = skip_damaged};
-	char err[600];
+	struct dkv_progress prog;
+	struct dkv_log_load_opts lo = {.skip_damaged = skip_damaged, .progress = load_progress,
+				       .warn = load_warn, .arg = &prog};
+	char err[600], what[300];
 	for (int i = 0; i < nfiles; i++) {
 		struct dkv_log_stats st = {0};
 		uint64_t t0 = uv_hrtime();
+		snprintf(what, sizeof what, "loading %s", files[i]);
+		dkv_progress_start(&prog, what, "records");
 		int rc = dkv_log_load_file(n->engine, files[i], &lo, &st, err, sizeof err);
+		dkv_progress_end(&prog);
 		if (rc) {
 			fprintf(stderr, "distkv server: %s\n", err);
 			fprintf(stderr, "distkv server: not started: nothing of the loaded data is served\n");

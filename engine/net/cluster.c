@@ -51,6 +51,7 @@ void dkv__cluster_set_ready(struct dkv_cluster *cl, const char *why)
 	if (cl->ready || cl->closing)
 		return; /* closing: links dropped now say nothing about sync */
 	cl->ready = true;
+	dkv_progress_end(&cl->download);
 	uv_timer_stop(&cl->serf_wait);
 	dkv__cluster_say(cl, "in sync: %s (%.1f s after start); answering clients", why,
 			 (dkv__cluster_now_ms(cl) - cl->started_ms) / 1000.0);
@@ -88,6 +89,7 @@ void dkv__cluster_start_decision(struct dkv_cluster *cl)
 		return;
 	}
 	dkv__cluster_say(cl, "downloading the state from %u peer(s) before answering clients", n);
+	dkv_progress_start(&cl->download, "downloading the state", "records");
 }
 
 /* ---- life ---- */

@@ -10,6 +10,7 @@
 #define DKV_CLUSTER_INT_H
 
 #include "cluster.h"
+#include "progress.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +62,7 @@ struct peer {
 struct nodegap;
 
 struct dkv_cluster {
+	struct dkv_progress download; /* the state download at the start */
 	uv_loop_t *loop;
 	struct dkv_engine *e;
 	struct dkv_server *srv;

@@ -204,6 +204,8 @@ static bool apply_records(struct peer *p, const uint8_t *data, size_t len)
 	char err[300];
 	int rc = dkv_log_load_mem(cl->e, data, len, p->name, &lo, &st, err, sizeof err);
 	p->records += st.records;
+	if (!cl->ready)
+		dkv_progress_add(&cl->download, st.records, len);
 	if (st.conflicts) {
 		cl->conflicts += st.conflicts;
 		cl->conflicts_unlogged += st.conflicts;
@@ -471,6 +473,7 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 				p->backoff_ms = 0;
 				p->refused_logged = false;
 				p->last_error[0] = 0;
+				dkv_progress_end(&cl->download); /* a clean line for the message */
 				dkv__cluster_say(cl, "link to %s (%s) is live", p->name, p->addr);
 				if (!cl->ready) {
 					snprintf(text, sizeof text, "state downloaded from %s", p->name);
