@@ -6,7 +6,7 @@
  * from any thread, several at once, but not while dkv_py_shutdown() runs.
  * All of them run on one thread of ours, the Python thread (engine/py/
  * exec.c); the caller waits for its call at most the time limit and a
- * grace of 0.1 s, so no caller -- the event loop above all -- is held up
+ * grace of 0.25 s, so no caller -- the event loop above all -- is held up
  * longer than that by any script, whatever the script does.
  *
  * Bounds of every call into stored code (procedures, schema checks): the

@@ -125,8 +125,9 @@ bool dkv__py_exec_stop(double wait);
 bool dkv__py_on_thread(void);
 
 /* How long past the time limit the watchdog's TimeoutError may take to
- * end a call (it lands within the 5 ms switch interval), seconds. */
-#define DKV_PY_GRACE 0.1
+ * end a call, seconds: it lands within the 5 ms switch interval, the rest
+ * is for a loaded machine that runs the Python thread late. */
+#define DKV_PY_GRACE 0.25
 /* How long a caller waits for its call: the time limit and the grace;
  * 0 when there is no limit. */
 double dkv__py_wait(void);

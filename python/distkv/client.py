@@ -283,7 +283,16 @@ class Stream:
         return len(self._items)
 
     async def __aenter__(self):
+        """Send the request and wait for the server's ``start``: from then
+        on a watch sees every change, also those made through other
+        connections (an error shows when the stream is read)."""
         self._open()
+        while self.start_msg is None and not self._done:
+            self._wake = anyio.Event()
+            try:
+                await self._wake.wait()
+            finally:
+                self._wake = None
         return self
 
     async def __aexit__(self, *exc):

@@ -16,6 +16,10 @@
 
 static char err_[256];
 
+/* The time limit of the tests that are not about it: generous, so that a
+ * loaded machine (sanitizers, other jobs) does not make them time out. */
+#define LIMIT 10.0
+
 /* CPython keeps some allocations past Py_FinalizeEx() by design; tell
  * LeakSanitizer (when built with it) to ignore leaks allocated inside
  * libpython only, so leaks of our own still fail the test.  The same rule
@@ -255,6 +259,7 @@ static double now_(void)
 TEST(proc_compile)
 {
 	struct dkv_py_proc *p = NULL;
+	dkv_py_set_timeout(LIMIT); /* from here on (the time limit tests set their own) */
 	const char *src = "x = 1\nif x\n    return 2\n";
 
 	CHECK_EQ_INT(dkv_py_proc_new(&p, src, strlen(src), value_, 1, false, err_, sizeof err_),
@@ -489,7 +494,7 @@ TEST(time_limit_loop)
 	/* no limit: a long call is not cut off */
 	dkv_py_set_timeout(0);
 	CHECK_EQ_INT(run("import time\nt = time.monotonic()\nwhile time.monotonic() < t + 0.3: pass"), 0);
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 }
 
 TEST(time_limit_sleep)
@@ -505,7 +510,7 @@ TEST(time_limit_sleep)
 	CHECK_EQ_INT(run("from time import sleep\nsleep(0.01)\nreturn 1"), 0);
 	CHECK_EQ_INT(run("import time\ntime.sleep(-1)"), -EINVAL);
 	CHECK(!strncmp(err_, "ValueError(", 11));
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 }
 
 TEST(time_limit_caught)
@@ -522,7 +527,7 @@ TEST(time_limit_caught)
 	for (int i = 0; i < 20; i++)
 		CHECK(returns(p, "None", "4950"));
 	dkv_py_proc_free(p);
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 }
 
 /* Calls until the Python thread is done with an abandoned call; the
@@ -544,13 +549,13 @@ static int when_free(void)
 TEST(time_limit_stuck)
 {
 	dkv_py_set_timeout(0.2);
-	/* C code that holds the GIL for about a second: the caller stops
+	/* C code that holds the GIL for a second or two: the caller stops
 	 * waiting at the limit (and the grace), the thread finishes it */
 	double t0 = now_();
-	CHECK_EQ_INT(run("return sum(range(2 * 10**8))"), -ETIMEDOUT);
+	CHECK_EQ_INT(run("return sum(range(4 * 10**8))"), -ETIMEDOUT);
 	double took = now_() - t0;
 	printf("#   the caller of the C loop went on after %.3f s\n", took);
-	CHECK(took >= 0.2 && took < 0.5);
+	CHECK(took >= 0.2 && took < 0.8);
 	CHECK_EQ_STR(err_, "TimeoutError('stored code took longer than 0.2 s')");
 	/* meanwhile calls fail at once, and say why */
 	struct dkv_py_proc *p;
@@ -565,9 +570,9 @@ TEST(time_limit_stuck)
 	CHECK_EQ_INT(run("import time\nt = time.monotonic()\nwhile time.monotonic() < t + 1.5:\n"
 			 "    try:\n        while True: pass\n    except TimeoutError:\n        pass"),
 		     -ETIMEDOUT);
-	CHECK(now_() - t0 < 0.5);
+	CHECK(now_() - t0 < 0.8);
 	CHECK_EQ_INT(when_free(), 0);
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 }
 
 TEST(recursion)
@@ -601,7 +606,7 @@ TEST(memory)
 	/* within the budget, and what a call frees counts for it */
 	CHECK_EQ_INT(run("for i in range(3):\n    b = bytearray(100 << 20)\n    del b\nreturn 1"), 0);
 	CHECK_EQ_INT(run("return 1"), 0);
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 }
 
 /* ---- several threads ---- */
@@ -669,7 +674,7 @@ TEST(threads)
 	}
 	pthread_join(looper, NULL);
 	CHECK_EQ_INT(loop_rc, -ETIMEDOUT);
-	dkv_py_set_timeout(0.5);
+	dkv_py_set_timeout(LIMIT);
 
 	/* threads that come and go (FUSE's workers do): each leaves its
 	 * Python state behind at its end, which deletes it */
