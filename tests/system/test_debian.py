@@ -12,6 +12,7 @@ are not root.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,7 +82,8 @@ def test_install_files_match_the_build():
     for p in inst.values():
         if p.startswith(prefix + "/"):
             p = "/usr" + p[len(prefix):]
-        paths.add(p.replace("/usr/local/lib/python3/", "/usr/lib/python3/").lstrip("/"))
+        paths.add(re.sub(r"^/usr/lib/python3[.\d]*/dist-packages/", "/usr/lib/python3/dist-packages/",
+                         p).lstrip("/"))
     control = (REPO / "debian" / "control").read_text()
     for pkg in PKGS:
         assert "\nPackage: %s\n" % pkg in control, pkg
