@@ -156,6 +156,13 @@ static size_t pend_hash(const void *n)
 	return ((const struct pend *)n)->khash;
 }
 
+/* Whether a[0..alen) and b[0..blen) are the same bytes (either may be
+ * NULL when empty: the root's path). */
+static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	return alen == blen && (!alen || !memcmp(a, b, alen));
+}
+
 static bool is_below_errors(const uint8_t *path, size_t plen)
 {
 	return plen >= sizeof ERR_ROOT && !memcmp(path, ERR_ROOT, sizeof ERR_ROOT);
@@ -185,7 +192,7 @@ static struct erec *index_find(struct dkv_errlog *el, const char *subsys, const 
 {
 	struct erec *best = NULL;
 	for (struct erec *r = el->bykey[h & el->kmask]; r; r = r->knext)
-		if (r->khash == h && r->plen == plen && !memcmp(r->path, path, plen) &&
+		if (r->khash == h && same_bytes(r->path, r->plen, path, plen) &&
 		    !strcmp(r->subsys, subsys) && (!best || erec_before(r, best)))
 			best = r;
 	return best;
@@ -346,7 +353,8 @@ static void index_update(struct dkv_errlog *el, struct dkv_entry *ent)
 		r->subsys = dkv_xstrndup((const char *)ri.subsys, ri.slen);
 		r->plen = ri.path.enc.len;
 		r->path = dkv_xmalloc(r->plen ? r->plen : 1);
-		memcpy(r->path, ri.path.enc.data, r->plen);
+		if (r->plen)
+			memcpy(r->path, ri.path.enc.data, r->plen);
 		r->khash = key_hash(r->subsys, r->path, r->plen);
 		r->sys = sys_of(r->subsys);
 		r->resolved = ri.resolved;
@@ -381,8 +389,8 @@ static struct pend **pend_slot(struct dkv_errlog *el, int sys, const uint8_t *pa
 			       size_t h)
 {
 	struct pend **pp = &el->pends[h & el->pmask];
-	while (*pp && !((*pp)->khash == h && (*pp)->sys == sys && (*pp)->plen == plen &&
-			!memcmp((*pp)->path, path, plen)))
+	while (*pp && !((*pp)->khash == h && (*pp)->sys == sys &&
+			same_bytes((*pp)->path, (*pp)->plen, path, plen)))
 		pp = &(*pp)->hnext;
 	return pp;
 }
@@ -409,7 +417,8 @@ static struct pend *pend_get(struct dkv_errlog *el, int sys, const uint8_t *path
 	p->sys = sys;
 	p->plen = plen;
 	p->path = dkv_xmalloc(plen ? plen : 1);
-	memcpy(p->path, path, plen);
+	if (plen)
+		memcpy(p->path, path, plen);
 	p->khash = h;
 	p->severity = DKV_SEV_TRACE;
 	*pp = p;

@@ -79,8 +79,21 @@ static void recs_release(struct recs *rs)
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
 	uint8_t *d = dkv_xmalloc(n ? n : 1);
-	memcpy(d, p, n);
+	if (n)
+		memcpy(d, p, n);
 	return d;
+}
+
+/* Whether p starts with the elements in prefix (either may be empty,
+ * its data NULL). */
+static bool starts_with(const struct dkv_path *p, const uint8_t *prefix, size_t len)
+{
+	return p->enc.len >= len && (!len || !memcmp(p->enc.data, prefix, len));
+}
+
+static bool path_is(const struct dkv_path *p, const uint8_t *enc, size_t len)
+{
+	return p->enc.len == len && starts_with(p, enc, len);
 }
 
 /* ---- reading the log ---- */
@@ -268,8 +281,7 @@ static bool rec_before(const struct rec *a, const struct rec *b)
 static bool same_error(const struct rec *a, const struct rec *b)
 {
 	return !a->bad && !b->bad && !strcmp(a->subsys, b->subsys) &&
-	       a->path.enc.len == b->path.enc.len &&
-	       !memcmp(a->path.enc.data, b->path.enc.data, a->path.enc.len);
+	       path_is(&a->path, b->path.enc.data, b->path.enc.len);
 }
 
 /* Whether another record of the same error comes before rs->v[i]: two
@@ -472,8 +484,8 @@ static bool is_target(const struct rec *r, const struct target *t)
 {
 	if (!t->subsys)
 		return r->wlen == t->where.len && !memcmp(r->where, t->where.data, r->wlen);
-	return !r->bad && !strcmp(r->subsys, t->subsys) && r->path.enc.len == t->path.len &&
-	       !memcmp(r->path.enc.data, t->path.data, t->path.len);
+	return !r->bad && !strcmp(r->subsys, t->subsys) &&
+	       path_is(&r->path, t->path.data, t->path.len);
 }
 
 static int no_target(struct dkv__cli_ctx *x, const struct target *t, int argc, char **argv)
@@ -552,7 +564,7 @@ static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
 		if (a.as_dict && shadowed(&rs, i))
 			continue;
 		if ((a.subsys && strcmp(r->subsys, a.subsys)) || r->resolved != a.resolved ||
-		    r->path.enc.len < prefix.len || memcmp(r->path.enc.data, prefix.data, prefix.len))
+		    !starts_with(&r->path, prefix.data, prefix.len))
 			continue;
 		if (a.node) {
 			struct dkv_buf seen = {0};
@@ -580,9 +592,12 @@ static int cmd_list(struct dkv__cli_ctx *x, int argc, char **argv)
 		struct dkv_path_iter it;
 		const uint8_t *e;
 		size_t elen;
-		dkv_path_iter_init(&it, r->path.enc.data + prefix.len, r->path.enc.len - prefix.len);
-		while (dkv_path_iter_next(&it, &e, &elen))
-			t = tnode_child(t, e, elen);
+		if (r->path.enc.len > prefix.len) {
+			dkv_path_iter_init(&it, r->path.enc.data + prefix.len,
+					   r->path.enc.len - prefix.len);
+			while (dkv_path_iter_next(&it, &e, &elen))
+				t = tnode_child(t, e, elen);
+		}
 		if (t->val) /* two records of one error: the one wins (shadowed) */
 			free(t->val);
 		t->val = dup_bytes(out.data, out.len);
@@ -854,8 +869,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 		bool hit;
 		if (resolved)
 			hit = !r->bad && r->resolved && (!t.subsys || !strcmp(r->subsys, t.subsys)) &&
-			      r->path.enc.len >= t.path.len &&
-			      !memcmp(r->path.enc.data, t.path.data, t.path.len);
+			      starts_with(&r->path, t.path.data, t.path.len);
 		else
 			hit = is_target(r, &t);
 		if (hit) {
