@@ -338,6 +338,9 @@ def test_naming_errors_that_are_not_there(server):
         r = s.dkv("error", *args, check=False)
         assert r.returncode == 2, (args, r)
         assert "usage:" in r.stderr or "bad path element ':zz'" in r.stderr, (args, r)
+    for cmd in ("list", "get", "resolve", "delete"):   # --help never talks to the server
+        r = ok(s.dkv("-p", "1", "error", cmd, "--help", check=False))
+        assert r.stdout.startswith("usage: distkv client error " + cmd) and r.stderr == "", r
     assert ok(s.dkv("error", "list", check=False)).stdout == ""
     assert ok(s.dkv("error", "list", "-d_", check=False)).stdout == "{}\n"
 

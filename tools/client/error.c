@@ -625,11 +625,13 @@ static const struct dkv__cli_cmd list_cmd = {
 		 "subsystem and path (PATH left off), each record under KEY.  Each\n"
 		 "record gets its syspath (NODE TOCK, which names it for get, resolve\n"
 		 "and delete) and a readable date beside each time.\n",
-	.help_col = 24,
+	.help_col = 26,
 };
 
 /* ---- error get ---- */
 
+/* -s and the target's words: -1 when the command goes on, else its exit
+ * status (0 after --help). */
 static int target_opts(struct dkv__cli_ctx *x, struct target *t, int argc, char **argv,
 		       const char *subsys_help)
 {
@@ -641,7 +643,8 @@ static int target_opts(struct dkv__cli_ctx *x, struct target *t, int argc, char 
 	int rc = dkv__cli_options(x, opts, argc, argv);
 	if (rc >= 0)
 		return rc;
-	return parse_target(x, t, argc - optind, argv + optind);
+	rc = parse_target(x, t, argc - optind, argv + optind);
+	return rc ? rc : -1;
 }
 
 static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
@@ -651,7 +654,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	struct dkv_buf out = {0};
 	size_t shown = 0;
 	int rc = target_opts(x, &t, argc, argv, "name the error by its subsystem and PATH");
-	if (rc)
+	if (rc >= 0)
 		goto out;
 	if ((rc = fetch(x, &rs)))
 		goto out;
@@ -692,7 +695,7 @@ static const struct dkv__cli_cmd get_cmd = {
 	.usage = "error get NODE TOCK | error get -s SUBSYS PATH...",
 	.about = "Print the error record at NODE TOCK (its syspath), or the one of\n"
 		 "SUBSYS at PATH, with every node's details, tracebacks included.\n",
-	.help_col = 24,
+	.help_col = 26,
 };
 
 /* ---- error resolve ---- */
@@ -789,8 +792,11 @@ static int cmd_resolve(struct dkv__cli_ctx *x, int argc, char **argv)
 	size_t found = 0, done = 0;
 	int64_t tock = 0;
 	int rc = target_opts(x, &t, argc, argv, "name the error by its subsystem and PATH");
-	if (!rc)
-		rc = fetch(x, &rs);
+	if (rc >= 0) {
+		target_release(&t);
+		return rc;
+	}
+	rc = fetch(x, &rs);
 	for (size_t i = 0; !rc && i < rs.n; i++) {
 		const struct rec *r = &rs.v[i];
 		if (!is_target(r, &t))
@@ -823,7 +829,7 @@ static const struct dkv__cli_cmd resolve_cmd = {
 		 "its record keeps everything and gets resolved: TOCK (the server's\n"
 		 "tock now), so that list shows it only with -r.  A new occurrence\n"
 		 "opens it again.\n",
-	.help_col = 24,
+	.help_col = 26,
 };
 
 /* ---- error delete ---- */
@@ -891,7 +897,7 @@ static const struct dkv__cli_cmd delete_cmd = {
 	.about = "Delete the error record at NODE TOCK, or the one of SUBSYS at PATH,\n"
 		 "with its details; with -r, every resolved error whose path starts\n"
 		 "with PATH.\n",
-	.help_col = 24,
+	.help_col = 26,
 };
 
 const struct dkv__cli_cmd *const dkv__cli_error_cmds[] = {
