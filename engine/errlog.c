@@ -815,7 +815,8 @@ static void flush(struct dkv_errlog *el, bool all)
 		pend_free(take[i]);
 	}
 	free(take);
-	if (dropped != el->dropped_told && (!el->reported_ms || now - el->reported_ms >= REPORT_EVERY_MS)) {
+	if (dropped != el->dropped_told &&
+	    (!el->reported_ms || now - el->reported_ms >= REPORT_EVERY_MS)) {
 		dkv_report(DKV_REPORT_ERROR,
 			   "error log: %llu occurrences dropped: more than %u errors waited to be written",
 			   (unsigned long long)(dropped - el->dropped_told), el->o.max_pending);
