@@ -12,6 +12,7 @@
  */
 #include "codec.h"
 
+#include "errlog.h"
 #include "pathtext.h"
 #include "pattern.h"
 #include "py.h"
@@ -727,6 +728,36 @@ static struct cconv *conv_current(struct dkv_conv *cv)
 	return cc;
 }
 
+/* A conversion at path failed: an occurrence for the error log
+ * (errlog.h), with what it needs to be found again: the converter, the
+ * codec and the direction.  Any thread. */
+static void note_failure(const struct dkv_conv *cv, const struct ccodec *k, bool encode,
+			 const uint8_t *path, size_t plen, const char *why)
+{
+	struct dkv_errlog *el = dkv_engine_errlog(cv->e);
+	if (!el)
+		return;
+	struct dkv_buf data = {0};
+	dkv_mp_map(&data, 3);
+	dkv_mp_cstr(&data, "converter");
+	dkv_mp_cstr(&data, cv->name);
+	dkv_mp_cstr(&data, "codec");
+	dkv_path_encode(&data, k->path, k->plen);
+	dkv_mp_cstr(&data, "op");
+	dkv_mp_cstr(&data, encode ? "encode" : "decode");
+	struct dkv_errlog_occ o = {
+		.sys = DKV_ERRSYS_CODEC,
+		.path = path,
+		.plen = plen,
+		.severity = DKV_SEV_ERROR,
+		.message = why,
+		.data = data.data,
+		.dlen = data.len,
+	};
+	dkv_errlog_note(el, &o);
+	dkv_buf_release(&data);
+}
+
 int dkv__conv_run(struct dkv_conv *cv, bool encode, const uint8_t *path, size_t plen,
 		  const uint8_t **mp, size_t *len, struct dkv_buf *scratch, char *why,
 		  size_t whylen)
@@ -746,8 +777,11 @@ int dkv__conv_run(struct dkv_conv *cv, bool encode, const uint8_t *path, size_t 
 			if (!rc) {
 				*mp = scratch->data;
 				*len = scratch->len;
+				dkv_errlog_fixed(dkv_engine_errlog(cv->e), DKV_ERRSYS_CODEC, path, plen);
 			}
 		}
+		if (rc)
+			note_failure(cv, k, encode, path, plen, why);
 	}
 	cconv_unref(cc);
 	return rc;

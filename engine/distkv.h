@@ -24,6 +24,7 @@
 #include "codec.h"    /* codecs and converters: values per user */
 #include "code.h"     /* stored code: its records and their checker */
 #include "log.h"      /* change logs and state files */
+#include "errlog.h"   /* the error log: records of what failed */
 #include "net/server.h"  /* the client-protocol server */
 #include "net/cluster.h" /* replication between nodes */
 #include "net/client.h"  /* the blocking client library */

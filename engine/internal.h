@@ -8,6 +8,8 @@
 
 #include <pthread.h>
 
+struct dkv_errlog;
+
 struct dkv_hook {
 	dkv_hook_fn fn;
 	void *ctx;
@@ -49,6 +51,9 @@ struct dkv_engine {
 	 * may hold a value again since (dropped at the next purge) */
 	struct dkv_entry **tombs;
 	size_t ntombs, tombs_cap;
+
+	/* the error log (errlog.h), NULL: none; read by any thread */
+	_Atomic(struct dkv_errlog *) errlog;
 
 	atomic_uint_fast64_t acl_gen; /* bumped by every change below (None, "acl") */
 	atomic_uint_fast64_t conv_gen; /* ... below (None, "conv") and (None, "codec") */

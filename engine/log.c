@@ -26,6 +26,7 @@
  * state`, and the server goes on without that log.
  */
 #include "log.h"
+#include "errlog.h"
 #include "report.h"
 
 #include <errno.h>
@@ -355,6 +356,7 @@ static void cut_back(int fd, off_t good_size)
 }
 
 static void log_failed(struct logfile *l);
+static void log_health(struct dkv_logger *lg, bool ok);
 
 /* On a worker thread: touches only the job's fields. */
 static void job_work(uv_work_t *w)
@@ -456,6 +458,7 @@ static void log_failed(struct logfile *l)
 	} else {
 		say(lg, "logging stopped; the server goes on without a log "
 			"(start a new one with `distkv client log dest FILE`)");
+		log_health(lg, false);
 		free(lg->failed_path);
 		lg->failed_path = dkv_xstrdup(l->path);
 		if (l->cb) /* a stop was waiting */
@@ -467,6 +470,33 @@ static void log_failed(struct logfile *l)
 
 static void begin_close(struct logfile *l, dkv_logger_cb cb, void *arg);
 
+/* The error log's view (errlog.h): a running log that fails is an error
+ * of subsystem "log" at (NODE,), which a new log that runs resolves.  A
+ * log that cannot be opened is not: its requester is told. */
+static void log_health(struct dkv_logger *lg, bool ok)
+{
+	struct dkv_errlog *el = dkv_engine_errlog(lg->e);
+	if (!el)
+		return;
+	struct dkv_path p;
+	dkv_path_init(&p);
+	dkv_path_push_str(&p, dkv_engine_self(lg->e)->name);
+	if (ok) {
+		dkv_errlog_fixed(el, DKV_ERRSYS_LOG, p.enc.data, p.enc.len);
+	} else {
+		struct dkv_errlog_occ o = {
+			.sys = DKV_ERRSYS_LOG,
+			.path = p.enc.data,
+			.plen = p.enc.len,
+			.severity = DKV_SEV_ERROR,
+			.message = lg->last_error,
+			.comment = "logging stopped; the server goes on without a log",
+		};
+		dkv_errlog_note(el, &o);
+	}
+	dkv_path_release(&p);
+}
+
 /* The new log holds the state: it replaces the old one, which closes. */
 static void switch_done(struct logfile *l)
 {
@@ -476,6 +506,7 @@ static void switch_done(struct logfile *l)
 	lg->next = NULL;
 	free(lg->failed_path);
 	lg->failed_path = NULL;
+	log_health(lg, true);
 	if (old)
 		begin_close(old, NULL, NULL);
 	if (l->cb) {

@@ -5,8 +5,8 @@
  *
  * By default a message goes to standard error as one line,
  * "distkv: TEXT" ("distkv: warning: TEXT" for warnings).  A sink can take
- * them instead (the error log will); messages above the chosen level are
- * dropped.  This is the one piece of process-wide state in the engine, on
+ * them instead (the error log is not one: doc/errors.md); messages above
+ * the chosen level are dropped.  This is the one piece of process-wide state in the engine, on
  * purpose: a process has one standard error, and a message must not need
  * an engine at hand (a mount's worker thread, a loader without a server).
  * Thread-safe: one line is written with one call.

@@ -16,6 +16,7 @@
  */
 #include "types.h"
 
+#include "errlog.h"
 #include "pathtext.h"
 #include "pattern.h"
 #include "py.h"
@@ -513,19 +514,42 @@ static void refresh(struct dkv_types *t)
 	t->built = true;
 }
 
-/* One type's own checks of the value v: its schema, then its code. */
+/* One type's own checks of the value v: its schema, then its code.  0,
+ * or why it failed: -EINVAL (the value is refused), -ENOEXEC (the type
+ * cannot be used), -ETIMEDOUT, -EBUSY, -ERANGE (the script misbehaved:
+ * py.h); the reason is in why either way. */
 static int check_one(struct dkv_types *t, const struct ctype *ty, const uint8_t *v, size_t len,
 		     char *why, size_t n)
 {
-	if (ty->broken)
-		return refuse(why, n, "%s", ty->broken);
-	if (ty->schema && dkv_py_schema_check(ty->schema, ty->schemalen, v, len, why, n))
-		return -EINVAL;
+	int rc;
+	if (ty->broken) {
+		refuse(why, n, "%s", ty->broken);
+		return -ENOEXEC;
+	}
+	if (ty->schema && (rc = dkv_py_schema_check(ty->schema, ty->schemalen, v, len, why, n)))
+		return rc;
 	if (ty->proc) {
 		struct dkv_py_arg arg = {v, len};
 		t->out.len = 0;
-		if (dkv_py_proc_call(ty->proc, &arg, 1, &t->out, why, n))
-			return -EINVAL;
+		if ((rc = dkv_py_proc_call(ty->proc, &arg, 1, &t->out, why, n)))
+			return rc;
+	}
+	return 0;
+}
+
+/* The checks of a chain of types, top first; *bad (may be NULL) gets
+ * the one that failed. */
+static int check_chain_at(struct dkv_types *t, const struct ctype *const *chain, unsigned nchain,
+			  const uint8_t *v, size_t len, char *why, size_t n,
+			  const struct ctype **bad)
+{
+	int rc;
+	for (unsigned i = 0; i < nchain; i++) {
+		if ((rc = check_one(t, chain[i], v, len, why, n))) {
+			if (bad)
+				*bad = chain[i];
+			return rc;
+		}
 	}
 	return 0;
 }
@@ -533,11 +557,43 @@ static int check_one(struct dkv_types *t, const struct ctype *ty, const uint8_t 
 static int check_chain(struct dkv_types *t, const struct ctype *const *chain, unsigned nchain,
 		       const uint8_t *v, size_t len, char *why, size_t n)
 {
-	int rc;
-	for (unsigned i = 0; i < nchain; i++)
-		if ((rc = check_one(t, chain[i], v, len, why, n)))
-			return rc;
-	return 0;
+	return check_chain_at(t, chain, nchain, v, len, why, n, NULL);
+}
+
+#define ERR_VALUE_MAX 1024 /* a refused value bigger than this is not kept in the error log */
+
+/* A write at c's path failed its type: an occurrence for the error log
+ * (errlog.h).  A refusal by the type's code or schema is a warning (the
+ * type did its job, but somebody writes what it refuses); a type that
+ * cannot run is an error. */
+static void note_failure(struct dkv_types *t, const struct dkv_change *c, const struct cmatch *m,
+			 const struct ctype *bad, int rc, const char *why)
+{
+	struct dkv_errlog *el = dkv_engine_errlog(t->e);
+	if (!el)
+		return;
+	struct dkv_buf data = {0};
+	bool with_value = c->value_len <= ERR_VALUE_MAX;
+	dkv_mp_map(&data, 2 + with_value);
+	dkv_mp_cstr(&data, "type");
+	dkv_mp_cstr(&data, bad ? bad->label : m->tlabel);
+	dkv_mp_cstr(&data, "match");
+	dkv_mp_cstr(&data, m->label);
+	if (with_value) {
+		dkv_mp_cstr(&data, "value");
+		dkv_buf_append(&data, c->value, c->value_len);
+	}
+	struct dkv_errlog_occ o = {
+		.sys = DKV_ERRSYS_TYPE,
+		.path = c->path,
+		.plen = c->path_len,
+		.severity = rc == -EINVAL ? DKV_SEV_WARNING : DKV_SEV_ERROR,
+		.message = why,
+		.data = data.data,
+		.dlen = data.len,
+	};
+	dkv_errlog_note(el, &o);
+	dkv_buf_release(&data);
 }
 
 static int check_data(struct dkv_types *t, const struct dkv_change *c, char *why, size_t n)
@@ -548,9 +604,20 @@ static int check_data(struct dkv_types *t, const struct dkv_change *c, char *why
 	const struct cmatch *m = dkv_pattern_match(&t->matches, c->path, c->path_len);
 	if (!m)
 		return 0;
-	if (m->missing)
-		return refuse(why, n, "type %s of match %s does not exist", m->tlabel, m->label);
-	return check_chain(t, m->chain, m->nchain, c->value, c->value_len, why, n);
+	const struct ctype *bad = NULL;
+	int rc;
+	if (m->missing) {
+		refuse(why, n, "type %s of match %s does not exist", m->tlabel, m->label);
+		rc = -ENOENT;
+	} else {
+		rc = check_chain_at(t, m->chain, m->nchain, c->value, c->value_len, why, n, &bad);
+	}
+	if (!rc) {
+		dkv_errlog_fixed(dkv_engine_errlog(t->e), DKV_ERRSYS_TYPE, c->path, c->path_len);
+		return 0;
+	}
+	note_failure(t, c, m, bad, rc, why);
+	return -EINVAL;
 }
 
 /* ---- subtypes of a changed type ---- */

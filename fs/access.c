@@ -297,6 +297,7 @@ void dkvfs__perm(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry
 	case K_META:
 	case K_WATCH:
 	case K_STATS:
+	case K_STATE:
 		if (m & DKV_ACL_READ)
 			bits |= 0444;
 		break;

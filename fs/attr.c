@@ -53,6 +53,17 @@ void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out)
 		       tbuf, dkv_entry_is_tombstone(ent) ? "true" : "false");
 }
 
+struct dkv_entry *dkvfs__job_state(const struct dkvfs *fs, const struct dkv_entry *ent)
+{
+	struct dkv_path rel;
+	struct dkv_entry *st = NULL;
+	dkv_path_init(&rel);
+	if (fs->run_dir && ent != fs->run_dir && dkv_entry_path(ent, fs->run_dir, &rel))
+		st = dkv_entry_lookup(fs->e, fs->state_dir, rel.enc.data, rel.enc.len, false);
+	dkv_path_release(&rel);
+	return st && dkv_entry_has_value(st) ? st : NULL;
+}
+
 static const char *const op_names[] = {
 #define X(n) #n,
 	DKVFS_OPS(X)
@@ -107,6 +118,19 @@ void dkvfs__fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, st
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)t.len;
+		dkv_buf_release(&t);
+		break;
+	}
+	case K_STATE: {
+		struct dkv_buf t = {0};
+		struct dkv_entry *x = dkvfs__job_state(fs, ent);
+		if (x)
+			dkvfs__render_value(fs, x, &t);
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)t.len;
+		if (x)
+			fill_times(fs, st, x);
 		dkv_buf_release(&t);
 		break;
 	}

@@ -133,6 +133,14 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (name_is(name, ".watch")) {
 		dkvfs__make_entry(fs, req, dir, K_WATCH, &e);
 		rc = 0;
+	} else if (name_is(name, ".state") && dkvfs__job_state(fs, dir)) {
+		struct dkv_entry *x = dkvfs__job_state(fs, dir);
+		if (s->check && dkvfs__check(fs, s, x, NULL, 0, DKV_ACL_READ)) {
+			rc = -EACCES;
+		} else {
+			dkvfs__make_entry(fs, req, dir, K_STATE, &e);
+			rc = 0;
+		}
 	} else if (name_is(name, ".stats") && dir == dkv_engine_root(fs->e)) {
 		dkvfs__make_entry(fs, req, dir, K_STATS, &e);
 		rc = 0;

@@ -44,6 +44,7 @@ enum fskind {
 	K_META = 2,  /* ".meta" */
 	K_WATCH = 3, /* ".watch" */
 	K_STATS = 4, /* ".stats" at the root: FUSE requests served, by kind */
+	K_STATE = 5, /* ".state" in a job's directory below .run: the job's state record */
 };
 
 /* FUSE requests counted for .stats (benchmarks report requests per
@@ -254,6 +255,9 @@ struct dkvfs {
 		bool internal;         /* below None: never shown to a bound session */
 	} specials[12];
 	struct dkv_entry *acl_dir, *auth_dir; /* the entries of .acl and .auth */
+	/* .run's entry, (".distkv", "run"), and where the jobs' state
+	 * records are, (".distkv", "state"): pinned while mounted */
+	struct dkv_entry *run_dir, *state_dir;
 	unsigned nspecials;
 
 	struct awaited *awaited; /* writers retrying an open, under mu */
@@ -334,7 +338,8 @@ void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* Valid replies: fuse_reply_entry, fuse_reply_err.
  * Errors: ENOTDIR (parent is a file), ENOENT (no such name; also a name
  * the notifier is about to create; a special directory of internal data
- * for a bound session), EACCES (the session may not reach the name). */
+ * for a bound session; .state where the job has no state record),
+ * EACCES (the session may not reach the name). */
 void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 /* Valid replies: fuse_reply_open, fuse_reply_err.
  * Errors: ENOSYS, always on a mount that is not checked: the kernel then
@@ -503,6 +508,10 @@ void dkvfs__render_value(const struct dkvfs *fs, const struct dkv_entry *ent, st
 void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out);
 /* The text of .stats: the requests served, by kind. */
 void dkvfs__render_stats(struct dkvfs *fs, struct dkv_buf *out);
+/* The state record of the job at ent (below .run): the entry at the same
+ * place below (".distkv", "state"), if it has a value; NULL else.  Under
+ * the read lock. */
+struct dkv_entry *dkvfs__job_state(const struct dkvfs *fs, const struct dkv_entry *ent);
 /* The attributes of (ent, k) but a version of "_"; under the read lock. */
 void dkvfs__fill_attr(struct dkvfs *fs, struct dkv_entry *ent, enum fskind k, struct stat *st);
 /* A version's attributes; under mu. */

@@ -255,8 +255,17 @@ static void make_specials(struct dkvfs *fs)
 			fs->acl_dir = ent;
 		if (base == meta && !strcmp(special_names[i][2], "auth"))
 			fs->auth_dir = ent;
+		if (base != meta && !strcmp(special_names[i][2], "run"))
+			fs->run_dir = ent;
 		fs->nspecials++;
 	}
+	struct dkv_path p;
+	dkv_path_init(&p);
+	dkv_path_push_str(&p, ".distkv");
+	dkv_path_push_str(&p, "state");
+	fs->state_dir = dkv_entry_lookup(fs->e, NULL, p.enc.data, p.enc.len, true);
+	dkv_entry_pin(fs->state_dir);
+	dkv_path_release(&p);
 }
 
 int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
@@ -356,6 +365,8 @@ fail:
 		fuse_session_destroy(fs->se);
 	for (unsigned i = 0; i < fs->nspecials; i++)
 		dkv_entry_unpin(e, fs->specials[i].ent);
+	if (fs->state_dir)
+		dkv_entry_unpin(e, fs->state_dir);
 	dkvfs__sessions_release(fs);
 	uv_close((uv_handle_t *)&fs->async, NULL);
 	/* fs is freed by the caller's loop run via the closer below */
@@ -380,6 +391,7 @@ static void fs_free(uv_handle_t *h)
 		dkv_entry_unpin(fs->e, fs->unpins[i]);
 	for (unsigned i = 0; i < fs->nspecials; i++)
 		dkv_entry_unpin(fs->e, fs->specials[i].ent);
+	dkv_entry_unpin(fs->e, fs->state_dir);
 	free(fs->unpins);
 	free(fs->awaited);
 	dkvfs__sessions_release(fs);

@@ -409,27 +409,35 @@ void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		open_value(fs, req, s, ent, ver, fi, false);
 		return;
 	case K_META:
+	case K_STATE:
 	case K_STATS: {
 		if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 			fuse_reply_err(req, EACCES);
 			return;
 		}
-		if (k == K_META && s->check) {
-			dkv_engine_rdlock(fs->e);
-			rc = dkvfs__check(fs, s, ent, NULL, 0, DKV_ACL_READ);
-			dkv_engine_unlock(fs->e);
-			if (rc) {
-				reply_rc(req, rc);
-				return;
-			}
-		}
-		struct vfile *v = vfile_new(fs);
+		struct vfile *v = NULL;
 		dkv_engine_rdlock(fs->e);
-		if (k == K_META)
-			dkvfs__render_meta(ent, &v->text);
-		else
-			dkvfs__render_stats(fs, &v->text);
+		/* .state shows the job's state record: the session reads that */
+		struct dkv_entry *x = k == K_STATE ? dkvfs__job_state(fs, ent) : ent;
+		rc = 0;
+		if (!x)
+			rc = -ENOENT; /* the state record went away since the lookup */
+		else if (k != K_STATS && s->check)
+			rc = dkvfs__check(fs, s, x, NULL, 0, DKV_ACL_READ);
+		if (!rc) {
+			v = vfile_new(fs);
+			if (k == K_META)
+				dkvfs__render_meta(ent, &v->text);
+			else if (k == K_STATE)
+				dkvfs__render_value(fs, x, &v->text);
+			else
+				dkvfs__render_stats(fs, &v->text);
+		}
 		dkv_engine_unlock(fs->e);
+		if (rc) {
+			reply_rc(req, rc);
+			return;
+		}
 		fi->direct_io = 1; /* small and changing: never cached */
 		fi->noflush = 1;
 		fi->fh = (uint64_t)(uintptr_t)v;

@@ -37,6 +37,7 @@ struct node {
 	struct dkv_server *server;
 	struct dkvfs *fs;
 	struct dkv_logger *logger;
+	struct dkv_errlog *errlog; /* the node's own error records */
 	struct dkv_cluster *cluster;
 	pid_t agent;            /* our private serf agent, or 0 */
 	/* supervision of that agent: started again when it exits */
@@ -60,9 +61,11 @@ struct node {
 	bool stopping;          /* shut_down ran: mount nothing any more */
 };
 
-/* The engine, and what its checkers keep. */
+/* The engine, and what its checkers and its error log keep (after the
+ * loop, when no thread uses them any more). */
 static void free_engine(struct node *n)
 {
+	dkv_errlog_free(n->errlog);
 	dkv_engine_free(n->engine);
 	dkv_types_free(n->types);
 }
@@ -107,6 +110,8 @@ static void usage(FILE *f)
 	      "                           request before it sleeps (50; 0: never)\n"
 	      "  server.log.sync          durability of change logs: always, batch, none (batch)\n"
 	      "  server.log.interval      batch mode: seconds between fsyncs (0.1)\n"
+	      "  server.errors.interval   the error log writes repeats of an error at most\n"
+	      "                           this often, s (1)\n"
 	      "  server.cluster           join a network through Serf (true)\n"
 	      "  server.root              the network's name (:distkv)\n"
 	      "  server.serf.host, server.serf.port   the Serf agent's RPC address\n"
@@ -168,6 +173,7 @@ static void shut_down(struct node *n)
 		dkv_cluster_close(n->cluster, cluster_gone, n);
 	if (n->server)
 		dkv_server_close(n->server, server_gone, n);
+	dkv_errlog_close(n->errlog); /* what it still writes goes to the log */
 	if (n->logger)
 		dkv_logger_close(n->logger, logger_gone, n);
 }
@@ -768,6 +774,11 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	};
 	n.logger = dkv_logger_new(&n.loop, n.engine, &lo);
 	so.logger = n.logger;
+	double eiv = dkv_config_float(cli->cfg, "server.errors.interval", 1);
+	struct dkv_errlog_opts elo = {
+		.interval_ms = eiv > 0 && eiv < 3600 ? (unsigned)(eiv * 1000 + 0.5) : 1000,
+	};
+	n.errlog = dkv_errlog_new(&n.loop, n.engine, &elo);
 	if (save) {
 		/* the file holds the state before anyone can change it */
 		struct started st = {0};
@@ -777,6 +788,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		if (rc || st.status) {
 			fprintf(stderr, "distkv server: --save: %s\n",
 				rc ? strerror(-rc) : st.msg);
+			dkv_errlog_close(n.errlog);
 			dkv_logger_close(n.logger, logger_gone, &n);
 			uv_run(&n.loop, UV_RUN_DEFAULT);
 			uv_loop_close(&n.loop);
@@ -788,6 +800,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 	rc = dkv_server_new(&n.server, &n.loop, n.engine, &so, err, sizeof err);
 	if (rc) {
 		fprintf(stderr, "distkv server: %s\n", err);
+		dkv_errlog_close(n.errlog);
 		dkv_logger_close(n.logger, logger_gone, &n);
 		uv_run(&n.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&n.loop);

@@ -26,6 +26,7 @@
  */
 #include "cluster_int.h"
 #include "auth.h"
+#include "errlog.h"
 #include "net.h"
 #include "log.h"
 
@@ -280,6 +281,34 @@ static bool field_str(const struct dkv_field *f, char *buf, size_t len)
 
 /* ---- logging in to the peer ---- */
 
+/* The error log's view (errlog.h): a peer that will not let us in is an
+ * error of subsystem "peer" at (NODE, PEER); getting through resolves it.
+ * why NULL: we got through. */
+static void login_health(struct peer *p, const char *why)
+{
+	struct dkv_engine *e = p->cl->e;
+	struct dkv_errlog *el = dkv_engine_errlog(e);
+	if (!el)
+		return;
+	struct dkv_path path;
+	dkv_path_init(&path);
+	dkv_path_push_str(&path, dkv_engine_self(e)->name);
+	dkv_path_push_str(&path, p->name);
+	if (!why) {
+		dkv_errlog_fixed(el, DKV_ERRSYS_PEER, path.enc.data, path.enc.len);
+	} else {
+		struct dkv_errlog_occ o = {
+			.sys = DKV_ERRSYS_PEER,
+			.path = path.enc.data,
+			.plen = path.enc.len,
+			.severity = DKV_SEV_ERROR,
+			.message = why,
+		};
+		dkv_errlog_note(el, &o);
+	}
+	dkv_path_release(&path);
+}
+
 /* The link cannot log in: say so (dkv__link_drop; once per reason, even
  * when the link failed otherwise before), and keep the node from taking
  * this for an unreachable peer. */
@@ -288,6 +317,7 @@ static void login_failed(struct peer *p, const char *why)
 	if (strcmp(p->last_error, why))
 		p->refused_logged = false;
 	p->login_blocked = true;
+	login_health(p, why);
 	dkv__link_drop(p, why);
 }
 
@@ -335,6 +365,7 @@ static void send_login(struct peer *p, const uint8_t *pubkey)
 
 static void start_repl(struct peer *p)
 {
+	login_health(p, NULL);
 	p->login_blocked = false;
 	p->state = PS_SYNCING;
 	p->live_seq = dkv__peer_send_repl(p, true);

@@ -281,6 +281,9 @@ static const struct dkv__cli_group groups[] = {
 	 .usage = "type COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nTYPE and PATH: one word per element, in colon notation.\n"},
 	{.name = "code", .cmds = dkv__cli_code_cmds, .summary = "store Python procedures and modules"},
+	{.name = "error", .cmds = dkv__cli_error_cmds, .summary = "list, resolve and delete error records",
+	 .usage = "error COMMAND [OPTIONS] [ARGS...]",
+	 .footer = "\nPATH and NODE: one word per element, in colon notation; TOCK: a number.\n"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)

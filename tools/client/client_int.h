@@ -102,6 +102,7 @@ extern const struct dkv__cli_cmd *const dkv__cli_acl_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_codec_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_type_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_code_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_error_cmds[];
 
 /* auth.c: the auth group's own options (-m), then its commands. */
 int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,

@@ -1,0 +1,442 @@
+"""The error log (issue 15, "Errors"): records the server makes itself
+(a type or codec script failing at run time, a change log that cannot be
+written, a peer refusing our login), records written the way a runner
+writes them (doc/errors.md, by hand through the protocol), and
+`dkv error list/get/resolve/delete` reading them as the tutorial shows:
+`list -d_ [PATH]`, `-a` details, `-n NODE`, `-s SUBSYS`, `-r`.  Broken
+records are skipped with a note, never a crash.  The mount shows the
+records in `.errors` and the jobs with their state in `.run`.
+
+    DKV_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/system/test_errors.py
+"""
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+import dkvyaml
+from cluster_util import wait_for
+from dkvproto import Path
+from test_auth_login import add_user, auth_on, greeting_auth, lconnect
+from test_codec import DECODE, ENCODE, tutorial_setup
+from test_fs import errno_of, read
+from test_fs import mount_factory  # noqa: F401  (a fixture)
+
+INT = 'if int(value) != value: raise ValueError("not an integer")\n'
+FAST = {"server.errors.interval": 0.2}
+
+
+def ok(res, stdout=None):
+    assert res.returncode == 0, (res.args, res.returncode, res.stdout, res.stderr)
+    if stdout is not None:
+        assert res.stdout == stdout, (res.args, res.stdout)
+    return res
+
+
+def listed(server, *args, auth=()):
+    """`error list ARGS` as a list of records (one document each)."""
+    r = ok(server.dkv(*auth, "error", "list", *args, check=False))
+    return [d for d in dkvyaml.load_all(r.stdout) if d is not None]
+
+
+def as_dict(server, *args, auth=()):
+    r = ok(server.dkv(*auth, "error", "list", "-d_", *args, check=False))
+    return dkvyaml.load(r.stdout) or {}
+
+
+def int_type(server):
+    ok(server.dkv("type", "set", "-g", "0", "-g", "2", "-b", "1.5", "int", input=INT,
+                  check=False))
+    ok(server.dkv("type", "match", "-t", "int", "stats", "#", check=False))
+
+
+def refused(server, *args):
+    r = server.dkv("data", "set", *args, check=False)
+    assert r.returncode == 1, r
+    return r.stderr
+
+
+def syspath(rec):
+    """The (NODE, TOCK) words of a listed record's syspath (!P NODE.:TOCK)."""
+    tag, text = rec["syspath"]
+    assert tag == "P", rec
+    node, tock = text.split(".")
+    return node, tock.lstrip(":")
+
+
+# ---- records the server makes ----
+
+
+def test_type_failure_recorded_listed_resolved(server_factory):
+    s = server_factory(config=FAST)
+    int_type(s)
+    assert refused(s, "-v", "123", "stats", "a") == "ServerError: ValueError('not an integer')\n"
+    recs = wait_for(lambda: listed(s), 10, "the type error in the log")
+    assert len(recs) == 1, recs
+    r = recs[0]
+    assert r["subsystem"] == "type" and r["path"] == ("P", "stats.a"), r
+    assert r["count"] == 1 and r["resolved"] is False and r["severity"] == 2, r
+    assert r["first_seen"] == r["created"] and "_first_seen" in r, r
+    assert "nodes" not in r, r
+    node, tock = syspath(r)
+    assert node == "node-a"
+
+    # the same error again: counted in the same record, not a new one
+    for v in ("1.5", "2.5", "3.5"):
+        refused(s, "-ev", v, "stats", "a")
+    wait_for(lambda: listed(s)[0]["count"] == 4, 10, "count 4")
+    assert len(listed(s)) == 1
+
+    # details: -a (no traceback), -n NODE, get (everything)
+    r = listed(s, "-a")[0]
+    d = r["nodes"]["node-a"]
+    assert d["message"] == "ValueError('not an integer')", d
+    assert d["data"] == {"type": "int", "match": "stats #", "value": 3.5}, d
+    assert "_seen" in d and isinstance(d["tock"], int)
+    assert listed(s, "-n", "node-a")[0]["nodes"].keys() == {"node-a"}
+    assert listed(s, "-n", "node-b") == []
+    got = dkvyaml.load(ok(s.dkv("error", "get", node, tock, check=False)).stdout)
+    assert got["count"] == 4 and got["nodes"]["node-a"]["tock"] == d["tock"]
+    assert dkvyaml.load(ok(s.dkv("error", "get", "-s", "type", "stats", "a",
+                                 check=False)).stdout) == got
+
+    # -d_: by subsystem and path; PATH filters and is left off
+    assert as_dict(s)["type"]["stats"]["a"]["_"]["count"] == 4
+    assert as_dict(s, "stats")["type"]["a"]["_"]["syspath"] == ("P", "node-a.:" + tock)
+    assert "path" not in as_dict(s)["type"]["stats"]["a"]["_"]
+    assert as_dict(s, "other") == {}
+    assert as_dict(s, "-s", "type") == {"stats": {"a": {"_": as_dict(s)["type"]["stats"]["a"]["_"]}}}
+    assert as_dict(s, "-s", "run") == {}
+
+    # a value that passes resolves it; list shows it only with -r
+    ok(s.dkv("data", "set", "-ev", "7", "stats", "a", check=False))
+    wait_for(lambda: listed(s) == [], 10, "the error resolved")
+    r = listed(s, "-r")[0]
+    assert isinstance(r["resolved"], int) and r["resolved"] > int(tock), r
+    assert r["count"] == 4
+    # and a new failure opens it again, in the same record
+    refused(s, "-v", "x", "stats", "a")
+    r = wait_for(lambda: listed(s), 10, "the error open again")[0]
+    assert r["count"] == 5 and r["resolved"] is False and syspath(r) == (node, tock)
+    s.check_alive()
+
+
+def test_a_failing_script_under_load_does_not_flood_the_log(server_factory):
+    """500 refused writes as fast as one connection sends them: one
+    record, and a handful of writes of it (one per interval)."""
+    s = server_factory(config={"server.errors.interval": 0.5})
+    int_type(s)
+    with s.connect() as p:
+        seq = p.start("watch", path=Path(".distkv", "error"), fetch=False)
+        n = 500
+        t0 = time.monotonic()
+        for i in range(n):
+            p.send({"seq": 1000 + i, "action": "set_value", "path": Path("stats", "x"),
+                    "value": i + 0.5})
+        for i in range(n):
+            assert "error" in p.recv_for(1000 + i, 10)
+        took = time.monotonic() - t0
+        changes = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                m = p.next(seq, timeout=0.3)
+            except TimeoutError:
+                continue
+            if "path" in m:
+                changes.append(m)
+    r = listed(s)[0]
+    assert r["count"] == n, r
+    # the record and its detail, at first and then at most once per 0.5 s
+    writes = len(changes)
+    assert writes <= 2 * (took / 0.5 + 3), (writes, took)
+    print("%d refused writes in %.2f s: %d writes to the error log" % (n, took, writes))
+
+
+@pytest.fixture
+def codec_cli(server_factory, tmp_path):
+    srv = server_factory(init=None, config=FAST)
+    (tmp_path / "enc.py").write_text(ENCODE)
+    (tmp_path / "dec.py").write_text(DECODE)
+
+    def _cli(*args, input=None):
+        return srv.dkv(*args, check=False, input=input, cwd=tmp_path)
+
+    _cli.server = srv
+    return _cli
+
+
+def test_codec_failure(codec_cli):
+    """The tutorial's converter: joe writes what float() cannot take."""
+    cli, s = codec_cli, codec_cli.server
+    tutorial_setup(cli)
+    root = ("-a", "_test name=root")
+    r = cli("-a", "_test name=joe", "data", "set", "-v", "abc", "monitor", "a", "value")
+    assert r.returncode == 1 and "could not convert string to float" in r.stderr, r
+    recs = wait_for(lambda: listed(s, "-a", auth=root), 10, "the codec error")
+    r = recs[0]
+    assert r["subsystem"] == "codec" and r["path"] == ("P", "monitor.a.value"), r
+    assert r["severity"] == 1
+    d = r["nodes"]["node-a"]
+    assert "could not convert string to float" in d["message"], d
+    assert d["data"] == {"converter": "floatval", "codec": ("P", "floatstr"), "op": "decode"}, d
+    # it converts there again: resolved
+    ok(cli("-a", "_test name=joe", "data", "set", "-v", "2.5", "monitor", "a", "value"))
+    wait_for(lambda: listed(s, auth=root) == [], 10, "the codec error resolved")
+    assert listed(s, "-r", "-s", "codec", auth=root)[0]["count"] == 1
+
+
+def test_log_that_cannot_be_written(server_factory, tmp_path):
+    """A change log on a full file system stops; the error log says so,
+    and a new log resolves it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.strip())
+    try:
+        s = server_factory(config=FAST)
+        ok(s.dkv("log", "dest", str(small / "log"), check=False))
+        ok(s.dkv("data", "set", "-v", "x" * 100000, "big", check=False))
+        recs = wait_for(lambda: listed(s, "-a", "-s", "log"), 10, "the log's error")
+        r = recs[0]
+        assert r["path"] == ("P", "node-a") and r["severity"] == 1, r
+        d = r["nodes"]["node-a"]
+        assert d["message"].startswith("cannot write log %s" % (small / "log")), d
+        assert "No space left" in d["message"], d
+        assert "logging stopped" in d["comment"], d
+        ok(s.dkv("log", "dest", str(tmp_path / "log2"), check=False))
+        wait_for(lambda: listed(s, "-s", "log") == [], 10, "the log's error resolved")
+        # the second log holds the record and its resolution
+        assert b"cannot write log" in (tmp_path / "log2").read_bytes()
+        s.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_peer_refusing_the_login(cluster_factory):
+    """Node two restarted with a user node one does not know: its login
+    is refused (an error of subsystem peer at (two, one)); once the user
+    exists, two gets in, the error is resolved, and both nodes see it."""
+    c = cluster_factory(2, config={"connect.auth": "_test name=joe",
+                                   "server.errors.interval": 0.2})
+    one, two = c.servers
+    auth_on(one)
+    wait_for(lambda: greeting_auth(two) == ("_test",), 15, "the auth records on two")
+    c.stop(1)
+    two = c.start(1, config={"connect.auth": "_test name=nobody"})
+    wait_for(lambda: "login refused" in two.log(), 20, "two refused")
+    with lconnect(one, "root") as p:
+        add_user(p, "nobody")
+    joe = ("-a", "_test name=joe")
+
+    def resolved_on(s):
+        recs = listed(s, "-r", "-a", "-s", "peer", auth=joe)
+        return recs if recs and recs[0]["path"] == ("P", "two.one") else None
+
+    for s in (two, one):
+        r = wait_for(lambda: resolved_on(s), 30, "the peer error resolved on %s" % s.node)[0]
+        assert r["count"] >= 1 and syspath(r)[0] == "two", r
+        assert r["nodes"]["two"]["message"].startswith("login refused"), r
+    assert listed(one, "-s", "peer", auth=joe) == []
+
+
+# ---- records written as a runner writes them ----
+
+
+def runner_error(p, node, path, message, trace, t, subsystem="run"):
+    """An error record and its detail, by hand, as doc/errors.md says a
+    runner writes them: the server's tock names the record."""
+    tock = p.request("get_tock")["tock"]
+    rec = {"path": Path(*path), "subsystem": subsystem, "severity": 0, "resolved": False,
+           "count": 1, "first_seen": t, "last_seen": t, "created": t}
+    assert "error" not in p.set((".distkv", "error", node, tock), rec, chain=None)
+    det = {"seen": t, "tock": tock, "message": message, "comment": "RuntimeError('Owch')",
+           "trace": trace, "data": {"code": ["the", "error"]}}
+    assert "error" not in p.set((".distkv", "error", node, tock, node), det)
+    return tock
+
+
+TRACE = ('Traceback (most recent call last):\n  File "<the error>", line 1, in <module>\n'
+         'RuntimeError: Owch\n')
+
+
+def test_records_written_like_a_runner(server):
+    s = server
+    t = time.time()
+    with s.connect() as p:
+        tock = runner_error(p, "node-a", (".distkv", "run", "any", "what", "me", "worry"),
+                            "RuntimeError: Owch", TRACE, t)
+        runner_error(p, "node-b", (".distkv", "run", "at", "node-b", "other"),
+                     "KeyError: x", TRACE, t + 1)
+        # node-b saw the first one too
+        assert "error" not in p.set((".distkv", "error", "node-a", tock, "node-b"),
+                                    {"seen": t + 2, "tock": tock + 5, "message": "again"})
+
+    # the tutorial: `dkv error list -d_` and the same below .distkv run any
+    d = as_dict(s)
+    rec = d["run"][".distkv"]["run"]["any"]["what"]["me"]["worry"]["_"]
+    assert rec["count"] == 1 and rec["syspath"] == ("P", "node-a.:%d" % tock), rec
+    assert "_first_seen" in rec and "path" not in rec and "nodes" not in rec
+    assert as_dict(s, ".distkv", "run", "any") == {"run": {"what": {"me": {"worry": {"_": rec}}}}}
+    assert set(as_dict(s, ".distkv", "run")["run"]) == {"any", "at"}
+    # -a: every node's details, without the traceback; -n: one node's,
+    # and only the errors it saw
+    r = as_dict(s, "-a", ".distkv", "run", "any")["run"]["what"]["me"]["worry"]["_"]
+    assert set(r["nodes"]) == {"node-a", "node-b"}
+    assert r["nodes"]["node-a"]["message"] == "RuntimeError: Owch"
+    assert "trace" not in r["nodes"]["node-a"]
+    by_b = as_dict(s, "-n", "node-b")["run"][".distkv"]["run"]
+    assert set(by_b) == {"any", "at"}
+    assert set(by_b["any"]["what"]["me"]["worry"]["_"]["nodes"]) == {"node-b"}
+    by_a = as_dict(s, "-n", "node-a")["run"][".distkv"]["run"]
+    assert set(by_a) == {"any"}
+    # get: everything, the traceback too
+    g = dkvyaml.load(ok(s.dkv("error", "get", "node-a", str(tock), check=False)).stdout)
+    assert g["nodes"]["node-a"]["trace"] == TRACE
+    assert g["nodes"]["node-a"]["data"] == {"code": ["the", "error"]}
+    assert g["path"] == ("P", ":.distkv.run.any.what.me.worry")  # !P: a leading dot escaped
+
+    # resolve by subsystem and path; twice is "Already resolved."
+    ok(s.dkv("error", "resolve", "-s", "run", ".distkv", "run", "any", "what", "me", "worry",
+             check=False), "")
+    r = s.dkv("error", "resolve", "node-a", str(tock), check=False)
+    assert r.returncode == 0 and r.stderr == "Already resolved.\n", r
+    assert set(as_dict(s)["run"][".distkv"]["run"]) == {"at"}
+    res = as_dict(s, "-r")["run"][".distkv"]["run"]["any"]["what"]["me"]["worry"]["_"]
+    assert isinstance(res["resolved"], int) and res["resolved"] >= tock, res
+    assert res["count"] == 1
+
+    # delete: the record and its details; -r: every resolved one
+    ok(s.dkv("error", "delete", "-r", check=False), "")
+    with s.connect() as p:
+        assert "value" not in p.get((".distkv", "error", "node-a", tock))
+        assert "value" not in p.get((".distkv", "error", "node-a", tock, "node-b"))
+    assert as_dict(s, "-r") == {}
+    (b,) = listed(s)
+    ok(s.dkv("error", "delete", *syspath(b), check=False), "")
+    assert listed(s) == []
+
+
+def test_naming_errors_that_are_not_there(server):
+    s = server
+    for args, msg in [
+        (("get", "node-a", "5"), ": no error record at node-a 5\n"),
+        (("resolve", "node-a", ":5"), ": no error record at node-a :5\n"),
+        (("delete", "-s", "run", "a", "b"), ": no error of run at a b\n"),
+    ]:
+        r = s.dkv("error", *args, check=False)
+        assert r.returncode == 1 and r.stderr.endswith(msg), (args, r)
+    for args in [("get",), ("get", "node-a"), ("get", "a", "b", "c"), ("list", "-x"),
+                 ("get", "node-a", ":zz")]:
+        r = s.dkv("error", *args, check=False)
+        assert r.returncode == 2, (args, r)
+        assert "usage:" in r.stderr or "bad path element ':zz'" in r.stderr, (args, r)
+    for cmd in ("list", "get", "resolve", "delete"):   # --help never talks to the server
+        r = ok(s.dkv("-p", "1", "error", cmd, "--help", check=False))
+        assert r.stdout.startswith("usage: distkv client error " + cmd) and r.stderr == "", r
+    assert ok(s.dkv("error", "list", check=False)).stdout == ""
+    assert ok(s.dkv("error", "list", "-d_", check=False)).stdout == "{}\n"
+
+
+def test_broken_records_are_skipped_with_a_note(server_factory):
+    s = server_factory(config=FAST)
+    t = time.time()
+    with s.connect() as p:
+        good = runner_error(p, "node-a", ("job",), "RuntimeError: Owch", TRACE, t)
+        for where, value in [
+            (("node-x", 1), "not a map"),
+            (("node-x", 2), {"subsystem": "run"}),                       # no path
+            (("node-x", 3), {"path": Path("a"), "subsystem": 5}),        # odd subsystem
+            (("node-x", 4), {"path": {"not": "a path"}, "subsystem": "run"}),
+            (("node-x", 5, "node-x"), {"message": "details without a record"}),
+            (("node-x",), "a value on the node's level"),
+        ]:
+            assert "error" not in p.set((".distkv", "error") + where, value)
+    r = ok(s.dkv("error", "list", "-a", check=False))
+    docs = [d for d in dkvyaml.load_all(r.stdout) if d]
+    assert [d["path"] for d in docs] == [("P", "job")], docs
+    notes = r.stderr.splitlines()
+    assert len(notes) == 5 and all("not an error record" in n and "skipped" in n
+                                   for n in notes), notes
+    assert "node-x :1: not an error record (not a map)" in r.stderr
+    assert "node-x :2: not an error record (no path)" in r.stderr
+    assert "node-x :4: not an error record (its path is not a path)" in r.stderr
+    assert "node-x :5: not an error record (details without a record)" in r.stderr
+    # get shows a broken one as it is
+    r = s.dkv("error", "get", "node-x", "1", check=False)
+    assert r.returncode == 0 and r.stdout == "not a map\n" and "not an error record" in r.stderr
+    # the server's own log goes on beside them
+    int_type(s)
+    refused(s, "-v", "x", "stats", "a")
+    wait_for(lambda: len(listed(s)) == 2, 10, "the server's record beside the broken ones")
+    ok(s.dkv("error", "delete", "node-a", str(good), check=False))
+    s.check_alive()
+
+
+def test_replicated_one_record_per_error(cluster_factory):
+    """The same type error on two nodes: one record (the first node's),
+    with both nodes' details; both nodes list it."""
+    c = cluster_factory(2, config={"server.errors.interval": 0.2})
+    one, two = c.servers
+    int_type(one)
+    wait_for(lambda: "int" in two.dkv("type", "list").stdout, 15, "the type on two")
+    refused(one, "-v", "a", "stats", "x")
+    wait_for(lambda: listed(two), 15, "one's record on two")
+    refused(two, "-v", "b", "stats", "x")
+    r = wait_for(lambda: [x for x in listed(one, "-a") if x["count"] == 2], 15,
+                 "two's occurrence in one's record")[0]
+    assert set(r["nodes"]) == {"one", "two"} and syspath(r)[0] == "one", r
+    assert len(listed(two)) == 1
+
+
+# ---- the mount ----
+
+
+def test_mount_errors_and_run(mount_factory):
+    m = mount_factory(config=FAST)
+    s, mnt = m.server, m.mnt
+    int_type(s)
+    refused(s, "-v", "123", "stats", "a")
+    rec = wait_for(lambda: listed(s), 10, "the type error")[0]
+    node, tock = syspath(rec)
+    # .errors: the records as stored, NODE/:TOCK/_, details below
+    d = os.path.join(mnt, ".errors", node, ":" + tock)
+    wait_for(lambda: os.path.exists(os.path.join(d, "_")), 5, "the record in the mount")
+    shown = dkvyaml.load(read(os.path.join(d, "_")))
+    assert shown["subsystem"] == "type" and shown["path"] == ("P", "stats.a"), shown
+    assert dkvyaml.load(read(os.path.join(d, node, "_")))["message"] == \
+        "ValueError('not an integer')"
+    # resolving through the mount: the record with resolved set
+    with open(os.path.join(d, "_"), "w") as f:
+        f.write(read(os.path.join(d, "_")).replace("resolved: false", "resolved: true"))
+    wait_for(lambda: listed(s) == [], 5, "resolved through the mount")
+
+    # .run: the jobs as stored, and each job's state record as .state
+    ok(s.dkv("data", "set", "-ev", "{'code': ['the', 'answer'], 't': 0}",
+             ".distkv", "run", "any", "a", "question", check=False))
+    job = os.path.join(mnt, ".run", "any", "a", "question")
+    assert dkvyaml.load(read(os.path.join(job, "_"))) == {"code": ["the", "answer"], "t": 0}
+    assert errno_of(lambda: read(os.path.join(job, ".state"))) == errno.ENOENT
+    ok(s.dkv("data", "set", "-ev", "{'node': 'node-a', 'result': 42}",
+             ".distkv", "state", "any", "a", "question", check=False))
+    wait_for(lambda: os.path.exists(os.path.join(job, ".state")), 5, "the state")
+    assert dkvyaml.load(read(os.path.join(job, ".state"))) == {"node": "node-a", "result": 42}
+    assert os.stat(os.path.join(job, ".state")).st_mode & 0o777 == 0o444
+    assert ".state" not in os.listdir(job)
+    ok(s.dkv("data", "set", "-ev", "{'node': 'node-a', 'result': 43}",
+             ".distkv", "state", "any", "a", "question", check=False))
+    assert dkvyaml.load(read(os.path.join(job, ".state")))["result"] == 43  # never cached
+    assert errno_of(lambda: open(os.path.join(job, ".state"), "w")) == errno.EACCES
+    assert errno_of(lambda: os.unlink(os.path.join(job, ".state"))) == errno.ENOENT
+    # no .state on .run itself, nor outside it
+    assert errno_of(lambda: os.stat(os.path.join(mnt, ".run", ".state"))) == errno.ENOENT
+    assert errno_of(lambda: os.stat(os.path.join(mnt, "stats", "a", ".state"))) == errno.ENOENT
+    ok(s.dkv("data", "delete", ".distkv", "state", "any", "a", "question", check=False))
+    wait_for(lambda: not os.path.exists(os.path.join(job, ".state")), 5, "the state gone")
