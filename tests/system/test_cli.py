@@ -518,3 +518,7 @@ def test_man_pages():
         assert key in plain["distkv.cfg.5"], "distkv.cfg(5) does not name " + key
     for opt in ("--host", "--port", "--auth"):
         assert opt in plain["dkv.1"], "dkv(1) does not name " + opt
+    groups = run(["client", "--help"]).stdout.split("Commands:")[1]
+    for group in re.findall(r"^  ([a-z]+) ", groups, re.M):
+        assert "\n%s\n" % group in plain["distkv.1"] or "\n%s\t" % group in plain["distkv.1"] \
+            or re.search(r"\n%s\s" % group, plain["distkv.1"]), "distkv(1) does not name " + group
