@@ -9,7 +9,6 @@
 
 #include "distkv.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -147,12 +146,14 @@ static int parse_globals(struct dkv_cli *cli, struct globals *g, int argc, char 
 	return optind;
 }
 
-/* A default configuration file that exists is read; one that does not is
- * skipped; one that cannot be read or parsed is an error, as with -c. */
+/* A default configuration file that exists is read; one that does not,
+ * or that we cannot even see (another user's home: HOME kept by setpriv
+ * or sudo), is skipped; one we see but cannot read or parse is an error,
+ * as with -c. */
 static int load_default(struct dkv_cli *cli, const char *path)
 {
 	char err[512];
-	if (access(path, F_OK) && errno == ENOENT)
+	if (access(path, F_OK))
 		return 0;
 	if (dkv_config_load_file(cli->cfg, path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", cli->progname, err);
