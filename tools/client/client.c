@@ -281,6 +281,10 @@ static const struct dkv__cli_group groups[] = {
 	 .usage = "type COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nTYPE and PATH: one word per element, in colon notation.\n"},
 	{.name = "code", .cmds = dkv__cli_code_cmds, .summary = "store Python procedures and modules"},
+	{.name = "run", .cmds = dkv__cli_run_cmds, .summary = "run stored code: jobs and runners",
+	 .run = dkv__cli_run_run, .usage = "run [-n NODE|-n -] COMMAND [OPTIONS] [PATH...]",
+	 .footer = "\nWithout -n: jobs any one node runs; -n NODE: NODE's own jobs; -n -: jobs\n"
+		   "every node runs.  PATH: one word per element in colon notation.\n"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)
@@ -384,6 +388,7 @@ static int parse_auth(struct dkv__cli_ctx *x, const char *text, struct dkv_auth_
 		return EXIT_USAGE;
 	}
 	x->auth = sp;
+	x->auth_text = text;
 	return 0;
 }
 
