@@ -140,7 +140,6 @@ int dkv_py_main(const char *const *path, unsigned npath, const char *module, con
 	config.site_import = 1;
 	config.install_signal_handlers = 1; /* SIGINT: KeyboardInterrupt */
 	config.write_bytecode = 0;
-	config.buffered_stdio = 0; /* print() reaches a pipe line by line */
 	st = PyConfig_SetBytesString(&config, &config.program_name, module);
 	if (!PyStatus_Exception(st))
 		st = Py_InitializeFromConfig(&config);

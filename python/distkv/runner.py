@@ -856,6 +856,8 @@ def main(raw):
     is the msgpack of {connect: {...}, runner: {...}, groups: [...],
     verbose: N}.  Returns the exit status."""
     cfg = unpackb(raw)
+    # print() in jobs reaches a pipe or file line by line, whole lines
+    sys.stdout.reconfigure(line_buffering=True)
     verbose = cfg.get("verbose") or 0
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     if verbose < 0:
