@@ -46,6 +46,7 @@ messages from the runner), `_log` (a logger), `_P` and `_Path`, `_self`
 import ast
 import builtins
 import ctypes
+import heapq
 from functools import partial
 import logging
 import math
@@ -259,6 +260,8 @@ class Scope:
         self._loaded = 0
         self.wake = anyio.Event()
         self.stale_marked = set()
+        self.dirty = set()      # rel paths to look at again
+        self.timers = []        # heap of (due time, rel path); may be stale
 
     def __repr__(self):
         return "<Scope %s>" % self.name
@@ -267,7 +270,10 @@ class Scope:
     def client(self):
         return self.r.client
 
-    def poke(self):
+    def poke(self, rel=None):
+        """Have the scheduler look at rel again (None: at nothing new)."""
+        if rel is not None:
+            self.dirty.add(rel)
         self.wake.set()
 
     # -- the caches
@@ -318,7 +324,7 @@ class Scope:
                         run.info.send_nowait(attrdict(kind="job", value=value))
                     except anyio.WouldBlock:
                         pass
-        self.poke()
+        self.poke(rel)
 
     def _on_state(self, rel, msg):
         if not rel:
@@ -332,7 +338,7 @@ class Scope:
             if not isinstance(value, dict) or value.get("runner") != self.r.id:
                 run.cancel("taken over: state changed by %s" % (
                     value.get("node") if isinstance(value, dict) else "a deletion",))
-        self.poke()
+        self.poke(rel)
 
     def _on_lease(self, rel, msg):
         if rel:
@@ -438,6 +444,7 @@ class Scope:
             self.leader_since = time.monotonic()
             self.stale_marked.clear()
             logger.info("%s: leading (runner %s)", self.name, self.r.id)
+            self.dirty.update(self.jobs)
             self.poke()
 
     async def release(self):
@@ -464,32 +471,52 @@ class Scope:
             self.wake = anyio.Event()
 
     def _scan(self):
-        """Start what is due; the seconds until the next due job."""
+        """Start what is due; the seconds until the next due job.  Looks
+        only at the jobs that changed since the last scan and at the
+        timers that are due (1,000 jobs due at once cost no more than
+        1,000 looks)."""
         if self.r.stopping.is_set():
             return math.inf
         now = time.time()
-        nxt = math.inf
-        for rel, (job, _, _) in list(self.jobs.items()):
-            if rel in self.running or not isinstance(job, dict):
-                continue
-            st = self.states.get(rel)
-            state = st[0] if st and isinstance(st[0], dict) else None
-            if state and state.get("node"):
-                # claimed, but not by a run of ours: its runner is gone
-                if rel not in self.stale_marked:
-                    self.stale_marked.add(rel)
-                    self.r.tg.start_soon(self._mark_gone, rel, job)
-                continue
-            t, _ = next_start(job, state)
-            if t is None:
-                continue
-            if t <= now:
-                run = Run(self, rel, job)
-                self.running[rel] = run
-                self.r.tg.start_soon(self._run, run)
-            else:
-                nxt = min(nxt, t - now)
-        return nxt
+        todo, self.dirty = self.dirty, set()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            todo.add(heapq.heappop(timers)[1])
+        for rel in todo:
+            t = self._look(rel, now)
+            if t is not None:
+                heapq.heappush(timers, (t, rel))
+        if len(timers) > 4 * len(self.jobs) + 100:
+            # stale timers of jobs changed many times: make them afresh
+            self.timers = []
+            self.dirty.update(self.jobs)
+            self.wake.set()
+            return 0
+        return timers[0][0] - now if timers else math.inf
+
+    def _look(self, rel, now):
+        """Start the job rel if it is due; else its next start (or None)."""
+        if rel in self.running:
+            return None
+        jr = self.jobs.get(rel)
+        job = jr[0] if jr else None
+        if not isinstance(job, dict):
+            return None
+        st = self.states.get(rel)
+        state = st[0] if st and isinstance(st[0], dict) else None
+        if state and state.get("node"):
+            # claimed, but not by a run of ours: its runner is gone
+            if rel not in self.stale_marked:
+                self.stale_marked.add(rel)
+                self.r.tg.start_soon(self._mark_gone, rel, job)
+            return None
+        t, _ = next_start(job, state)
+        if t is None or t > now:
+            return t
+        run = Run(self, rel, job)
+        self.running[rel] = run
+        self.r.tg.start_soon(self._run, run)
+        return None
 
     async def _mark_gone(self, rel, job):
         """The state says running, but its runner is not: say so."""
@@ -521,7 +548,7 @@ class Scope:
             logger.exception("%s: marking %s as stopped", self.name, Path.build(rel))
         finally:
             self.stale_marked.discard(rel)
-            self.poke()
+            self.poke(rel)
 
     async def _claim(self, run):
         st = self.states.get(run.rel)
@@ -551,7 +578,7 @@ class Scope:
             logger.exception("%s: running %s", self.name, Path.build(run.rel))
         finally:
             self.running.pop(run.rel, None)
-            self.poke()
+            self.poke(run.rel)
 
     async def _code(self, job):
         cpath = job.get("code")

@@ -509,7 +509,8 @@ def test_killed_runner(srv, runner_factory):
     code(srv, "tick", 'print("tick")\n')
     r1 = runner_factory(srv)
     dkv(srv, "run", "set", "-c", "long", "-t", "0", "--delay", "0.5", "long")
-    dkv(srv, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "tick")
+    dkv(srv, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "--delay", "0.2",
+        "tick")
     wait_for(lambda: (state(srv, "long") or {}).get("node") == "node-a", 5, "long running",
              [r1])
     old = state(srv, "long")["runner"]
