@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 import cluster_util
+import dkvyaml
 from conftest import ASAN, BUILD_DIR, DISTKV, SANITIZER_RE
 from dkvproto import Path
 
@@ -387,6 +388,13 @@ def test_start_at_once_sync_async_and_client(srv, runner_factory):
         assert get(srv, "out", "x%d" % i) == {"n": i, "node": "node-a"}
         wait_for(lambda: (state(srv, "job", "w", i) or {}).get("result") == 2 * i, 5,
                  "the result", [r])
+    # _info: a change of the job's record reaches running async code
+    code(srv, "listen", "m = await _info.receive()\nreturn m.value['data']['x']\n", "-a")
+    dkv(srv, "run", "set", "-c", "listen", "-t", "0", "-v", "x", "first", "job", "l")
+    wait_for(lambda: (state(srv, "job", "l") or {}).get("node"), 5, "listen running", [r])
+    dkv(srv, "run", "set", "-v", "x", "second", "job", "l")
+    wait_for(lambda: (state(srv, "job", "l") or {}).get("result") == "second", 5,
+             "the message", [r])
     dkv(srv, "run", "set", "-c", "s", "-t", "0", "-v", "who", "me", "-e", "n", "7",
         "-e", "extra", "True", "job", "s")
     wait_for(lambda: (state(srv, "job", "s") or {}).get("stopped"), 5, "the sync job", [r])
@@ -394,6 +402,26 @@ def test_start_at_once_sync_async_and_client(srv, runner_factory):
     assert res["who"] == "me" and res["n"] == 7 and res["extra"] is True
     assert res["thread"] != "MainThread"
     assert "sync me 7" in r.output()
+
+
+def test_monitor(srv, runner_factory, tmp_path):
+    """`run monitor` prints each change of a state as a YAML document."""
+    code(srv, "hi", "return 'hi'\n")
+    out = tmp_path / "monitor.out"
+    with open(out, "wb") as f:
+        mon = subprocess.Popen(srv.client_argv("run", "monitor"), stdout=f,
+                               stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.3)
+        runner_factory(srv)
+        dkv(srv, "run", "set", "-c", "hi", "-t", "0", "x")
+        wait_for(lambda: "result: hi" in out.read_text(), 10, "the monitor's output")
+    finally:
+        mon.terminate()
+        mon.wait()
+    docs = [d for d in dkvyaml.load_all(out.read_text()) if d]
+    assert docs[0]["path"] == ("P", "x") and docs[0]["state"]["node"] == "node-a"
+    assert docs[-1]["state"]["result"] == "hi" and docs[-1]["state"]["node"] is None
 
 
 def test_repeat_backoff_and_resolve(srv, runner_factory):
