@@ -100,11 +100,20 @@ class Gone(Exception):
 
 # ---- timing ----
 
-def _num(job, key):
-    v = job.get(key, JOB_DEFAULTS[key])
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return JOB_DEFAULTS[key]
+MIN_RETRY = 0.1     # s: a failing job is not retried sooner than this
+
+
+def _finite(v):
+    """v if it is a finite number, else None (records may be written by
+    hand: a string, NaN or infinity must not start a job in a loop)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
     return v
+
+
+def _num(job, key):
+    v = _finite(job.get(key, JOB_DEFAULTS[key]))
+    return JOB_DEFAULTS[key] if v is None or v < 0 else v
 
 
 def next_start(job, state):
@@ -121,17 +130,17 @@ def next_start(job, state):
         return None, "no code"
     if state.get("node"):
         return None, "running"
-    target = job.get("target")
-    if isinstance(target, bool) or not isinstance(target, (int, float)):
-        target = None
+    target = _finite(job.get("target"))
     if target is not None and target != state.get("target"):
         return target, "target"
-    stopped = state.get("stopped") or 0
+    stopped = _finite(state.get("stopped")) or 0
     if not state.get("started"):
         return None, "no target"
-    n = state.get("backoff") or 0
-    if n:
-        return stopped + _num(job, "delay") * _num(job, "backoff") ** n, "backoff"
+    n = _finite(state.get("backoff")) or 0
+    if n > 0:
+        n = min(n, MAX_BACKOFF)
+        return stopped + max(MIN_RETRY, _num(job, "delay") * _num(job, "backoff") ** n), \
+            "backoff"
     repeat = _num(job, "repeat")
     if repeat > 0:
         return stopped + repeat, "repeat"
@@ -283,10 +292,16 @@ class Scope:
         return old is None or tock is None or old[2] is None or tock >= old[2]
 
     def _keep(self, table, rel, value, chain, tock):
+        """Take a newer version of an entry into table.  A deletion drops
+        it: replies and watch messages come in the server's order on our
+        one connection, so nothing older can follow a deletion."""
         old = table.get(rel)
         if not self._newer(old, tock):
             return False
-        table[rel] = (value, chain, tock)
+        if value is NotGiven:
+            table.pop(rel, None)
+        else:
+            table[rel] = (value, chain, tock)
         return True
 
     async def _watch(self, path, on_msg, *, task_status=anyio.TASK_STATUS_IGNORED,
@@ -553,7 +568,7 @@ class Scope:
     async def _claim(self, run):
         st = self.states.get(run.rel)
         old = st[0] if st and isinstance(st[0], dict) else {}
-        chain = st[1] if st and isinstance(st[0], dict) else None
+        chain = st[1] if st and st[0] is not NotGiven else None
         state = dict(old)
         now = time.time()
         state.update(node=self.r.node, runner=self.r.id, started=now, pinged=now,

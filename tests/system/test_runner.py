@@ -404,6 +404,39 @@ def test_start_at_once_sync_async_and_client(srv, runner_factory):
     assert "sync me 7" in r.output()
 
 
+def test_malformed_records(srv, runner_factory):
+    """Jobs and states written by hand, not by `run set`: the runner
+    starts none of them in a loop, records what fails, and goes on."""
+    code(srv, "hi", "return 'hi'\n")
+
+    def put(path, value):
+        r = cluster_util.request(srv, "set_value", path=Path(".distkv", *path), value=value)
+        assert "error" not in r, r
+    now = time.time()
+    put(("run", "any", "nan"), {"code": ["hi"], "target": float("nan")})
+    put(("run", "any", "inf"), {"code": ["hi"], "target": now, "repeat": float("inf")})
+    put(("run", "any", "text"), {"code": ["hi"], "target": "soon"})
+    put(("run", "any", "str"), "not a job")
+    put(("run", "any", "nocode"), {"code": "nope", "target": now})
+    put(("run", "any", "badcode"), {"code": 12, "target": now})
+    put(("run", "any", "badstate"), {"code": ["hi"], "target": now})
+    put(("state", "any", "badstate"), "not a state")
+    put(("run", "any", "fast"), {"code": ["nope"], "target": now, "delay": 0, "backoff": 0.5})
+    r = runner_factory(srv)
+    wait_for(lambda: isinstance(state(srv, "badstate"), dict) and
+             state(srv, "badstate").get("result") == "hi", 5, "badstate", [r])
+    wait_for(lambda: (state(srv, "inf") or {}).get("result") == "hi", 5, "inf", [r])
+    time.sleep(1)
+    for p in ("nan", "text", "str"):
+        assert state(srv, p) is None, p
+    assert state(srv, "inf")["reason"] == "done"    # an infinite repeat is none
+    assert state(srv, "nocode")["error"] == "LookupError: no code at nope"
+    assert state(srv, "badcode")["error"].startswith("ValueError: the job's code is not a path")
+    # delay 0: retried, but not more often than every 0.1 s
+    assert 3 <= state(srv, "fast")["backoff"] <= 12, state(srv, "fast")
+    assert r.proc.poll() is None
+
+
 def test_monitor(srv, runner_factory, tmp_path):
     """`run monitor` prints each change of a state as a YAML document."""
     code(srv, "hi", "return 'hi'\n")
