@@ -285,6 +285,13 @@ class Scope:
             self.dirty.add(rel)
         self.wake.set()
 
+    def retry_later(self, rel, delay=1.0):
+        """Look at rel again in delay seconds: after a write that failed
+        (a change of the record pokes it sooner), so that a write that
+        keeps failing does not run in a loop."""
+        heapq.heappush(self.timers, (time.time() + delay, rel))
+        self.wake.set()
+
     # -- the caches
 
     @staticmethod
@@ -405,7 +412,7 @@ class Scope:
         renew = lease / 4
         await self.loaded.wait()
         since = None
-        while True:
+        while not self.r.stopping.is_set():
             if self.leader:
                 now = time.monotonic()
                 if now >= self.valid_until:
@@ -535,6 +542,7 @@ class Scope:
 
     async def _mark_gone(self, rel, job):
         """The state says running, but its runner is not: say so."""
+        ok = True
         try:
             st = self.states.get(rel)
             if not st or not isinstance(st[0], dict) or not st[0].get("node") \
@@ -544,14 +552,16 @@ class Scope:
             state = dict(old)
             now = time.time()
             state.update(node=None, runner=None, stopped=now,
-                         backoff=min((old.get("backoff") or 0) + 1, MAX_BACKOFF),
+                         backoff=min(int(_finite(old.get("backoff")) or 0) + 1, MAX_BACKOFF),
                          error="runner %s on %s is gone" % (old.get("runner"), old.get("node")))
             state["next"], state["reason"] = next_start(job, state)
             try:
                 res = await self.client.set(self.state_path + rel, value=state, chain=st[1],
                                             nchain=1)
-            except ServerError:
-                return      # changed meanwhile; the next scan sees it
+            except ServerError as e:
+                logger.debug("%s: marking %s: %s", self.name, Path.build(rel), e)
+                ok = False  # changed meanwhile, or not writable: look again later
+                return
             self._keep(self.states, rel, state, res.chain, res.get("tock"))
             await self.r.errors.record(
                 "run", self.run_path + rel, message="Runner killed: %s" % old.get("node"),
@@ -560,10 +570,14 @@ class Scope:
                 data={"node": old.get("node"), "runner": old.get("runner"),
                       "started": old.get("started")})
         except Exception:
+            ok = False
             logger.exception("%s: marking %s as stopped", self.name, Path.build(rel))
         finally:
             self.stale_marked.discard(rel)
-            self.poke(rel)
+            if ok:
+                self.poke(rel)
+            else:
+                self.retry_later(rel)
 
     async def _claim(self, run):
         st = self.states.get(run.rel)
@@ -572,9 +586,9 @@ class Scope:
         state = dict(old)
         now = time.time()
         state.update(node=self.r.node, runner=self.r.id, started=now, pinged=now,
-                     target=run.job.get("target"), next=None, reason="running")
-        state.setdefault("backoff", 0)
-        state.setdefault("stopped", 0)
+                     target=run.job.get("target"), next=None, reason="running",
+                     backoff=int(_finite(old.get("backoff")) or 0),
+                     stopped=_finite(old.get("stopped")) or 0)
         res = await self.client.set(self.state_path + run.rel, value=state, chain=chain,
                                     nchain=1)
         run.chain = res.chain
@@ -582,18 +596,23 @@ class Scope:
         self._keep(self.states, run.rel, state, res.chain, res.get("tock"))
 
     async def _run(self, run):
+        claimed = False
         try:
             try:
                 await self._claim(run)
             except ServerError as e:
                 logger.debug("%s: %s not claimed: %s", self.name, Path.build(run.rel), e)
                 return
+            claimed = True
             await self._execute(run)
         except Exception:
             logger.exception("%s: running %s", self.name, Path.build(run.rel))
         finally:
             self.running.pop(run.rel, None)
-            self.poke(run.rel)
+            if claimed:
+                self.poke(run.rel)
+            else:
+                self.retry_later(run.rel)
 
     async def _code(self, job):
         cpath = job.get("code")
