@@ -12,7 +12,8 @@ groups; a runner killed with -9 (its job's state says so once the next
 runner leads); server.runner; and three nodes with a runner each: a job
 repeating every second for 20 s runs about 20 times, never twice for one
 due time, and goes on within the documented time when the leading runner
-is killed with -9.
+is killed with -9; two nodes cut apart run the job once per side, and
+one runner again once joined.
 
     DKV_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/system/test_runner.py
 """
@@ -683,3 +684,41 @@ def test_three_nodes(cluster_factory, runner_factory):
     recs = wait_for(lambda: [v for v in errors_of(others[0]).values()
                              if v["path"][-1] == "long"], 5, "the error record", rs)
     assert len(recs) == 1 and recs[0]["subsystem"] == "run"
+
+
+def test_partition(netlab, cluster_factory, runner_factory):
+    """Two nodes in network namespaces, a runner each.  Cut apart, each
+    side takes the lease on its own (after `lease` seconds) and starts the
+    repeating job: once per due time per side, as doc/runners.md says.
+    Joined again, the conflict rule keeps one lease and one runner starts
+    the job from then on."""
+    lab = netlab(2)
+    c = cluster_factory(2, placement=lab, config=SERVER)
+    one, two = c.servers
+    code(one, "tick", TICK)
+    runners = {s.node: runner_factory(s) for s in c.servers}
+    rs = list(runners.values())
+    wait_leading(one, rs)
+    dkv(one, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.5", "--delay", "0.5", "tick")
+
+    def ticks(node):
+        return len(re.findall(r"TICK", runners[node].output()))
+
+    wait_for(lambda: ticks("one") + ticks("two") >= 2, 10, "ticks", rs)
+    lab.cut(0, 1)
+    before = {n: ticks(n) for n in runners}
+    wait_for(lambda: all(ticks(n) >= before[n] + 3 for n in runners), 15,
+             "both sides to tick on their own", rs)
+    lab.uncut(0, 1)
+    c.wait_ready(timeout=30)
+
+    def one_lease():
+        a, b = (get(s, ".distkv", "runner", "any") for s in c.servers)
+        return a == b and a["runner"] and a
+    lease = wait_for(one_lease, 20, "one lease on both nodes", rs)
+    time.sleep(1.5)     # the other side's renewal is refused: it steps down
+    after = {n: ticks(n) for n in runners}
+    time.sleep(2.0)
+    grown = {n: ticks(n) - after[n] for n in runners}
+    assert grown[lease["node"]] >= 3, grown
+    assert sum(grown.values()) == grown[lease["node"]], grown
