@@ -106,6 +106,22 @@ void dkv_py_set_timeout(double seconds);
  * it before the first call. */
 void dkv_py_set_inline(bool on);
 
+/* ---- a Python program (engine/py/main.c) ---- */
+
+/* Run module.func(arg) -- arg a bytes object holding arg[0..arglen) --
+ * in an interpreter of its own on the calling thread, without any of the
+ * bounds above, until it returns; for a process that is the Python
+ * program (the runner).  path[0..npath) go first on sys.path, before
+ * the standard library and Debian's dist-packages (`site` is imported;
+ * PYTHON* variables are ignored).  SIGINT raises KeyboardInterrupt.
+ * Returns the exit status: what func returned (an int; None: 0), a
+ * SystemExit's code, 130 after KeyboardInterrupt, 1 after any other
+ * exception (its traceback printed on standard error).  -EINVAL with err
+ * when Python cannot start, or was started in this process before (by
+ * the calls above, or an earlier dkv_py_main: once per process). */
+int dkv_py_main(const char *const *path, unsigned npath, const char *module, const char *func,
+		const uint8_t *arg, size_t arglen, char *err, size_t errlen);
+
 /* Stop the interpreter (when running) and the Python thread: procedures
  * made before it can only be freed, their calls fail.  No call may be
  * running.  When the Python thread is stuck in an abandoned call (see

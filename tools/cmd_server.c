@@ -5,6 +5,9 @@
  * logs (-l), optionally stores the root value of a new network (-i),
  * starts logging (--save), starts the client-protocol server and runs the
  * event loop until SIGINT or SIGTERM, when the logs are flushed and closed.
+ * With server.runner it also runs a runner ("distkv client run all
+ * --every", connected to this server) as a child process, started again
+ * when it exits and stopped before the server stops.
  */
 #include "cli.h"
 #include "distkv.h"
@@ -51,6 +54,14 @@ struct node {
 	uint64_t agent_since;   /* loop time it was started */
 	uint64_t agent_next;    /* loop time of the next start, while it is down */
 	unsigned agent_backoff; /* ms before the next start after an early exit */
+	/* server.runner: the runner child, started again when it exits */
+	pid_t runner;           /* its pid, or 0 */
+	uv_timer_t runner_timer;
+	bool runner_supervised; /* runner_timer is running */
+	uint64_t runner_since;  /* loop time it was started */
+	uint64_t runner_next;   /* loop time of the next start, while it is down */
+	unsigned runner_backoff; /* ms before the next start after an early exit */
+	uint64_t runner_stop_by; /* stopping: loop time to give up waiting */
 	const char *mount;      /* where to mount the tree, or NULL */
 	const char *name;       /* the node's */
 	struct dkv_auth_spec peer_auth; /* connect.auth: how to log in to peers;
@@ -112,6 +123,9 @@ static void usage(FILE *f)
 	      "  server.log.interval      batch mode: seconds between fsyncs (0.1)\n"
 	      "  server.errors.interval   the error log writes repeats of an error at most\n"
 	      "                           this often, s (1)\n"
+	      "  server.runner            run a runner (\"client run all --every\") as a\n"
+	      "                           child process, restarted when it exits (false)\n"
+	      "  runner.lease, runner.settle   its timing (doc/runners.md)\n"
 	      "  server.cluster           join a network through Serf (true)\n"
 	      "  server.root              the network's name (:distkv)\n"
 	      "  server.serf.host, server.serf.port   the Serf agent's RPC address\n"
@@ -160,6 +174,13 @@ static void shut_down(struct node *n)
 	n->stopping = true;
 	if (n->agent_supervised && !uv_is_closing((uv_handle_t *)&n->agent_timer))
 		uv_close((uv_handle_t *)&n->agent_timer, NULL);
+	if (n->runner_supervised && !uv_is_closing((uv_handle_t *)&n->runner_timer))
+		uv_close((uv_handle_t *)&n->runner_timer, NULL);
+	if (n->runner > 0) { /* it did not stop when asked (or was not asked) */
+		kill(n->runner, SIGKILL);
+		waitpid(n->runner, NULL, 0);
+		n->runner = 0;
+	}
 	if (!uv_is_closing((uv_handle_t *)&n->sigint)) {
 		uv_close((uv_handle_t *)&n->sigint, NULL);
 		uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -178,12 +199,171 @@ static void shut_down(struct node *n)
 		dkv_logger_close(n->logger, logger_gone, n);
 }
 
+/* ---- server.runner: a runner as a child process ---- */
+
+#define RUNNER_BACKOFF_MIN 1000
+#define RUNNER_BACKOFF_MAX 30000
+#define RUNNER_STABLE_MS 30000 /* a runner that ran this long exited "late" */
+#define RUNNER_STOP_MS 6000    /* how long a stopping runner may take */
+
+/* "distkv [-C ...] client run all --every" against this server: the
+ * runner.* settings and connect.auth go along as -C, so that a runner
+ * configured in the server's file runs as configured. */
+static pid_t fork_runner(struct node *n)
+{
+	const struct dkv_config *cfg = n->cli->cfg;
+	char **argv = NULL, **owned = NULL; /* owned: the -C texts made here */
+	size_t argc = 0, nowned = 0;
+	const char *key;
+	const uint8_t *mp;
+	size_t len;
+	char host[300], port[64];
+	const char *bind = dkv_config_str(cfg, "server.bind_default.host", "localhost");
+	if (!*bind || !strcmp(bind, "0.0.0.0") || !strcmp(bind, "::"))
+		bind = "localhost";
+	snprintf(host, sizeof host, "connect.host=%s", bind);
+	snprintf(port, sizeof port, "connect.port=%d", dkv_server_port(n->server));
+	size_t nkeys = 0;
+	while (dkv_config_at(cfg, nkeys, &key, &mp, &len))
+		nkeys++;
+	argv = dkv_xcalloc(2 * nkeys + 16, sizeof *argv);
+	owned = dkv_xcalloc(nkeys + 1, sizeof *owned);
+	argv[argc++] = "distkv";
+	if (n->verbose < 0)
+		argv[argc++] = "-q";
+	for (int v = 0; v < n->verbose && v < 3; v++)
+		argv[argc++] = "-v";
+	argv[argc++] = "-C";
+	argv[argc++] = host;
+	argv[argc++] = "-C";
+	argv[argc++] = port;
+	for (size_t i = 0; dkv_config_at(cfg, i, &key, &mp, &len); i++) {
+		bool auth = !strcmp(key, "connect.auth");
+		if (strncmp(key, "runner.", 7) && !auth)
+			continue;
+		struct dkv_buf b = {0};
+		const char *text = dkv_config_str(cfg, key, NULL);
+		if (text)
+			dkv_buf_printf(&b, "%s=%s", key, text);
+		else if (!auth)
+			dkv_buf_printf(&b, "%s=%g", key, dkv_config_float(cfg, key, 0));
+		else
+			continue;
+		argv[argc++] = "-C";
+		argv[argc++] = owned[nowned++] = dkv_buf_cstr(&b);
+	}
+	argv[argc++] = "client";
+	argv[argc++] = "run";
+	argv[argc++] = "all";
+	argv[argc++] = "--every";
+	argv[argc] = NULL;
+
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		execv("/proc/self/exe", argv);
+		fprintf(stderr, "distkv server: cannot run the runner: %s\n", strerror(errno));
+		_exit(127);
+	}
+	if (pid < 0)
+		fprintf(stderr, "distkv server: cannot start the runner: %s\n", strerror(errno));
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
+	free(argv);
+	return pid;
+}
+
+/* Every second: has the runner exited?  Then start another, at once if
+ * it had run for a while, else after a growing pause. */
+static void runner_watch(uv_timer_t *h)
+{
+	struct node *n = h->data;
+	uint64_t now = uv_now(h->loop);
+	if (n->stopping)
+		return;
+	if (n->runner > 0) {
+		int st;
+		if (waitpid(n->runner, &st, WNOHANG) != n->runner)
+			return;
+		bool early = now - n->runner_since < RUNNER_STABLE_MS;
+		n->runner_backoff = early ? (n->runner_backoff ? n->runner_backoff * 2
+							       : RUNNER_BACKOFF_MIN)
+					  : 0;
+		if (n->runner_backoff > RUNNER_BACKOFF_MAX)
+			n->runner_backoff = RUNNER_BACKOFF_MAX;
+		char how[64];
+		if (WIFSIGNALED(st))
+			snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(st));
+		else
+			snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(st));
+		fprintf(stderr, "distkv: the runner (pid %d) %s; starting another%s\n",
+			(int)n->runner, how, n->runner_backoff ? " shortly" : "");
+		n->runner = 0;
+		n->runner_next = now + n->runner_backoff;
+	}
+	if (now < n->runner_next)
+		return;
+	pid_t pid = fork_runner(n);
+	if (pid < 0) {
+		n->runner_next = now + RUNNER_BACKOFF_MAX;
+		return;
+	}
+	n->runner = pid;
+	n->runner_since = now;
+	if (n->verbose >= 0)
+		fprintf(stderr, "distkv: started a runner (pid %d)\n", (int)pid);
+}
+
+static void start_runner(struct node *n)
+{
+	if (n->runner_supervised || n->stopping || !n->server ||
+	    !dkv_config_bool(n->cli->cfg, "server.runner", false))
+		return;
+	uv_timer_init(&n->loop, &n->runner_timer);
+	n->runner_timer.data = n;
+	n->runner_supervised = true;
+	n->runner_next = 0;
+	runner_watch(&n->runner_timer); /* the first one now */
+	uv_timer_start(&n->runner_timer, runner_watch, 1000, 1000);
+}
+
+/* Stopping: the runner ends its jobs and writes their states while the
+ * server still serves; the server shuts down once it is gone. */
+static void runner_stopping(uv_timer_t *h)
+{
+	struct node *n = h->data;
+	int st;
+	bool gone = n->runner <= 0 || waitpid(n->runner, &st, WNOHANG) == n->runner;
+	if (!gone && uv_now(h->loop) < n->runner_stop_by)
+		return;
+	if (!gone) {
+		fprintf(stderr, "distkv: the runner (pid %d) did not stop in time\n",
+			(int)n->runner);
+		kill(n->runner, SIGKILL);
+		waitpid(n->runner, &st, 0);
+	}
+	n->runner = 0;
+	uv_close((uv_handle_t *)&n->runner_timer, NULL);
+	n->runner_supervised = false;
+	shut_down(n);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct node *n = h->data;
 	if (n->verbose >= 0)
 		fprintf(stderr, "distkv: %s received, shutting down\n",
 			signum == SIGINT ? "SIGINT" : "SIGTERM");
+	if (n->runner > 0 && !n->stopping && n->runner_stop_by == 0) {
+		kill(n->runner, SIGTERM);
+		n->runner_stop_by = uv_now(h->loop) + RUNNER_STOP_MS;
+		uv_timer_start(&n->runner_timer, runner_stopping, 50, 50);
+		return;
+	}
 	shut_down(n);
 }
 
@@ -836,6 +1016,7 @@ int dkv_cli_server(struct dkv_cli *cli, int argc, char **argv)
 		do_mount(&n);
 		announce_ready(&n);
 	}
+	start_runner(&n); /* its requests wait until the node is ready */
 
 	uv_run(&n.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&n.loop))

@@ -284,6 +284,10 @@ static const struct dkv__cli_group groups[] = {
 	{.name = "error", .cmds = dkv__cli_error_cmds, .summary = "list, resolve and delete error records",
 	 .usage = "error COMMAND [OPTIONS] [ARGS...]",
 	 .footer = "\nPATH and NODE: one word per element, in colon notation; TOCK: a number.\n"},
+	{.name = "run", .cmds = dkv__cli_run_cmds, .summary = "run stored code: jobs and runners",
+	 .run = dkv__cli_run_run, .usage = "run [-n NODE|-n -] COMMAND [OPTIONS] [PATH...]",
+	 .footer = "\nWithout -n: jobs any one node runs; -n NODE: NODE's own jobs; -n -: jobs\n"
+		   "every node runs.  PATH: one word per element in colon notation.\n"},
 };
 
 void dkv__cli_group_usage(struct dkv__cli_ctx *x, FILE *f, const struct dkv__cli_group *g)
@@ -387,6 +391,7 @@ static int parse_auth(struct dkv__cli_ctx *x, const char *text, struct dkv_auth_
 		return EXIT_USAGE;
 	}
 	x->auth = sp;
+	x->auth_text = text;
 	return 0;
 }
 

@@ -30,10 +30,12 @@ struct dkv__cli_ctx {
 	const struct dkv__cli_cmd *cmd; /* the command being run, for usage lines */
 	const struct dkv__cli_group *group; /* the group being run, for its usage */
 	const char *method; /* "auth -m METHOD"; NULL: not given */
+	const char *node;   /* "run -n NODE" ("-": all nodes); NULL: not given */
 	const char *host;
 	unsigned port;
 	struct dkv_client *conn; /* NULL until the first request */
 	struct dkv_auth_spec *auth; /* -a or connect.auth, parsed; NULL: none */
+	const char *auth_text;      /* the same as given (for the runner); NULL: none */
 };
 
 /* ---- options (options.c) ---- */
@@ -103,10 +105,15 @@ extern const struct dkv__cli_cmd *const dkv__cli_codec_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_type_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_code_cmds[];
 extern const struct dkv__cli_cmd *const dkv__cli_error_cmds[];
+extern const struct dkv__cli_cmd *const dkv__cli_run_cmds[];
 
 /* auth.c: the auth group's own options (-m), then its commands. */
 int dkv__cli_auth_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
 		      char **argv);
+
+/* run.c: the run group's own options (-n), then its commands. */
+int dkv__cli_run_run(struct dkv__cli_ctx *x, const struct dkv__cli_group *g, int argc,
+		     char **argv);
 
 /* Run the command argv[1] of group g with the words after it (argv[0]
  * is the group's name); --help, -h and no command print the group's
