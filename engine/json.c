@@ -110,12 +110,17 @@ static void put_bigint(struct dkv_buf *out, const uint8_t *p, size_t n)
 		dkv__bigint_to_dec(out, p, n);
 		return;
 	}
-	while (n > 1 && !*p)
-		p++, n--;
+	struct dkv_buf hex = {0};
+	size_t skip = 0;
+
+	dkv__hex_encode(&hex, p, n);
+	while (skip + 1 < hex.len && hex.data[skip] == '0')
+		skip++;
 	open_marker(out, ":int");
 	dkv_buf_puts(out, "\"0x");
-	dkv__hex_encode(out, p, n);
+	dkv_buf_append(out, hex.data + skip, hex.len - skip);
 	dkv_buf_puts(out, "\"}");
+	dkv_buf_release(&hex);
 }
 
 static void put_double(struct dkv_buf *out, double v)

@@ -97,8 +97,8 @@ TEST(markers)
 	b.len = 0;
 	dkv_mp_bigint(&b, huge, sizeof huge);
 	CHECK_EQ_INT(json(&b), 0);
-	CHECK(!strncmp(out, "{\":int\":\"0x01000000", 18));
-	CHECK_EQ_INT(strlen(out), 9 + 2 + 2050 + 2);
+	CHECK(!strncmp(out, "{\":int\":\"0x1000000", 17));
+	CHECK_EQ_INT(strlen(out), 9 + 2 + 2049 + 2);
 	huge[1] = 0xff;
 	b.len = 0;
 	dkv_mp_bigint(&b, huge + 1, 1024);
