@@ -269,6 +269,18 @@ TEST(emit_containers)
 	dkv_mp_cstr(&b, "x\ny");
 	emit(&b, 0);
 	CHECK_EQ_STR(emitted, "- - 1\n  - 2\n- |-\n  x\n  y\n");
+	/* keys are quoted like values */
+	b.len = 0;
+	dkv_mp_map(&b, 3);
+	dkv_mp_cstr(&b, "ON");
+	dkv_mp_cstr(&b, "yes");
+	dkv_mp_cstr(&b, "12:30");
+	dkv_mp_bin(&b, "k", 1);
+	dkv_mp_bin(&b, "k", 1);
+	dkv_mp_double(&b, 1e20);
+	emit(&b, 0);
+	CHECK_EQ_STR(emitted, "'ON': 'yes'\n'12:30': !!binary aw==\n!!binary aw==: 1.0e+20\n");
+	CHECK(round_trips(&b));
 	/* empty lines of a block scalar get no trailing blanks */
 	b.len = 0;
 	dkv_mp_cstr(&b, "x\n\ny");
@@ -923,7 +935,7 @@ static void rnd_elem(struct dkv_buf *b);
 static void rnd_scalar(struct dkv_buf *b)
 {
 	struct dkv_buf t = {0};
-	uint8_t raw[40];
+	uint8_t raw[100];
 	double d;
 	uint64_t u;
 
@@ -955,7 +967,7 @@ static void rnd_scalar(struct dkv_buf *b)
 		dkv_mp_str(b, t.data, t.len);
 		break;
 	case 7: {
-		size_t n = rndn(3) ? rndn(8) : rndn(40);
+		size_t n = rndn(3) ? rndn(8) : rndn(100); /* 58 and more: a block */
 		for (size_t i = 0; i < n; i++)
 			raw[i] = (uint8_t)(rndn(3) ? 0x20 + rndn(95) : rnd());
 		dkv_mp_bin(b, raw, n);
