@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """bench-textout - what printing costs: `dkv data get -r` of a large subtree.
 
-usage: tools/bench-textout.py [-n ENTRIES] [-r RUNS] [--strings] BUILD_DIR [BUILD_DIR...]
+usage: tools/bench-textout.py [-n ENTRIES] [-r RUNS] [--strings] [--callgrind]
+                              BUILD_DIR [BUILD_DIR...]
 
 Starts one standalone node (from the first BUILD_DIR), stores ENTRIES
 entries (default 100,000) below ("bench",) in one pipelined connection,
@@ -18,7 +19,10 @@ The values are a mix of what a tree holds: plain strings, strings that
 YAML 1.1 readers would misread ("ON", "12:30", ...), integers, floats,
 8-byte byte strings and small maps.  With --strings they are all short
 strings, half of them plain ("value 123") and half of them ones that need
-quotes: what the quoting test alone costs.  Kills what it started on exit.
+quotes: what the quoting test alone costs.  With --callgrind each case
+also runs once under valgrind's callgrind, which counts the client's
+instructions: a figure that does not move with the machine's load.
+Kills what it started on exit.
 """
 
 import argparse
@@ -118,11 +122,24 @@ def run_once(distkv, port, args):
     return t, cpu, len(r.stdout)
 
 
+def instructions(distkv, port, args):
+    """The client's instructions (callgrind's 'I refs') for one run."""
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                        distkv, "client", "-p", str(port), "data", "get", *args, "bench"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in r.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1].strip().replace(",", ""))
+    raise SystemExit("bench-textout: no instruction count from valgrind:\n" + r.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=100000, help="entries (default 100000)")
     ap.add_argument("-r", type=int, default=5, help="runs per build and format (default 5)")
     ap.add_argument("--strings", action="store_true", help="only short strings as values")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count the client's instructions (valgrind)")
     ap.add_argument("builds", nargs="+", help="meson build directories")
     a = ap.parse_args()
     clients = [str(pathlib.Path(b).resolve() / "tools" / "distkv") for b in a.builds]
@@ -160,12 +177,18 @@ def main():
                 times[i].append(t)
                 cpus[i].append(cpu)
                 sizes[i] = size
-        print("%-32s %-9s %8s %10s %12s %7s" %
-              ("build", "output", "wall s", "entries/s", "client cpu s", "MB"))
+        ins = {}
+        if a.callgrind:
+            for i, (_b, c, _name, args) in enumerate(cases):
+                ins[i] = instructions(c, port, args)
+        print("%-32s %-9s %8s %10s %12s %7s%s" %
+              ("build", "output", "wall s", "entries/s", "client cpu s", "MB",
+               " %14s" % "instr./entry" if ins else ""))
         for i, (b, _c, name, _args) in enumerate(cases):
             med = statistics.median(times[i])
-            print("%-32s %-9s %8.3f %10.0f %12.3f %7.1f" %
-                  (b, name, med, a.n / med, statistics.median(cpus[i]), sizes[i] / 1e6))
+            print("%-32s %-9s %8.3f %10.0f %12.3f %7.1f%s" %
+                  (b, name, med, a.n / med, statistics.median(cpus[i]), sizes[i] / 1e6,
+                   " %14.0f" % (ins[i] / a.n) if ins else ""))
     finally:
         srv.send_signal(signal.SIGTERM)
         try:
