@@ -227,16 +227,17 @@ static bool is_decimal_like(const char *s, size_t n)
 }
 
 /* Integers and floats in any reader's syntax: a sign, then 0x/0o/0b
- * (either case, with '_' or ','), digits as above, or .5, .inf, .nan in
- * any case. */
+ * (either case, with '_' or ','), digits as above, or .5, ., .inf, .nan
+ * in any case. */
 static bool is_number_like(const char *s, size_t n)
 {
 	if (n && (s[0] == '-' || s[0] == '+'))
 		s++, n--;
 	if (!n)
 		return false;
-	if (s[0] == '.')
+	if (s[0] == '.') /* the 1.1 spec's float pattern even takes "." */
 		return is_word_nocase(s, n, ".inf") || is_word_nocase(s, n, ".nan") ||
+		       all_in(s, n, "0123456789._") ||
 		       (n > 1 && is_digit(s[1]) && is_decimal_like(s, n));
 	if (!is_digit(s[0]))
 		return false;
