@@ -19,6 +19,7 @@
 #include "auth.h"     /* users, login methods, password hashing */
 #include "pathtext.h" /* the colon notation for path elements */
 #include "yamltext.h" /* values as YAML text and back */
+#include "jsontext.h" /* values as JSON text */
 #include "config.h"   /* configuration: defaults, file, -C key=value */
 #include "py.h"       /* embedded Python */
 #include "codec.h"    /* codecs and converters: values per user */

@@ -1,9 +1,9 @@
 /*
  * text.c - UTF-8, hex, base64 and big-integer digits for our notations.
  *
- * YAML text (yaml.c) and the colon notation (pathtext.c) both check
- * UTF-8, spell bytes in hex and convert integers of any size to and from
- * digits; this is the one copy of each.  The texts are small (CLI words,
+ * YAML text (yaml.c), JSON text (json.c) and the colon notation
+ * (pathtext.c) check UTF-8, spell bytes in hex or base64 and convert
+ * integers of any size to and from digits; this is the one copy of each.  The texts are small (CLI words,
  * file names, YAML scalars), so plain loops win over tables and tricks.
  * The one cost that hostile input could blow up, decimal conversion of a
  * huge integer (quadratic), is bounded by the callers: each knows what
@@ -12,6 +12,7 @@
 #include "text.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,4 +333,57 @@ int dkv__bigint_put_int(struct dkv_buf *out, bool neg, const uint8_t *be, size_t
 	/* -2^63 has no positive twin in int64_t */
 	dkv_mp_int(out, mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag);
 	return 0;
+}
+
+/* ---- floats ---- */
+
+void dkv__double_repr(char *out, size_t size, double v)
+{
+	char tmp[40], digits[20], buf[48];
+	int prec, exp, nd = 0;
+	const char *p;
+	size_t o = 0;
+
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+		if (strtod(tmp, NULL) == v)
+			break;
+	}
+	snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+	p = tmp;
+	if (*p == '-')
+		buf[o++] = *p++;
+	for (; *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			digits[nd++] = *p;
+	exp = atoi(p + 1);
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	if (exp < -4 || exp >= 16) {
+		buf[o++] = digits[0];
+		buf[o++] = '.';
+		for (int i = 1; i < nd; i++)
+			buf[o++] = digits[i];
+		if (nd == 1)
+			buf[o++] = '0';
+		snprintf(buf + o, sizeof buf - o, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
+	} else if (exp < 0) {
+		buf[o++] = '0';
+		buf[o++] = '.';
+		for (int i = -1; i > exp; i--)
+			buf[o++] = '0';
+		for (int i = 0; i < nd; i++)
+			buf[o++] = digits[i];
+		buf[o] = 0;
+	} else {
+		for (int i = 0; i <= exp; i++)
+			buf[o++] = i < nd ? digits[i] : '0';
+		buf[o++] = '.';
+		for (int i = exp + 1; i < nd; i++)
+			buf[o++] = digits[i];
+		if (nd <= exp + 1)
+			buf[o++] = '0';
+		buf[o] = 0;
+	}
+	snprintf(out, size, "%s", buf);
 }

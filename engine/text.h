@@ -1,9 +1,9 @@
 /*
  * text.h - the small codecs our text notations share: UTF-8 checking,
- * hex, base64 and big integers as digits.
+ * hex, base64, big integers as digits and floats as the shortest decimal.
  *
- * Internal to the engine: the users are yaml.c (YAML text) and pathtext.c
- * (the colon notation).  Every function appends to a struct dkv_buf and
+ * Internal to the engine: the users are yaml.c (YAML text), json.c (JSON
+ * text) and pathtext.c (the colon notation).  Every function appends to a struct dkv_buf and
  * none allocates anything the caller must free besides that buffer.
  */
 #ifndef DKV_TEXT_H
@@ -71,5 +71,15 @@ int dkv__bigint_from_digits(struct dkv_buf *out, const char *s, size_t n, unsign
  * form, or an ext-2 big integer from 2^64 up.  -ERANGE when it is below
  * -2^63, which msgpack cannot hold; out is unchanged then. */
 int dkv__bigint_put_int(struct dkv_buf *out, bool neg, const uint8_t *be, size_t n);
+
+/* ---- floats ---- */
+
+/* The shortest decimal that reads back as the finite v (as Python's repr()
+ * picks it): positional for exponents -4..15, else d.ddde+XX.  Always with
+ * a '.' and, in the exponent form, a signed exponent ("1.0", "1.0e+16",
+ * "2.5e-07"): YAML 1.1 readers such as PyYAML take "1e+16" for a string,
+ * and without the '.' an integral float would read back as an integer.
+ * out needs room for 32 bytes.  Assumes LC_NUMERIC is "C". */
+void dkv__double_repr(char *out, size_t size, double v);
 
 #endif

@@ -1,19 +1,26 @@
 /*
- * yaml.c - msgpack values as YAML 1.2 core-schema text and back.
+ * yaml.c - msgpack values as YAML text and back.
  *
  * libyaml does the syntax (its emitter and its event parser); this file
- * decides what a scalar means.  Both directions use one resolver, so a
- * string is quoted on output exactly when it would read back as something
- * else.  The text is for people (CLI output, config files, `_` files), so
- * the values are small and clarity wins over speed.
+ * decides what a scalar means.  Reading is YAML 1.2 core schema.  Writing
+ * is for every reader: a string is quoted when our reader, a YAML 1.1
+ * reader (PyYAML) or another common one would take it for anything but
+ * that string (plain_is_string), numbers are spelled so that both
+ * families read the same number, and bytes use the standard !!binary.
+ * The text is for people (CLI output, config files, `_` files), so the
+ * values are small and clarity wins over speed.
  *
- * Tags beyond the core schema, as in the original DistKV:
- *   !bin text       bytes given as ASCII text
- *   !hex aa:bb      bytes in hex (':' and blanks between bytes are optional)
- *   !!binary        bytes in base64 (strict RFC 4648; blanks and line breaks ignored)
+ * Tags beyond the core schema:
+ *   !!binary        bytes in base64 (strict RFC 4648; blanks and line breaks
+ *                   ignored); the only form written for bytes
+ *   !bin text       bytes given as ASCII text (read only)
+ *   !hex aa:bb      bytes in hex, ':' and blanks between bytes optional (read only)
  *   !P a.b.:5       a path (ext type 3) as pathtext.h writes whole paths; ":" is the root
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
+ * Readers that do not know the last three stop with an error (PyYAML's
+ * safe_load: "could not determine a constructor"); none reads them as
+ * something else.
  */
 #include "yamltext.h"
 
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TAG_CORE "tag:yaml.org,2002:"
 #define TAG_STR TAG_CORE "str"
@@ -47,9 +55,6 @@
 #define MAX_DEC_DIGITS 4300
 /* Bigger ext-2 integers are written in hex, which reads back in linear time. */
 #define MAX_DEC_BYTES 1024
-/* Shorter non-ASCII byte strings are written as !hex, longer ones as base64
- * (the original's threshold). */
-#define HEX_MAX_BYTES 32
 
 /* ---- the core schema resolver ---- */
 
@@ -157,6 +162,117 @@ static enum kind resolve(const char *s, size_t n)
 	return K_STR;
 }
 
+/* ---- what other readers make of a plain scalar ---- */
+
+/*
+ * Our reader is YAML 1.2 core, but our text is read as well by YAML 1.1
+ * readers (PyYAML and the tools built on libyaml, Ruby's Psych, Go's
+ * yaml.v2) and by 1.2 readers with extras of their own (yaml.v3,
+ * js-yaml).  A string is written plain only when none of them would take
+ * it for something else.  The tests below are a superset of their
+ * resolvers, deliberately simple: they quote a few strings that need no
+ * quotes ("1.2.3", "192.168.0.1", "2024-01-01 lunch"), never too few.
+ */
+
+static bool is_word_nocase(const char *s, size_t n, const char *w)
+{
+	return strlen(w) == n && !strncasecmp(s, w, n);
+}
+
+/* Booleans and nulls of YAML 1.1 (y, n, yes, no, on, off in any case:
+ * the spec lists three spellings of each, readers differ on the rest),
+ * and the 1.1 types "merge" (<<) and "value" (=), which PyYAML refuses
+ * to load at all. */
+static bool is_special_word(const char *s, size_t n)
+{
+	static const char *const words[] = {"y", "n", "yes", "no", "on", "off", "true",
+					    "false", "null", "~", "=", "<<"};
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (is_word_nocase(s, n, words[i]))
+			return true;
+	return false;
+}
+
+static bool all_in(const char *s, size_t n, const char *set)
+{
+	if (!n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!s[i] || !strchr(set, s[i]))
+			return false;
+	return true;
+}
+
+/* Digits with 1.1's '_' and Psych's ',' between them, sexagesimal ':'
+ * parts (12:30), a fraction with any further dots (1.1's float pattern
+ * allows "1.2.3"), an exponent with or without sign. */
+static bool is_decimal_like(const char *s, size_t n)
+{
+	size_t i = 0, e;
+
+	while (i < n && (is_digit(s[i]) || s[i] == '_' || s[i] == ',' || s[i] == ':'))
+		i++;
+	if (i < n && s[i] == '.')
+		while (++i < n && (is_digit(s[i]) || s[i] == '_' || s[i] == ',' || s[i] == '.'))
+			;
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '-' || s[i] == '+'))
+			i++;
+		for (e = i; i < n && (is_digit(s[i]) || s[i] == '_'); i++)
+			;
+		if (i == e)
+			return false;
+	}
+	return i == n;
+}
+
+/* Integers and floats in any reader's syntax: a sign, then 0x/0o/0b
+ * (either case, with '_' or ','), digits as above, or .5, ., .inf, .nan
+ * in any case. */
+static bool is_number_like(const char *s, size_t n)
+{
+	if (n && (s[0] == '-' || s[0] == '+'))
+		s++, n--;
+	if (!n)
+		return false;
+	if (s[0] == '.') /* the 1.1 spec's float pattern even takes "." */
+		return is_word_nocase(s, n, ".inf") || is_word_nocase(s, n, ".nan") ||
+		       all_in(s, n, "0123456789._") ||
+		       (n > 1 && is_digit(s[1]) && is_decimal_like(s, n));
+	if (!is_digit(s[0]))
+		return false;
+	if (n > 1 && s[0] == '0') {
+		switch (s[1]) {
+		case 'x':
+		case 'X':
+			return all_in(s + 2, n - 2, "0123456789abcdefABCDEF_,");
+		case 'o':
+		case 'O':
+			return all_in(s + 2, n - 2, "01234567_,");
+		case 'b':
+		case 'B':
+			return all_in(s + 2, n - 2, "01_,");
+		}
+	}
+	return is_decimal_like(s, n);
+}
+
+/* 1.1 timestamps, and Psych's with a leading '-': YYYY-M... */
+static bool is_date_like(const char *s, size_t n)
+{
+	if (n && s[0] == '-')
+		s++, n--;
+	return n >= 6 && all_of(s, 4, is_digit) && s[4] == '-' && is_digit(s[5]);
+}
+
+/* Does the plain scalar s read back as the string s in every reader we
+ * know?  A leading ':' makes a symbol in Psych. */
+static bool plain_is_string(const char *s, size_t n)
+{
+	return resolve(s, n) == K_STR && !is_special_word(s, n) && !is_number_like(s, n) &&
+	       !is_date_like(s, n) && !(n && s[0] == ':');
+}
+
 /* ---- errors ---- */
 
 struct errbuf {
@@ -217,68 +333,6 @@ static int emit_plain(yaml_emitter_t *e, const char *text)
 	return emit_scalar(e, NULL, text, strlen(text), true, YAML_PLAIN_SCALAR_STYLE);
 }
 
-/* Python's repr(): the shortest digits that read back as v, positional
- * for exponents -4..15, else d.ddde+XX. */
-static void format_double(char *out, size_t size, double v)
-{
-	char tmp[40], digits[20];
-	int prec, exp, nd = 0;
-	const char *p;
-	size_t o = 0;
-
-	if (isnan(v)) {
-		snprintf(out, size, ".nan");
-		return;
-	}
-	if (isinf(v)) {
-		snprintf(out, size, v > 0 ? ".inf" : "-.inf");
-		return;
-	}
-	for (prec = 1; prec < 17; prec++) {
-		snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-		if (strtod(tmp, NULL) == v)
-			break;
-	}
-	snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-	p = tmp;
-	if (*p == '-')
-		out[o++] = *p++;
-	for (; *p != 'e'; p++)
-		if (is_digit(*p))
-			digits[nd++] = *p;
-	exp = atoi(p + 1);
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-	if (exp >= -4 && exp < 16) {
-		if (exp < 0) {
-			out[o++] = '0';
-			out[o++] = '.';
-			for (int i = -1; i > exp; i--)
-				out[o++] = '0';
-			for (int i = 0; i < nd; i++)
-				out[o++] = digits[i];
-		} else {
-			for (int i = 0; i <= exp; i++)
-				out[o++] = i < nd ? digits[i] : '0';
-			out[o++] = '.';
-			if (nd > exp + 1)
-				for (int i = exp + 1; i < nd; i++)
-					out[o++] = digits[i];
-			else
-				out[o++] = '0';
-		}
-		out[o] = 0;
-	} else {
-		out[o++] = digits[0];
-		if (nd > 1) {
-			out[o++] = '.';
-			for (int i = 1; i < nd; i++)
-				out[o++] = digits[i];
-		}
-		snprintf(out + o, size - o, "e%c%02d", exp < 0 ? '-' : '+', abs(exp));
-	}
-}
-
 /*
  * Multi-line text reads best as a literal block.  Not when
  *  - it ends in empty lines: the document would end in them too;
@@ -320,31 +374,29 @@ static int emit_str(yaml_emitter_t *e, const uint8_t *p, size_t n)
 		p = clean.data;
 		n = clean.len;
 	}
-	rc = emit_scalar(e, NULL, p, n, resolve((const char *)p, n) == K_STR, text_style(p, n));
+	rc = emit_scalar(e, NULL, p, n, plain_is_string((const char *)p, n), text_style(p, n));
 	dkv_buf_release(&clean);
 	return rc;
 }
 
-/* The original's choice: text when it can be, hex when short, else base64. */
+/* YAML's standard tag, which every reader knows, as the original wrote
+ * bytes: one plain line when the base64 fits in 76 columns (57 bytes),
+ * else a literal block of 76-column lines. */
+#define B64_LINE_BYTES 57
+
 static int emit_bytes(yaml_emitter_t *e, const uint8_t *p, size_t n)
 {
 	struct dkv_buf t = {0};
-	bool text = true;
+	bool block = n > B64_LINE_BYTES;
 	int rc;
 
-	for (size_t i = 0; i < n; i++)
-		if (!((p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\n' || p[i] == '\t' || p[i] == '\r'))
-			text = false;
-	if (text)
-		return emit_scalar(e, "!bin", p, n, false, text_style(p, n));
-	if (n <= HEX_MAX_BYTES) {
-		for (size_t i = 0; i < n; i++)
-			dkv_buf_printf(&t, "%s%02x", i ? ":" : "", p[i]);
-		rc = emit_scalar(e, "!hex", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
-	} else {
-		dkv__base64_encode(&t, p, n);
-		rc = emit_scalar(e, TAG_BINARY, t.data, t.len, false, YAML_LITERAL_SCALAR_STYLE);
-	}
+	dkv__base64_encode(&t, p, n);
+	if (!block && t.len)
+		t.len--; /* the one line's '\n' */
+	rc = emit_scalar(e, TAG_BINARY, t.data, t.len, false,
+			 block	  ? YAML_LITERAL_SCALAR_STYLE
+			 : t.len ? YAML_ANY_SCALAR_STYLE
+				 : YAML_SINGLE_QUOTED_SCALAR_STYLE); /* "!!binary ''" */
 	dkv_buf_release(&t);
 	return rc;
 }
@@ -429,7 +481,11 @@ static int emit_node(yaml_emitter_t *e, struct dkv_mp_reader *r)
 		snprintf(num, sizeof num, "%" PRId64, it.v.i);
 		return emit_plain(e, num);
 	case DKV_MP_FLOAT:
-		format_double(num, sizeof num, it.v.f);
+		if (isnan(it.v.f))
+			return emit_plain(e, ".nan");
+		if (isinf(it.v.f))
+			return emit_plain(e, it.v.f > 0 ? ".inf" : "-.inf");
+		dkv__double_repr(num, sizeof num, it.v.f);
 		return emit_plain(e, num);
 	case DKV_MP_STR:
 		return emit_str(e, it.v.s.p, it.v.s.len);

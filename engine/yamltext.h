@@ -5,15 +5,17 @@
  * called yaml.h because the engine directory is on every include path
  * and would hide libyaml's <yaml.h> behind it.
  *
- * Text is YAML 1.2 core schema:
- * null/true/false/integers/floats resolve as such (`~`, `null`, `true`,
- * `false`, decimal, 0x/0o integers, .inf/.nan floats); everything else,
- * including `ON`, `yes` and `no`, is a string.  Byte strings are `!bin
- * text` when printable ASCII, `!hex aa:bb` when up to 32 bytes, else
- * `!!binary` base64 (read strictly: bad length, padding or characters are
- * errors); paths (ext type 3) use `!P` with the colon notation
- * of pathtext.h joined by '.'; arrays are sequences, maps are mappings.
- * The full list of tags is at the top of yaml.c.
+ * Text is read as YAML 1.2 core schema: null/true/false/integers/floats
+ * resolve as such (`~`, `null`, `true`, `false`, decimal, 0x/0o
+ * integers, .inf/.nan floats); everything else, including `ON`, `yes`
+ * and `no`, is a string.  Text is written so that YAML 1.1 readers
+ * (PyYAML) read the same values too: strings that any common reader would
+ * take for something else are quoted ('ON', 'yes', '12:30', '1_000',
+ * '2001-12-14', '=', ...), floats always have a '.' ("1.0e+16"), byte
+ * strings are `!!binary` base64 (`!bin` text and `!hex` are still read),
+ * paths (ext type 3) use `!P` with the colon notation of pathtext.h
+ * joined by '.'; arrays are sequences, maps are mappings.  The full list
+ * of tags is at the top of yaml.c; doc/formats.md is the user's account.
  */
 #ifndef DKV_YAMLTEXT_H
 #define DKV_YAMLTEXT_H

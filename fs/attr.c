@@ -29,7 +29,9 @@ void dkvfs__render_meta(const struct dkv_entry *ent, struct dkv_buf *out)
 		time_t t = (time_t)(ent->mtime_ns / 1000000000);
 		struct tm tm;
 		gmtime_r(&t, &tm);
-		snprintf(tbuf, sizeof tbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+		/* quoted: YAML 1.1 readers (PyYAML) would make a timestamp of
+		 * it, ours a string */
+		snprintf(tbuf, sizeof tbuf, "'%04d-%02d-%02dT%02d:%02d:%02d.%06dZ'", tm.tm_year + 1900,
 			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 			 (int)(ent->mtime_ns % 1000000000 / 1000));
 	}

@@ -73,9 +73,15 @@ static void on_event(struct dkv_watch *w, const struct dkv_event *ev)
 	} else {
 		dkv_buf_puts(&doc, "deleted: true\n");
 	}
-	if (ev->value && ev->value->nchain)
-		dkv_buf_printf(&doc, "node: %s\ntick: %llu\n", ev->value->chain[0].node->name,
-			       (unsigned long long)ev->value->chain[0].tick);
+	if (ev->value && ev->value->nchain) {
+		/* a node may be called "yes" or "12:30": quoted as YAML needs */
+		enc.len = p.len = 0;
+		dkv_mp_cstr(&enc, ev->value->chain[0].node->name);
+		dkv_yaml_emit(&p, enc.data, enc.len);
+		dkv_buf_puts(&doc, "node: ");
+		dkv_buf_append(&doc, p.data, p.len);
+		dkv_buf_printf(&doc, "tick: %llu\n", (unsigned long long)ev->value->chain[0].tick);
+	}
 	dkv_buf_printf(&doc, "tock: %llu\n", (unsigned long long)ev->tock);
 
 	pthread_mutex_lock(&fs->mu);

@@ -181,11 +181,11 @@ def test_tutorial_start_the_server(n, serf_factory, server_factory):
     r = one.dkv("data", "get", "tut", "before")
     assert r.stdout == "x\n"
     # The restarted node must not reuse its old ticks.
-    r = set_ok(one, ("tut", "after"), "y")
+    r = set_ok(one, ("tut", "after"), "z")
     assert r["chain"]["node"] == "one" and r["chain"]["tick"] > old_tick, (r, old_tick)
     for s in others:
-        wait_value(s, ("tut", "after"), "y", chain=r["chain"])
-        assert s.dkv("data", "get", "tut", "after").stdout == "y\n"
+        wait_value(s, ("tut", "after"), "z", chain=r["chain"])
+        assert s.dkv("data", "get", "tut", "after").stdout == "z\n"
 
 
 # --------------------------------------------------------------------------

@@ -543,11 +543,12 @@ EXPECTED_TEXT = {
     "int": "42\n",
     "neg": "-17\n",
     "str": "hello\n",
-    "on": "ON\n",
+    "on": "'ON'\n",
     "numstr": "'123'\n",
     "empty": "''\n",
     "list": "- 1\n- a\n- - 2\n  - 3\n",
-    "bytes": "!bin abc\n",
+    "bytes": "!!binary YWJj\n",
+    "binbytes": "!!binary AP8Q\n",
     "float": "1.5\n",
     "float2": "2.0\n",
     "none": "null\n",
@@ -563,8 +564,8 @@ EXPECTED_TEXT = {
 def test_read_values(fs):
     """Bullet 2 (reading): values set by the protocol read back through cat
     as the same YAML text that `dkv data get` prints, ending in a newline;
-    exact texts for the common scalars (ON stays a string, '123' quoted,
-    !bin for bytes, big ints in full)."""
+    exact texts for the common scalars ('ON' and '123' quoted so that every
+    reader reads strings, !!binary for bytes, big ints in full)."""
     for k, v in READ_VALUES.items():
         fs.set(("r", k), v)
     for k, v in READ_VALUES.items():
@@ -681,9 +682,9 @@ def test_write_shell(fs):
         sh(cmd, cwd=fs.path("w"))
         got = fs.get("w")
         assert diff(got, want) is None, (cmd, got, want)
-    # the text read back is what dkv prints
+    # the text read back is what dkv prints (quoted for YAML 1.1 readers)
     sh("echo ON > _", cwd=fs.path("w"))
-    assert read(f) == "ON\n"
+    assert read(f) == "'ON'\n"
 
 
 def test_write_python_open(fs):
@@ -1397,7 +1398,7 @@ def test_fresh_stat_after_protocol_change(fs):
     assert os.stat(f).st_size == 2
     bad = []
     for i in range(100):
-        v = "y" * (1 + (i % 2) * 100)
+        v = "x" * (1 + (i % 2) * 100)
         fs.set(("fs",), v)
         sz = os.stat(f).st_size
         if sz != len(v) + 1:
@@ -1867,7 +1868,7 @@ def test_watch_stream(fs):
         assert docs[0]["value"] == 1
         assert docs[1]["value"] == {"m": [1, 2]}
         assert docs[2]["value"] == b"x/y"
-        assert "value: ON\n" in text   # YAML 1.2: a string, not a bool
+        assert "value: 'ON'\n" in text   # a string for YAML 1.1 readers too
         assert docs[4].get("deleted") is True and "value" not in docs[4]
         assert docs[5]["value"] == 5
         for d in docs:
@@ -2064,7 +2065,7 @@ def _populate(fs, top="t"):
     data = {
         (top,): "top",
         (top, "a"): 1,
-        (top, "a", "b"): {"x": [1, 2], "y": "needle-in-here"},
+        (top, "a", "b"): {"x": [1, 2], "z": "needle-in-here"},
         (top, "a", "c"): b"bin\x00ary",
         (top, "d"): ["l", 2, None],
         (top, "e", "f", "g"): 2.5,
@@ -2092,8 +2093,8 @@ def test_ls_find_grep_du(fs):
     assert "t/e/f/g" in dirs and "t/e" in dirs
     assert sh("find t -name .meta", cwd=fs.mnt).stdout == ""
     r = sh("grep -r needle t", cwd=fs.mnt)
-    assert r.stdout.strip() == "t/a/b/_:y: needle-in-here", r.stdout
-    r = sh("grep -rl '^ON$' t", cwd=fs.mnt)
+    assert r.stdout.strip() == "t/a/b/_:z: needle-in-here", r.stdout
+    r = sh("grep -rl \"^'ON'$\" t", cwd=fs.mnt)
     assert r.stdout.split() == ["t/ON/_"], r.stdout
     r = sh("du -s t", cwd=fs.mnt)
     assert r.stdout.split()[1] == "t" and int(r.stdout.split()[0]) >= 0

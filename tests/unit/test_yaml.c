@@ -134,9 +134,12 @@ TEST(emit_scalars)
 		double v;
 		const char *text;
 	} floats[] = {
-		{1.5, "1.5\n"},       {1e100, "1e+100\n"},
+		{1.5, "1.5\n"},       {1e100, "1.0e+100\n"},
 		{100.0, "100.0\n"},   {0.1, "0.1\n"},
-		{-2.5e-7, "-2.5e-07\n"}, {1e16, "1e+16\n"},
+		{-2.5e-7, "-2.5e-07\n"}, {1e16, "1.0e+16\n"},
+		{1.25e16, "1.25e+16\n"}, {5e-324, "5.0e-324\n"},
+		{1.7976931348623157e308, "1.7976931348623157e+308\n"},
+		{123456789012345.6, "123456789012345.6\n"},
 		{1e15, "1000000000000000.0\n"}, {0.0001, "0.0001\n"},
 		{1.0 / 3, "0.3333333333333333\n"}, {-0.0, "-0.0\n"},
 		{INFINITY, ".inf\n"}, {-INFINITY, "-.inf\n"},
@@ -153,12 +156,49 @@ TEST(emit_scalars)
 		const char *s, *text;
 	} strs[] = {
 		{"Duh", "Duh\n"},
-		{"ON", "ON\n"},
-		{"yes", "yes\n"},
-		{"no", "no\n"},
-		{"y", "y\n"},
-		{"0b101", "0b101\n"},
-		{"1_000", "1_000\n"},
+		/* YAML 1.1 (PyYAML): booleans, nulls, numbers, dates, merge, value */
+		{"ON", "'ON'\n"},
+		{"On", "'On'\n"},
+		{"oFF", "'oFF'\n"},
+		{"yes", "'yes'\n"},
+		{"No", "'No'\n"},
+		{"y", "'y'\n"},
+		{"N", "'N'\n"},
+		{"0b101", "'0b101'\n"},
+		{"1_000", "'1_000'\n"},
+		{"0X1F", "'0X1F'\n"},
+		{"-0x1f", "'-0x1f'\n"},
+		{"017", "'017'\n"},
+		{"08", "'08'\n"},
+		{"12:30", "'12:30'\n"},
+		{"190:20:30.15", "'190:20:30.15'\n"},
+		{"1.", "'1.'\n"},
+		{"1.2.3", "'1.2.3'\n"},
+		{".", "'.'\n"},
+		{"-.", "'-.'\n"},
+		{"1,000", "'1,000'\n"},
+		{"1e", "1e\n"},
+		{"1E+3", "'1E+3'\n"},
+		{"+.5", "'+.5'\n"},
+		{"-.NaN", "'-.NaN'\n"},
+		{".Inf", "'.Inf'\n"},
+		{"2001-12-14", "'2001-12-14'\n"},
+		{"2001-12-14t21:59:43.10-05:00", "'2001-12-14t21:59:43.10-05:00'\n"},
+		{"2001-1-1", "'2001-1-1'\n"},
+		{"=", "'='\n"},
+		{"<<", "'<<'\n"},
+		{":sym", "':sym'\n"},
+		/* near misses stay plain */
+		{"nan", "nan\n"},
+		{"inf", "inf\n"},
+		{"yess", "yess\n"},
+		{"2nd", "2nd\n"},
+		{"0xg", "0xg\n"},
+		{"e5", "e5\n"},
+		{"201-12-14", "201-12-14\n"},
+		{"a=b", "a=b\n"},
+		{"a:b", "a:b\n"},
+		/* YAML 1.2 core */
 		{"123", "'123'\n"},
 		{"-5", "'-5'\n"},
 		{"0x1f", "'0x1f'\n"},
@@ -231,6 +271,18 @@ TEST(emit_containers)
 	dkv_mp_cstr(&b, "x\ny");
 	emit(&b, 0);
 	CHECK_EQ_STR(emitted, "- - 1\n  - 2\n- |-\n  x\n  y\n");
+	/* keys are quoted like values */
+	b.len = 0;
+	dkv_mp_map(&b, 3);
+	dkv_mp_cstr(&b, "ON");
+	dkv_mp_cstr(&b, "yes");
+	dkv_mp_cstr(&b, "12:30");
+	dkv_mp_bin(&b, "k", 1);
+	dkv_mp_bin(&b, "k", 1);
+	dkv_mp_double(&b, 1e20);
+	emit(&b, 0);
+	CHECK_EQ_STR(emitted, "'ON': 'yes'\n'12:30': !!binary aw==\n!!binary aw==: 1.0e+20\n");
+	CHECK(round_trips(&b));
 	/* empty lines of a block scalar get no trailing blanks */
 	b.len = 0;
 	dkv_mp_cstr(&b, "x\n\ny");
@@ -246,25 +298,35 @@ TEST(emit_bytes)
 
 	dkv_mp_bin(&b, "abc", 3);
 	emit(&b, 0);
-	CHECK_EQ_STR(emitted, "!bin abc\n");
+	CHECK_EQ_STR(emitted, "!!binary YWJj\n");
 	b.len = 0;
 	dkv_mp_bin(&b, "123", 3);
 	emit(&b, 0);
-	CHECK_EQ_STR(emitted, "!bin 123\n");
+	CHECK_EQ_STR(emitted, "!!binary MTIz\n");
 	b.len = 0;
 	dkv_mp_bin(&b, "\xff\x00\x10", 3);
 	emit(&b, 0);
-	CHECK_EQ_STR(emitted, "!hex ff:00:10\n");
+	CHECK_EQ_STR(emitted, "!!binary /wAQ\n");
+	b.len = 0;
+	dkv_mp_bin(&b, "", 0);
+	emit(&b, 0);
+	CHECK_EQ_STR(emitted, "!!binary ''\n");
+	CHECK(round_trips(&b));
 	for (int i = 0; i < 256; i++)
 		all[i] = (uint8_t)i;
+	/* 57 bytes fill one line of 76 */
 	b.len = 0;
-	dkv_mp_bin(&b, all, 32);
+	dkv_mp_bin(&b, all, 57);
 	emit(&b, 0);
-	CHECK(!strncmp(emitted, "!hex 00:01:02:", 14));
+	CHECK(!strncmp(emitted, "!!binary AAECAwQF", 17));
+	CHECK_EQ_INT(strlen(emitted), 9 + 76 + 1);
+	CHECK(round_trips(&b));
 	b.len = 0;
-	dkv_mp_bin(&b, all, 33);
+	dkv_mp_bin(&b, all, 58);
 	emit(&b, 0);
-	CHECK_EQ_STR(emitted, "!!binary |\n  AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\n");
+	CHECK(!strncmp(emitted, "!!binary |\n  AAECAwQF", 21));
+	CHECK(strstr(emitted, "\n  OQ==\n") != NULL);
+	CHECK(round_trips(&b));
 	b.len = 0;
 	dkv_mp_bin(&b, all, 256);
 	emit(&b, 0);
@@ -875,7 +937,7 @@ static void rnd_elem(struct dkv_buf *b);
 static void rnd_scalar(struct dkv_buf *b)
 {
 	struct dkv_buf t = {0};
-	uint8_t raw[40];
+	uint8_t raw[100];
 	double d;
 	uint64_t u;
 
@@ -907,7 +969,7 @@ static void rnd_scalar(struct dkv_buf *b)
 		dkv_mp_str(b, t.data, t.len);
 		break;
 	case 7: {
-		size_t n = rndn(3) ? rndn(8) : rndn(40);
+		size_t n = rndn(3) ? rndn(8) : rndn(100); /* 58 and more: a block */
 		for (size_t i = 0; i < n; i++)
 			raw[i] = (uint8_t)(rndn(3) ? 0x20 + rndn(95) : rnd());
 		dkv_mp_bin(b, raw, n);

@@ -2,7 +2,8 @@
  * client.c - "distkv client": the client's own options, the table of
  * command groups, and the helpers every command shares: paths from
  * words, requests (written with their field count, sent over a
- * connection opened on first use, failures reported), YAML output.
+ * connection opened on first use, failures reported), YAML or JSON
+ * output.
  *
  * Each command parses its options, turns the remaining words into a path
  * (one word per element, colon notation), sends one request over a
@@ -209,16 +210,40 @@ int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_cl
 
 /* ---- output ---- */
 
-int dkv__cli_print_yaml(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len)
+int dkv__cli_opt_output(const struct dkv__cli_optarg *a)
+{
+	struct dkv__cli_ctx *x = a->data;
+	if (!strcmp(a->arg, "yaml") || !strcmp(a->arg, "json")) {
+		x->json = !strcmp(a->arg, "json");
+		return 0;
+	}
+	return dkv__cli_usage_error(a->x, "unknown output format '%s' (yaml or json)", a->arg);
+}
+
+static int print_as(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len, bool json)
 {
 	struct dkv_buf out = {0};
-	int r = dkv_yaml_emit(&out, mp, len);
-	if (r == 0)
+	int r = json ? dkv_json_emit(&out, mp, len) : dkv_yaml_emit(&out, mp, len);
+	if (r == 0) {
+		if (json)
+			dkv_buf_putc(&out, '\n');
 		fwrite(out.data, 1, out.len, stdout);
-	else
-		fprintf(stderr, "%s: cannot show the server's answer as YAML\n", x->cli->progname);
+	} else {
+		fprintf(stderr, "%s: cannot show the server's answer as %s\n", x->cli->progname,
+			json ? "JSON" : "YAML");
+	}
 	dkv_buf_release(&out);
 	return r < 0 ? 1 : 0;
+}
+
+int dkv__cli_print_yaml(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len)
+{
+	return print_as(x, mp, len, false);
+}
+
+int dkv__cli_print(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len)
+{
+	return print_as(x, mp, len, x->json);
 }
 
 uint32_t dkv__cli_copy_pairs(struct dkv_buf *out, const uint8_t *m, size_t n,
@@ -255,7 +280,7 @@ int dkv__cli_print_reply(struct dkv__cli_ctx *x, const uint8_t *m, size_t n)
 	uint32_t cnt = dkv__cli_copy_pairs(&body, m, n, keep_not_seq);
 	dkv_mp_map(&doc, cnt);
 	dkv_buf_append(&doc, body.data, body.len);
-	int rc = dkv__cli_print_yaml(x, doc.data, doc.len);
+	int rc = dkv__cli_print(x, doc.data, doc.len);
 	dkv_buf_release(&body);
 	dkv_buf_release(&doc);
 	return rc;

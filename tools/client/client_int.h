@@ -36,6 +36,7 @@ struct dkv__cli_ctx {
 	struct dkv_client *conn; /* NULL until the first request */
 	struct dkv_auth_spec *auth; /* -a or connect.auth, parsed; NULL: none */
 	const char *auth_text;      /* the same as given (for the runner); NULL: none */
+	bool json; /* -o json / --json: dkv__cli_print writes JSON, not YAML */
 };
 
 /* ---- options (options.c) ---- */
@@ -194,10 +195,24 @@ int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_cl
 
 /* ---- output (client.c) ---- */
 
+/* The two option rows of a command that can print JSON (-o FMT and
+ * --json, which set x->json), for its option table:
+ *     DKV__CLI_OUTPUT_OPTS(x),  */
+#define DKV__CLI_OUTPUT_OPTS(x)                                                         \
+	{.name = "output", .letter = 'o', .arg = "FMT", .fn = dkv__cli_opt_output,         \
+	 .data = (x), .help = "yaml (the default) or json (doc/formats.md)"},               \
+	{.name = "json", .flag = &(x)->json, .help = "the same as -o json"}
+/* -o FMT: "yaml" or "json" into x->json (the row's data); 0, or
+ * EXIT_USAGE after a message. */
+int dkv__cli_opt_output(const struct dkv__cli_optarg *a);
+
 /* Print the msgpack item mp[0..len) as one YAML document; 0, or 1 after
  * a message. */
 int dkv__cli_print_yaml(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len);
-/* Print a reply map without its seq, like dkv__cli_print_yaml. */
+/* The same as YAML or, with x->json, as one line of JSON (a document of
+ * its own, or one of a stream of JSON lines). */
+int dkv__cli_print(struct dkv__cli_ctx *x, const uint8_t *mp, size_t len);
+/* Print a reply map without its seq, like dkv__cli_print. */
 int dkv__cli_print_reply(struct dkv__cli_ctx *x, const uint8_t *m, size_t n);
 /* Append to out the pairs of the map m[0..n) whose key passes keep();
  * returns how many. */

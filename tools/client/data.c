@@ -4,7 +4,8 @@
  * Subtrees (get -r, delete -r, monitor) come as streams of replies whose
  * paths are depth-compressed (struct dkv_client_path rebuilds them); each
  * entry is printed as it arrives, except that "get -d KEY" first collects
- * the subtree into one nested mapping.
+ * the subtree into one nested mapping.  Output is YAML, or JSON with -o
+ * json (dkv__cli_print).
  */
 #include "client_int.h"
 
@@ -33,8 +34,21 @@ static bool keep_value(const struct dkv_mp_item *k)
 	return dkv_mp_streq(k, "value");
 }
 
-/* A YAML document for one entry: {path: <full path>, value: ...}, with
- * -m also the chain and tock. */
+static uint32_t count_elems(const struct dkv_buf *path)
+{
+	struct dkv_path_iter it;
+	const uint8_t *e;
+	size_t len;
+	uint32_t n = 0;
+	dkv_path_iter_init(&it, path->data, path->len);
+	while (dkv_path_iter_next(&it, &e, &len))
+		n++;
+	return n;
+}
+
+/* A document for one entry: {path: <full path>, value: ...}, with -m
+ * also the chain and tock.  YAML documents start with "---"; in JSON
+ * lines the path is a plain array of its elements (jq: .path[0]). */
 static int print_entry(struct dkv__cli_ctx *x, const struct dkv_buf *prefix,
 		       const struct dkv_client_path *rel, const uint8_t *m, size_t n, bool meta)
 {
@@ -44,10 +58,14 @@ static int print_entry(struct dkv__cli_ctx *x, const struct dkv_buf *prefix,
 	uint32_t cnt = dkv__cli_copy_pairs(&body, m, n, meta ? keep_data : keep_value);
 	dkv_mp_map(&doc, cnt + 1);
 	dkv_mp_cstr(&doc, "path");
-	dkv_path_encode(&doc, full.data, full.len);
+	if (x->json)
+		dkv_path_encode_array(&doc, full.data, full.len, count_elems(&full));
+	else
+		dkv_path_encode(&doc, full.data, full.len);
 	dkv_buf_append(&doc, body.data, body.len);
-	fputs("---\n", stdout);
-	int rc = dkv__cli_print_yaml(x, doc.data, doc.len);
+	if (!x->json)
+		fputs("---\n", stdout);
+	int rc = dkv__cli_print(x, doc.data, doc.len);
 	dkv_buf_release(&full);
 	dkv_buf_release(&body);
 	dkv_buf_release(&doc);
@@ -188,7 +206,7 @@ int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
 	if (!rc && o->as_dict) {
 		struct dkv_buf out = {0};
 		tnode_encode(&out, s.root, o->as_dict);
-		rc = dkv__cli_print_yaml(x, out.data, out.len);
+		rc = dkv__cli_print(x, out.data, out.len);
 		dkv_buf_release(&out);
 	}
 	tnode_free(s.root);
@@ -213,7 +231,7 @@ static int get_single(struct dkv__cli_ctx *x, bool meta, const struct dkv_buf *p
 		const uint8_t *v;
 		size_t vlen;
 		if (dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0)
-			rc = dkv__cli_print_yaml(x, v, vlen);
+			rc = dkv__cli_print(x, v, vlen);
 		else if (x->cli->verbose > 0)
 			fprintf(stderr, "%s: no value\n", x->cli->progname);
 	}
@@ -228,7 +246,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	bool recursive = false;
 	const struct dkv__cli_opt opts[] = {
 		{.name = "recursive", .letter = 'r', .flag = &recursive,
-		 .help = "the whole subtree, one YAML document per entry"},
+		 .help = "the whole subtree, one document per entry"},
 		{.name = "as-dict", .letter = 'd', .arg = "KEY", .str = &o.as_dict, .flag = &recursive,
 		 .help = "the subtree as one nested mapping, values under KEY"},
 		{.name = "meta", .letter = 'm', .flag = &o.meta, .help = "include the chain and tock"},
@@ -238,6 +256,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 		 .help = "with -r: skip entries less than N levels down"},
 		{.name = "maxdepth", .arg = "N", .num = &o.maxdepth, .flag = &recursive,
 		 .help = "with -r: skip entries more than N levels down"},
+		DKV__CLI_OUTPUT_OPTS(x),
 		{NULL},
 	};
 	int rc = dkv__cli_options(x, opts, argc, argv);
@@ -253,8 +272,10 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 
 static const struct dkv__cli_cmd get_cmd = {
 	.name = "get", .run = cmd_get, .summary = "print a value or a subtree",
-	.usage = "data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [PATH...]",
-	.about = "Print the value at PATH as YAML (nothing if there is none).\n", .help_col = 20,
+	.usage = "data get [-r] [-d KEY] [-m] [-e] [--mindepth N] [--maxdepth N] [-o FMT] [PATH...]",
+	.about = "Print the value at PATH as YAML or JSON (nothing if there is none).\n"
+		 "With -r, one document per entry (JSON: one line per entry).\n",
+	.help_col = 20,
 };
 
 /* ---- data set ---- */
@@ -504,6 +525,7 @@ static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
 		{.name = "fetch", .letter = 'f', .flag = &fetch,
 		 .help = "first print the current entries"},
 		{.name = "meta", .letter = 'm', .flag = &meta, .help = "include the chain and tock"},
+		DKV__CLI_OUTPUT_OPTS(x),
 		{NULL},
 	};
 	int rc = dkv__cli_options(x, opts, argc, argv);
@@ -529,9 +551,10 @@ static int cmd_monitor(struct dkv__cli_ctx *x, int argc, char **argv)
 
 static const struct dkv__cli_cmd monitor_cmd = {
 	.name = "monitor", .run = cmd_monitor, .summary = "print changes as they happen",
-	.usage = "data monitor [-f] [-m] [PATH...]",
-	.about = "Print each change below PATH as a YAML document, until interrupted.\n",
-	.help_col = 15,
+	.usage = "data monitor [-f] [-m] [-o FMT] [PATH...]",
+	.about = "Print each change below PATH as a YAML document (JSON: one line),\n"
+		 "until interrupted.\n",
+	.help_col = 20,
 };
 
 const struct dkv__cli_cmd *const dkv__cli_data_cmds[] = {

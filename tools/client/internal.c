@@ -12,7 +12,7 @@
 
 static int cmd_dump(struct dkv__cli_ctx *x, int argc, char **argv)
 {
-	const struct dkv__cli_opt opts[] = {{NULL}};
+	const struct dkv__cli_opt opts[] = {DKV__CLI_OUTPUT_OPTS(x), {NULL}};
 	int rc = dkv__cli_options(x, opts, argc, argv);
 	if (rc >= 0)
 		return rc;
@@ -28,9 +28,10 @@ static int cmd_dump(struct dkv__cli_ctx *x, int argc, char **argv)
 
 static const struct dkv__cli_cmd dump_cmd = {
 	.name = "dump", .run = cmd_dump, .summary = "print the internal tree",
-	.usage = "internal dump [PATH...]",
+	.usage = "internal dump [-o FMT] [PATH...]",
 	.about = "Print the internal tree below PATH as one nested mapping\n"
 		 "(like \"data get -rd_\"), values under the key \"_\".\n",
+	.help_col = 20,
 };
 
 /* The parts of the state, as get_state names them; the options say
@@ -59,6 +60,7 @@ static int cmd_state(struct dkv__cli_ctx *x, int argc, char **argv)
 		{.name = "deleted", .flag = &want[DELETED]},
 		{.name = "log", .flag = &want[LOG]},
 		{.name = "cluster", .flag = &want[CLUSTER]},
+		DKV__CLI_OUTPUT_OPTS(x),
 		{NULL},
 	};
 	int rc = dkv__cli_options(x, opts, argc, argv);
@@ -85,12 +87,13 @@ static int cmd_state(struct dkv__cli_ctx *x, int argc, char **argv)
 static const struct dkv__cli_cmd state_cmd = {
 	.name = "state", .run = cmd_state, .summary = "print the replication state",
 	.usage = "internal state [--nodes] [--known] [--current] [--missing] [--remote-missing]"
-		 " [--deleted]\n       [--log] [--cluster]",
-	.about = "Print the server's replication state as YAML (every part when\n"
+		 " [--deleted]\n       [--log] [--cluster] [-o FMT]",
+	.about = "Print the server's replication state as YAML or JSON (every part when\n"
 		 "no option is given).  --log: the change log's health (path,\n"
 		 "sync mode, state, records, bytes, syncs, errors, last_error).\n"
 		 "--cluster: the network (root, ready, the Serf agent, each peer's\n"
 		 "address, link state and errors, conflicts, missing ticks).\n",
+	.help_col = 20,
 };
 
 const struct dkv__cli_cmd *const dkv__cli_internal_cmds[] = {&dump_cmd, &state_cmd, NULL};
