@@ -53,7 +53,9 @@ def test_paths_from_the_server(server):
     server.dkv("data", "set", "-v", "x", "one", "three")
     server.dkv("data", "set", "-v", "x", "one", ":12")
     server.dkv("data", "set", "-v", "x", "other")
-    assert complete("dkv", "-p", p, "data", "get", "") == ["one", "other"]
+    # (.distkv: the error log's watch keeps that entry; it is a child like any)
+    assert complete("dkv", "-p", p, "data", "get", "") in (["one", "other"],
+                                                           [".distkv", "one", "other"])
     assert complete("dkv", "-p", p, "data", "get", "o") == ["one", "other"]
     assert complete("dkv", "-p", p, "data", "get", "one", "t") == ["three", "two"]
     assert complete("dkv", "-p", p, "data", "get", "one", "") == [":12", "three", "two"]
