@@ -60,3 +60,17 @@ def test_download_shows_progress(cluster_factory):
     lines = [m for m in LINE.findall(log) if m[0] == "downloading the state"]
     assert lines and int(lines[-1][1].replace(",", "")) >= 5000, log[-3000:]
     assert re.search(r"[\r\n]\x1b\[Kdistkv: link to one", log), log[-3000:]
+
+
+def test_big_dump_shows_progress(server):
+    import os
+    import subprocess
+    subprocess.run([str(DKV_BENCH), "-p", str(server.port), "-q", "-c", "4", "-P", "16", "-n", "0",
+                    "--prefill", "-k", "3000"], check=True, capture_output=True, timeout=120)
+    r = server.dkv("data", "get", "-r", "bench", env=dict(os.environ, DKV_PROGRESS="1"))
+    assert r.stdout.count("\n") >= 3000
+    got = re.findall(r"[\r\n]\x1b\[Kreading: ([\d,]+) entries, [\d.]+ MB", r.stderr)
+    assert got and int(got[-1].replace(",", "")) >= 3000, r.stderr[-500:]
+    assert r.stderr[-4:] in ("\r\x1b[K", "\n\x1b[K"), repr(r.stderr[-50:])  # erased at the end
+    r = server.dkv("data", "get", "-r", "bench", env=dict(os.environ, DKV_PROGRESS=""))
+    assert r.stderr == ""

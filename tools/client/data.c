@@ -8,6 +8,7 @@
  * json (dkv__cli_print).
  */
 #include "client_int.h"
+#include "progress.h"
 
 #include "distkv.h"
 
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Keys of a reply that describe the transport, not the data. */
 static bool is_transport_key(const struct dkv_mp_item *k)
@@ -142,11 +144,13 @@ struct tree_state {
 	struct tnode *root;
 	struct tnode **stack; /* stack[i]: node of the path's first i elements */
 	size_t stack_cap;
+	struct dkv_progress prog;
 };
 
 static int tree_cb(void *arg, const uint8_t *m, size_t n)
 {
 	struct tree_state *s = arg;
+	dkv_progress_add(&s->prog, 1, n);
 	if (dkv_client_path_update(&s->rel, m, n) < 0)
 		return 0;
 	if (!s->o->as_dict)
@@ -202,7 +206,12 @@ int dkv__cli_get_tree(struct dkv__cli_ctx *x, const struct dkv__cli_get_opts *o,
 	struct tree_state s = {.x = x, .o = o, .prefix = path};
 	if (o->as_dict)
 		s.root = dkv_xcalloc(1, sizeof(*s.root));
+	/* progress on a terminal, unless the entries themselves go there */
+	dkv_progress_start(&s.prog, "reading", "entries");
+	if (isatty(STDOUT_FILENO) && !getenv("DKV_PROGRESS"))
+		s.prog.on = false;
 	int rc = dkv__cli_stream(x, &q, tree_cb, &s);
+	dkv_progress_end(&s.prog);
 	if (!rc && o->as_dict) {
 		struct dkv_buf out = {0};
 		tnode_encode(&out, s.root, o->as_dict);
