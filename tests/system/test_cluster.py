@@ -511,6 +511,39 @@ def test_delete_while_node_down_stays_deleted(cluster_factory, tmp_path):
     assert request(cc, "get_value", 5.0, path=Path("dd", "kept")).get("value") == "kept value"
 
 
+def test_restarted_agent_forgets_nobody_for_tombstones(cluster_factory, tmp_path):
+    """Found by tools/soak (issue 16).  three is down (server and agent)
+    when one deletes a key.  one's Serf agent is then restarted while no
+    other agent answers (two's is down too; two's server runs on): the new
+    agent knows nobody, so three is missing from its member list.  one must
+    still keep the tombstone (three never saw the deletion; before the fix
+    one dropped it), and when three comes back from its log the key stays
+    deleted everywhere."""
+    log1, log2 = tmp_path / "three-1.log", tmp_path / "three-2.log"
+    c = cluster_factory(3, config={"server.tombstone.interval": 1},
+                        server_args=[[], [], ["--save", str(log1)]])
+    a, b, cc = c.servers
+    set_ok(a, ("ra", "gone"), "old value")
+    wait_converged([a, b, cc])
+    c.stop("three", signal.SIGKILL)
+    c.agent("three").kill()
+    delete_ok(a, ("ra", "gone"))
+    c.agent("two").kill()
+    c.agent("one").restart(rejoin=True)     # nobody to join
+    assert list(c.agent("one").members()) == ["one"]
+    wait_for(lambda: str(cluster_state(a)["serf"]).startswith("connected"), 15,
+             "one to be connected to its new agent")
+    time.sleep(3)                           # three tombstone checks
+    assert cluster_state(a)["tombstones"] >= 1, "one dropped the tombstone"
+    c.agent("two").restart(rejoin=True)
+    c.agent("three").restart(rejoin=True)
+    cc = c.start("three", server_args=["-l", str(log1), "--save", str(log2)])
+    c.wait_ready()
+    for s in (a, b, cc):
+        wait_value(s, ("ra", "gone"), absent=True)
+    wait_converged([a, b, cc])
+
+
 def test_restart_from_a_failed_log_keeps_deletions(cluster_factory, tmp_path):
     """Found by tools/soak (issue 16).  three logs in `always` mode to a
     tmpfs that fills up: its log fails and it goes on serving.  one deletes
