@@ -511,6 +511,37 @@ def test_delete_while_node_down_stays_deleted(cluster_factory, tmp_path):
     assert request(cc, "get_value", 5.0, path=Path("dd", "kept")).get("value") == "kept value"
 
 
+def test_empty_node_waits_for_failed_peers(cluster_factory):
+    """Found by tools/soak (issue 16).  three is restarted without any
+    state (no -l, no -i) while its agent believes one and two failed (their
+    agents are down; their servers run on).  It must not serve alone: its
+    ticks would start again at 1, and the peers, which saw three's old
+    changes under those ticks, would ignore the new ones (acknowledged
+    writes lost for good).  It waits until a peer is back, downloads, and
+    counts on above its old ticks."""
+    c = cluster_factory(3)
+    a, b, cc = c.servers
+    old = [set_ok(cc, ("ew", i), i)["chain"]["tick"] for i in range(5)]
+    wait_converged([a, b, cc])
+    c.stop("three", signal.SIGKILL)
+    c.agent("one").kill()
+    c.agent("two").kill()
+    wait_for(lambda: all(c.agent("three").members().get(n) == "failed" for n in ("one", "two")),
+             30, "three's agent to see one and two failed")
+    cc = c.start("three")
+    time.sleep(2)
+    st = cluster_state(cc)
+    assert st["ready"] is False, "three serves alone, with no state: %r" % st
+    assert "waits for one of the 2 it knows" in cc.log(), cc.log_tail(10)
+    c.agent("one").restart(rejoin=True)
+    c.agent("two").restart(rejoin=True)
+    c.wait_ready(timeout=60)
+    r = set_ok(cc, ("ew", "after"), 1)
+    assert r["chain"]["tick"] > max(old), (r, old)
+    wait_value(a, ("ew", "after"), 1, chain=r["chain"])
+    wait_converged([a, b, cc], timeout=30)
+
+
 def test_restarted_agent_forgets_nobody_for_tombstones(cluster_factory, tmp_path):
     """Found by tools/soak (issue 16).  three is down (server and agent)
     when one deletes a key.  one's Serf agent is then restarted while no
