@@ -432,6 +432,14 @@ static int apply(struct dkv_engine *e, const struct dkv_change *c, struct dkv_re
 	} else {
 		if (!c->chain || !c->nchain)
 			return -EINVAL;
+		/* A change we have seen but do not hold was superseded here, by a
+		 * deletion whose tombstone may be gone by now: a late copy (a
+		 * peer's dump encoded before that deletion reached it) must not
+		 * bring it back.  Replayed files are exempt: a dump's node-state
+		 * record marks its entries' ticks seen before it lists them. */
+		if (c->src == DKV_SRC_REMOTE && !(ent->value && ent->value->nchain) &&
+		    dkv_rangeset_contains(&c->chain->node->seen, c->chain->tick))
+			return 0;
 		bool conflict;
 		if (!remote_wins(ent, c->chain, c->nchain, c->tock, &conflict)) {
 			res->conflict = conflict;

@@ -188,6 +188,12 @@ struct logfile {
 	off_t good_size;
 	int job_err;               /* negative errno */
 	const char *job_what;      /* "open", "write", "sync" */
+
+	bool complete;             /* began with the whole state (not -i) */
+	/* each node's gap-free run of seen ticks (by node index) when the
+	 * last write was handed over: what the file holds once it is safe */
+	uint64_t *snap;
+	uint32_t nsnap;
 };
 
 struct save {
@@ -221,6 +227,13 @@ struct dkv_logger {
 	unsigned errors;
 	char last_error[300];
 	char *failed_path;      /* the log that failed last, while no other runs */
+	/* What the current log holds of each node's ticks: the gap-free run
+	 * of seen ticks (by node index) at its last safe write.  behind: a
+	 * log failed and no complete log has replaced it, so reports to the
+	 * peers must not go past held (dkv_logger_reportable). */
+	uint64_t *held;
+	uint32_t nheld;
+	bool behind;
 	struct {
 		void (*cb)(void *arg);
 		void *arg;
@@ -281,11 +294,37 @@ static void log_free(struct logfile *l)
 		close(l->fd);
 	dkv_buf_release(&l->pending);
 	dkv_buf_release(&l->inflight);
+	free(l->snap);
 	free(l->path);
 	free(l);
 	/* a log that held replies no longer does */
 	notify(lg);
 	maybe_finish_close(lg);
+}
+
+/* Note each node's seen prefix as l's next write will hold it: every
+ * change applied so far has its record in that write or an earlier one. */
+static void snapshot(struct logfile *l)
+{
+	struct dkv_engine *e = l->lg->e;
+	uint32_t n = dkv_engine_node_count(e);
+	if (n > l->nsnap)
+		l->snap = dkv_xrealloc(l->snap, n * sizeof *l->snap);
+	l->nsnap = n;
+	for (uint32_t i = 0; i < n; i++)
+		l->snap[i] = dkv_rangeset_prefix(&dkv_engine_node_at(e, i)->seen);
+}
+
+/* l's last write is safe: if l is the current log, that is what it holds. */
+static void held_update(struct logfile *l)
+{
+	struct dkv_logger *lg = l->lg;
+	if (lg->cur != l || !l->nsnap)
+		return;
+	if (l->nsnap > lg->nheld)
+		lg->held = dkv_xrealloc(lg->held, l->nsnap * sizeof *lg->held);
+	memcpy(lg->held, l->snap, l->nsnap * sizeof *lg->held);
+	lg->nheld = l->nsnap;
 }
 
 /* Hand pending to the worker. */
@@ -296,6 +335,8 @@ static void start_job(struct logfile *l, bool sync, bool close_after)
 	l->pending = t;
 	l->pending.len = 0;
 	l->inflight_seq = l->pending_seq;
+	if (l->inflight.len)
+		snapshot(l);
 	l->job_open = l->fd < 0 && !close_after;
 	l->job_sync = sync;
 	l->job_close = close_after;
@@ -419,6 +460,7 @@ static int loop_write(struct logfile *l)
 {
 	if (!l->pending.len || l->loop_err)
 		return 0;
+	snapshot(l);
 	int rc = write_all(l->fd, l->pending.data, l->pending.len);
 	if (rc) {
 		cut_back(l->fd, l->good_size);
@@ -434,13 +476,17 @@ static int loop_write(struct logfile *l)
 	l->pending.len = 0;
 	l->safe_seq = l->pending_seq;
 	l->unsynced = true;
+	held_update(l);
 	return 0;
 }
 
 /* NEEDSWORK: a log that fails (a full disk) stops and the server goes on,
  * so changes made after it are acknowledged without a log.  Refusing them
  * before they are applied needs log space reserved ahead (fallocate) and
- * a check in the engine; the soak issue's disk-full nemesis will need it. */
+ * a check in the engine.  Until a complete log replaces it, the node's
+ * reports to its peers stop at what the failed log holds (lg->behind):
+ * restarted from that log, it still finds every deletion its peers may
+ * have dropped the tombstone of (doc/reliability.md). */
 static void log_failed(struct logfile *l)
 {
 	struct dkv_logger *lg = l->lg;
@@ -459,6 +505,8 @@ static void log_failed(struct logfile *l)
 		say(lg, "logging stopped; the server goes on without a log "
 			"(start a new one with `distkv client log dest FILE`)");
 		log_health(lg, false);
+		if (lg->cur == l)
+			lg->behind = true;
 		free(lg->failed_path);
 		lg->failed_path = dkv_xstrdup(l->path);
 		if (l->cb) /* a stop was waiting */
@@ -507,6 +555,8 @@ static void switch_done(struct logfile *l)
 	free(lg->failed_path);
 	lg->failed_path = NULL;
 	log_health(lg, true);
+	if (l->complete)
+		lg->behind = false;
 	if (old)
 		begin_close(old, NULL, NULL);
 	if (l->cb) {
@@ -567,6 +617,8 @@ static void job_done(uv_work_t *w, int status)
 		start_job(l, l->sync != DKV_LOG_SYNC_NONE, true);
 		return;
 	}
+	if (n)
+		held_update(l);
 	/* the changes made during that job share the next one */
 	if (l->pending.len && !l->loop_writes)
 		start_job(l, l->sync == DKV_LOG_SYNC_ALWAYS, false);
@@ -708,6 +760,7 @@ int dkv_logger_start(struct dkv_logger *lg, const char *path, enum dkv_log_sync 
 	struct logfile *l = log_new(lg, path, sync);
 	l->cb = cb;
 	l->cb_arg = arg;
+	l->complete = !incremental;
 	dkv_log_encode_header(&l->pending, dkv_engine_self(lg->e)->name,
 			      incremental ? DKV_LOG_KIND_LOG : DKV_LOG_KIND_DUMP);
 	if (incremental)
@@ -727,6 +780,7 @@ int dkv_logger_stop(struct dkv_logger *lg, dkv_logger_cb cb, void *arg)
 		return -EBUSY;
 	free(lg->failed_path);
 	lg->failed_path = NULL;
+	lg->behind = false; /* no log: a restart is from nothing, or by choice */
 	if (!lg->cur)
 		return -EALREADY;
 	begin_close(lg->cur, cb, arg);
@@ -879,6 +933,15 @@ uint64_t dkv_logger_need(const struct dkv_logger *lg)
 	return 0;
 }
 
+uint64_t dkv_logger_reportable(const struct dkv_logger *lg, uint32_t node_idx,
+			       uint64_t seen_prefix)
+{
+	if (!lg || !lg->behind)
+		return seen_prefix;
+	uint64_t held = node_idx < lg->nheld ? lg->held[node_idx] : 0;
+	return held < seen_prefix ? held : seen_prefix;
+}
+
 bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq)
 {
 	for (const struct logfile *l = lg->logs; l; l = l->next)
@@ -931,6 +994,7 @@ static void maybe_finish_close(struct dkv_logger *lg)
 	dkv_buf_release(&lg->rec);
 	dkv_path_release(&lg->tmp);
 	free(lg->failed_path);
+	free(lg->held);
 	free(lg);
 	if (cb)
 		cb(arg);

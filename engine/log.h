@@ -155,6 +155,19 @@ void dkv_logger_encode_info(const struct dkv_logger *lg, struct dkv_buf *out);
  * its replies, the filesystem its writers' close()).
  */
 uint64_t dkv_logger_need(const struct dkv_logger *lg);
+/*
+ * What a node may tell its peers it has seen of the node with index
+ * node_idx, whose gap-free run of seen ticks ends at seen_prefix.  The
+ * peers drop a tombstone once every node reported the deletion as seen
+ * (doc/cluster.md), so a report must never run ahead of what a restart
+ * from the node's log would know.  Normally that holds by itself (reports
+ * are replies, held like any other) and this returns seen_prefix.  After
+ * the current log failed, and until a complete log (not -i) replaces it or
+ * logging is stopped, it returns at most what the failed log held at its
+ * last safe write.  lg NULL: seen_prefix.
+ */
+uint64_t dkv_logger_reportable(const struct dkv_logger *lg, uint32_t node_idx,
+			       uint64_t seen_prefix);
 bool dkv_logger_is_durable(const struct dkv_logger *lg, uint64_t seq);
 void dkv_logger_add_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);
 void dkv_logger_remove_notify(struct dkv_logger *lg, void (*cb)(void *arg), void *arg);

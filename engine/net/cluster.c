@@ -85,6 +85,22 @@ void dkv__cluster_start_decision(struct dkv_cluster *cl)
 		n++;
 	}
 	if (!n) {
+		/* A node that holds nothing of its own (no -l, no -i) cannot know
+		 * the ticks it used before: serving now, it would use them again,
+		 * and peers that saw the old changes take the new ones for those
+		 * and drop them.  While Serf knows other nodes of this network
+		 * (failed for now, or only thought so: a healed partition is
+		 * noticed within 30 s), wait for one to come back. */
+		unsigned known = 0;
+		for (struct peer *p = cl->peers; p; p = p->next)
+			known += p->present;
+		if (known && !dkv_engine_self(cl->e)->tick) {
+			dkv__cluster_say(cl, "no other node of this network is alive; this node "
+					 "holds no state of its own, so it waits for one of the "
+					 "%u it knows to come back (or start it with -i to begin "
+					 "a new network)", known);
+			return;
+		}
 		dkv__cluster_set_ready(cl, "no other node of this network is alive");
 		return;
 	}

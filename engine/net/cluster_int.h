@@ -37,7 +37,8 @@ struct peer {
 	char *member;         /* the Serf member carrying the tag */
 	char status[12];      /* the member's status: alive, failed, left, ... */
 	bool tagged;          /* the tag is there now */
-	bool present;         /* its member is in Serf's list (not reaped) */
+	bool present;         /* its member was in Serf's list and was not reaped
+				 since (an agent restart forgets nobody) */
 	bool initial;         /* one of the peers we waited for at the start */
 	bool initial_failed;
 	enum peer_state state;

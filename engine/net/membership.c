@@ -111,14 +111,17 @@ static void on_members(struct serf_client *c, int status, const char *agent_err,
 		return;
 	for (struct peer *p = cl->peers; p; p = p->next)
 		snprintf(p->status, sizeof p->status, "none");
-	/* a peer whose member is gone from the list lost its tag too */
+	/* A peer whose member is gone from the list lost its tag too.  It
+	 * stays present, though: an agent that restarted, or that cannot
+	 * reach a member across a partition, lists it no more, yet that node
+	 * may still come back without a deletion it never saw.  Only Serf
+	 * forgetting it (member-reap) lets its tombstones go (ticker.c). */
 	for (struct peer *p = cl->peers; p; p = p->next) {
 		bool found = false;
 		for (size_t i = 0; i < n && !found; i++)
 			found = p->member && !strcmp(p->member, m[i].name);
 		if (!found)
 			p->tagged = false;
-		p->present = found;
 	}
 	for (size_t i = 0; i < n; i++)
 		update_member(cl, &m[i]);
@@ -222,6 +225,10 @@ void dkv__cluster_on_serf_event(struct serf_client *c, struct serf_stream *s, in
 		break;
 	case SERF_RECORD_MEMBER:
 		if (!strcmp(rec->event, "member-reap")) {
+			for (size_t i = 0; i < rec->nmembers; i++)
+				for (struct peer *p = cl->peers; p; p = p->next)
+					if (p->member && !strcmp(p->member, rec->members[i].name))
+						p->present = false;
 			refresh_members(cl);
 			break;
 		}

@@ -236,6 +236,7 @@ static void dump_step(struct dkv__repl *rp)
 static void send_report(struct dkv__repl *rp)
 {
 	struct dkv_engine *e = rp->st->conn->srv->engine;
+	struct dkv_logger *lg = rp->st->conn->srv->opts.logger;
 	struct dkv_reply r;
 	uint32_t nn = dkv_engine_node_count(e);
 	dkv__stream_msg_begin(rp->st, &r);
@@ -246,7 +247,7 @@ static void send_report(struct dkv__repl *rp)
 		dkv_mp_cstr(r.b, n->name);
 		dkv_mp_array(r.b, 2);
 		dkv_mp_uint(r.b, n->tick);
-		dkv_mp_uint(r.b, dkv_rangeset_prefix(&n->seen));
+		dkv_mp_uint(r.b, dkv_logger_reportable(lg, i, dkv_rangeset_prefix(&n->seen)));
 	}
 	dkv__reply_key(&r, "tock");
 	dkv_mp_uint(r.b, dkv_engine_tock(e));

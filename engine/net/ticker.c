@@ -11,6 +11,8 @@
  * moved.
  */
 #include "cluster_int.h"
+#include "log.h"
+#include "net.h"
 #include "serf.h"
 
 #include <string.h>
@@ -43,7 +45,8 @@ static void announce(struct dkv_cluster *cl)
 	dkv_mp_array(&b, 3);
 	dkv_mp_cstr(&b, self->name);
 	dkv_mp_uint(&b, self->tick);
-	dkv_mp_uint(&b, dkv__seen_prefix(self));
+	dkv_mp_uint(&b, dkv_logger_reportable(cl->srv ? cl->srv->opts.logger : NULL, self->idx,
+					       dkv__seen_prefix(self)));
 	if (!serf_event(cl->serf, cl->tick_event, b.data, b.len, false, NULL, NULL)) {
 		cl->tokens -= 1;
 		cl->announced = self->tick;

@@ -40,6 +40,7 @@ static void setup(void)
 		.qlen = 10,
 		.max_watch_queue = 1000,
 	};
+	srv.ready = true; /* in sync: data requests run (else they are parked, unanswered) */
 	conn.srv = &srv;
 	conn.writing = true; /* never start a uv_write: the tcp handle is not open */
 	msgpack_unpacked_init(&ref);
@@ -183,6 +184,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (conn.streams)
 		dkv__stream_cancel(conn.streams);
+	dkv__auth_conn_gone(&conn); /* a login binds the session to this engine */
+	if (getenv("FUZZ_REQUEST_REPLIES")) { /* what a seed gets: the replies, for a look */
+		FILE *f = fopen(getenv("FUZZ_REQUEST_REPLIES"), "wb");
+		if (f) {
+			fwrite(conn.out.data, 1, conn.out.len, f);
+			fclose(f);
+		}
+	}
 	conn.out.len = 0;
 	conn.close_after_write = false;
 	dkv_engine_free(srv.engine);

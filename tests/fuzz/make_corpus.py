@@ -247,6 +247,59 @@ seeds["non_canonical"] = stream(HELLO) + b"".join([
 
 seeds["bin_keys"] = stream(HELLO) + b"\x83\xc4\x03seq\x01\xc4\x06action\xc4\x08get_tock\xc4\x01x\xc0"
 
+# Logins, users and ACLs (doc/protocol.md, "Logging in, users and ACLs").
+# A password can only be sealed to the key of a live connection, so the
+# password seeds carry boxes that do not open: refused before any hashing.
+ACL = {"": "r", "a": {"#": "rwcd"}}
+seeds["auth_test"] = stream(
+    HELLO,
+    req(1, "auth_set", typ="_test", kind="user", ident="joe", aux={"acl": "ro"}),
+    req(2, "set_internal", path=P("acl", "ro"), value=ACL),
+    req(3, "set_auth_typ", typ="_test"),
+    req(6, "auth", typ="_test", ident="joe", data={}, chroot=[]),
+    req(7, "set_value", path=P("a", "b"), value=1),
+    req(8, "set_value", path=P("x"), value=1),  # the ACL refuses
+    req(9, "test_acl", path=P("a", "b"), mode="w"),
+    req(10, "test_acl", path=P("x"), acl="ro"),
+    req(11, "auth_info"),
+    req(12, "auth_list", typ="_test", kind="user"),
+    ack(12, 2),
+    req(13, "auth_get", typ="_test", kind="user", ident="joe", nchain=2),
+    req(14, "get_tree_internal", path=P()),
+    req(15, "set_auth_typ", typ=None),
+)
+seeds["auth_test_refused"] = stream(
+    HELLO,
+    req(1, "auth_set", typ="_test", kind="user", ident="joe"),
+    req(2, "set_auth_typ", typ="_test"),
+    req(3, "get_tock"),                        # refused: not logged in
+    req(4, "auth", typ="_test", ident="nobody", data={}, chroot=[]),
+    req(5, "get_value", path=P("a")),
+)
+seeds["auth_password"] = stream(
+    HELLO,
+    req(1, "auth_key"),
+    req(2, "auth_set", typ="password", kind="user", ident="ann",
+        data={"password": b"\x01" * 60}),
+    req(3, "auth_set", typ="password", kind="user", ident="ann"),
+    req(4, "set_auth_typ", typ="password"),
+    req(5, "auth", typ="password", ident="ann", data={"password": b"\x02" * 80}, chroot=[]),
+    req(6, "auth", typ="password", ident="ann", data={"password": b"short"}, chroot=[]),
+    req(7, "auth", typ="password", ident="ann", data={}, chroot=["x"]),
+    req(8, "auth_key"),
+)
+seeds["auth_wrong_types"] = stream(
+    HELLO,
+    req(1, "auth", typ=5, ident=["joe"], data=None, chroot="x"),
+    req(2, "auth_set", typ="_test", kind="group", ident="", aux=[1]),
+    req(3, "auth_set", typ="_test", kind="user", ident="j" * 3000),
+    req(4, "auth_set", typ="_test", kind="user", ident="k", chain={"node": 1, "tick": "x"}),
+    req(5, "set_auth_typ", typ="no-such-method"),
+    req(6, "auth_get", typ="_test", kind="user"),
+    req(7, "auth_list", typ=None, kind=None, ident=7),
+    req(8, "test_acl", path=P("a"), mode="wr", acl=5),
+)
+
 os.makedirs(OUT, exist_ok=True)
 for name in os.listdir(OUT):
     os.unlink(os.path.join(OUT, name))

@@ -511,6 +511,124 @@ def test_delete_while_node_down_stays_deleted(cluster_factory, tmp_path):
     assert request(cc, "get_value", 5.0, path=Path("dd", "kept")).get("value") == "kept value"
 
 
+def test_empty_node_waits_for_failed_peers(cluster_factory):
+    """Found by tools/soak (issue 16).  three is restarted without any
+    state (no -l, no -i) while its agent believes one and two failed (their
+    agents are down; their servers run on).  It must not serve alone: its
+    ticks would start again at 1, and the peers, which saw three's old
+    changes under those ticks, would ignore the new ones (acknowledged
+    writes lost for good).  It waits until a peer is back, downloads, and
+    counts on above its old ticks."""
+    c = cluster_factory(3)
+    a, b, cc = c.servers
+    old = [set_ok(cc, ("ew", i), i)["chain"]["tick"] for i in range(5)]
+    wait_converged([a, b, cc])
+    c.stop("three", signal.SIGKILL)
+    c.agent("one").kill()
+    c.agent("two").kill()
+    wait_for(lambda: all(c.agent("three").members().get(n) == "failed" for n in ("one", "two")),
+             30, "three's agent to see one and two failed")
+    cc = c.start("three")
+    time.sleep(2)
+    st = cluster_state(cc)
+    assert st["ready"] is False, "three serves alone, with no state: %r" % st
+    assert "waits for one of the 2 it knows" in cc.log(), cc.log_tail(10)
+    c.agent("one").restart(rejoin=True)
+    c.agent("two").restart(rejoin=True)
+    c.wait_ready(timeout=60)
+    r = set_ok(cc, ("ew", "after"), 1)
+    assert r["chain"]["tick"] > max(old), (r, old)
+    wait_value(a, ("ew", "after"), 1, chain=r["chain"])
+    wait_converged([a, b, cc], timeout=30)
+
+
+def test_restarted_agent_forgets_nobody_for_tombstones(cluster_factory, tmp_path):
+    """Found by tools/soak (issue 16).  three is down (server and agent)
+    when one deletes a key.  one's Serf agent is then restarted while no
+    other agent answers (two's is down too; two's server runs on): the new
+    agent knows nobody, so three is missing from its member list.  one must
+    still keep the tombstone (three never saw the deletion; before the fix
+    one dropped it), and when three comes back from its log the key stays
+    deleted everywhere."""
+    log1, log2 = tmp_path / "three-1.log", tmp_path / "three-2.log"
+    c = cluster_factory(3, config={"server.tombstone.interval": 1},
+                        server_args=[[], [], ["--save", str(log1)]])
+    a, b, cc = c.servers
+    set_ok(a, ("ra", "gone"), "old value")
+    wait_converged([a, b, cc])
+    c.stop("three", signal.SIGKILL)
+    c.agent("three").kill()
+    delete_ok(a, ("ra", "gone"))
+    c.agent("two").kill()
+    c.agent("one").restart(rejoin=True)     # nobody to join
+    assert list(c.agent("one").members()) == ["one"]
+    wait_for(lambda: str(cluster_state(a)["serf"]).startswith("connected"), 15,
+             "one to be connected to its new agent")
+    time.sleep(3)                           # three tombstone checks
+    assert cluster_state(a)["tombstones"] >= 1, "one dropped the tombstone"
+    c.agent("two").restart(rejoin=True)
+    c.agent("three").restart(rejoin=True)
+    cc = c.start("three", server_args=["-l", str(log1), "--save", str(log2)])
+    c.wait_ready()
+    for s in (a, b, cc):
+        wait_value(s, ("ra", "gone"), absent=True)
+    wait_converged([a, b, cc])
+
+
+def test_restart_from_a_failed_log_keeps_deletions(cluster_factory, tmp_path):
+    """Found by tools/soak (issue 16).  three logs in `always` mode to a
+    tmpfs that fills up: its log fails and it goes on serving.  one deletes
+    a key.  three applied the deletion but its log lacks it, so three must
+    not report it as seen: one and two keep the tombstone (before the fix
+    they dropped it, and three, killed and restarted from its failed log,
+    brought the value back for good).  Restarted from that log, three gets
+    the deletion; with a complete log again it reports everything and the
+    tombstone goes."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        log, log2 = d / "three.log", tmp_path / "three-2.log"
+        c = cluster_factory(3, config={"server.tombstone.interval": 1},
+                            server_args=[[], [], ["--save", str(log), "--sync", "always"]])
+        a, b, cc = c.servers
+        set_ok(a, ("fl", "gone"), "old value")
+        wait_converged([a, b, cc])
+        with open(d / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        for i in range(64):             # past the slack of the log's last page
+            set_ok(a, ("fl", "fill", i), "x" * 1000)
+            if request(cc, "get_state", 5.0, log=True)["log"]["state"] == "failed":
+                break
+        assert request(cc, "get_state", 5.0, log=True)["log"]["state"] == "failed"
+        delete_ok(a, ("fl", "gone"))
+        wait_value(cc, ("fl", "gone"), absent=True)
+        time.sleep(3)                   # three tombstone checks
+        for s in (a, b):
+            assert cluster_state(s)["tombstones"] >= 1, "%s dropped the tombstone" % s.node
+
+        c.stop("three", signal.SIGKILL)
+        (d / "filler").unlink()
+        cc = c.start("three", server_args=["-l", str(log), "--save", str(log2)])
+        c.wait_ready()
+        for s in (a, b, cc):
+            wait_value(s, ("fl", "gone"), absent=True)
+        wait_converged([a, b, cc])
+        wait_for(lambda: all(cluster_state(s)["tombstones"] == 0 for s in (a, b, cc)), 20,
+                 "the tombstone to go once three logs completely again")
+        for s in (a, b, cc):
+            r = request(s, "get_value", 5.0, path=Path("fl", "gone"))
+            assert "value" not in r, "deleted entry back on %s: %r" % (s.node, r)
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
 def test_tombstones_dropped_only_when_every_node_has_seen_them(cluster_factory):
     """A deletion's tombstone goes on every node once all three have seen
     it; while a node is down, a newer tombstone stays (on the others) until

@@ -309,6 +309,43 @@ TEST(purge_tombstones)
 	dkv_engine_free(e);
 }
 
+/* Found by tools/soak (issue 16): a peer's dump, encoded before a
+ * deletion reached that peer, arrived after the deletion's tombstone was
+ * purged here.  The value it carried had been seen and superseded: it must
+ * not come back. */
+TEST(seen_change_not_resurrected)
+{
+	struct dkv_engine *e = mk();
+	struct dkv_result r;
+	struct dkv_node *b = dkv_engine_node(e, "node-b", 6);
+	struct dkv_chain_link set[1] = {{b, 5}}, del[1] = {{b, 9}};
+	uint8_t path[] = {0xa1, 'k'};
+	struct dkv_change c = {.path = path, .path_len = 2, .value = (const uint8_t *)"\x05",
+			       .value_len = 1, .src = DKV_SRC_REMOTE, .chain = set, .nchain = 1,
+			       .tock = 10};
+	struct dkv_change d = {.path = path, .path_len = 2, .src = DKV_SRC_REMOTE, .chain = del,
+			       .nchain = 1, .tock = 20};
+	int asked = 0;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	dkv_result_release(e, &r);
+	REQUIRE(dkv_engine_apply(e, &d, &r) == 0);
+	dkv_result_release(e, &r);
+	CHECK_EQ_INT(dkv_engine_purge(e, ripe_all, &asked), 1);
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0); /* the late copy */
+	CHECK(!r.changed);
+	dkv_result_release(e, &r);
+	struct dkv_entry *k = dkv_entry_lookup(e, NULL, path, 2, false);
+	CHECK(!k || !dkv_entry_has_value(k));
+	/* a change not seen yet still goes in */
+	struct dkv_chain_link later[1] = {{b, 12}};
+	c.chain = later;
+	c.tock = 30;
+	REQUIRE(dkv_engine_apply(e, &c, &r) == 0);
+	CHECK(r.changed);
+	dkv_result_release(e, &r);
+	dkv_engine_free(e);
+}
+
 /* A rule for the session tests: refuses every mode in deny, anywhere,
  * and counts the questions. */
 struct rule {
@@ -450,5 +487,6 @@ TEST(error_table)
 }
 
 TESTS(ticks_and_chains, preconditions, tombstones_and_pruning, watchers_and_hooks,
+      seen_change_not_resurrected,
       internal_is_separate, remote_changes, conflicts_resolve_the_same_everywhere,
       purge_tombstones, session_checks_local_changes, prev_and_idem, error_table)
