@@ -239,29 +239,6 @@ struct recinfo {
 	double first_seen;
 };
 
-/* Python's truth of an item (resolved: a tock, true, or absent/false/None). */
-static bool truthy(const struct dkv_mp_item *it)
-{
-	switch (it->type) {
-	case DKV_MP_NIL:
-		return false;
-	case DKV_MP_BOOL:
-		return it->v.b;
-	case DKV_MP_UINT:
-		return it->v.u != 0;
-	case DKV_MP_FLOAT:
-		return it->v.f != 0;
-	case DKV_MP_STR:
-	case DKV_MP_BIN:
-		return it->v.s.len != 0;
-	case DKV_MP_ARRAY:
-	case DKV_MP_MAP:
-		return it->v.n != 0;
-	default:
-		return true;
-	}
-}
-
 /* 0 when mp is a record with a subsystem and a path; -EINVAL else.
  * ri->path must be released either way. */
 static int rec_parse(const uint8_t *mp, size_t len, struct recinfo *ri)
@@ -295,7 +272,7 @@ static int rec_parse(const uint8_t *mp, size_t len, struct recinfo *ri)
 			ri->subsys = v.v.s.p;
 			ri->slen = v.v.s.len;
 		} else if (dkv_mp_streq(&k, "resolved")) {
-			ri->resolved = truthy(&v);
+			ri->resolved = dkv_mp_truthy(&v);
 		} else if (dkv_mp_streq(&k, "first_seen")) {
 			if (v.type == DKV_MP_FLOAT)
 				ri->first_seen = v.v.f;

@@ -654,3 +654,25 @@ bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s)
 	size_t n = strlen(s);
 	return it->v.s.len == n && !memcmp(it->v.s.p, s, n);
 }
+
+bool dkv_mp_truthy(const struct dkv_mp_item *it)
+{
+	switch (it->type) {
+	case DKV_MP_NIL:
+		return false;
+	case DKV_MP_BOOL:
+		return it->v.b;
+	case DKV_MP_UINT:
+		return it->v.u != 0;
+	case DKV_MP_FLOAT:
+		return it->v.f != 0;
+	case DKV_MP_STR:
+	case DKV_MP_BIN:
+		return it->v.s.len != 0;
+	case DKV_MP_ARRAY:
+	case DKV_MP_MAP:
+		return it->v.n != 0;
+	default:
+		return true;
+	}
+}

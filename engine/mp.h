@@ -135,5 +135,8 @@ int dkv_mp_canon(struct dkv_buf *out, struct dkv_mp_reader *r);
 
 /* Compare an item's string or binary payload with a C string. */
 bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s);
+/* Python's truth of a scalar item (nil, false, 0, empty: false); a
+ * container by its count. */
+bool dkv_mp_truthy(const struct dkv_mp_item *it);
 
 #endif

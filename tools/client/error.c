@@ -98,30 +98,6 @@ static bool path_is(const struct dkv_path *p, const uint8_t *enc, size_t len)
 
 /* ---- reading the log ---- */
 
-/* Python's truth of an item (resolved: a tock, true, a time; or absent,
- * false, None, 0). */
-static bool truthy(const struct dkv_mp_item *it)
-{
-	switch (it->type) {
-	case DKV_MP_NIL:
-		return false;
-	case DKV_MP_BOOL:
-		return it->v.b;
-	case DKV_MP_UINT:
-		return it->v.u != 0;
-	case DKV_MP_FLOAT:
-		return it->v.f != 0;
-	case DKV_MP_STR:
-	case DKV_MP_BIN:
-		return it->v.s.len != 0;
-	case DKV_MP_ARRAY:
-	case DKV_MP_MAP:
-		return it->v.n != 0;
-	default:
-		return true;
-	}
-}
-
 static void rec_parse(struct rec *r)
 {
 	struct dkv_mp_reader rd;
@@ -157,7 +133,7 @@ static void rec_parse(struct rec *r)
 			free(r->subsys);
 			r->subsys = dkv_xstrndup((const char *)v.v.s.p, v.v.s.len);
 		} else if (dkv_mp_streq(&k, "resolved")) {
-			r->resolved = truthy(&v);
+			r->resolved = dkv_mp_truthy(&v);
 		} else if (dkv_mp_streq(&k, "first_seen")) {
 			r->first_seen = v.type == DKV_MP_FLOAT ? v.v.f
 				      : v.type == DKV_MP_UINT ? (double)v.v.u : 0;
