@@ -799,6 +799,9 @@ static int start_cluster(struct node *n, struct dkv_cli *cli, const char *name,
 	double tw = dkv_config_float(cli->cfg, "server.tombstone.interval", 10);
 	if (tw > 0 && tw < 86400)
 		co.tombstone_ms = (unsigned)(tw * 1000);
+	double tf = dkv_config_float(cli->cfg, "server.tombstone.forget", 86400);
+	if (tf >= 1 && tf < 1e8)
+		co.forget_s = (unsigned)tf;
 	if (dkv_cluster_new(&n->cluster, &n->loop, n->engine, n->server, &co, err, sizeof err)) {
 		fprintf(stderr, "distkv server: %s\n", err);
 		n->cluster = NULL;

@@ -160,6 +160,7 @@ int dkv_cluster_new(struct dkv_cluster **out, uv_loop_t *loop, struct dkv_engine
 	for (size_t i = 0; i < o->njoin; i++)
 		cl->join[i] = dkv_xstrdup(o->join[i]);
 	cl->tombstone_ms = o->tombstone_ms ? o->tombstone_ms : 10000;
+	cl->forget_ms = (uint64_t)(o->forget_s ? o->forget_s : 86400) * 1000;
 	cl->auth = spec_dup(o->auth);
 	snprintf(cl->serf_state, sizeof cl->serf_state, "connecting to %s", cl->serf_where);
 	cl->started_ms = uv_now(loop);
@@ -212,8 +213,8 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	unsigned np = 0;
 	for (struct peer *p = cl->peers; p; p = p->next)
 		np++;
-	dkv_mp_map(out, 9); /* root ready serf advertise peers conflicts tombstones_dropped
-			     * tombstones missing */
+	dkv_mp_map(out, 10); /* root ready serf advertise peers conflicts tombstones_dropped
+			      * tombstones tombstones_wait_for missing */
 	dkv_mp_cstr(out, "root");
 	dkv_mp_cstr(out, cl->root);
 	dkv_mp_cstr(out, "ready");
@@ -265,6 +266,12 @@ void dkv_cluster_encode_info(struct dkv_cluster *cl, struct dkv_buf *out)
 	dkv_mp_uint(out, cl->purged);
 	dkv_mp_cstr(out, "tombstones");
 	dkv_mp_uint(out, dkv_engine_tombstone_count(cl->e));
+	dkv_mp_cstr(out, "tombstones_wait_for");
+	const struct dkv_node *unheard = dkv__cluster_unheard(cl, dkv__cluster_now_ms(cl));
+	if (unheard)
+		dkv_mp_cstr(out, unheard->name);
+	else
+		dkv_mp_nil(out);
 	dkv_mp_cstr(out, "missing");
 	uint32_t nn = dkv_engine_node_count(cl->e), nm = 0;
 	for (uint32_t i = 0; i < nn; i++) {

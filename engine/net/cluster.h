@@ -49,6 +49,8 @@ struct dkv_cluster_opts {
 	bool ready_now;         /* serve at once (-i): no need to wait for peers */
 	unsigned serf_wait_ms;  /* serve alone when no agent answered by then; 0: 5000 */
 	unsigned tombstone_ms;  /* how often tombstones are checked; 0: 10000 */
+	unsigned forget_s;      /* a node of the data that no agent lists counts as
+				 * gone this long after the start; 0: 86400 */
 	int verbose;            /* < 0: no messages on stderr */
 	void (*on_ready)(void *arg); /* called once when the node gets in sync */
 	void *arg;

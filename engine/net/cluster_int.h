@@ -78,6 +78,8 @@ struct dkv_cluster {
 	struct dkv_auth_spec *auth; /* connect.auth, to log in to peers; NULL: none */
 	int verbose;
 	unsigned tombstone_ms;
+	uint64_t forget_ms;   /* server.tombstone.forget (ticker.c) */
+	bool unheard_said;    /* ticker.c said why it keeps the tombstones */
 	void (*on_ready)(void *);
 	void *on_ready_arg;
 
@@ -168,5 +170,8 @@ void dkv__cluster_on_serf_wait(uv_timer_t *h);
 void dkv__cluster_on_timer(uv_timer_t *h);
 /* The end of the gap-free run of n's ticks that this node has seen. */
 uint64_t dkv__seen_prefix(const struct dkv_node *n);
+/* A node of the data that is no peer of this run, while it may still come
+ * back (tombstones wait for it); NULL when there is none. */
+const struct dkv_node *dkv__cluster_unheard(struct dkv_cluster *cl, uint64_t now);
 
 #endif /* DKV_CLUSTER_INT_H */

@@ -129,10 +129,45 @@ static bool tombstone_ripe(void *arg, const struct dkv_entry *ent)
 	return everywhere;
 }
 
+/* A node of the engine's table that is no peer of this run, or NULL.
+ * The table holds every node named in the data, in the log's node records
+ * or in an announcement: every node this network has had.  A server that
+ * restarted while such a node was cut off (and its agent, restarted too,
+ * lists it no more) cannot know what that node has seen, so it must keep
+ * every tombstone: the node may come back with the old values and hand
+ * them to a newcomer (found by tools/soak, doc/reliability.md).  A node
+ * that left for good is reaped by Serf within its reconnect timeout, so
+ * one that no agent has listed for server.tombstone.forget since this
+ * server started is taken as gone. */
+const struct dkv_node *dkv__cluster_unheard(struct dkv_cluster *cl, uint64_t now)
+{
+	if (now - cl->started_ms >= cl->forget_ms)
+		return NULL;
+	const struct dkv_node *self = dkv_engine_self(cl->e);
+	uint32_t nn = dkv_engine_node_count(cl->e);
+	for (uint32_t i = 0; i < nn; i++) {
+		const struct dkv_node *n = dkv_engine_node_at(cl->e, i);
+		if (n != self && !dkv__peer_find(cl, n->name, strlen(n->name)))
+			return n;
+	}
+	return NULL;
+}
+
 /* Drop tombstones every known node has seen (the engine keeps a list of
  * them: this costs a look at each tombstone, not a walk of the tree). */
-static void purge_tombstones(struct dkv_cluster *cl)
+static void purge_tombstones(struct dkv_cluster *cl, uint64_t now)
 {
+	const struct dkv_node *n = dkv__cluster_unheard(cl, now);
+	if (n) {
+		if (!cl->unheard_said && dkv_engine_tombstone_count(cl->e)) {
+			cl->unheard_said = true;
+			dkv__cluster_say(cl, "keeping every tombstone: node %s is in the data but "
+					     "not in the network's member list (it may come back "
+					     "without the deletions)", n->name);
+		}
+		return;
+	}
+	cl->unheard_said = false;
 	cl->purged += dkv_engine_purge(cl->e, tombstone_ripe, cl);
 }
 
@@ -146,6 +181,6 @@ void dkv__cluster_on_timer(uv_timer_t *h)
 	uint64_t now = dkv__cluster_now_ms(cl);
 	if (cl->ready && cl->peers && now - cl->last_purge_ms >= cl->tombstone_ms) {
 		cl->last_purge_ms = now;
-		purge_tombstones(cl);
+		purge_tombstones(cl, now);
 	}
 }

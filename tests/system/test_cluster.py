@@ -575,6 +575,56 @@ def test_restarted_agent_forgets_nobody_for_tombstones(cluster_factory, tmp_path
     wait_converged([a, b, cc])
 
 
+def test_restarted_server_keeps_tombstones_for_a_node_nobody_lists(cluster_factory, tmp_path):
+    """Found by tools/soak's 30-minute run (issue 16).  three (which wrote
+    data of its own) is down, server and agent, when one deletes a key.
+    Then the agents of one and two are restarted: they know each other,
+    nobody knows three.  Then the servers of one and two restart from their
+    logs: each sees the other as its only peer, and both saw the deletion.
+    Before the fix both dropped the tombstone although three never saw the
+    deletion, and three, back with the old value, could hand it to a
+    newcomer.  Now three, known from the data, keeps every tombstone until
+    it is back in a member list; then the key stays deleted and the
+    tombstone goes."""
+    logs = [tmp_path / ("%s-%d.log" % (n, k)) for n in NAMES[:3] for k in (1, 2)]
+    c = cluster_factory(3, config={"server.tombstone.interval": 1},
+                        server_args=[["--save", str(logs[0])], ["--save", str(logs[2])],
+                                     ["--save", str(logs[4])]])
+    a, b, cc = c.servers
+    set_ok(a, ("rs", "gone"), "old value")
+    set_ok(cc, ("rs", "three's"), "a value of three")
+    wait_converged([a, b, cc])
+    c.stop("three", signal.SIGKILL)
+    c.agent("three").kill()
+    delete_ok(a, ("rs", "gone"))
+    wait_value(b, ("rs", "gone"), absent=True)
+    c.agent("two").kill()
+    c.agent("one").restart(rejoin=False)
+    c.agent("two").restart(rejoin=True)          # joins one; nobody lists three
+    wait_for(lambda: sorted(c.agent("one").members()) == ["one", "two"], 15,
+             "the agents of one and two to list each other only")
+    c.stop("one", signal.SIGKILL)
+    c.stop("two", signal.SIGKILL)
+    a = c.start("one", server_args=["-l", str(logs[0]), "--save", str(logs[1])])
+    b = c.start("two", server_args=["-l", str(logs[2]), "--save", str(logs[3])])
+    c.wait_ready([a, b])
+    time.sleep(3)                               # three tombstone checks
+    for s in (a, b):
+        st = cluster_state(s)
+        assert st["tombstones"] >= 1, "%s dropped the tombstone: %s" % (s.node, st)
+        assert st["tombstones_wait_for"] == "three", st
+    assert "keeping every tombstone: node three" in a.log(), a.log()[-2000:]
+    c.agent("three").restart(rejoin=True)
+    cc = c.start("three", server_args=["-l", str(logs[4]), "--save", str(logs[5])])
+    c.wait_ready()
+    for s in (a, b, cc):
+        wait_value(s, ("rs", "gone"), absent=True)
+    wait_converged([a, b, cc])
+    wait_for(lambda: all(cluster_state(s)["tombstones"] == 0 for s in (a, b, cc)), 20,
+             "the tombstone to go once three is back")
+    assert all(cluster_state(s)["tombstones_wait_for"] is None for s in (a, b, cc))
+
+
 def test_restart_from_a_failed_log_keeps_deletions(cluster_factory, tmp_path):
     """Found by tools/soak (issue 16).  three logs in `always` mode to a
     tmpfs that fills up: its log fails and it goes on serving.  one deletes
