@@ -212,19 +212,13 @@ static int acl_exists(struct dkv__cli_ctx *x, const char *name)
 static int read_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, char **modes,
 		      struct dkv_buf *chain)
 {
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
+	struct dkv_buf val = {0};
 	*modes = NULL;
-	dkv__cli_req_init(&q, "get_internal");
-	dkv__cli_req_path(&q, path);
-	dkv__cli_req_int(&q, "nchain", 1);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0) {
+	int rc = dkv__cli_get(x, "get_internal", path, &val, chain);
+	if (rc == 0 && val.len) {
 		struct dkv_mp_reader r;
 		struct dkv_mp_item it;
-		dkv_mp_reader_init(&r, v, vlen);
+		dkv_mp_reader_init(&r, val.data, val.len);
 		if (dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_STR) {
 			*modes = dkv_xstrndup((const char *)it.v.s.p, it.v.s.len);
 		} else {
@@ -232,11 +226,8 @@ static int read_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, char *
 				x->cli->progname);
 			*modes = dkv_xstrdup("");
 		}
-		if (chain && dkv_client_field(rep.data, rep.len, "chain", &v, &vlen) == 0)
-			dkv_buf_append(chain, v, vlen);
 	}
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
+	dkv_buf_release(&val);
 	return rc;
 }
 
@@ -460,23 +451,6 @@ static const struct dkv__cli_cmd dump_cmd = {
 
 /* ---- acl delete ---- */
 
-/* Delete the value at path; *changed says whether there was one. */
-static int delete_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, bool *changed)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "delete_internal");
-	dkv__cli_req_path(&q, path);
-	int rc = dkv__cli_call(x, &q, &rep);
-	*changed = rc == 0 && !(dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-				vlen == 1 && v[0] == 0xc2 /* false */);
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
 static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 {
 	const struct dkv__cli_opt opts[] = {{NULL}};
@@ -492,7 +466,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (rc)
 		goto out;
 	if (first < argc) {
-		rc = delete_entry(x, &path, &changed);
+		rc = dkv__cli_delete(x, "delete_internal", &path, &changed);
 		if (rc == 0 && !changed) {
 			char *where = dkv__cli_words_text(argc - first, argv + first, "(root)");
 			fprintf(stderr, "%s: ACL %s has no entry at %s\n", x->cli->progname, name,
@@ -505,7 +479,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	/* No internal delete_tree: delete the entries one by one. */
 	rc = walk_acl(x, name, &path, &w);
 	for (size_t i = 0; rc == 0 && i < w.n; i++)
-		rc = delete_entry(x, &w.paths[i], &changed);
+		rc = dkv__cli_delete(x, "delete_internal", &w.paths[i], &changed);
 	if (rc == 0 && w.n == 0) {
 		fprintf(stderr, "%s: no ACL named '%s'\n", x->cli->progname, name);
 		rc = 1;

@@ -658,22 +658,15 @@ static int cmd_user_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (rc == 0)
 		rc = resolve_method(x, &method);
 	if (rc == 0) {
-		struct dkv__cli_req q;
-		struct dkv_buf rep = {0}, path = {0};
-		const uint8_t *v;
-		size_t vlen;
+		struct dkv_buf path = {0};
+		bool changed;
 		auth_path(&path, method, name);
-		dkv__cli_req_init(&q, "delete_internal");
-		dkv__cli_req_path(&q, &path);
-		rc = dkv__cli_call(x, &q, &rep);
-		if (rc == 0 && dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-		    vlen == 1 && v[0] == 0xc2 /* false */) {
+		rc = dkv__cli_delete(x, "delete_internal", &path, &changed);
+		if (rc == 0 && !changed) {
 			fprintf(stderr, "%s: no user '%s' (method %s)\n", x->cli->progname, name,
 				method);
 			rc = 1;
 		}
-		dkv__cli_req_release(&q);
-		dkv_buf_release(&rep);
 		dkv_buf_release(&path);
 	}
 	free(method);

@@ -208,6 +208,68 @@ int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_cl
 	return r == -EIO ? 1 : request_failed(x, r);
 }
 
+int dkv__cli_get(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+		 struct dkv_buf *value, struct dkv_buf *chain)
+{
+	struct dkv__cli_req q;
+	struct dkv_buf rep = {0};
+	const uint8_t *v;
+	size_t vlen;
+	dkv__cli_req_init(&q, action);
+	dkv__cli_req_path(&q, path);
+	if (chain)
+		dkv__cli_req_int(&q, "nchain", 1);
+	int rc = dkv__cli_call(x, &q, &rep);
+	if (rc == 0 && dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0) {
+		dkv_buf_append(value, v, vlen);
+		if (chain && dkv_client_field(rep.data, rep.len, "chain", &v, &vlen) == 0)
+			dkv_buf_append(chain, v, vlen);
+	}
+	dkv__cli_req_release(&q);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
+int dkv__cli_delete(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+		    bool *changed)
+{
+	struct dkv__cli_req q;
+	struct dkv_buf rep = {0};
+	const uint8_t *v;
+	size_t vlen;
+	dkv__cli_req_init(&q, action);
+	dkv__cli_req_path(&q, path);
+	int rc = dkv__cli_call(x, &q, &rep);
+	*changed = rc == 0 && !(dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
+				vlen == 1 && v[0] == 0xc2 /* false */);
+	dkv__cli_req_release(&q);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
+int dkv__cli_has_children(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+			  bool *yes)
+{
+	struct dkv__cli_req q;
+	struct dkv_buf rep = {0};
+	const uint8_t *v;
+	size_t vlen;
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	dkv__cli_req_init(&q, action);
+	dkv__cli_req_path(&q, path);
+	dkv__cli_req_bool(&q, "empty", true);
+	int rc = dkv__cli_call(x, &q, &rep);
+	*yes = false;
+	if (rc == 0 && dkv_client_field(rep.data, rep.len, "result", &v, &vlen) == 0) {
+		dkv_mp_reader_init(&r, v, vlen);
+		*yes = dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_ARRAY && it.v.n > 0;
+	}
+	dkv__cli_req_release(&q);
+	dkv_buf_release(&rep);
+	return rc;
+}
+
 /* ---- output ---- */
 
 int dkv__cli_opt_output(const struct dkv__cli_optarg *a)

@@ -193,6 +193,22 @@ int dkv__cli_call(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, struct d
 int dkv__cli_stream(struct dkv__cli_ctx *x, const struct dkv__cli_req *q, dkv_client_cb cb,
 		    void *arg);
 
+/* One entry, by the action's name: "get_value" or "get_internal".  The
+ * value's msgpack is appended to *value (nothing when the entry has
+ * none) and, when chain is not NULL, its newest chain link to *chain.
+ * 0, or 1 after a message. */
+int dkv__cli_get(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+		 struct dkv_buf *value, struct dkv_buf *chain);
+/* Delete one value ("delete_value" or "delete_internal"); *changed says
+ * whether there was one.  0, or 1 after a message. */
+int dkv__cli_delete(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+		    bool *changed);
+/* Whether the entry at path has children, with or without values
+ * ("enum" or "enum_internal", which answer for a missing entry too).  0,
+ * or 1 after a message. */
+int dkv__cli_has_children(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
+			  bool *yes);
+
 /* ---- output (client.c) ---- */
 
 /* The two option rows of a command that can print JSON (-o FMT and

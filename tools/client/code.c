@@ -106,30 +106,6 @@ static bool blank(const struct dkv_buf *b)
 
 /* ---- records ---- */
 
-/* The record at path in *value (empty when there is none) and its chain
- * in *chain (when not NULL).  0 or 1. */
-static int read_record(struct dkv__cli_ctx *x, const struct dkv_buf *path, struct dkv_buf *value,
-		       struct dkv_buf *chain)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "get_internal");
-	dkv__cli_req_path(&q, path);
-	if (chain)
-		dkv__cli_req_int(&q, "nchain", 1);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0) {
-		dkv_buf_append(value, v, vlen);
-		if (chain && dkv_client_field(rep.data, rep.len, "chain", &v, &vlen) == 0)
-			dkv_buf_append(chain, v, vlen);
-	}
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
 static bool key_in(const struct dkv_mp_item *k, const char *const *keys)
 {
 	for (; *keys; keys++)
@@ -296,7 +272,7 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (rc == 0 && blank(&script))
 		script.len = 0;
 	if (rc == 0)
-		rc = read_record(x, &path, &old, &chain);
+		rc = dkv__cli_get(x, "get_internal", &path, &old, &chain);
 	const uint8_t *v;
 	size_t vlen;
 	if (rc == 0 && !script.len && map_field(old.data, old.len, "code", &v, &vlen) < 0) {
@@ -345,7 +321,7 @@ static int get_record(struct dkv__cli_ctx *x, const struct kind *k, int argc, ch
 	struct dkv_mp_item code;
 	rc = record_path(x, k, argc - optind, argv + optind, true, &path);
 	if (rc == 0)
-		rc = read_record(x, &path, &value, NULL);
+		rc = dkv__cli_get(x, "get_internal", &path, &value, NULL);
 	if (rc == 0 && !value.len)
 		rc = no_record(x, k, argc - optind, argv + optind);
 	if (rc)
@@ -431,30 +407,6 @@ static int list_cb(void *arg, const uint8_t *m, size_t len)
 	return 0;
 }
 
-/* Whether the entry at path has children (enum_internal answers for an
- * entry that does not exist, where get_tree_internal fails).  0 or 1. */
-static int has_children(struct dkv__cli_ctx *x, const struct dkv_buf *path, bool *yes)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	struct dkv_mp_reader r;
-	struct dkv_mp_item it;
-	dkv__cli_req_init(&q, "enum_internal");
-	dkv__cli_req_path(&q, path);
-	dkv__cli_req_bool(&q, "empty", true);
-	int rc = dkv__cli_call(x, &q, &rep);
-	*yes = false;
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "result", &v, &vlen) == 0) {
-		dkv_mp_reader_init(&r, v, vlen);
-		*yes = dkv_mp_read(&r, &it) == 0 && it.type == DKV_MP_ARRAY && it.v.n > 0;
-	}
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
 static int list_records(struct dkv__cli_ctx *x, const struct kind *k, int argc, char **argv)
 {
 	const struct dkv__cli_opt opts[] = {{NULL}};
@@ -468,7 +420,7 @@ static int list_records(struct dkv__cli_ctx *x, const struct kind *k, int argc, 
 	if (rc == 0)
 		rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &prefix);
 	if (rc == 0)
-		rc = has_children(x, &path, &deeper);
+		rc = dkv__cli_has_children(x, "enum_internal", &path, &deeper);
 	if (rc == 0 && deeper) {
 		struct dkv__cli_req q;
 		dkv__cli_req_init(&q, "get_tree_internal");
@@ -476,7 +428,7 @@ static int list_records(struct dkv__cli_ctx *x, const struct kind *k, int argc, 
 		rc = dkv__cli_stream(x, &q, list_cb, &s);
 		dkv__cli_req_release(&q);
 	} else if (rc == 0) {
-		rc = read_record(x, &path, &value, NULL);
+		rc = dkv__cli_get(x, "get_internal", &path, &value, NULL);
 		if (rc == 0 && value.len)
 			print_line(&prefix, NULL, 0, value.data, value.len);
 	}
@@ -493,23 +445,13 @@ static int delete_record(struct dkv__cli_ctx *x, const struct kind *k, int argc,
 	int rc = dkv__cli_options(x, opts, argc, argv);
 	if (rc >= 0)
 		return rc;
-	struct dkv__cli_req q;
-	struct dkv_buf path = {0}, rep = {0};
-	const uint8_t *v;
-	size_t vlen;
+	struct dkv_buf path = {0};
+	bool changed;
 	rc = record_path(x, k, argc - optind, argv + optind, true, &path);
-	if (rc) {
-		dkv_buf_release(&path);
-		return rc;
-	}
-	dkv__cli_req_init(&q, "delete_internal");
-	dkv__cli_req_path(&q, &path);
-	rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-	    vlen == 1 && v[0] == 0xc2 /* false */)
+	if (rc == 0)
+		rc = dkv__cli_delete(x, "delete_internal", &path, &changed);
+	if (rc == 0 && !changed)
 		rc = no_record(x, k, argc - optind, argv + optind);
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
 	dkv_buf_release(&path);
 	return rc;
 }
@@ -569,7 +511,7 @@ static int cmd_module_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (rc == 0)
 		rc = read_script(x, &modules, file, &text);
 	if (rc == 0)
-		rc = read_record(x, &path, &old, &chain);
+		rc = dkv__cli_get(x, "get_internal", &path, &old, &chain);
 	if (rc == 0) {
 		uint32_t n = copy_other_pairs(&body, old.data, old.len, code_key);
 		dkv_mp_map(&value, n + 1);

@@ -229,17 +229,13 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 		return rc;
 	if (optind >= argc)
 		return dkv__cli_usage_error(x, "%s", "missing the codec's NAME");
-	struct dkv_buf path = {0}, rep = {0}, rest = {0};
-	struct dkv__cli_req q = {0};
-	const uint8_t *v;
-	size_t vlen;
-	if ((rc = int_path(x, "codec", argc - optind, argv + optind, &path)))
+	struct dkv_buf path = {0}, val = {0}, rest = {0};
+	if ((rc = int_path(x, "codec", argc - optind, argv + optind, &path)) ||
+	    (rc = dkv__cli_get(x, "get_internal", &path, &val, NULL)))
 		goto out;
-	dkv__cli_req_init(&q, "get_internal");
-	dkv__cli_req_path(&q, &path);
-	if ((rc = dkv__cli_call(x, &q, &rep)))
-		goto out;
-	if (dkv_client_field(rep.data, rep.len, "value", &v, &vlen) < 0) {
+	const uint8_t *v = val.data;
+	size_t vlen = val.len;
+	if (!vlen) {
 		char *w = dkv__cli_words_text(argc - optind, argv + optind, "");
 		fprintf(stderr, "%s: no codec named '%s'\n", x->cli->progname, w);
 		free(w);
@@ -264,9 +260,8 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	dkv_buf_release(&pairs);
 	rc = dkv__cli_print_yaml(x, rest.data, rest.len);
 out:
-	dkv__cli_req_release(&q);
 	dkv_buf_release(&path);
-	dkv_buf_release(&rep);
+	dkv_buf_release(&val);
 	dkv_buf_release(&rest);
 	return rc;
 }
@@ -397,22 +392,14 @@ static const struct dkv__cli_cmd list_cmd = {
 static int delete_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, const char *what,
 			int argc, char **argv)
 {
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "delete_internal");
-	dkv__cli_req_path(&q, path);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-	    vlen == 1 && v[0] == 0xc2 /* false */) {
+	bool changed;
+	int rc = dkv__cli_delete(x, "delete_internal", path, &changed);
+	if (rc == 0 && !changed) {
 		char *w = dkv__cli_words_text(argc, argv, "");
 		fprintf(stderr, "%s: no %s at '%s'\n", x->cli->progname, what, w);
 		free(w);
 		rc = 1;
 	}
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
 	return rc;
 }
 

@@ -180,48 +180,6 @@ static bool field_str(const struct dkv_buf *m, const char *key, const char **s, 
 
 /* ---- requests ---- */
 
-/* The value at path (data, or internal with "get_internal") into *value
- * (left empty when there is none) and its chain into *chain when not
- * NULL.  0 or 1. */
-static int read_entry(struct dkv__cli_ctx *x, const char *action, const struct dkv_buf *path,
-		      struct dkv_buf *value, struct dkv_buf *chain)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, action);
-	dkv__cli_req_path(&q, path);
-	if (chain)
-		dkv__cli_req_int(&q, "nchain", 1);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0) {
-		dkv_buf_append(value, v, vlen);
-		if (chain && dkv_client_field(rep.data, rep.len, "chain", &v, &vlen) == 0)
-			dkv_buf_append(chain, v, vlen);
-	}
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
-/* Delete the value at path; *gone tells whether there was one.  0 or 1. */
-static int delete_entry(struct dkv__cli_ctx *x, const struct dkv_buf *path, bool *gone)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "delete_value");
-	dkv__cli_req_path(&q, path);
-	int rc = dkv__cli_call(x, &q, &rep);
-	*gone = rc == 0 && !(dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-			     vlen == 1 && v[0] == 0xc2 /* false */);
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
 /* The names below path (enum, entries without a value too), as element
  * encodings: each a struct dkv_buf in *names (the caller releases them
  * and frees the array).  0 or 1. */
@@ -282,7 +240,7 @@ static int job_state(struct dkv__cli_ctx *x, const struct group *g, const struct
 	if (g->kind != ALL) {
 		dkv_buf_append(&path, g->state.data, g->state.len);
 		dkv_buf_append(&path, rel->data, rel->len);
-		rc = read_entry(x, "get_value", &path, &value, NULL);
+		rc = dkv__cli_get(x, "get_value", &path, &value, NULL);
 		if (rc == 0 && value.len) {
 			*found = true;
 			if (!just)
@@ -307,7 +265,7 @@ static int job_state(struct dkv__cli_ctx *x, const struct group *g, const struct
 		dkv_buf_append(&path, g->state.data, g->state.len);
 		dkv_buf_append(&path, nodes[i].data, nodes[i].len);
 		dkv_buf_append(&path, rel->data, rel->len);
-		rc = read_entry(x, "get_value", &path, &value, NULL);
+		rc = dkv__cli_get(x, "get_value", &path, &value, NULL);
 		if (rc || !value.len)
 			continue;
 		dkv_buf_append(&body, nodes[i].data, nodes[i].len);
@@ -656,7 +614,7 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (!rc && s.code)
 		rc = parse_code(x, s.code, &code);
 	if (!rc)
-		rc = read_entry(x, "get_value", &path, &old, &chain);
+		rc = dkv__cli_get(x, "get_value", &path, &old, &chain);
 	if (!rc && !old.len && !s.code) {
 		fprintf(stderr, "%s: a new job needs -c CODE\n", x->cli->progname);
 		rc = EXIT_USAGE;
@@ -666,7 +624,7 @@ static int cmd_set(struct dkv__cli_ctx *x, int argc, char **argv)
 		struct dkv_buf cpath = {0};
 		dkv_mp_cstr(&cpath, DKV_CODE_ELEM);
 		dkv_buf_append(&cpath, code.data, code.len);
-		rc = read_entry(x, "get_internal", &cpath, &rec, NULL);
+		rc = dkv__cli_get(x, "get_internal", &cpath, &rec, NULL);
 		dkv_buf_release(&cpath);
 		if (!rc && !rec.len) {
 			fprintf(stderr, "%s: no code at %s (store it with \"code set\" first)\n",
@@ -729,7 +687,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (!rc)
 		rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &rel);
 	if (!rc)
-		rc = read_entry(x, "get_value", &path, &value, NULL);
+		rc = dkv__cli_get(x, "get_value", &path, &value, NULL);
 	if (!rc && !value.len)
 		rc = no_job(x, argc - optind, argv + optind);
 	if (rc)
@@ -1044,7 +1002,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (!rc)
 		rc = dkv__cli_parse_path(x, argc - optind, argv + optind, &rel);
 	if (!rc)
-		rc = delete_entry(x, &path, &gone);
+		rc = dkv__cli_delete(x, "delete_value", &path, &gone);
 	if (!rc && !gone) {
 		rc = no_job(x, argc - optind, argv + optind);
 		goto out;
@@ -1054,7 +1012,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	if (!rc && g.kind != ALL) {
 		dkv_buf_append(&spath, g.state.data, g.state.len);
 		dkv_buf_append(&spath, rel.data, rel.len);
-		rc = delete_entry(x, &spath, &gone);
+		rc = dkv__cli_delete(x, "delete_value", &spath, &gone);
 	} else if (!rc) {
 		rc = list_names(x, &g.state, &nodes, &nn);
 		for (size_t i = 0; !rc && i < nn; i++) {
@@ -1062,7 +1020,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 			dkv_buf_append(&spath, g.state.data, g.state.len);
 			dkv_buf_append(&spath, nodes[i].data, nodes[i].len);
 			dkv_buf_append(&spath, rel.data, rel.len);
-			rc = delete_entry(x, &spath, &gone);
+			rc = dkv__cli_delete(x, "delete_value", &spath, &gone);
 		}
 	}
 out:
@@ -1127,7 +1085,7 @@ static int cmd_info(struct dkv__cli_ctx *x, int argc, char **argv)
 	dkv_mp_uint(&doc, jobs);
 	if (g.kind != ALL) {
 		dkv_mp_cstr(&doc, "leader");
-		rc = read_entry(x, "get_value", &g.lease, &lease, NULL);
+		rc = dkv__cli_get(x, "get_value", &g.lease, &lease, NULL);
 		if (lease.len)
 			dkv_buf_append(&doc, lease.data, lease.len);
 		else
@@ -1142,7 +1100,7 @@ static int cmd_info(struct dkv__cli_ctx *x, int argc, char **argv)
 			path.len = lease.len = 0;
 			dkv_buf_append(&path, g.lease.data, g.lease.len);
 			dkv_buf_append(&path, nodes[i].data, nodes[i].len);
-			rc = read_entry(x, "get_value", &path, &lease, NULL);
+			rc = dkv__cli_get(x, "get_value", &path, &lease, NULL);
 			if (rc || !lease.len)
 				continue;
 			dkv_buf_append(&body, nodes[i].data, nodes[i].len);

@@ -57,41 +57,6 @@ static bool blank(const struct dkv_buf *b)
 	return true;
 }
 
-/* The value of an internal entry, raw msgpack, in *val (empty when it
- * has none).  0 or 1. */
-static int get_value(struct dkv__cli_ctx *x, const struct dkv_buf *path, struct dkv_buf *val)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "get_internal");
-	dkv__cli_req_path(&q, path);
-	int rc = dkv__cli_call(x, &q, &rep);
-	if (rc == 0 && dkv_client_field(rep.data, rep.len, "value", &v, &vlen) == 0)
-		dkv_buf_append(val, v, vlen);
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
-/* Delete an internal entry; *changed: it had a value.  0 or 1. */
-static int delete_value(struct dkv__cli_ctx *x, const struct dkv_buf *path, bool *changed)
-{
-	struct dkv__cli_req q;
-	struct dkv_buf rep = {0};
-	const uint8_t *v;
-	size_t vlen;
-	dkv__cli_req_init(&q, "delete_internal");
-	dkv__cli_req_path(&q, path);
-	int rc = dkv__cli_call(x, &q, &rep);
-	*changed = rc == 0 && !(dkv_client_field(rep.data, rep.len, "changed", &v, &vlen) == 0 &&
-				vlen == 1 && v[0] == 0xc2 /* false */);
-	dkv__cli_req_release(&q);
-	dkv_buf_release(&rep);
-	return rc;
-}
-
 static int set_value(struct dkv__cli_ctx *x, const struct dkv_buf *path, const struct dkv_buf *val)
 {
 	struct dkv__cli_req q;
@@ -138,25 +103,16 @@ static int walk_cb(void *arg, const uint8_t *m, size_t len)
 static int walk(struct dkv__cli_ctx *x, const char *top, int argc, char **argv, walk_fn fn,
 		void *arg)
 {
-	struct dkv_buf path = {0}, base = {0}, val = {0}, rep = {0};
+	struct dkv_buf path = {0}, base = {0}, val = {0};
 	struct dkv__cli_req q;
 	struct walk w = {.base = &base, .fn = fn, .arg = arg};
+	bool kids;
 	int rc = internal_path(x, top, argc, argv, &path);
 	if (rc)
 		goto out;
 	dkv__cli_parse_path(x, argc, argv, &base);
-	if ((rc = get_value(x, &path, &val)))
-		goto out;
-	dkv__cli_req_init(&q, "enum_internal");
-	dkv__cli_req_path(&q, &path);
-	dkv__cli_req_bool(&q, "empty", true);
-	rc = dkv__cli_call(x, &q, &rep);
-	dkv__cli_req_release(&q);
-	const uint8_t *res;
-	size_t reslen;
-	bool kids = rc == 0 && dkv_client_field(rep.data, rep.len, "result", &res, &reslen) == 0 &&
-		    reslen && res[0] != 0x90 && res[0] != 0xc0;
-	if (rc || (!kids && !val.len))
+	if ((rc = dkv__cli_get(x, "get_internal", &path, &val, NULL)) ||
+	    (rc = dkv__cli_has_children(x, "enum_internal", &path, &kids)) || (!kids && !val.len))
 		goto out;
 	dkv__cli_req_init(&q, "get_tree_internal");
 	dkv__cli_req_path(&q, &path);
@@ -167,7 +123,6 @@ out:
 	dkv_buf_release(&path);
 	dkv_buf_release(&base);
 	dkv_buf_release(&val);
-	dkv_buf_release(&rep);
 	return rc;
 }
 
@@ -331,7 +286,7 @@ static int cmd_get(struct dkv__cli_ctx *x, int argc, char **argv)
 	struct dkv_buf path = {0}, val = {0}, doc = {0};
 	rc = internal_path(x, "type", argc - optind, argv + optind, &path);
 	if (rc == 0)
-		rc = get_value(x, &path, &val);
+		rc = dkv__cli_get(x, "get_internal", &path, &val, NULL);
 	if (rc)
 		goto out;
 	if (!val.len) {
@@ -413,7 +368,7 @@ static int cmd_delete(struct dkv__cli_ctx *x, int argc, char **argv)
 	bool changed = false;
 	rc = internal_path(x, "type", argc - optind, argv + optind, &path);
 	if (rc == 0)
-		rc = delete_value(x, &path, &changed);
+		rc = dkv__cli_delete(x, "delete_internal", &path, &changed);
 	if (rc == 0 && !changed) {
 		char *w = path_words(path.data + 5, path.len - 5);
 		fprintf(stderr, "%s: no type %s\n", x->cli->progname, w);
@@ -474,12 +429,12 @@ static int cmd_match(struct dkv__cli_ctx *x, int argc, char **argv)
 		rc = set_value(x, &path, &val);
 	} else if (del) {
 		bool changed;
-		rc = delete_value(x, &path, &changed);
+		rc = dkv__cli_delete(x, "delete_internal", &path, &changed);
 		if (rc == 0 && !changed) {
 			fprintf(stderr, "%s: no match there\n", x->cli->progname);
 			rc = 1;
 		}
-	} else if ((rc = get_value(x, &path, &val)) == 0) {
+	} else if ((rc = dkv__cli_get(x, "get_internal", &path, &val, NULL)) == 0) {
 		struct dkv_path tp;
 		struct dkv_mp_reader r;
 		const uint8_t *v;
