@@ -66,10 +66,30 @@ void dkv__cluster_check_initial(struct dkv_cluster *cl)
 {
 	if (cl->ready)
 		return;
-	for (struct peer *p = cl->peers; p; p = p->next)
-		if (p->initial && !p->initial_failed)
-			return;
-	dkv__cluster_set_ready(cl, "no live peer could be reached; serving the local state");
+	const struct peer *got = NULL;
+	unsigned pending = 0, ngot = 0;
+	for (struct peer *p = cl->peers; p; p = p->next) {
+		if (!p->initial)
+			continue;
+		if (p->initial_synced) {
+			got = got ? got : p;
+			ngot++;
+		} else if (!p->initial_failed) {
+			pending++;
+		}
+	}
+	if (pending && (!got || cl->wait_all))
+		return;
+	if (!got) {
+		dkv__cluster_set_ready(cl, "no live peer could be reached; serving the local state");
+		return;
+	}
+	char why[160];
+	if (ngot > 1)
+		snprintf(why, sizeof why, "state downloaded from %u peers", ngot);
+	else
+		snprintf(why, sizeof why, "state downloaded from %.60s", got->name);
+	dkv__cluster_set_ready(cl, why);
 }
 
 void dkv__cluster_start_decision(struct dkv_cluster *cl)
@@ -104,7 +124,15 @@ void dkv__cluster_start_decision(struct dkv_cluster *cl)
 		dkv__cluster_set_ready(cl, "no other node of this network is alive");
 		return;
 	}
-	dkv__cluster_say(cl, "downloading the state from %u peer(s) before answering clients", n);
+	/* A node without state of its own learns the ticks it used before
+	 * only from the peers: one that has not answered yet may hold its
+	 * newest changes (made just before this node lost its state), and
+	 * serving before it does would use those ticks again (found by
+	 * tools/soak: a wiped node ready after one of two downloads). */
+	cl->wait_all = !dkv_engine_self(cl->e)->tick;
+	dkv__cluster_say(cl, "downloading the state from %u peer(s) before answering clients%s", n,
+			 cl->wait_all && n > 1 ? " (all of them: this node holds no state of its own)"
+					       : "");
 	dkv_progress_start(&cl->download, "downloading the state", "records");
 }
 

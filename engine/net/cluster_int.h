@@ -41,6 +41,7 @@ struct peer {
 				 since (an agent restart forgets nobody) */
 	bool initial;         /* one of the peers we waited for at the start */
 	bool initial_failed;
+	bool initial_synced;  /* its first download completed before we were ready */
 	enum peer_state state;
 	struct link *link;
 	uv_timer_t retry;
@@ -89,6 +90,8 @@ struct dkv_cluster {
 	bool joined;          /* the --join request was answered */
 	bool members_known;   /* a member list came after the join */
 	bool decided;         /* dkv__cluster_start_decision chose whom to wait for */
+	bool wait_all;        /* ready only when every peer waited for has answered
+			       * (a node without state of its own; cluster.c) */
 	char serf_state[160];
 	char **agents;        /* gossip addresses of agents seen, to rejoin */
 	size_t nagents;
@@ -130,8 +133,9 @@ uint64_t dkv__cluster_now_ms(struct dkv_cluster *cl);
 /* The node is in sync (why says how, for the log): answer clients.  Once;
  * not while closing. */
 void dkv__cluster_set_ready(struct dkv_cluster *cl, const char *why);
-/* A peer we waited for at the start failed: serve the local state if no
- * other is left to wait for. */
+/* A peer we waited for at the start failed or completed its download:
+ * serve once none is left to wait for (or, for a node with state of its
+ * own, once one download completed). */
 void dkv__cluster_check_initial(struct dkv_cluster *cl);
 /* The member list is known: decide whom to wait for. */
 void dkv__cluster_start_decision(struct dkv_cluster *cl);

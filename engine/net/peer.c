@@ -507,8 +507,9 @@ static bool handle_peer_msg(struct peer *p, const uint8_t *data, size_t len)
 				dkv_progress_end(&cl->download); /* a clean line for the message */
 				dkv__cluster_say(cl, "link to %s (%s) is live", p->name, p->addr);
 				if (!cl->ready) {
-					snprintf(text, sizeof text, "state downloaded from %s", p->name);
-					dkv__cluster_set_ready(cl, text);
+					/* one that came up after the start counts too */
+					p->initial = p->initial_synced = true;
+					dkv__cluster_check_initial(cl);
 				}
 			}
 		} else if (field_is(f, "ticks")) {

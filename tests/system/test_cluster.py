@@ -542,6 +542,41 @@ def test_empty_node_waits_for_failed_peers(cluster_factory):
     wait_converged([a, b, cc], timeout=30)
 
 
+def test_empty_node_waits_for_every_peer_it_downloads_from(cluster_factory):
+    """Found by tools/soak's 30-minute run (issue 16).  A node restarted
+    without state learns the ticks it used before only from its peers.  In
+    the soak, one was wiped right after changes that had reached three but
+    not two; it was ready as soon as two's download was done, used those
+    ticks again, and the peers, which had seen them, ignored its new
+    changes (one acknowledged write lost, two old values left on three).
+    Now such a node waits until every peer it downloads from has answered:
+    here three is stopped while one restarts, so one waits for it."""
+    c = cluster_factory(3)
+    a, b, cc = c.servers
+    old = [set_ok(a, ("ea", i), i)["chain"]["tick"] for i in range(5)]
+    wait_converged([a, b, cc])
+    c.stop("one", signal.SIGKILL)
+    cc.proc.send_signal(signal.SIGSTOP)
+    try:
+        a = c.start("one")
+        wait_for(lambda: "downloading the state from 2 peer(s)" in a.log(), 15,
+                 "one to start downloading")
+        wait_for(lambda: peer_states(a).get("two") == "live", 15, "two's download")
+        time.sleep(1)
+        st = cluster_state(a)
+        assert st["ready"] is False, "one serves before three answered: %r" % st
+        assert "(all of them: this node holds no state of its own)" in a.log(), a.log_tail(10)
+    finally:
+        cc.proc.send_signal(signal.SIGCONT)
+    c.wait_ready(timeout=30)
+    assert "in sync: state downloaded from 2 peers" in a.log(), a.log_tail(10)
+    r = set_ok(a, ("ea", "after"), 1)
+    assert r["chain"]["tick"] > max(old), (r, old)
+    for s in (b, cc):
+        wait_value(s, ("ea", "after"), 1, chain=r["chain"])
+    wait_converged([a, b, cc], timeout=30)
+
+
 def test_restarted_agent_forgets_nobody_for_tombstones(cluster_factory, tmp_path):
     """Found by tools/soak (issue 16).  three is down (server and agent)
     when one deletes a key.  one's Serf agent is then restarted while no
