@@ -399,6 +399,32 @@ def test_replicated_one_record_per_error(cluster_factory):
 # ---- the mount ----
 
 
+def view_files(root):
+    """Every file below .errors, as relative paths (what ls -R shows)."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+def write_text(path, text, flags=os.O_WRONLY | os.O_TRUNC):
+    """open/write/close; the errno of the first call that failed (0: none)."""
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        return e.errno
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:
+        os.close(fd)
+        return e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
 def test_mount_errors_and_run(mount_factory):
     m = mount_factory(config=FAST)
     s, mnt = m.server, m.mnt
@@ -406,17 +432,22 @@ def test_mount_errors_and_run(mount_factory):
     refused(s, "-v", "123", "stats", "a")
     rec = wait_for(lambda: listed(s), 10, "the type error")[0]
     node, tock = syspath(rec)
-    # .errors: the records as stored, NODE/:TOCK/_, details below
-    d = os.path.join(mnt, ".errors", node, ":" + tock)
-    wait_for(lambda: os.path.exists(os.path.join(d, "_")), 5, "the record in the mount")
-    shown = dkvyaml.load(read(os.path.join(d, "_")))
-    assert shown["subsystem"] == "type" and shown["path"] == ("P", "stats.a"), shown
-    assert dkvyaml.load(read(os.path.join(d, node, "_")))["message"] == \
-        "ValueError('not an integer')"
+    # .errors: by the error's path; the _ is a map by subsystem
+    v = os.path.join(mnt, ".errors", "stats", "a", "_")
+    wait_for(lambda: os.path.exists(v), 5, "the error in the mount")
+    shown = dkvyaml.load(read(v))
+    assert set(shown) == {"type"}, shown
+    t = shown["type"]
+    assert t["count"] == 1 and t["resolved"] is False and t["severity"] == 2, t
+    assert t["syspath"] == ("P", "%s.:%s" % (node, tock)) and "path" not in t, t
+    assert t["nodes"][node]["message"] == "ValueError('not an integer')", t
+    # the records themselves are where the data tree has them
+    raw = os.path.join(mnt, ".distkv", "error", node, ":" + tock, "_")
+    assert dkvyaml.load(read(raw))["subsystem"] == "type"
     # resolving through the mount: the record with resolved set
-    with open(os.path.join(d, "_"), "w") as f:
-        f.write(read(os.path.join(d, "_")).replace("resolved: false", "resolved: true"))
-    wait_for(lambda: listed(s) == [], 5, "resolved through the mount")
+    assert write_text(v, "resolved: true\n") == 0
+    assert listed(s) == []
+    assert dkvyaml.load(read(v))["type"]["resolved"] > 0
 
     # .run: the jobs as stored, and each job's state record as .state
     ok(s.dkv("data", "set", "-ev", "{'code': ['the', 'answer'], 't': 0}",
@@ -440,3 +471,136 @@ def test_mount_errors_and_run(mount_factory):
     assert errno_of(lambda: os.stat(os.path.join(mnt, "stats", "a", ".state"))) == errno.ENOENT
     ok(s.dkv("data", "delete", ".distkv", "state", "any", "a", "question", check=False))
     wait_for(lambda: not os.path.exists(os.path.join(job, ".state")), 5, "the state gone")
+
+
+def test_mount_errors_by_path(mount_factory):
+    """.errors shows the errors by path (issue 15): ls -R lists the paths
+    `error list -d_` shows below its subsystems, each _ a map by subsystem
+    (record fields, syspath, every node's details with the traceback);
+    the root path's errors are .errors/_.  Writing resolved: true/false
+    (alone, or in a subsystem's part, as cat shows it) resolves and
+    reopens; rm -r deletes; everything else is refused with a clear errno
+    and changes nothing."""
+    m = mount_factory()
+    s, mnt = m.server, m.mnt
+    ev = os.path.join(mnt, ".errors")
+    t = time.time()
+    job = (".distkv", "run", "any", "what", "me", "worry")
+    with s.connect() as p:
+        runner_error(p, "node-a", job, "RuntimeError: Owch", TRACE, t)
+        runner_error(p, "node-a", ("stats", "a"), "bad", TRACE, t, subsystem="type")
+        runner_error(p, "node-b", ("stats", "a"), "worse", TRACE, t + 1, subsystem="codec")
+        runner_error(p, "node-a", (), "the root", TRACE, t, subsystem="peer")
+        runner_error(p, "node-a", ("stats", "a", "deeper"), "below", TRACE, t)
+    files = view_files(ev)
+    assert files == [":=.distkv/run/any/what/me/worry/_", "_", "stats/a/_",
+                     "stats/a/deeper/_"], files   # names as in the data tree
+    # the same paths as `error list -d_`, below its subsystems
+    d = as_dict(s)
+    assert set(d) == {"run", "type", "codec", "peer"}
+    assert "_" in d["run"][".distkv"]["run"]["any"]["what"]["me"]["worry"]
+    assert sorted(os.listdir(os.path.join(ev, "stats"))) == ["a"]
+    assert sorted(os.listdir(os.path.join(ev, "stats", "a"))) == ["_", "deeper"]
+    # one path, two subsystems: a map by subsystem
+    sa = dkvyaml.load(read(os.path.join(ev, "stats", "a", "_")))
+    assert set(sa) == {"codec", "type"}, sa
+    assert sa["codec"]["nodes"]["node-b"]["message"] == "worse"
+    assert sa["type"]["nodes"]["node-a"]["trace"] == TRACE
+    assert sa["type"]["count"] == 1 and sa["type"]["first_seen"] == t
+    w = dkvyaml.load(read(os.path.join(ev, ":=.distkv", "run", "any", "what", "me", "worry", "_")))
+    assert w["run"]["nodes"]["node-a"]["data"] == {"code": ["the", "error"]}
+    assert set(dkvyaml.load(read(os.path.join(ev, "_")))) == {"peer"}
+    st = os.stat(os.path.join(ev, "stats", "a", "_"))
+    assert st.st_size == len(read(os.path.join(ev, "stats", "a", "_")).encode())
+
+    # bad writes: a clear errno, and nothing changes
+    def everything():
+        return as_dict(s), as_dict(s, "-r")   # open ones, resolved ones
+    before = everything()
+    sa_p = os.path.join(ev, "stats", "a", "_")
+    for text in ("resolved: [1\n", "- a list\n", "resolved: maybe\n", "nosuch: {resolved: true}\n",
+                 "type: 5\n", "type: {count: 7}\n", "12\n"):
+        assert write_text(sa_p, text) == errno.EINVAL, text
+    assert everything() == before
+    assert errno_of(lambda: os.mkdir(os.path.join(ev, "new"))) == errno.EPERM
+    assert errno_of(lambda: os.mkdir(os.path.join(ev, "stats", "new"))) == errno.EPERM
+    assert write_text(os.path.join(ev, "stats", "other"), "x", os.O_WRONLY | os.O_CREAT) == errno.EPERM
+    assert errno_of(lambda: os.truncate(sa_p, 0)) == errno.EPERM
+    assert errno_of(lambda: os.rmdir(os.path.join(ev, "stats"))) == errno.ENOTEMPTY
+    assert errno_of(lambda: os.rename(os.path.join(ev, "stats"), os.path.join(ev, "x"))) == errno.EXDEV
+    assert errno_of(lambda: os.unlink(os.path.join(ev, "stats", "nothing"))) == errno.ENOENT
+    assert everything() == before
+    assert view_files(ev) == files
+
+    # resolve one subsystem (as cat shows it, edited), then every one here
+    text = read(sa_p)
+    i = text.index("type:")
+    assert write_text(sa_p, text[:i] + text[i:].replace("resolved: false", "resolved: true", 1)) == 0
+    assert set(as_dict(s)) == {"run", "codec", "peer"}
+    assert isinstance(dkvyaml.load(read(sa_p))["type"]["resolved"], int)
+    assert dkvyaml.load(read(sa_p))["codec"]["resolved"] is False
+    assert write_text(sa_p, "resolved: true\n") == 0
+    assert set(as_dict(s)) == {"run", "peer"}
+    assert write_text(sa_p, "codec: {resolved: false}\n") == 0   # reopened
+    assert set(as_dict(s)) == {"run", "peer", "codec"}
+    assert view_files(ev) == files   # resolved errors stay, as in list -r
+
+    # rm -r: the errors at and below that path, records and details
+    subprocess.run(["rm", "-r", os.path.join(ev, "stats")], check=True)
+    assert set(as_dict(s)) == {"run", "peer"} and as_dict(s, "-r") == {}
+    assert view_files(ev) == [":=.distkv/run/any/what/me/worry/_", "_"]
+    with s.connect() as p:
+        assert not [k for k in p.stream("get_tree", path=Path(".distkv", "error"))
+                    if "path" in k and "stats" in str(k.get("value"))]
+    os.unlink(os.path.join(ev, "_"))
+    assert set(as_dict(s)) == {"run"}
+    assert not os.path.exists(os.path.join(ev, "_"))
+    s.check_alive()
+
+
+def test_mount_errors_inotify_and_acl(mount_factory):
+    """Errors appearing, changing and going reach `inotifywait -r` on
+    .errors like other entries; one made through the mount is seen once.
+    A bound user's mount shows only the errors its ACL lets it read."""
+    from test_fs import Inotify
+    m = mount_factory(config=FAST)
+    s, mnt = m.server, m.mnt
+    ev = os.path.join(mnt, ".errors")
+    os.listdir(ev)
+    ino = Inotify(ev).settle()
+    try:
+        n0 = len(ino.snapshot())
+        with s.connect() as p:
+            tock = runner_error(p, "node-a", ("x", "y"), "RuntimeError: Owch", TRACE, time.time())
+        ia, _ = ino.wait("x", "CREATE", n0)
+        iv, _ = ino.wait("x/y/_", "CREATE", n0)
+        assert ia < iv, ino.dump(n0)
+        # a second occurrence (the detail changes): MODIFY
+        n0 = len(ino.snapshot())
+        with s.connect() as p:
+            assert "error" not in p.set((".distkv", "error", "node-a", tock, "node-b"),
+                                        {"seen": time.time(), "tock": tock, "message": "again"})
+        ino.wait("x/y/_", "MODIFY", n0)
+        # resolved by the protocol: MODIFY; deleted: DELETE _ and the dirs
+        n0 = len(ino.snapshot())
+        ok(s.dkv("error", "resolve", "node-a", str(tock), check=False))
+        ino.wait("x/y/_", "MODIFY", n0)
+        n0 = len(ino.snapshot())
+        ok(s.dkv("error", "delete", "node-a", str(tock), check=False))
+        i_del, _ = ino.wait("x/y/_", "DELETE", n0)
+        i_y, _ = ino.wait("x/y", "DELETE", n0)
+        i_x, _ = ino.wait("x", "DELETE", n0)
+        assert i_del < i_y < i_x, ino.dump(n0)
+        assert not os.path.exists(os.path.join(ev, "x"))
+        # made through the mount: the writer's own events, once
+        with s.connect() as p:
+            runner_error(p, "node-a", ("z",), "RuntimeError: Owch", TRACE, time.time())
+        ino.wait("z/_", "CREATE")
+        time.sleep(0.3)   # the repeats of the record and its detail are over
+        n0 = len(ino.snapshot())
+        assert write_text(os.path.join(ev, "z", "_"), "resolved: true\n") == 0
+        time.sleep(0.3)
+        mods = [e for _, r, e in ino.snapshot()[n0:] if r == "z/_" and "CLOSE_WRITE" in e]
+        assert len(mods) == 1, ino.dump(n0)
+    finally:
+        ino.stop()
