@@ -24,6 +24,7 @@ from test_auth_login import add_user, auth_on, greeting_auth, lconnect
 from test_codec import DECODE, ENCODE, tutorial_setup
 from test_fs import errno_of, read
 from test_fs import mount_factory  # noqa: F401  (a fixture)
+from test_fs_acl import mount_acl, state  # noqa: F401  (fixtures)
 
 INT = 'if int(value) != value: raise ValueError("not an integer")\n'
 FAST = {"server.errors.interval": 0.2}
@@ -604,3 +605,33 @@ def test_mount_errors_inotify_and_acl(mount_factory):
         assert len(mods) == 1, ino.dump(n0)
     finally:
         ino.stop()
+
+
+def test_mount_errors_hidden_by_acl(mount_acl):
+    """A mount bound to joe (server.mount.user) shows in .errors only the
+    errors whose records joe's ACL lets it read: here those node-a made."""
+    m = mount_acl({"server.mount.user": "joe"})
+    m.set_internal(("acl", "writeonly", ".distkv", "error", "node-a", "#"), "rxe")
+    t = time.time()
+    with m.server.connect() as p:
+        runner_error(p, "node-a", ("ro", "b"), "RuntimeError: Owch", TRACE, t)
+        runner_error(p, "node-b", ("ro", "b"), "KeyError: x", TRACE, t, subsystem="type")
+        runner_error(p, "node-b", ("secret", "c"), "KeyError: y", TRACE, t)
+    ev = os.path.join(m.mnt, ".errors")
+    assert view_files(ev) == ["ro/b/_"]
+    assert set(dkvyaml.load(read(os.path.join(ev, "ro", "b", "_")))) == {"run"}
+    assert errno_of(lambda: os.stat(os.path.join(ev, "secret"))) == errno.ENOENT
+    # what joe cannot see, joe cannot resolve or delete either
+    assert write_text(os.path.join(ev, "ro", "b", "_"), "type: {resolved: true}\n") == errno.EINVAL
+    # and what it may read but not delete stays (EACCES)
+    assert errno_of(lambda: os.unlink(os.path.join(ev, "ro", "b", "_"))) == errno.EACCES
+    assert view_files(ev) == ["ro/b/_"]
+    m.set_internal(("acl", "writeonly", ".distkv", "error", "node-a", "#"), "rwxed")
+    assert write_text(os.path.join(ev, "ro", "b", "_"), "resolved: true\n") == 0
+    assert set(as_dict(m.server, "-s", "run")) == {"secret"}   # node-b's, unseen
+    os.unlink(os.path.join(ev, "ro", "b", "_"))
+    assert view_files(ev) == []
+    with m.server.connect() as p:
+        left = [k["path"][-2:] for k in p.stream("get_tree", path=Path(".distkv", "error"))
+                if "value" in k and len(k.get("path", ())) == 2]
+    assert sorted(n for n, _ in left) == ["node-b", "node-b"], left
