@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* A record as the view knows it. */
 struct evrec {
@@ -59,6 +60,7 @@ struct evnode {
 	atomic_uint refs;      /* the notifier's queued items */
 	/* the notifier's own: what inotify watchers were shown last */
 	bool shown, value_shown;
+	int64_t made_ns;       /* when its directory was repeated (CLOCK_MONOTONIC) */
 	/* its "_" was removed through the mount: it and its ancestors stay,
 	 * empty, until rmdir (as the data tree keeps a directory), so that
 	 * rm -r can remove them; the loop sets it, rmdir clears it */
@@ -1548,6 +1550,17 @@ static void at(struct dkvfs *fs, struct dkv_buf *path, const struct dkv_buf *rel
 	dkv_buf_cstr(path);
 }
 
+/* How long after repeating a new directory the notifier waits before it
+ * makes anything inside (notify.c's NEW_DIR_DELAY_NS). */
+#define NEW_DIR_NS 20000000
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 {
 	struct step st[MAX_STEPS];
@@ -1594,18 +1607,24 @@ bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 		n->value_shown = st[depth - 1].has;
 		goto out;
 	}
-	/* directories that appeared, outermost first; a recursive watcher
-	 * adds its watch on a new directory after it has read its IN_CREATE,
-	 * so a "_" made in it comes in a later round */
-	for (unsigned i = 0; i < depth; i++) {
+	/* directories that appeared, outermost first, one per round: a
+	 * recursive watcher adds its watch on a new directory after it has
+	 * read its IN_CREATE, so what is made in it comes a round later */
+	int64_t now = mono_ns();
+	for (unsigned i = 0; i < depth && !again; i++) {
 		struct step *p = &st[i];
+		if (p->n->made_ns && now - p->n->made_ns < NEW_DIR_NS) {
+			again = true;
+			break;
+		}
 		if (!p->vis || p->n->shown)
 			continue;
 		dkvfs__expect(fs, p->pino, p->n->name, false);
 		at(fs, &path, &p->rel, NULL);
-		int rc = dkvfs__helper_do(fs, H_MKDIR, &path);
+		dkvfs__helper_do(fs, H_MKDIR, &path);
 		p->n->shown = true;
-		again |= !rc && p->has && !p->n->value_shown;
+		p->n->made_ns = now;
+		again = true;
 	}
 	if (again)
 		goto out;
