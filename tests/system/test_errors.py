@@ -397,6 +397,60 @@ def test_replicated_one_record_per_error(cluster_factory):
     assert len(listed(two)) == 1
 
 
+def test_duplicates_merge_into_one(cluster_factory):
+    """Two nodes record the same new error at the same moment (two
+    runners; then a type script failing on both at once): the servers
+    merge the younger record into the one that counts -- counts added,
+    first/last seen, both nodes' details -- and delete it, on both nodes
+    alike and without counting anything twice."""
+    c = cluster_factory(2, config={"server.errors.interval": 0.2})
+    one, two = c.servers
+    t = time.time()
+    with one.connect() as p1, two.connect() as p2:
+        ta = runner_error(p1, "one", ("job", "x"), "RuntimeError: Owch", TRACE, t)
+        tb = runner_error(p2, "two", ("job", "x"), "RuntimeError: Ouch", TRACE, t + 0.5)
+
+    def merged(s):
+        recs = listed(s, "-a") + listed(s, "-a", "-r")
+        return recs if len(recs) == 1 and set(recs[0].get("nodes", {})) == {"one", "two"} else None
+
+    for s in (one, two):
+        r = wait_for(lambda: merged(s), 15, "one record on %s" % s.node)[0]
+        assert syspath(r) == ("one", str(ta)) and r["count"] == 2, r
+        assert r["first_seen"] == t and r["last_seen"] == t + 0.5, r
+        assert r["nodes"]["two"]["message"] == "RuntimeError: Ouch", r
+    time.sleep(0.6)   # both nodes merged: still counted once
+    for s in (one, two):
+        with s.connect() as p:
+            rec = p.get((".distkv", "error", "one", ta))["value"]
+            assert rec["count"] == 2 and [list(x) for x in rec["merged"]] == [["two", tb]], rec
+            assert "value" not in p.get((".distkv", "error", "two", tb))
+            assert "value" not in p.get((".distkv", "error", "two", tb, "two"))
+    # details a runner writes late to the record merged away follow it
+    with two.connect() as p:
+        assert "error" not in p.set((".distkv", "error", "two", tb, "two"),
+                                    {"seen": t + 9, "tock": tb, "message": "late"})
+    wait_for(lambda: listed(one, "-a")[0]["nodes"]["two"]["message"] == "late", 10,
+             "the late detail moved")
+    with one.connect() as p:
+        wait_for(lambda: "value" not in p.get((".distkv", "error", "two", tb, "two")), 10,
+                 "the late detail deleted")
+
+    # a type script failing on both nodes at once
+    int_type(one)
+    wait_for(lambda: "int" in two.dkv("type", "list").stdout, 15, "the type on two")
+    procs = [subprocess.Popen(s.client_argv("data", "set", "-v", "x", "stats", "y"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for s in (one, two)]
+    assert [pr.wait(30) for pr in procs] == [1, 1]   # both refused
+
+    def one_type_record(s):
+        recs = listed(s, "-s", "type")
+        return len(recs) == 1 and recs[0]["count"] == 2 and len(recs[0].get("merged", [])) <= 1
+    for s in (one, two):
+        wait_for(lambda: one_type_record(s), 15, "one type record on %s" % s.node)
+
+
 # ---- the mount ----
 
 
