@@ -618,8 +618,10 @@ static void make_entry(struct dkvfs *fs, struct dkv_session *s, struct evnode *n
 	memset(e, 0, sizeof *e);
 	fill_attr(fs, s, n, k, &e->attr);
 	e->ino = e->attr.st_ino;
-	e->attr_timeout = 0;
-	e->entry_timeout = 0;
+	/* names and directories stay until the notifier drops them; the
+	 * size of a "_" is asked for each time (it is rendered anyway) */
+	e->attr_timeout = k == K_DIR ? TIMEOUT_OF(fs) : 0;
+	e->entry_timeout = TIMEOUT_OF(fs);
 	n->nlookup++;
 }
 
@@ -728,7 +730,7 @@ void dkvfs__ev_getattr(fuse_req_t req, fuse_ino_t ino)
 	fill_attr(fs, s, n, k, &st);
 	pthread_mutex_unlock(&fs->ev->mu);
 	dkv_engine_unlock(fs->e);
-	fuse_reply_attr(req, &st, 0);
+	fuse_reply_attr(req, &st, k == K_DIR ? TIMEOUT_OF(fs) : 0);
 }
 
 void dkvfs__ev_access(fuse_req_t req, fuse_ino_t ino, int mask)
@@ -1482,15 +1484,35 @@ bool dkvfs__ev_relpath(struct dkvfs *fs, const struct evnode *n, struct dkv_buf 
 	return true;
 }
 
-unsigned dkvfs__ev_inval_list(struct dkvfs *fs, struct evnode *n, uint64_t *inos, unsigned max)
+void dkvfs__ev_invalidate(struct dkvfs *fs, struct evnode *n)
 {
+	struct inval {
+		uint64_t ino;  /* the directory */
+		char *name;    /* NULL: its listing and attributes; else a name in it */
+	} todo[3 * 64 + 1];
 	unsigned k = 0;
 	pthread_mutex_lock(&fs->ev->mu);
-	for (const struct evnode *x = n; x && k < max; x = x->parent)
+	if (n->nlookup)
+		todo[k++] = (struct inval){n->parent ? node_ino(n, K_DIR) : dkvfs__ev_root_ino(fs),
+					   dkv_xstrdup("_")};
+	for (struct evnode *x = n; x && k + 2 < 3 * 64; x = x->parent) {
+		uint64_t ino = x->parent ? node_ino(x, K_DIR) : dkvfs__ev_root_ino(fs);
 		if (x->nlookup)
-			inos[k++] = x->parent ? node_ino(x, K_DIR) : dkvfs__ev_root_ino(fs);
+			todo[k++] = (struct inval){ino, NULL};
+		if (x->parent && x->name && (x->parent->nlookup || !x->parent->parent))
+			todo[k++] = (struct inval){x->parent->parent ? node_ino(x->parent, K_DIR)
+								     : dkvfs__ev_root_ino(fs),
+						   dkv_xstrdup(x->name)};
+	}
 	pthread_mutex_unlock(&fs->ev->mu);
-	return k;
+	for (unsigned i = 0; i < k; i++) {
+		if (todo[i].name)
+			fuse_lowlevel_notify_inval_entry(fs->se, todo[i].ino, todo[i].name,
+							 strlen(todo[i].name));
+		else
+			fuse_lowlevel_notify_inval_inode(fs->se, todo[i].ino, 0, 0);
+		free(todo[i].name);
+	}
 }
 
 /* One level of the path from .errors down to the node that changed. */
@@ -1561,6 +1583,13 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A listing (readdirplus) may have given the kernel the name already:
+ * a mkdir or O_CREAT open on it would report nothing. */
+static void forget_name(struct dkvfs *fs, uint64_t dir, const char *name)
+{
+	fuse_lowlevel_notify_inval_entry(fs->se, dir, name, strlen(name));
+}
+
 bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 {
 	struct step st[MAX_STEPS];
@@ -1579,6 +1608,7 @@ bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 		if (!own && watch && has != n->value_shown && dkvfs__inos_watched(fs, inos, 2)) {
 			at(fs, &path, &rel, "_");
 			dkvfs__expect(fs, inos[0], "_", !has);
+			forget_name(fs, inos[0], "_");
 			dkvfs__helper_do(fs, has ? H_CREATE : H_UNLINK, &path);
 			dkvfs__expect(fs, 0, NULL, false);
 		} else if (!own && watch && has && dkvfs__inos_watched(fs, inos, 2)) {
@@ -1620,6 +1650,7 @@ bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 		if (!p->vis || p->n->shown)
 			continue;
 		dkvfs__expect(fs, p->pino, p->n->name, false);
+		forget_name(fs, p->pino, p->n->name);
 		at(fs, &path, &p->rel, NULL);
 		dkvfs__helper_do(fs, H_MKDIR, &path);
 		p->n->shown = true;
@@ -1636,6 +1667,7 @@ bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own)
 			dkvfs__helper_do(fs, H_MODIFY, &path);
 		} else {
 			dkvfs__expect(fs, last->ino, "_", false);
+			forget_name(fs, last->ino, "_");
 			dkvfs__helper_do(fs, H_CREATE, &path);
 		}
 		n->value_shown = true;

@@ -647,13 +647,14 @@ void dkvfs__ev_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void dkvfs__ev_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 void dkvfs__ev_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 /* For the notifier: n's path below the mount (".errors/a/b"); false when
- * the mount cannot show it.  The directories to invalidate after n
- * changed: n's and its ancestors' that the kernel knows.  The repeat of
+ * the mount cannot show it.  After n changed, drop what the kernel holds
+ * of it and its ancestors (listings, attributes, their names, its "_").
+ * The repeat of
  * n's change for inotify (own: the writer saw it; only remember it):
  * true when its "_" must come in a later round.  A queued item is done
  * with n (the node may go). */
 bool dkvfs__ev_relpath(struct dkvfs *fs, const struct evnode *n, struct dkv_buf *out);
-unsigned dkvfs__ev_inval_list(struct dkvfs *fs, struct evnode *n, uint64_t *inos, unsigned max);
+void dkvfs__ev_invalidate(struct dkvfs *fs, struct evnode *n);
 bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own);
 void dkvfs__ev_unref(struct dkvfs *fs, struct evnode *n);
 void dkvfs__ev_unref_nolock(struct evnode *n); /* the notifier stops: no pruning */

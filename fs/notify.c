@@ -762,16 +762,12 @@ static void fence_publish(struct dkvfs *fs, const struct notify_item *it)
 	}
 }
 
-/* A node of .errors changed: the kernel drops the listings of it and
- * its ancestors (it keeps nothing else of the view), then the change is
- * repeated for inotify (errview.c). */
+/* A node of .errors changed: the kernel drops what it keeps of it and
+ * its ancestors, then the change is repeated for inotify (errview.c). */
 static bool process_view(struct dkvfs *fs, struct notify_item *it)
 {
 	if (!it->value_only) {
-		uint64_t inos[64];
-		unsigned n = dkvfs__ev_inval_list(fs, it->vnode, inos, 64);
-		for (unsigned i = 0; i < n; i++)
-			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
+		dkvfs__ev_invalidate(fs, it->vnode);
 		fence_publish(fs, it);
 	}
 	return fs->opts.inotify && dkvfs__ev_repeat(fs, it->vnode, it->no_repeat);
