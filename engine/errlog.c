@@ -18,7 +18,8 @@
  *   - the pending table (struct pend): occurrences and fixes not yet
  *     written, by (subsystem, path).  Any thread adds; the loop takes.
  * The loop never holds the mutex around dkv_engine_apply: the watch
- * takes it while the change fans out.
+ * takes it while the change fans out.  Duplicates found by the watch are
+ * merged a little later, by a timer (see "merging duplicates").
  */
 #include "errlog.h"
 #include "hashtab.h"

@@ -16,7 +16,7 @@
  * (changes handed to the loop), mount.c (mount, close, the operations
  * table), notify.c (the notifier thread), watchfile.c (.watch),
  * workers.c (the threads that read requests), access.c (who asks, and
- * what they may do).
+ * what they may do), errview.c (.errors, the error log by path).
  *
  * Lock order: the engine's read lock before fs->mu; nobody waits for the
  * loop thread while holding either.
