@@ -18,7 +18,8 @@
  *   - the pending table (struct pend): occurrences and fixes not yet
  *     written, by (subsystem, path).  Any thread adds; the loop takes.
  * The loop never holds the mutex around dkv_engine_apply: the watch
- * takes it while the change fans out.
+ * takes it while the change fans out.  Duplicates found by the watch are
+ * merged a little later, by a timer (see "merging duplicates").
  */
 #include "errlog.h"
 #include "hashtab.h"
@@ -84,6 +85,7 @@ struct dkv_errlog {
 	struct dkv_watch watch;
 	uv_async_t async;         /* a new error: write it at the next turn */
 	uv_timer_t timer;         /* repeats: write them when the interval is over */
+	uv_timer_t merge_timer;   /* duplicates (or strayed details) to merge */
 	bool closed;              /* loop thread */
 
 	pthread_mutex_t mu;
@@ -353,11 +355,34 @@ static bool is_record(const struct dkv_errlog *el, const struct dkv_entry *ent)
 	return ent->parent && ent->parent->parent == el->root;
 }
 
+static void merge_soon(struct dkv_errlog *el);
+
+/* Whether the key of the record at ent has another record.  On the loop. */
+static bool has_duplicate(struct dkv_errlog *el, const struct dkv_entry *ent)
+{
+	bool dup = false;
+	pthread_mutex_lock(&el->mu);
+	const struct erec *r = *byent_slot(el, ent);
+	for (const struct erec *o = r ? el->bykey[r->khash & el->kmask] : NULL; o && !dup;
+	     o = o->knext)
+		dup = o != r && o->khash == r->khash && same_bytes(o->path, o->plen, r->path, r->plen) &&
+		      !strcmp(o->subsys, r->subsys);
+	pthread_mutex_unlock(&el->mu);
+	return dup;
+}
+
 static void on_watch(struct dkv_watch *w, const struct dkv_event *ev)
 {
 	struct dkv_errlog *el = (struct dkv_errlog *)((char *)w - offsetof(struct dkv_errlog, watch));
-	if (is_record(el, ev->entry))
-		index_update(el, ev->entry);
+	struct dkv_entry *ent = ev->entry;
+	if (is_record(el, ent)) {
+		index_update(el, ent);
+		if (dkv_entry_has_value(ent) && has_duplicate(el, ent))
+			merge_soon(el);
+	} else if (ent->parent && is_record(el, ent->parent) && dkv_entry_has_value(ent) &&
+		   !dkv_entry_has_value(ent->parent)) {
+		merge_soon(el); /* details of a record merged away: they move too */
+	}
 }
 
 /* ---- noting (any thread) ---- */
@@ -817,6 +842,269 @@ static void on_async(uv_async_t *h)
 	flush(h->data, false);
 }
 
+/* ---- merging duplicates ----
+ *
+ * Two nodes that meet a new error at once each make a record before
+ * either has seen the other's.  Every node that sees such a pair merges
+ * the younger record into the one that counts (erec_before): the counts
+ * add up, first_seen is the earlier, last_seen the later, the severity
+ * the more severe, and the error is open if either was; the younger's
+ * (NODE, TOCK) goes into the keeper's `merged` list; each of its details
+ * is copied unless the keeper has a newer one from the same node; then
+ * the younger record and its details are deleted.  Two nodes doing this
+ * at once write the same keeper, and a node that sees a keeper whose
+ * `merged` already names the younger one only moves the details and
+ * deletes: nothing is counted twice.  Details that arrive for a record
+ * merged away (a runner that had not seen the merge) follow the record
+ * that names it in `merged`.  It runs a little after the duplicate shows
+ * (half an interval), so that the younger's details are there to move.
+ */
+
+static void on_merge_timer(uv_timer_t *h);
+
+static void merge_soon(struct dkv_errlog *el)
+{
+	if (el->closed || uv_is_active((uv_handle_t *)&el->merge_timer))
+		return;
+	uint64_t t = el->o.interval_ms / 2;
+	uv_timer_start(&el->merge_timer, on_merge_timer, t > 50 ? t : 50, 0);
+}
+
+/* The item of map mp at key (its encoding in *p, *plen); false: none. */
+static bool map_get(const uint8_t *mp, size_t len, const char *key, struct dkv_mp_item *it,
+		    const uint8_t **p, size_t *plen)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item m, k;
+	dkv_mp_reader_init(&r, mp, len);
+	if (dkv_mp_read(&r, &m) || m.type != DKV_MP_MAP)
+		return false;
+	for (uint32_t i = 0; i < m.v.n; i++) {
+		if (dkv_mp_read(&r, &k))
+			return false;
+		const uint8_t *start = r.p;
+		struct dkv_mp_reader vr = r;
+		if (dkv_mp_read(&vr, it) || dkv_mp_skip(&r))
+			return false;
+		if (k.type == DKV_MP_STR && dkv_mp_streq(&k, key)) {
+			if (p) {
+				*p = start;
+				*plen = (size_t)(r.p - start);
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+static double map_time(const uint8_t *mp, size_t len, const char *key)
+{
+	struct dkv_mp_item it;
+	if (!map_get(mp, len, key, &it, NULL, NULL))
+		return 0;
+	return it.type == DKV_MP_FLOAT ? it.v.f : it.type == DKV_MP_UINT ? (double)it.v.u : 0;
+}
+
+static bool map_open(const uint8_t *mp, size_t len)
+{
+	struct dkv_mp_item it;
+	return !map_get(mp, len, "resolved", &it, NULL, NULL) || !dkv_mp_truthy(&it);
+}
+
+/* The items of the keeper's `merged` list into items (n of them);
+ * whether id (an array of NODE and TOCK) is among them. */
+static bool merged_list(const uint8_t *mp, size_t len, const struct dkv_buf *id,
+			struct dkv_buf *items, uint32_t *n)
+{
+	struct dkv_mp_item it;
+	const uint8_t *p;
+	size_t plen;
+	bool found = false;
+	*n = 0;
+	if (!map_get(mp, len, "merged", &it, &p, &plen) || it.type != DKV_MP_ARRAY)
+		return false;
+	struct dkv_mp_reader r;
+	dkv_mp_reader_init(&r, p, plen);
+	dkv_mp_read(&r, &it);
+	for (uint32_t i = 0; i < it.v.n; i++) {
+		const uint8_t *start = r.p;
+		if (dkv_mp_skip(&r))
+			break;
+		size_t l = (size_t)(r.p - start);
+		found |= l == id->len && !memcmp(start, id->data, l);
+		dkv_buf_append(items, start, l);
+		(*n)++;
+	}
+	return found;
+}
+
+static int drop(struct dkv_errlog *el, const struct dkv_entry *ent)
+{
+	const struct dkv_path *p = path_of(el, ent);
+	struct dkv_change c = {.path = p->enc.data, .path_len = p->enc.len, .src = DKV_SRC_LOCAL};
+	struct dkv_result res;
+	int rc = dkv_engine_apply(el->e, &c, &res);
+	if (rc)
+		trouble(el, "delete the merged", p->enc.data, p->enc.len, rc, res.why);
+	dkv_result_release(el->e, &res);
+	return rc;
+}
+
+/* Move the details below from to keep (where keep has no newer one of
+ * that node), deleting them at from. */
+static void move_details(struct dkv_errlog *el, struct dkv_entry *from, struct dkv_entry *keep)
+{
+	for (struct dkv_entry *d = from->kids, *nx; d; d = nx) {
+		dkv_entry_pin(d);
+		if (dkv_entry_has_value(d)) {
+			struct dkv_entry *kd = keep ? dkv_entry_child(el->e, keep, d->name, d->namelen) : NULL;
+			const uint8_t *dv = dkv_value_data(d->value);
+			if (keep && (!kd || !dkv_entry_has_value(kd) ||
+				     map_time(dkv_value_data(kd->value), kd->value->len, "seen") <
+					     map_time(dv, d->value->len, "seen"))) {
+				struct dkv_buf v = {0};
+				dkv_buf_append(&v, dv, d->value->len);
+				path_of(el, keep);
+				dkv_path_push_canon(&el->scratch, d->name, d->namelen);
+				put(el, el->scratch.enc.data, el->scratch.enc.len, &v, false,
+				    "move the details to");
+				dkv_buf_release(&v);
+			}
+			drop(el, d);
+		}
+		nx = d->next;
+		dkv_entry_unpin(el->e, d);
+	}
+}
+
+/* Merge the record at dup into the one at keep (see above). */
+static void merge_pair(struct dkv_errlog *el, struct dkv_entry *keep, struct dkv_entry *dup)
+{
+	if (!dkv_entry_has_value(keep) || !dkv_entry_has_value(dup))
+		return;
+	const uint8_t *k = dkv_value_data(keep->value), *y = dkv_value_data(dup->value);
+	size_t klen = keep->value->len, ylen = dup->value->len;
+	struct dkv_buf id = {0}, items = {0}, body = {0}, v = {0};
+	uint32_t nitems;
+	dkv_mp_array(&id, 2);
+	dkv_buf_append(&id, dup->parent->name, dup->parent->namelen);
+	dkv_buf_append(&id, dup->name, dup->namelen);
+	if (!merged_list(k, klen, &id, &items, &nitems)) {
+		static const char *const skip[] = {"count", "first_seen", "last_seen", "severity",
+						   "resolved", "merged"};
+		int n = copy_pairs(&body, k, klen, skip, 6);
+		if (n < 0)
+			goto out;
+		int64_t kc = map_int(k, klen, "count", 0), yc = map_int(y, ylen, "count", 0);
+		int64_t ks = map_int(k, klen, "severity", DKV_SEV_TRACE);
+		int64_t ys = map_int(y, ylen, "severity", DKV_SEV_TRACE);
+		double kf = map_time(k, klen, "first_seen"), yf = map_time(y, ylen, "first_seen");
+		double kl = map_time(k, klen, "last_seen"), yl = map_time(y, ylen, "last_seen");
+		bool open = map_open(k, klen) || map_open(y, ylen);
+		dkv_mp_map(&v, (uint32_t)n + 6);
+		dkv_buf_append(&v, body.data, body.len);
+		put_int(&v, "count", (kc > 0 ? kc : 0) + (yc > 0 ? yc : 0));
+		put_double(&v, "first_seen", yf && yf < kf ? yf : kf);
+		put_double(&v, "last_seen", yl > kl ? yl : kl);
+		put_int(&v, "severity", ys < ks ? ys : ks);
+		dkv_mp_cstr(&v, "resolved");
+		if (open) {
+			dkv_mp_bool(&v, false);
+		} else {
+			struct dkv_mp_item it;
+			const uint8_t *p;
+			size_t plen;
+			map_get(k, klen, "resolved", &it, &p, &plen);
+			dkv_buf_append(&v, p, plen);
+		}
+		dkv_mp_cstr(&v, "merged");
+		dkv_mp_array(&v, nitems + 1);
+		dkv_buf_append(&v, items.data, items.len);
+		dkv_buf_append(&v, id.data, id.len);
+		const struct dkv_path *kp = path_of(el, keep);
+		if (put(el, kp->enc.data, kp->enc.len, &v, false, "merge a duplicate into"))
+			goto out;
+	}
+	move_details(el, dup, keep);
+	drop(el, dup);
+out:
+	dkv_buf_release(&id);
+	dkv_buf_release(&items);
+	dkv_buf_release(&body);
+	dkv_buf_release(&v);
+}
+
+/* The record whose `merged` names the record entry gone (NULL: none). */
+static struct dkv_entry *merged_into(struct dkv_errlog *el, const struct dkv_entry *gone)
+{
+	struct dkv_buf id = {0}, items = {0};
+	struct dkv_entry *found = NULL;
+	uint32_t n;
+	dkv_mp_array(&id, 2);
+	dkv_buf_append(&id, gone->parent->name, gone->parent->namelen);
+	dkv_buf_append(&id, gone->name, gone->namelen);
+	pthread_mutex_lock(&el->mu);
+	for (size_t b = 0; b <= el->emask && !found; b++)
+		for (struct erec *r = el->byent[b]; r && !found; r = r->enext) {
+			items.len = 0;
+			if (dkv_entry_has_value(r->ent) &&
+			    merged_list(dkv_value_data(r->ent->value), r->ent->value->len, &id, &items, &n))
+				found = r->ent;
+		}
+	if (found)
+		dkv_entry_pin(found);
+	pthread_mutex_unlock(&el->mu);
+	dkv_buf_release(&id);
+	dkv_buf_release(&items);
+	return found;
+}
+
+static void on_merge_timer(uv_timer_t *h)
+{
+	struct dkv_errlog *el = h->data;
+	struct dkv_entry **pairs = NULL;
+	size_t n = 0, cap = 0;
+	/* the pairs, pinned, while the index stays put */
+	pthread_mutex_lock(&el->mu);
+	for (size_t b = 0; b <= el->emask; b++)
+		for (struct erec *r = el->byent[b]; r; r = r->enext) {
+			struct erec *best = index_find(el, r->subsys, r->path, r->plen, r->khash);
+			if (!best || best == r)
+				continue;
+			if (n + 2 > cap) {
+				cap = cap ? 2 * cap : 16;
+				pairs = dkv_xrealloc(pairs, cap * sizeof *pairs);
+			}
+			dkv_entry_pin(best->ent);
+			dkv_entry_pin(r->ent);
+			pairs[n++] = best->ent;
+			pairs[n++] = r->ent;
+		}
+	pthread_mutex_unlock(&el->mu);
+	for (size_t i = 0; i < n; i += 2) {
+		merge_pair(el, pairs[i], pairs[i + 1]);
+		dkv_entry_unpin(el->e, pairs[i]);
+		dkv_entry_unpin(el->e, pairs[i + 1]);
+	}
+	free(pairs);
+	/* details left below records merged away */
+	for (struct dkv_entry *nd = el->root->kids; nd; nd = nd->next)
+		for (struct dkv_entry *r = nd->kids, *nx; r; r = nx) {
+			bool stray = false;
+			for (struct dkv_entry *d = r->kids; d && !stray && !dkv_entry_has_value(r);
+			     d = d->next)
+				stray = dkv_entry_has_value(d);
+			dkv_entry_pin(r);
+			struct dkv_entry *keep = stray ? merged_into(el, r) : NULL;
+			if (keep) {
+				move_details(el, r, keep);
+				dkv_entry_unpin(el->e, keep);
+			}
+			nx = r->next;
+			dkv_entry_unpin(el->e, r);
+		}
+}
+
 /* ---- life cycle ---- */
 
 struct dkv_errlog *dkv_engine_errlog(struct dkv_engine *e)
@@ -846,7 +1134,8 @@ struct dkv_errlog *dkv_errlog_new(uv_loop_t *loop, struct dkv_engine *e,
 	dkv_path_init(&el->scratch);
 	uv_async_init(loop, &el->async, on_async);
 	uv_timer_init(loop, &el->timer);
-	el->async.data = el->timer.data = el;
+	uv_timer_init(loop, &el->merge_timer);
+	el->async.data = el->timer.data = el->merge_timer.data = el;
 	el->window_ms = uv_now(loop);
 
 	el->watch.cb = on_watch;
@@ -855,6 +1144,7 @@ struct dkv_errlog *dkv_errlog_new(uv_loop_t *loop, struct dkv_engine *e,
 	for (struct dkv_entry *n = el->root->kids; n; n = n->next)
 		for (struct dkv_entry *r = n->kids; r; r = r->next)
 			index_update(el, r);
+	merge_soon(el); /* duplicates the node was given while it was down */
 	atomic_store_explicit(&e->errlog, el, memory_order_release);
 	return el;
 }
@@ -884,6 +1174,7 @@ void dkv_errlog_close(struct dkv_errlog *el)
 	pthread_mutex_unlock(&el->mu);
 	uv_close((uv_handle_t *)&el->async, NULL);
 	uv_close((uv_handle_t *)&el->timer, NULL);
+	uv_close((uv_handle_t *)&el->merge_timer, NULL);
 }
 
 void dkv_errlog_free(struct dkv_errlog *el)

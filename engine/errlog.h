@@ -30,7 +30,10 @@
  *
  * The errlog keeps an index of every record in the tree (whoever wrote
  * it), kept current by a watch: the record an occurrence updates, and
- * the open ones a success resolves.  dkv_errlog_fixed where no error of
+ * the open ones a success resolves.  Two records of one (path,
+ * subsystem) -- two nodes that met a new error at once -- are merged
+ * into the one that counts, by every node alike (doc/errors.md,
+ * "Duplicates merge").  dkv_errlog_fixed where no error of
  * the subsystem is open costs one atomic load: nothing on the hot path
  * while nothing fails.
  */

@@ -308,6 +308,10 @@ void dkvfs__perm(struct dkvfs *fs, struct dkv_session *s, const struct dkv_entry
 void dkvfs__op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_access(req, ino, mask);
+		return;
+	}
 	struct dkv_session *s = dkvfs__session(fs, req);
 	struct fsver *ver = NULL;
 	enum fskind k;

@@ -195,9 +195,13 @@ void dkvfs__op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	enum fskind k;
 	struct fsver *ver = NULL;
+	(void)fi;
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_getattr(req, ino);
+		return;
+	}
 	struct dkv_entry *ent = dkvfs__ino_entry_ver(fs, ino, &k, &ver);
 	struct dkv_session *s = dkvfs__session(fs, req);
-	(void)fi;
 	if (!ent) {
 		fuse_reply_err(req, ESTALE);
 		return;

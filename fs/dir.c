@@ -20,7 +20,8 @@
 int dkvfs__entry_name(const struct dkvfs *fs, const struct dkv_entry *ent, struct dkv_buf *out)
 {
 	for (unsigned i = 0; i < fs->nspecials; i++) {
-		if (fs->specials[i].ent == ent) {
+		/* .errors is a view of its own: its entry is .distkv/error */
+		if (fs->specials[i].ent == ent && ent != fs->err_dir) {
 			dkv_buf_puts(out, fs->specials[i].name);
 			return 0;
 		}
@@ -38,7 +39,7 @@ bool dkvfs__entry_relpath(const struct dkvfs *fs, const struct dkv_entry *ent,
 	while (x && x != root) {
 		bool special = false;
 		for (unsigned i = 0; i < fs->nspecials; i++)
-			special |= fs->specials[i].ent == x;
+			special |= fs->specials[i].ent == x && x != fs->err_dir;
 		if (n == 256)
 			return false;
 		stack[n++] = x;
@@ -88,6 +89,10 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct dkvfs *fs = FS(req);
 	struct fuse_entry_param e;
 	enum fskind pk;
+	if (parent & VIEW_BIT) {
+		dkvfs__ev_lookup(req, parent, name);
+		return;
+	}
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
 	int rc = -ENOENT;
 
@@ -103,13 +108,9 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool notifier = dkvfs__from_notifier(fs, req);
 	bool expect_absent = false, expect_present = false;
 	if (notifier) {
-		pthread_mutex_lock(&fs->mu);
-		if (fs->expect.dir == dir && fs->expect.name.len == strlen(name) &&
-		    !memcmp(fs->expect.name.data, name, fs->expect.name.len)) {
-			expect_present = fs->expect.present;
-			expect_absent = !fs->expect.present;
-		}
-		pthread_mutex_unlock(&fs->mu);
+		int x = dkvfs__expected(fs, parent, name);
+		expect_present = x > 0;
+		expect_absent = x < 0;
 		if (expect_absent) {
 			fuse_reply_err(req, ENOENT);
 			return;
@@ -143,6 +144,9 @@ void dkvfs__op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 	} else if (name_is(name, ".stats") && dir == dkv_engine_root(fs->e)) {
 		dkvfs__make_entry(fs, req, dir, K_STATS, &e);
+		rc = 0;
+	} else if (name_is(name, ".errors") && dir == dkv_engine_root(fs->e)) {
+		dkvfs__ev_root_entry(fs, s, &e);
 		rc = 0;
 	} else {
 		struct dkv_entry *k = child_by_name(fs, s, dir, name, notifier);
@@ -179,6 +183,10 @@ void dkvfs__op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dkvfs *fs = FS(req);
 	if (!fs->checked) {
 		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_opendir(req, ino, fi);
 		return;
 	}
 	/* checked: each open lists afresh, for whoever opens it (access.c) */
@@ -225,7 +233,9 @@ static bool add_dirent(struct dkvfs *fs, fuse_req_t req, struct dkv_buf *buf, si
 		need = fuse_add_direntry_plus(req, NULL, 0, name, &e, next);
 		if (need > room)
 			return false;
-		if (!strcmp(name, ".") || !strcmp(name, "..")) {
+		if (k == K_DIR && ent == fs->err_dir && !strcmp(name, ".errors")) {
+			dkvfs__ev_root_entry(fs, dkvfs__session(fs, req), &e);
+		} else if (!strcmp(name, ".") || !strcmp(name, "..")) {
 			/* not a lookup, and the kernel ignores their attributes:
 			 * no counting of a big parent's children for every leaf */
 			e.ino = dkvfs__ino(fs, ent, K_DIR);
@@ -241,6 +251,8 @@ static bool add_dirent(struct dkvfs *fs, fuse_req_t req, struct dkv_buf *buf, si
 		struct stat st;
 		memset(&st, 0, sizeof st);
 		st.st_ino = dkvfs__ino(fs, ent, k);
+		if (k == K_DIR && ent == fs->err_dir && !strcmp(name, ".errors"))
+			st.st_ino = dkvfs__ev_root_ino(fs);
 		if (k == K_VALUE) {
 			pthread_mutex_lock(&fs->mu);
 			uint64_t vino = dkvfs__value_ino(fs, ent);
@@ -264,6 +276,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct dkvfs *fs = FS(req);
 	enum fskind k;
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_readdir(req, ino, size, off, plus);
+		return;
+	}
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, ino, &k);
 	struct dkv_buf buf = {0}, name = {0};
 	(void)fi;
@@ -369,6 +385,10 @@ void dkvfs__op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	COUNT(FS(req), mkdir);
 	struct dkvfs *fs = FS(req);
+	if (parent & VIEW_BIT) {
+		dkvfs__ev_mkdir(req, parent, name);
+		return;
+	}
 	enum fskind pk;
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
 	struct fuse_entry_param e;
@@ -421,6 +441,10 @@ void dkvfs__op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	COUNT(FS(req), rmdir);
 	struct dkvfs *fs = FS(req);
+	if (parent & VIEW_BIT) {
+		dkvfs__ev_rmdir(req, parent, name);
+		return;
+	}
 	enum fskind pk;
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
 	if (dkvfs__from_notifier(fs, req)) {
@@ -454,6 +478,10 @@ void dkvfs__op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	COUNT(FS(req), unlink);
 	struct dkvfs *fs = FS(req);
+	if (parent & VIEW_BIT) {
+		dkvfs__ev_unlink(req, parent, name);
+		return;
+	}
 	enum fskind pk;
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
 	if (dkvfs__from_notifier(fs, req)) {

@@ -16,7 +16,7 @@
  * (changes handed to the loop), mount.c (mount, close, the operations
  * table), notify.c (the notifier thread), watchfile.c (.watch),
  * workers.c (the threads that read requests), access.c (who asks, and
- * what they may do).
+ * what they may do), errview.c (.errors, the error log by path).
  *
  * Lock order: the engine's read lock before fs->mu; nobody waits for the
  * loop thread while holding either.
@@ -60,6 +60,9 @@ enum fsop {
 };
 #define KIND_MASK 15u
 #define VER_BIT (1ull << 63) /* never set in an entry's address */
+/* The directories and "_" files of .errors (errview.c) are no entries:
+ * VIEW_BIT | the view node's address | K_DIR or K_VALUE. */
+#define VIEW_BIT (1ull << 62)
 
 /* One version of a "_" file: what the kernel knows as one inode.  A new
  * value gets a new inode number (a counter, never reused), so the page
@@ -160,12 +163,14 @@ struct fsjob {
 /* The notifier's current expectation: the FUSE handlers answer the
  * notifier's own lookups so that its mkdir/unlink/... go through. */
 struct expect {
-	const struct dkv_entry *dir; /* parent directory entry; NULL: none */
+	uint64_t dir;                /* the parent directory's inode; 0: none */
 	struct dkv_buf name;         /* the name, as the kernel passes it */
 	bool present;                /* answer lookups as present (for unlink/rmdir) */
 };
 
 struct notify_item; /* notify.c */
+struct errview;     /* errview.c */
+struct evnode;
 struct vfile;       /* valuefile.c */
 struct wstream;     /* watchfile.c */
 
@@ -259,6 +264,10 @@ struct dkvfs {
 	 * records are, (".distkv", "state"): pinned while mounted */
 	struct dkv_entry *run_dir, *state_dir;
 	unsigned nspecials;
+	/* .errors: the error log by path (errview.c), made from the records
+	 * at (".distkv", "error"), err_dir (pinned while mounted) */
+	struct errview *ev;
+	struct dkv_entry *err_dir;
 
 	struct awaited *awaited; /* writers retrying an open, under mu */
 	size_t nawaited, awaited_cap;
@@ -570,6 +579,85 @@ bool dkvfs__from_notifier(struct dkvfs *fs, fuse_req_t req);
  * that was refused); have the notifier drop it. ent must be known to the
  * kernel (an open file of it). */
 void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_has_value);
+
+/* The notifier's helper process repeats changes with these operations
+ * on a path below the mount (notify.c). */
+enum { H_MKDIR = 1, H_MODIFY, H_CREATE, H_UNLINK, H_RMDIR };
+/* Have the helper do op on path: 0 or a negative errno.  Notifier thread. */
+int dkvfs__helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path);
+/* Answer the notifier's lookup of name in directory dir as present or
+ * absent (dir 0: no expectation). */
+void dkvfs__expect(struct dkvfs *fs, uint64_t dir, const char *name, bool present);
+/* From a FUSE thread, for a request of the notifier: 1 when name in dir
+ * is expected present, -1 absent, 0 no expectation. */
+int dkvfs__expected(struct dkvfs *fs, uint64_t dir, const char *name);
+/* Whether an inotify watch may see any of the inodes (notifier thread;
+ * scans /proc for watches now and then). */
+bool dkvfs__inos_watched(struct dkvfs *fs, const uint64_t *inos, unsigned n);
+/* The view's hook: node n of .errors changed (own: through the mount);
+ * queued for the notifier (false: the notifier is stopping).  Under
+ * ev->mu, on the loop thread. */
+bool dkvfs__notify_view(struct dkvfs *fs, struct evnode *n, bool own);
+
+/* errview.c: .errors.  The view is made at the mount from the records
+ * there (on the loop, before the hook is added) and kept by the hook */
+void dkvfs__ev_init(struct dkvfs *fs);
+void dkvfs__ev_free(struct dkvfs *fs); /* after the FUSE threads are gone */
+/* The hook's part: ev's entry is below (".distkv", "error").  Loop thread. */
+void dkvfs__ev_on_change(struct dkvfs *fs, const struct dkv_event *ev);
+/* .errors' own inode, and its entry in the root (counts a lookup). */
+uint64_t dkvfs__ev_root_ino(const struct dkvfs *fs);
+void dkvfs__ev_root_entry(struct dkvfs *fs, struct dkv_session *s, struct fuse_entry_param *e);
+/* The handlers of view inodes (ino & VIEW_BIT), called by those of the
+ * tree, which they answer for.  Replies and errors:
+ *   lookup: entry; ENOTDIR, ENOENT (no such path, no error there, or
+ *     none the session may read), EACCES.
+ *   getattr, setattr: attr; EACCES, EISDIR (the size of a directory),
+ *     EPERM (truncate(2) of "_" by name), EFBIG (past 1 MiB).
+ *   open: open; EISDIR, EACCES.  create: create (the notifier's only);
+ *     EPERM for anybody else.
+ *   read: buf.  write: write; EBADF, EFBIG, an earlier failure.
+ *   flush: err; EINVAL (not YAML; not `resolved: X` nor a map of
+ *     subsystems each with resolved; a subsystem not there), ENOENT (no
+ *     error left there), EACCES (the session may not write a record).
+ *   release: err (0).
+ *   mkdir: EPERM (but the notifier's).  rmdir: 0 (nothing left there),
+ *     ENOTEMPTY (errors at or below it), ENOENT.  unlink: 0 (the errors at
+ *     that path deleted, details first), ENOENT (not "_"; none there),
+ *     EACCES.
+ *   opendir: ENOSYS on a mount that is not checked; open; EACCES.
+ *   access: err (0 or EACCES). */
+void dkvfs__ev_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void dkvfs__ev_forget(struct dkvfs *fs, fuse_ino_t ino, uint64_t nlookup);
+void dkvfs__ev_getattr(fuse_req_t req, fuse_ino_t ino);
+void dkvfs__ev_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi);
+void dkvfs__ev_access(fuse_req_t req, fuse_ino_t ino, int mask);
+void dkvfs__ev_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dkvfs__ev_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
+void dkvfs__ev_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dkvfs__ev_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      struct fuse_file_info *fi);
+void dkvfs__ev_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+void dkvfs__ev_write(fuse_req_t req, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+void dkvfs__ev_flush(fuse_req_t req, struct fuse_file_info *fi);
+void dkvfs__ev_release(fuse_req_t req, struct fuse_file_info *fi);
+void dkvfs__ev_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void dkvfs__ev_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void dkvfs__ev_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+/* For the notifier: n's path below the mount (".errors/a/b"); false when
+ * the mount cannot show it.  After n changed, drop what the kernel holds
+ * of it and its ancestors (listings, attributes, their names, its "_").
+ * The repeat of
+ * n's change for inotify (own: the writer saw it; only remember it):
+ * true when its "_" must come in a later round.  A queued item is done
+ * with n (the node may go). */
+bool dkvfs__ev_relpath(struct dkvfs *fs, const struct evnode *n, struct dkv_buf *out);
+void dkvfs__ev_invalidate(struct dkvfs *fs, struct evnode *n);
+bool dkvfs__ev_repeat(struct dkvfs *fs, struct evnode *n, bool own);
+void dkvfs__ev_unref(struct dkvfs *fs, struct evnode *n);
+void dkvfs__ev_unref_nolock(struct evnode *n); /* the notifier stops: no pruning */
 
 /* watchfile.c */
 /* A stream of the changes below ent that s may read. */

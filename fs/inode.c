@@ -355,9 +355,15 @@ void dkvfs__make_entry(struct dkvfs *fs, fuse_req_t req, struct dkv_entry *ent, 
  * the entries nobody holds any more. */
 static void forget_all(struct dkvfs *fs, size_t count, const struct fuse_forget_data *forgets)
 {
+	/* .errors first: its lock comes before mu */
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino & VIEW_BIT)
+			dkvfs__ev_forget(fs, forgets[i].ino, forgets[i].nlookup);
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < count; i++)
-		if (forgets[i].ino & VER_BIT)
+		if (forgets[i].ino & VIEW_BIT)
+			continue;
+		else if (forgets[i].ino & VER_BIT)
 			ver_forget(fs, forgets[i].ino, forgets[i].nlookup);
 		else if (forgets[i].ino != FUSE_ROOT_ID)
 			node_forget(fs, forgets[i].ino, forgets[i].nlookup);

@@ -257,6 +257,8 @@ static void make_specials(struct dkvfs *fs)
 			fs->auth_dir = ent;
 		if (base != meta && !strcmp(special_names[i][2], "run"))
 			fs->run_dir = ent;
+		if (base != meta && !strcmp(special_names[i][2], "error"))
+			fs->err_dir = ent;
 		fs->nspecials++;
 	}
 	struct dkv_path p;
@@ -310,6 +312,7 @@ int dkvfs_mount(struct dkvfs **out, uv_loop_t *loop, struct dkv_engine *e,
 	uv_async_init(loop, &fs->async, on_async);
 	fs->async.data = fs;
 	make_specials(fs);
+	dkvfs__ev_init(fs);
 	rc = dkvfs__sessions_init(fs, err, errlen);
 	if (rc)
 		goto fail;
@@ -368,6 +371,7 @@ fail:
 	if (fs->state_dir)
 		dkv_entry_unpin(e, fs->state_dir);
 	dkvfs__sessions_release(fs);
+	dkvfs__ev_free(fs);
 	uv_close((uv_handle_t *)&fs->async, NULL);
 	/* fs is freed by the caller's loop run via the closer below */
 	fs->se = NULL;
@@ -387,6 +391,7 @@ static void fs_free(uv_handle_t *h)
 	void (*cb)(void *) = fs->close_cb;
 	void *arg = fs->close_arg;
 	dkvfs__inodes_release(fs);
+	dkvfs__ev_free(fs);
 	for (size_t i = 0; i < fs->nunpins; i++)
 		dkv_entry_unpin(fs->e, fs->unpins[i]);
 	for (unsigned i = 0; i < fs->nspecials; i++)

@@ -45,7 +45,8 @@
 struct notify_item {
 	struct notify_item *next;  /* queue */
 	struct notify_item *hnext; /* index */
-	struct dkv_entry *ent;     /* pinned until processed */
+	struct dkv_entry *ent;     /* pinned until processed; NULL: a view item */
+	struct evnode *vnode;      /* a view item's node of .errors (errview.c), held */
 	bool had_value;            /* what the kernel last saw */
 	unsigned created;          /* entries made by the changes (path tail) */
 	bool value_only;           /* a later round: no more invalidation */
@@ -59,8 +60,16 @@ struct notify_item {
 	unsigned nmk, mk_done;
 };
 
+/* Under mu.  A view item's node is let go of by the caller
+ * (dkvfs__ev_unref, without mu), or, when the notifier stops, here
+ * without pruning it (the view is freed whole at the end). */
 static void item_free(struct dkvfs *fs, struct notify_item *it)
 {
+	if (it->vnode) {
+		dkvfs__ev_unref_nolock(it->vnode);
+		free(it);
+		return;
+	}
 	dkvfs__queue_unpin(fs, it->ent);
 	for (unsigned i = 0; i < it->nmk; i++)
 		dkvfs__queue_unpin(fs, it->mk[i]);
@@ -147,6 +156,7 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 	struct dkv_entry *ent = ev->entry;
 	bool had = ev->prev && ev->prev->len;
 
+	dkvfs__ev_on_change(fs, ev); /* .errors, when ent is an error record */
 	pthread_mutex_lock(&fs->mu);
 	if (fs->stopping) {
 		pthread_mutex_unlock(&fs->mu);
@@ -172,6 +182,26 @@ void dkvfs__on_change(void *ctx, const struct dkv_event *ev)
 		it->no_repeat = own;
 	}
 	pthread_mutex_unlock(&fs->mu);
+}
+
+bool dkvfs__notify_view(struct dkvfs *fs, struct evnode *n, bool own)
+{
+	pthread_mutex_lock(&fs->mu);
+	bool ok = !fs->stopping && fs->nq_index;
+	if (ok) {
+		uint64_t seq = atomic_load(&fs->nq_seq) + 1;
+		atomic_store(&fs->nq_seq, seq);
+		struct notify_item *it = dkv_xcalloc(1, sizeof *it);
+		it->vnode = n;
+		it->seq = seq;
+		it->no_repeat = own;
+		*fs->nq_tail = it;
+		fs->nq_tail = &it->next;
+		fs->nq_len++;
+		pthread_cond_signal(&fs->ncond);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return ok;
 }
 
 void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_has_value)
@@ -200,8 +230,6 @@ void dkvfs__notify_inval(struct dkvfs *fs, struct dkv_entry *ent, bool kernel_ha
  * it exits.  It was forked from a threaded process: it only makes system
  * calls on a buffer of its own (no malloc, no stdio).
  */
-enum { H_MKDIR = 1, H_MODIFY, H_CREATE, H_UNLINK, H_RMDIR };
-
 static void helper_main(int sock)
 {
 	char helper_buf[8192];
@@ -287,7 +315,7 @@ static void helper_stop(struct dkvfs *fs)
 }
 
 /* Ask the helper to do one operation; returns 0 or a negative errno. */
-static int helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
+int dkvfs__helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
 {
 	char msg[8192];
 	int res = -EIO;
@@ -301,8 +329,7 @@ static int helper_do(struct dkvfs *fs, int op, const struct dkv_buf *path)
 	return res;
 }
 
-static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char *name,
-		       bool present)
+void dkvfs__expect(struct dkvfs *fs, uint64_t dir, const char *name, bool present)
 {
 	pthread_mutex_lock(&fs->mu);
 	fs->expect.dir = dir;
@@ -311,6 +338,24 @@ static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char
 		dkv_buf_puts(&fs->expect.name, name);
 	fs->expect.present = present;
 	pthread_mutex_unlock(&fs->mu);
+}
+
+int dkvfs__expected(struct dkvfs *fs, uint64_t dir, const char *name)
+{
+	int x = 0;
+	pthread_mutex_lock(&fs->mu);
+	if (fs->expect.dir && fs->expect.dir == dir && fs->expect.name.len == strlen(name) &&
+	    !memcmp(fs->expect.name.data, name, fs->expect.name.len))
+		x = fs->expect.present ? 1 : -1;
+	pthread_mutex_unlock(&fs->mu);
+	return x;
+}
+
+/* set_expect for an entry's directory (NULL: none). */
+static void set_expect(struct dkvfs *fs, const struct dkv_entry *dir, const char *name,
+		       bool present)
+{
+	dkvfs__expect(fs, dir ? dkvfs__ino(fs, dir, K_DIR) : 0, name, present);
 }
 
 
@@ -525,6 +570,23 @@ static bool watched_maybe(struct dkvfs *fs, const struct dkv_entry *ent)
 	return watched_now(fs, ent);
 }
 
+bool dkvfs__inos_watched(struct dkvfs *fs, const uint64_t *inos, unsigned n)
+{
+	for (int round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < n; i++)
+			if (is_watched(fs, inos[i]))
+				return true;
+		/* as watched_maybe: look again unless the last scan is fresh */
+		int64_t age = mono_ns() - fs->scan_ns;
+		bool opened = listings(fs) != fs->scan_listings;
+		if (round || age < (opened ? WATCH_SCAN_NS / 100 : WATCH_SCAN_NS / 10))
+			return false;
+		fs->scan_ns = 0;
+		scan_watches(fs);
+	}
+	return false;
+}
+
 static bool watched_now(struct dkvfs *fs, const struct dkv_entry *ent)
 {
 	if (!fs->nwatched)
@@ -627,7 +689,7 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 			fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, parent, K_DIR),
 							 (const char *)nm.data, nm.len);
 		at(fs, &path, dkv_buf_cstr(&rel), NULL);
-		int rc = helper_do(fs, H_MKDIR, &path);
+		int rc = dkvfs__helper_do(fs, H_MKDIR, &path);
 		if (rc && rc != -EEXIST)
 			break;
 		made = true;
@@ -648,18 +710,18 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 		at(fs, &path, relp, "_");
 		if (it->had_value) {
 			set_expect(fs, NULL, NULL, false);
-			helper_do(fs, H_MODIFY, &path);
+			dkvfs__helper_do(fs, H_MODIFY, &path);
 		} else {
 			set_expect(fs, it->ent, "_", false);
 			if (known(fs, it->ent))
 				fuse_lowlevel_notify_inval_entry(fs->se, dkvfs__ino(fs, it->ent, K_DIR),
 								 "_", 1);
-			helper_do(fs, H_CREATE, &path);
+			dkvfs__helper_do(fs, H_CREATE, &path);
 		}
 	} else if (it->had_value) {
 		set_expect(fs, it->ent, "_", true);
 		at(fs, &path, relp, "_");
-		helper_do(fs, H_UNLINK, &path);
+		dkvfs__helper_do(fs, H_UNLINK, &path);
 		/* the directory, and ancestors left with nothing to show */
 		struct dkv_entry *x = it->ent;
 		while (x) {
@@ -676,7 +738,7 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 				break;
 			set_expect(fs, parent, dkv_buf_cstr(&nm), true);
 			at(fs, &path, dkv_buf_cstr(&rel), NULL);
-			if (helper_do(fs, H_RMDIR, &path))
+			if (dkvfs__helper_do(fs, H_RMDIR, &path))
 				break;
 			x = parent;
 		}
@@ -688,21 +750,40 @@ static bool repeat(struct dkvfs *fs, struct notify_item *it, struct snapshot *s)
 	return false;
 }
 
+/* Step 1 of the item is done: publish the fence. */
+static void fence_publish(struct dkvfs *fs, const struct notify_item *it)
+{
+	if (it->upto > atomic_load(&fs->inval_done)) {
+		atomic_store(&fs->inval_done, it->upto);
+		uv_async_send(&fs->async); /* the loop lets held replies go */
+		pthread_mutex_lock(&fs->mu);
+		pthread_cond_broadcast(&fs->cond); /* writers in close() */
+		pthread_mutex_unlock(&fs->mu);
+	}
+}
+
+/* A node of .errors changed: the kernel drops what it keeps of it and
+ * its ancestors, then the change is repeated for inotify (errview.c). */
+static bool process_view(struct dkvfs *fs, struct notify_item *it)
+{
+	if (!it->value_only) {
+		dkvfs__ev_invalidate(fs, it->vnode);
+		fence_publish(fs, it);
+	}
+	return fs->opts.inotify && dkvfs__ev_repeat(fs, it->vnode, it->no_repeat);
+}
+
 /* Returns true when the item must come back for a second round. */
 static bool process(struct dkvfs *fs, struct notify_item *it)
 {
 	struct snapshot s = {0};
 	bool again = false;
+	if (it->vnode)
+		return process_view(fs, it);
 	snapshot_take(fs, it, &s);
 	if (!it->value_only) {
 		invalidate(fs, it, &s);
-		if (it->upto > atomic_load(&fs->inval_done)) {
-			atomic_store(&fs->inval_done, it->upto);
-			uv_async_send(&fs->async); /* the loop lets held replies go */
-			pthread_mutex_lock(&fs->mu);
-			pthread_cond_broadcast(&fs->cond); /* writers in close() */
-			pthread_mutex_unlock(&fs->mu);
-		}
+		fence_publish(fs, it);
 	}
 	if (fs->opts.inotify && s.shown && !s.hidden && !it->no_repeat)
 		again = repeat(fs, it, &s);
@@ -753,10 +834,12 @@ static void *notify_main(void *arg)
 			if (!fs->nq_head)
 				fs->nq_tail = &fs->nq_head;
 			fs->nq_len--;
-			struct notify_item **pp = &fs->nq_index[idx_bucket(fs, it->ent)];
-			while (*pp != it)
-				pp = &(*pp)->hnext;
-			*pp = it->hnext;
+			if (it->ent) {
+				struct notify_item **pp = &fs->nq_index[idx_bucket(fs, it->ent)];
+				while (*pp != it)
+					pp = &(*pp)->hnext;
+				*pp = it->hnext;
+			}
 			it->upto = fs->nq_head ? fs->nq_head->seq - 1 : atomic_load(&fs->nq_seq);
 		}
 		pthread_mutex_unlock(&fs->mu);
@@ -770,6 +853,13 @@ static void *notify_main(void *arg)
 			it->next = NULL;
 			*fs->later_tail = it;
 			fs->later_tail = &it->next;
+			continue;
+		}
+		if (it->vnode) { /* the view's lock comes before mu */
+			pthread_mutex_unlock(&fs->mu);
+			dkvfs__ev_unref(fs, it->vnode);
+			free(it);
+			pthread_mutex_lock(&fs->mu);
 			continue;
 		}
 		item_free(fs, it);

@@ -378,6 +378,10 @@ void dkvfs__op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), open);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_open(req, ino, fi);
+		return;
+	}
 	enum fskind k;
 	struct fsver *ver = NULL;
 	struct dkv_entry *ent = dkvfs__ino_entry_ver(fs, ino, &k, &ver);
@@ -468,6 +472,10 @@ void dkvfs__op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	COUNT(FS(req), create);
 	struct dkvfs *fs = FS(req);
+	if (parent & VIEW_BIT) {
+		dkvfs__ev_create(req, parent, name, fi);
+		return;
+	}
 	enum fskind pk;
 	struct dkv_entry *dir = dkvfs__ino_entry(fs, parent, &pk);
 	(void)mode;
@@ -511,6 +519,10 @@ void dkvfs__op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	COUNT(FS(req), read);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_read(req, size, off, fi);
+		return;
+	}
 	enum fskind k;
 	struct fsver *ver = NULL;
 	dkvfs__ino_entry_ver(fs, ino, &k, &ver);
@@ -558,6 +570,10 @@ void dkvfs__op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	COUNT(FS(req), write);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_write(req, buf, size, off, fi);
+		return;
+	}
 	struct vfile *v = (struct vfile *)(uintptr_t)fi->fh;
 	if (!v || !v->writable) {
 		fuse_reply_err(req, EBADF);
@@ -603,6 +619,10 @@ void dkvfs__op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	COUNT(FS(req), flush);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_flush(req, fi);
+		return;
+	}
 	enum fskind k;
 	struct dkv_entry *ent = dkvfs__ino_entry(fs, ino, &k);
 	int rc = 0;
@@ -635,6 +655,10 @@ void dkvfs__op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	COUNT(FS(req), release);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_release(req, fi);
+		return;
+	}
 	enum fskind k;
 	struct dkv_entry *ent = dkvfs__ino_entry(fs, ino, &k);
 	if (k == K_WATCH) {
@@ -669,6 +693,10 @@ void dkvfs__op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	COUNT(FS(req), setattr);
 	struct dkvfs *fs = FS(req);
+	if (ino & VIEW_BIT) {
+		dkvfs__ev_setattr(req, ino, attr, to_set, fi);
+		return;
+	}
 	enum fskind k;
 	struct fsver *ver = NULL;
 	struct dkv_entry *ent = dkvfs__ino_entry_ver(fs, ino, &k, &ver);

@@ -29,6 +29,7 @@ import time
 import traceback
 
 import anyio
+import msgpack
 
 from .exceptions import ServerError
 from .util import Path
@@ -45,6 +46,14 @@ _RETRIES = 5    # writes refused for a stale chain before we give up
 
 def _key(path, subsystem):
     return tuple(path), subsystem
+
+
+def _counts_first(rec):
+    """The order in which records of one error count: the first seen,
+    then the lower node, then the lower number, comparing elements by
+    their msgpack encoding -- the servers' order (engine/errlog.c), which
+    merge duplicates into the first."""
+    return (rec.value.get("first_seen") or 0, msgpack.packb(rec.node), msgpack.packb(rec.tock))
 
 
 class _Rec:
@@ -68,8 +77,9 @@ class ErrorLog:
     def __init__(self, client, node=None):
         self.client = client
         self.node = node or client.node
-        self._by_key = {}    # (path tuple, subsystem) -> _Rec
+        self._by_key = {}    # (path tuple, subsystem) -> the _Rec that counts
         self._by_loc = {}    # (node, tock) -> _Rec
+        self._dups = {}      # (path tuple, subsystem) -> {(node, tock): _Rec}
         self._lock = anyio.Lock()
 
     # -- the index
@@ -78,8 +88,14 @@ class ErrorLog:
         rec = self._by_loc.pop(loc, None)
         if rec is not None:
             k = _key(rec.value.get("path", ()), rec.value.get("subsystem"))
-            if self._by_key.get(k) is rec:
-                del self._by_key[k]
+            recs = self._dups.get(k, {})
+            recs.pop(loc, None)
+            if recs:
+                # a duplicate merged away (or deleted): the next one counts
+                self._by_key[k] = min(recs.values(), key=_counts_first)
+            else:
+                self._dups.pop(k, None)
+                self._by_key.pop(k, None)
 
     def _learn(self, node, tock, value, chain, etock):
         """An error record at (node, tock) is now value (None: gone)."""
@@ -98,11 +114,11 @@ class ErrorLog:
             return      # not a record we can index
         rec = _Rec(node, tock, value, chain, etock)
         self._by_loc[loc] = rec
-        other = self._by_key.get(k)
-        # two records for one error (made at once on two nodes): keep the
-        # older one, as every reader should
-        if other is None or (value.get("first_seen") or 0) < (other.value.get("first_seen") or 0):
-            self._by_key[k] = rec
+        # two records for one error (made at once on two nodes) count as
+        # the first, until a server merges the other into it
+        recs = self._dups.setdefault(k, {})
+        recs[loc] = rec
+        self._by_key[k] = min(recs.values(), key=_counts_first)
 
     def _msg(self, msg):
         p = msg.get("path")

@@ -24,6 +24,7 @@ from test_auth_login import add_user, auth_on, greeting_auth, lconnect
 from test_codec import DECODE, ENCODE, tutorial_setup
 from test_fs import errno_of, read
 from test_fs import mount_factory  # noqa: F401  (a fixture)
+from test_fs_acl import mount_acl, state  # noqa: F401  (fixtures)
 
 INT = 'if int(value) != value: raise ValueError("not an integer")\n'
 FAST = {"server.errors.interval": 0.2}
@@ -396,7 +397,87 @@ def test_replicated_one_record_per_error(cluster_factory):
     assert len(listed(two)) == 1
 
 
+def test_duplicates_merge_into_one(cluster_factory):
+    """Two nodes record the same new error at the same moment (two
+    runners; then a type script failing on both at once): the servers
+    merge the younger record into the one that counts -- counts added,
+    first/last seen, both nodes' details -- and delete it, on both nodes
+    alike and without counting anything twice."""
+    c = cluster_factory(2, config={"server.errors.interval": 0.2})
+    one, two = c.servers
+    t = time.time()
+    with one.connect() as p1, two.connect() as p2:
+        ta = runner_error(p1, "one", ("job", "x"), "RuntimeError: Owch", TRACE, t)
+        tb = runner_error(p2, "two", ("job", "x"), "RuntimeError: Ouch", TRACE, t + 0.5)
+
+    def merged(s):
+        recs = listed(s, "-a") + listed(s, "-a", "-r")
+        return recs if len(recs) == 1 and set(recs[0].get("nodes", {})) == {"one", "two"} else None
+
+    for s in (one, two):
+        r = wait_for(lambda: merged(s), 15, "one record on %s" % s.node)[0]
+        assert syspath(r) == ("one", str(ta)) and r["count"] == 2, r
+        assert r["first_seen"] == t and r["last_seen"] == t + 0.5, r
+        assert r["nodes"]["two"]["message"] == "RuntimeError: Ouch", r
+    time.sleep(0.6)   # both nodes merged: still counted once
+    for s in (one, two):
+        with s.connect() as p:
+            rec = p.get((".distkv", "error", "one", ta))["value"]
+            assert rec["count"] == 2 and [list(x) for x in rec["merged"]] == [["two", tb]], rec
+            assert "value" not in p.get((".distkv", "error", "two", tb))
+            assert "value" not in p.get((".distkv", "error", "two", tb, "two"))
+    # details a runner writes late to the record merged away follow it
+    with two.connect() as p:
+        assert "error" not in p.set((".distkv", "error", "two", tb, "two"),
+                                    {"seen": t + 9, "tock": tb, "message": "late"})
+    wait_for(lambda: listed(one, "-a")[0]["nodes"]["two"]["message"] == "late", 10,
+             "the late detail moved")
+    with one.connect() as p:
+        wait_for(lambda: "value" not in p.get((".distkv", "error", "two", tb, "two")), 10,
+                 "the late detail deleted")
+
+    # a type script failing on both nodes at once
+    int_type(one)
+    wait_for(lambda: "int" in two.dkv("type", "list").stdout, 15, "the type on two")
+    procs = [subprocess.Popen(s.client_argv("data", "set", "-v", "x", "stats", "y"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for s in (one, two)]
+    assert [pr.wait(30) for pr in procs] == [1, 1]   # both refused
+
+    def one_type_record(s):
+        recs = listed(s, "-s", "type")
+        return len(recs) == 1 and recs[0]["count"] == 2 and len(recs[0].get("merged", [])) <= 1
+    for s in (one, two):
+        wait_for(lambda: one_type_record(s), 15, "one type record on %s" % s.node)
+
+
 # ---- the mount ----
+
+
+def view_files(root):
+    """Every file below .errors, as relative paths (what ls -R shows)."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+def write_text(path, text, flags=os.O_WRONLY | os.O_TRUNC):
+    """open/write/close; the errno of the first call that failed (0: none)."""
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        return e.errno
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:
+        os.close(fd)
+        return e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        return e.errno
+    return 0
 
 
 def test_mount_errors_and_run(mount_factory):
@@ -406,17 +487,22 @@ def test_mount_errors_and_run(mount_factory):
     refused(s, "-v", "123", "stats", "a")
     rec = wait_for(lambda: listed(s), 10, "the type error")[0]
     node, tock = syspath(rec)
-    # .errors: the records as stored, NODE/:TOCK/_, details below
-    d = os.path.join(mnt, ".errors", node, ":" + tock)
-    wait_for(lambda: os.path.exists(os.path.join(d, "_")), 5, "the record in the mount")
-    shown = dkvyaml.load(read(os.path.join(d, "_")))
-    assert shown["subsystem"] == "type" and shown["path"] == ("P", "stats.a"), shown
-    assert dkvyaml.load(read(os.path.join(d, node, "_")))["message"] == \
-        "ValueError('not an integer')"
+    # .errors: by the error's path; the _ is a map by subsystem
+    v = os.path.join(mnt, ".errors", "stats", "a", "_")
+    wait_for(lambda: os.path.exists(v), 5, "the error in the mount")
+    shown = dkvyaml.load(read(v))
+    assert set(shown) == {"type"}, shown
+    t = shown["type"]
+    assert t["count"] == 1 and t["resolved"] is False and t["severity"] == 2, t
+    assert t["syspath"] == ("P", "%s.:%s" % (node, tock)) and "path" not in t, t
+    assert t["nodes"][node]["message"] == "ValueError('not an integer')", t
+    # the records themselves are where the data tree has them
+    raw = os.path.join(mnt, ".distkv", "error", node, ":" + tock, "_")
+    assert dkvyaml.load(read(raw))["subsystem"] == "type"
     # resolving through the mount: the record with resolved set
-    with open(os.path.join(d, "_"), "w") as f:
-        f.write(read(os.path.join(d, "_")).replace("resolved: false", "resolved: true"))
-    wait_for(lambda: listed(s) == [], 5, "resolved through the mount")
+    assert write_text(v, "resolved: true\n") == 0
+    assert listed(s) == []
+    assert dkvyaml.load(read(v))["type"]["resolved"] > 0
 
     # .run: the jobs as stored, and each job's state record as .state
     ok(s.dkv("data", "set", "-ev", "{'code': ['the', 'answer'], 't': 0}",
@@ -440,3 +526,170 @@ def test_mount_errors_and_run(mount_factory):
     assert errno_of(lambda: os.stat(os.path.join(mnt, "stats", "a", ".state"))) == errno.ENOENT
     ok(s.dkv("data", "delete", ".distkv", "state", "any", "a", "question", check=False))
     wait_for(lambda: not os.path.exists(os.path.join(job, ".state")), 5, "the state gone")
+
+
+def test_mount_errors_by_path(mount_factory):
+    """.errors shows the errors by path (issue 15): ls -R lists the paths
+    `error list -d_` shows below its subsystems, each _ a map by subsystem
+    (record fields, syspath, every node's details with the traceback);
+    the root path's errors are .errors/_.  Writing resolved: true/false
+    (alone, or in a subsystem's part, as cat shows it) resolves and
+    reopens; rm -r deletes; everything else is refused with a clear errno
+    and changes nothing."""
+    m = mount_factory()
+    s, mnt = m.server, m.mnt
+    ev = os.path.join(mnt, ".errors")
+    t = time.time()
+    job = (".distkv", "run", "any", "what", "me", "worry")
+    with s.connect() as p:
+        runner_error(p, "node-a", job, "RuntimeError: Owch", TRACE, t)
+        runner_error(p, "node-a", ("stats", "a"), "bad", TRACE, t, subsystem="type")
+        runner_error(p, "node-b", ("stats", "a"), "worse", TRACE, t + 1, subsystem="codec")
+        runner_error(p, "node-a", (), "the root", TRACE, t, subsystem="peer")
+        runner_error(p, "node-a", ("stats", "a", "deeper"), "below", TRACE, t)
+    files = view_files(ev)
+    assert files == [":=.distkv/run/any/what/me/worry/_", "_", "stats/a/_",
+                     "stats/a/deeper/_"], files   # names as in the data tree
+    # the same paths as `error list -d_`, below its subsystems
+    d = as_dict(s)
+    assert set(d) == {"run", "type", "codec", "peer"}
+    assert "_" in d["run"][".distkv"]["run"]["any"]["what"]["me"]["worry"]
+    assert sorted(os.listdir(os.path.join(ev, "stats"))) == ["a"]
+    assert sorted(os.listdir(os.path.join(ev, "stats", "a"))) == ["_", "deeper"]
+    # one path, two subsystems: a map by subsystem
+    sa = dkvyaml.load(read(os.path.join(ev, "stats", "a", "_")))
+    assert set(sa) == {"codec", "type"}, sa
+    assert sa["codec"]["nodes"]["node-b"]["message"] == "worse"
+    assert sa["type"]["nodes"]["node-a"]["trace"] == TRACE
+    assert sa["type"]["count"] == 1 and sa["type"]["first_seen"] == t
+    w = dkvyaml.load(read(os.path.join(ev, ":=.distkv", "run", "any", "what", "me", "worry", "_")))
+    assert w["run"]["nodes"]["node-a"]["data"] == {"code": ["the", "error"]}
+    assert set(dkvyaml.load(read(os.path.join(ev, "_")))) == {"peer"}
+    st = os.stat(os.path.join(ev, "stats", "a", "_"))
+    assert st.st_size == len(read(os.path.join(ev, "stats", "a", "_")).encode())
+
+    # bad writes: a clear errno, and nothing changes
+    def everything():
+        return as_dict(s), as_dict(s, "-r")   # open ones, resolved ones
+    before = everything()
+    sa_p = os.path.join(ev, "stats", "a", "_")
+    for text in ("resolved: [1\n", "- a list\n", "resolved: maybe\n", "nosuch: {resolved: true}\n",
+                 "type: 5\n", "type: {count: 7}\n", "12\n"):
+        assert write_text(sa_p, text) == errno.EINVAL, text
+    assert everything() == before
+    assert errno_of(lambda: os.mkdir(os.path.join(ev, "new"))) == errno.EPERM
+    assert errno_of(lambda: os.mkdir(os.path.join(ev, "stats", "new"))) == errno.EPERM
+    assert write_text(os.path.join(ev, "stats", "other"), "x", os.O_WRONLY | os.O_CREAT) == errno.EPERM
+    assert errno_of(lambda: os.truncate(sa_p, 0)) == errno.EPERM
+    assert errno_of(lambda: os.rmdir(os.path.join(ev, "stats"))) == errno.ENOTEMPTY
+    assert errno_of(lambda: os.rename(os.path.join(ev, "stats"), os.path.join(ev, "x"))) == errno.EXDEV
+    assert errno_of(lambda: os.unlink(os.path.join(ev, "stats", "nothing"))) == errno.ENOENT
+    assert everything() == before
+    assert view_files(ev) == files
+
+    # resolve one subsystem (as cat shows it, edited), then every one here
+    text = read(sa_p)
+    i = text.index("type:")
+    assert write_text(sa_p, text[:i] + text[i:].replace("resolved: false", "resolved: true", 1)) == 0
+    assert set(as_dict(s)) == {"run", "codec", "peer"}
+    assert isinstance(dkvyaml.load(read(sa_p))["type"]["resolved"], int)
+    assert dkvyaml.load(read(sa_p))["codec"]["resolved"] is False
+    assert write_text(sa_p, "resolved: true\n") == 0
+    assert set(as_dict(s)) == {"run", "peer"}
+    assert write_text(sa_p, "codec: {resolved: false}\n") == 0   # reopened
+    assert set(as_dict(s)) == {"run", "peer", "codec"}
+    assert view_files(ev) == files   # resolved errors stay, as in list -r
+
+    # rm -r: the errors at and below that path, records and details
+    subprocess.run(["rm", "-r", os.path.join(ev, "stats")], check=True)
+    assert set(as_dict(s)) == {"run", "peer"} and as_dict(s, "-r") == {}
+    assert view_files(ev) == [":=.distkv/run/any/what/me/worry/_", "_"]
+    with s.connect() as p:
+        assert not [k for k in p.stream("get_tree", path=Path(".distkv", "error"))
+                    if "path" in k and "stats" in str(k.get("value"))]
+    os.unlink(os.path.join(ev, "_"))
+    assert set(as_dict(s)) == {"run"}
+    assert not os.path.exists(os.path.join(ev, "_"))
+    s.check_alive()
+
+
+def test_mount_errors_inotify(mount_factory):
+    """Errors appearing, changing and going reach `inotifywait -r` on
+    .errors like other entries, every new level of a path; one made
+    through the mount is seen once."""
+    from test_fs import Inotify
+    m = mount_factory(config=FAST)
+    s, mnt = m.server, m.mnt
+    ev = os.path.join(mnt, ".errors")
+    os.listdir(ev)
+    ino = Inotify(ev).settle()
+    try:
+        n0 = len(ino.snapshot())
+        with s.connect() as p:
+            tock = runner_error(p, "node-a", ("x", "y"), "RuntimeError: Owch", TRACE, time.time())
+        ia, _ = ino.wait("x", "CREATE", n0)
+        iy, _ = ino.wait("x/y", "CREATE", n0)
+        iv, _ = ino.wait("x/y/_", "CREATE", n0)
+        assert ia < iy < iv, ino.dump(n0)
+        # a second occurrence (the detail changes): MODIFY
+        n0 = len(ino.snapshot())
+        with s.connect() as p:
+            assert "error" not in p.set((".distkv", "error", "node-a", tock, "node-b"),
+                                        {"seen": time.time(), "tock": tock, "message": "again"})
+        ino.wait("x/y/_", "MODIFY", n0)
+        # resolved by the protocol: MODIFY; deleted: DELETE _ and the dirs
+        n0 = len(ino.snapshot())
+        ok(s.dkv("error", "resolve", "node-a", str(tock), check=False))
+        ino.wait("x/y/_", "MODIFY", n0)
+        n0 = len(ino.snapshot())
+        ok(s.dkv("error", "delete", "node-a", str(tock), check=False))
+        i_del, _ = ino.wait("x/y/_", "DELETE", n0)
+        i_y, _ = ino.wait("x/y", "DELETE", n0)
+        i_x, _ = ino.wait("x", "DELETE", n0)
+        assert i_del < i_y < i_x, ino.dump(n0)
+        assert not os.path.exists(os.path.join(ev, "x"))
+        # made through the mount: the writer's own events, once
+        with s.connect() as p:
+            runner_error(p, "node-a", ("z",), "RuntimeError: Owch", TRACE, time.time())
+        # the record and its detail are repeated: CREATE (open, write,
+        # close), then MODIFY (the same without O_CREAT), in either order
+        # of the two; then nothing more comes
+        i, _ = ino.wait("z/_", "CREATE")
+        i, _ = ino.wait("z/_", "CLOSE_WRITE", i + 1)
+        ino.wait("z/_", "CLOSE_WRITE", i + 1)
+        time.sleep(0.2)
+        n0 = len(ino.snapshot())
+        assert write_text(os.path.join(ev, "z", "_"), "resolved: true\n") == 0
+        time.sleep(0.3)
+        mods = [e for _, r, e in ino.snapshot()[n0:] if r == "z/_" and "CLOSE_WRITE" in e]
+        assert len(mods) == 1, ino.dump(n0)
+    finally:
+        ino.stop()
+
+
+def test_mount_errors_hidden_by_acl(mount_acl):
+    """A mount bound to joe (server.mount.user) shows in .errors only the
+    errors whose records joe's ACL lets it read: here those node-a made."""
+    m = mount_acl({"server.mount.user": "joe"})
+    m.set_internal(("acl", "writeonly", ".distkv", "error", "node-a", "#"), "rxe")
+    t = time.time()
+    with m.server.connect() as p:
+        runner_error(p, "node-a", ("ro", "b"), "RuntimeError: Owch", TRACE, t)
+        runner_error(p, "node-b", ("ro", "b"), "KeyError: x", TRACE, t, subsystem="type")
+        runner_error(p, "node-b", ("secret", "c"), "KeyError: y", TRACE, t)
+    ev = os.path.join(m.mnt, ".errors")
+    assert view_files(ev) == ["ro/b/_"]
+    assert set(dkvyaml.load(read(os.path.join(ev, "ro", "b", "_")))) == {"run"}
+    assert errno_of(lambda: os.stat(os.path.join(ev, "secret"))) == errno.ENOENT
+    # what joe cannot see, joe cannot resolve or delete either
+    assert write_text(os.path.join(ev, "ro", "b", "_"), "type: {resolved: true}\n") == errno.EINVAL
+    # and what it may read but not delete stays (EACCES)
+    assert errno_of(lambda: os.unlink(os.path.join(ev, "ro", "b", "_"))) == errno.EACCES
+    assert view_files(ev) == ["ro/b/_"]
+    m.set_internal(("acl", "writeonly", ".distkv", "error", "node-a", "#"), "rwxed")
+    assert write_text(os.path.join(ev, "ro", "b", "_"), "resolved: true\n") == 0
+    assert set(as_dict(m.server, "-s", "run")) == {"secret"}   # node-b's, unseen
+    os.unlink(os.path.join(ev, "ro", "b", "_"))
+    assert view_files(ev) == []
+    left = listed(m.server) + listed(m.server, "-r")
+    assert sorted(syspath(r)[0] for r in left) == ["node-b", "node-b"], left

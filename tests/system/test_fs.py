@@ -2013,12 +2013,15 @@ def test_special_dirs(fs):
 
 def test_special_dirs_code_run_errors(fs):
     """Bullet 10: .code and .module show stored code, internal data
-    (None, code) and (None, module) since issue 13; .run and .errors show
-    what is stored where those issues keep it (per fs/mount.c: the
-    ordinary paths .distkv/run, .distkv/error)."""
-    for sub, d in (("run", ".run"), ("error", ".errors")):
-        fs.set((".distkv", sub, "x"), sub)
-        assert read(fs.path(d, "x", "_")) == "%s\n" % sub
+    (None, code) and (None, module) since issue 13; .run shows what is
+    stored where issue 15 keeps it (the ordinary path .distkv/run);
+    .errors is the error log by error path (test_errors.py), and what is
+    stored at .distkv/error is in the data tree only."""
+    fs.set((".distkv", "run", "x"), "run")
+    assert read(fs.path(".run", "x", "_")) == "run\n"
+    fs.set((".distkv", "error", "x"), "error")   # not an error record
+    assert read(fs.path(":=.distkv", "error", "x", "_")) == "error\n"
+    assert os.listdir(fs.path(".errors")) == []
     for sub in ("code", "module"):
         r = fs.p.request("set_internal", path=Path(sub, "x"), value={"code": "pass\n"})
         assert "error" not in r, r
