@@ -7,6 +7,7 @@
  * come first.
  */
 #include "mp.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -645,6 +646,25 @@ int dkv_mp_canon(struct dkv_buf *out, struct dkv_mp_reader *r)
 	}
 	r->p = s.p;
 	return 0;
+}
+
+bool dkv_mp_find_bad_utf8(const uint8_t *p, size_t n, size_t *at, size_t *bad)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	dkv_mp_reader_init(&r, p, n);
+	/* well-formed: the items follow each other, containers are only heads */
+	while (dkv_mp_left(&r) && !dkv_mp_read(&r, &it)) {
+		if (it.type != DKV_MP_STR)
+			continue;
+		size_t ok = dkv__utf8_prefix(it.v.s.p, it.v.s.len);
+		if (ok < it.v.s.len) {
+			*at = (size_t)(it.v.s.p - p);
+			*bad = ok;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s)

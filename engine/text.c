@@ -49,12 +49,30 @@ size_t dkv__utf8_len(const uint8_t *p, size_t n)
 	return w;
 }
 
+size_t dkv__utf8_prefix(const uint8_t *p, size_t n)
+{
+	size_t i = 0, w;
+	while (i < n) {
+		/* ASCII, the common case, eight bytes at a time */
+		uint64_t word;
+		while (n - i >= 8) {
+			memcpy(&word, p + i, 8);
+			if (word & 0x8080808080808080u)
+				break;
+			i += 8;
+		}
+		if (i == n)
+			break;
+		if (!(w = dkv__utf8_len(p + i, n - i)))
+			return i;
+		i += w;
+	}
+	return n;
+}
+
 bool dkv__utf8_valid(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0, w; i < n; i += w)
-		if (!(w = dkv__utf8_len(p + i, n - i)))
-			return false;
-	return true;
+	return dkv__utf8_prefix(p, n) == n;
 }
 
 void dkv__utf8_sanitize(struct dkv_buf *out, const uint8_t *p, size_t n)

@@ -4,6 +4,7 @@
  * dialect.  Client connections and cluster links both decode with it.
  */
 #include "net.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +64,29 @@ const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key)
 		if (m->f[i].keylen == kl && !memcmp(m->f[i].key, key, kl))
 			return &m->f[i];
 	return NULL;
+}
+
+int dkv__msg_check_text(const struct dkv_msg *m, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct dkv_field *f = &m->f[i];
+		size_t at, bad = dkv__utf8_prefix(f->key, f->keylen);
+		if (bad < f->keylen) {
+			snprintf(err, errlen, "a field name is not valid UTF-8 (byte 0x%02x at offset %zu)",
+				 f->key[bad], bad);
+			return -EINVAL;
+		}
+		if ((f->keylen == 4 && !memcmp(f->key, "path", 4)) ||
+		    !dkv_mp_find_bad_utf8(f->val, f->vallen, &at, &bad))
+			continue;
+		snprintf(err, errlen,
+			 "field '%.*s' holds a string that is not valid UTF-8 (byte 0x%02x at offset "
+			 "%zu of the string): text must be UTF-8; send bytes as msgpack bin",
+			 (int)(f->keylen > 40 ? 40 : f->keylen), (const char *)f->key,
+			 f->val[at + bad], bad);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* ---- fields ---- */
