@@ -405,7 +405,7 @@ static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 					   : "a request needs a seq");
 		return true;
 	}
-	if (dkv__msg_check_text(&m, err, sizeof err)) {
+	if (dkv__msg_check_text(&m, p, len, err, sizeof err)) {
 		dkv__reply_error(c, &m, "%s", err);
 		return true;
 	}

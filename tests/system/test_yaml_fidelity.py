@@ -3,8 +3,11 @@
 Every value kind (the strings YAML 1.1 readers take for something else,
 NaN and the infinities, big integers, bytes, nested maps with keys that
 are not strings) is written by our YAML writer and read back by PyYAML
-(safe_load, as a user would, plus a constructor for our `!P`) and by our
-own reader; both must give the very value that was written.  The JSON
+(safe_load, as a user would, plus a constructor for our `!P`; and with
+doc/formats.md's snippet for all our tags, there and back) and by our
+own reader; both must give the very value that was written.  Strings
+that are not UTF-8 (from an old state file) show as `!nonutf8`, and
+keys that Python's dict merges (1, 1.0, True) stay apart in -o json.  The JSON
 writer is held against doc/formats.md's mapping with json.loads (and jq
 where it is installed).
 
