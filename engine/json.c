@@ -71,8 +71,6 @@ void dkv_json_string(struct dkv_buf *out, const uint8_t *s, size_t n)
 {
 	struct dkv_buf clean = {0};
 
-	/* NEEDSWORK: like YAML, JSON has no way to say "these bytes, not
-	 * text"; a msgpack string that is not UTF-8 shows U+FFFD. */
 	if (!dkv__utf8_valid(s, n)) {
 		dkv__utf8_sanitize(&clean, s, n);
 		s = clean.data;
@@ -198,6 +196,10 @@ static int put_ext(struct dkv_buf *out, const struct dkv_mp_item *it)
 		rc = put_path(out, p, n);
 		break;
 	case DKV_EXT_PROXY:
+		if (!dkv__utf8_valid(p, n)) { /* a name that is no text: as it is */
+			put_raw_ext(out, it->v.ext.type, p, n);
+			return 0;
+		}
 		open_marker(out, ":proxy");
 		dkv_json_string(out, p, n);
 		break;
@@ -267,6 +269,13 @@ static int put_node(struct dkv_buf *out, struct dkv_mp_reader *r)
 		put_double(out, it.v.f);
 		return 0;
 	case DKV_MP_STR:
+		if (!dkv__utf8_valid(it.v.s.p, it.v.s.len)) { /* as YAML's !nonutf8 */
+			open_marker(out, ":nonutf8");
+			dkv_buf_putc(out, '"');
+			dkv__hex_encode(out, it.v.s.p, it.v.s.len);
+			dkv_buf_puts(out, "\"}");
+			return 0;
+		}
 		dkv_json_string(out, it.v.s.p, it.v.s.len);
 		return 0;
 	case DKV_MP_BIN:

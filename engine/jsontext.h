@@ -11,7 +11,10 @@
  *                          {":int": "0xHEX"}   (smaller ones are plain numbers)
  *   a path (ext type 3)    {":path": [element, ...]}
  *   a proxy (ext type 4)   {":proxy": "name"}
- *   another ext type       {":ext": [type, "BASE64"]}
+ *   another ext type       {":ext": [type, "BASE64"]} (also a proxy whose
+ *                          name is not UTF-8)
+ *   a string that is not UTF-8 (only from old logs or peers)
+ *                          {":nonutf8": "HEX"}, YAML's !nonutf8
  *
  * Object keys: a string of valid UTF-8 that does not start with ':' is
  * itself; any other key is written in the colon notation (pathtext.h:
@@ -32,7 +35,8 @@
 int dkv_json_emit(struct dkv_buf *out, const uint8_t *mp, size_t len);
 
 /* Append the JSON string for s[0..n) (quotes included); bytes that are
- * not valid UTF-8 become U+FFFD. */
+ * not valid UTF-8 become U+FFFD, so callers that must not change a value
+ * check first (dkv_json_emit writes {":nonutf8": ...} instead). */
 void dkv_json_string(struct dkv_buf *out, const uint8_t *s, size_t n);
 
 #endif

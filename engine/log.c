@@ -31,12 +31,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A save writes its dump in slices of this many bytes and reports its
+ * progress (to a requester that wants it) this often. */
+#define SAVE_SLICE (1u << 20)
+#define SAVE_PROGRESS_MS 250
 
 /* ---- the format ---- */
 
@@ -112,10 +118,19 @@ void dkv_log_encode_state(struct dkv_buf *out, struct dkv_engine *e)
 	end_record(out, start);
 }
 
-void dkv_log_encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full)
+/* A save's progress counts entries by these marks: the offset in the dump
+ * after every MARK_EVERY-th entry or deletion record (8 bytes per 1024
+ * records, so a dump of 10 million entries keeps 80 KB of them). */
+#define MARK_EVERY 1024
+
+/* The dump; marks (NULL: none wanted) gets a uint64_t offset after every
+ * MARK_EVERY-th record.  Returns the number of entry and deletion records. */
+static uint64_t encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full,
+			    struct dkv_buf *marks)
 {
 	struct dkv_path tmp;
 	struct dkv_entry *root = dkv_engine_root(e);
+	uint64_t n = 0;
 
 	dkv_path_init(&tmp);
 	dkv_log_encode_state(out, e);
@@ -125,10 +140,21 @@ void dkv_log_encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full)
 			x = dkv_entry_walk_next(x, root, false);
 			continue;
 		}
+		size_t before = out->len;
 		dkv_log_encode_entry(out, x, &tmp);
+		if (out->len != before && !(++n % MARK_EVERY) && marks) {
+			uint64_t off = out->len;
+			dkv_buf_append(marks, &off, sizeof off);
+		}
 		x = dkv_entry_walk_next(x, root, true);
 	}
 	dkv_path_release(&tmp);
+	return n;
+}
+
+void dkv_log_encode_dump(struct dkv_buf *out, struct dkv_engine *e, bool full)
+{
+	encode_dump(out, e, full, NULL);
 }
 
 int dkv_log_sync_parse(const char *s, size_t len, enum dkv_log_sync *out)
@@ -205,7 +231,14 @@ struct save {
 	int err;
 	const char *what;
 	dkv_logger_cb cb;
+	dkv_logger_progress_cb progress; /* NULL: not wanted */
 	void *cb_arg;
+	/* progress, by the loop: the dump's entry and deletion records, the
+	 * offsets after every MARK_EVERY-th (uint64_t), the marks passed */
+	uint64_t entries;
+	struct dkv_buf marks;
+	size_t marks_passed;
+	_Atomic uint64_t written; /* bytes in the file so far: the worker's */
 };
 
 struct dkv_logger {
@@ -222,6 +255,8 @@ struct dkv_logger {
 	uv_check_t check;       /* after each loop iteration: write (and in always mode fsync) */
 	uv_timer_t timer;       /* batch: the periodic fsync */
 	bool timer_on;
+	uv_timer_t save_timer;  /* saves' progress reports, while one wants them */
+	bool save_timer_on;
 	unsigned handles;       /* handles not yet closed */
 	/* health, for `internal state` */
 	unsigned errors;
@@ -739,8 +774,9 @@ struct dkv_logger *dkv_logger_new(uv_loop_t *loop, struct dkv_engine *e,
 	dkv_path_init(&lg->tmp);
 	uv_check_init(loop, &lg->check);
 	uv_timer_init(loop, &lg->timer);
-	lg->check.data = lg->timer.data = lg;
-	lg->handles = 2;
+	uv_timer_init(loop, &lg->save_timer);
+	lg->check.data = lg->timer.data = lg->save_timer.data = lg;
+	lg->handles = 3;
 	dkv_engine_add_hook(e, on_change, lg);
 	return lg;
 }
@@ -805,7 +841,14 @@ static void save_work(uv_work_t *w)
 		free(tmp);
 		return;
 	}
-	if ((rc = write_all(fd, s->data.data, s->data.len))) {
+	/* in slices, so that the loop can tell how far it got */
+	rc = 0;
+	for (size_t off = 0, k; !rc && off < s->data.len; off += k) {
+		k = s->data.len - off < SAVE_SLICE ? s->data.len - off : SAVE_SLICE;
+		if (!(rc = write_all(fd, s->data.data + off, k)))
+			atomic_store_explicit(&s->written, off + k, memory_order_relaxed);
+	}
+	if (rc) {
 		s->err = rc;
 		s->what = "write";
 	} else if (fdatasync(fd)) {
@@ -832,6 +875,35 @@ static void save_work(uv_work_t *w)
 	free(tmp);
 }
 
+/* Tell a save's requester how far the file got. */
+static void save_report(struct save *s, bool all)
+{
+	uint64_t written = atomic_load_explicit(&s->written, memory_order_relaxed);
+	const uint64_t *marks = (const uint64_t *)s->marks.data;
+	size_t nmarks = s->marks.len / sizeof *marks;
+	while (s->marks_passed < nmarks && marks[s->marks_passed] <= written)
+		s->marks_passed++;
+	if (s->progress && s->cb)
+		s->progress(s->cb_arg, all ? s->entries : s->marks_passed * MARK_EVERY,
+			    all ? s->data.len : written);
+}
+
+static void on_save_timer(uv_timer_t *h)
+{
+	struct dkv_logger *lg = h->data;
+	bool any = false;
+	for (struct save *s = lg->saves; s; s = s->next) {
+		if (s->progress && s->cb) {
+			any = true;
+			save_report(s, false);
+		}
+	}
+	if (!any) {
+		uv_timer_stop(h);
+		lg->save_timer_on = false;
+	}
+}
+
 static void save_done(uv_work_t *w, int status)
 {
 	struct save *s = w->data;
@@ -841,6 +913,8 @@ static void save_done(uv_work_t *w, int status)
 	while (*pp != s)
 		pp = &(*pp)->next;
 	*pp = s->next;
+	if (!s->err)
+		save_report(s, true);
 	if (s->err) {
 		snprintf(msg, sizeof msg, "cannot %s %s: %s", s->what, s->path, strerror(-s->err));
 		snprintf(lg->last_error, sizeof lg->last_error, "%s", msg);
@@ -852,13 +926,14 @@ static void save_done(uv_work_t *w, int status)
 	if (s->cb)
 		s->cb(s->cb_arg, s->err, msg);
 	dkv_buf_release(&s->data);
+	dkv_buf_release(&s->marks);
 	free(s->path);
 	free(s);
 	maybe_finish_close(lg);
 }
 
 int dkv_logger_save(struct dkv_logger *lg, const char *path, bool full, dkv_logger_cb cb,
-		    void *arg)
+		    dkv_logger_progress_cb progress, void *arg)
 {
 	if (lg->closing)
 		return -ESHUTDOWN;
@@ -866,16 +941,23 @@ int dkv_logger_save(struct dkv_logger *lg, const char *path, bool full, dkv_logg
 	s->lg = lg;
 	s->path = dkv_xstrdup(path);
 	s->cb = cb;
+	s->progress = progress;
 	s->cb_arg = arg;
+	atomic_init(&s->written, 0);
 	/* NEEDSWORK: the dump is built in memory in one go on the loop (about
 	 * 40 bytes per entry, some 100 ms per million entries); a huge tree
-	 * would want it written in slices. */
+	 * would want it written in slices.  Progress covers the writing. */
 	dkv_log_encode_header(&s->data, dkv_engine_self(lg->e)->name, DKV_LOG_KIND_DUMP);
-	dkv_log_encode_dump(&s->data, lg->e, full);
+	s->entries = encode_dump(&s->data, lg->e, full, progress ? &s->marks : NULL);
 	s->work.data = s;
 	s->next = lg->saves;
 	lg->saves = s;
 	uv_queue_work(lg->loop, &s->work, save_work, save_done);
+	if (progress && !lg->save_timer_on) {
+		uv_update_time(lg->loop); /* the first report a quarter second after the dump is made */
+		uv_timer_start(&lg->save_timer, on_save_timer, SAVE_PROGRESS_MS, SAVE_PROGRESS_MS);
+		lg->save_timer_on = true;
+	}
 	return 0;
 }
 
@@ -886,7 +968,7 @@ void dkv_logger_forget(struct dkv_logger *lg, void *arg)
 			l->cb = NULL;
 	for (struct save *s = lg->saves; s; s = s->next)
 		if (s->cb_arg == arg)
-			s->cb = NULL;
+			s->cb = NULL, s->progress = NULL;
 }
 
 /* ---- health and durability ---- */
@@ -982,9 +1064,10 @@ static void maybe_finish_close(struct dkv_logger *lg)
 {
 	if (!lg->closing || lg->logs || lg->saves)
 		return;
-	if (lg->handles == 2 && !uv_is_closing((uv_handle_t *)&lg->check)) {
+	if (lg->handles == 3 && !uv_is_closing((uv_handle_t *)&lg->check)) {
 		uv_close((uv_handle_t *)&lg->check, handle_closed);
 		uv_close((uv_handle_t *)&lg->timer, handle_closed);
+		uv_close((uv_handle_t *)&lg->save_timer, handle_closed);
 		return;
 	}
 	if (lg->handles)
@@ -1013,7 +1096,7 @@ void dkv_logger_close(struct dkv_logger *lg, void (*cb)(void *arg), void *arg)
 	memset(lg->notify, 0, sizeof lg->notify);
 	dkv_engine_remove_hook(lg->e, on_change, lg);
 	for (struct save *s = lg->saves; s; s = s->next)
-		s->cb = NULL;
+		s->cb = NULL, s->progress = NULL;
 	struct logfile *l = lg->logs, *n;
 	for (; l; l = n) {
 		n = l->next; /* begin_close may free l */

@@ -131,10 +131,16 @@ int dkv_logger_start(struct dkv_logger *lg, const char *path, enum dkv_log_sync 
 /* Flush and close the current log; cb runs when it is closed.
  * -EALREADY: no log is open; -EBUSY: a switch is running. */
 int dkv_logger_stop(struct dkv_logger *lg, dkv_logger_cb cb, void *arg);
+/* How far a save got: entries (entry and deletion records) and bytes of
+ * the dump in the file so far. */
+typedef void (*dkv_logger_progress_cb)(void *arg, uint64_t entries, uint64_t bytes);
 /* A one-shot dump to path, written to a temporary file in the same
- * directory, synced, then renamed into place. */
+ * directory, synced, then renamed into place.  progress (NULL: none) runs
+ * on the loop every quarter second while the file is written and once
+ * with the whole dump's figures when all of it is written, before cb
+ * (not when the save fails). */
 int dkv_logger_save(struct dkv_logger *lg, const char *path, bool full, dkv_logger_cb cb,
-		    void *arg);
+		    dkv_logger_progress_cb progress, void *arg);
 /* Forget cb for every pending call that was given arg (its requester
  * went away); the operations themselves go on. */
 void dkv_logger_forget(struct dkv_logger *lg, void *arg);

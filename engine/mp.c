@@ -7,6 +7,7 @@
  * come first.
  */
 #include "mp.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -645,6 +646,76 @@ int dkv_mp_canon(struct dkv_buf *out, struct dkv_mp_reader *r)
 	}
 	r->p = s.p;
 	return 0;
+}
+
+/* Whether the string s[0..len), len <= 16, is all ASCII: two loads that
+ * may overlap, since most strings of a request are short ASCII words. */
+static bool short_ascii(const uint8_t *s, size_t len)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+	uint8_t any = 0;
+	if (len >= 8) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + len - 8, 8);
+		return !((a | b) & 0x8080808080808080u);
+	}
+	if (len >= 4) {
+		memcpy(&x, s, 4);
+		memcpy(&y, s + len - 4, 4);
+		return !((x | y) & 0x80808080u);
+	}
+	for (size_t i = 0; i < len; i++)
+		any |= s[i];
+	return !(any & 0x80);
+}
+
+bool dkv_mp_find_bad_utf8(const uint8_t *p, size_t n, size_t *at, size_t *bad)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it;
+	const uint8_t *s;
+	size_t len;
+	dkv_mp_reader_init(&r, p, n);
+	/* well-formed: the items follow each other, containers are only heads */
+	while (dkv_mp_left(&r)) {
+		uint8_t c = *r.p;
+		/* the common small items without the general reader: a request's
+		 * fields are mostly short strings and small integers */
+		if ((c & 0xe0) == 0xa0) {
+			s = r.p + 1;
+			len = c & 0x1f;
+			r.p = s + len;
+		} else if (c <= 0x9f || c >= 0xe0 || (c >= 0xc0 && c <= 0xc3)) {
+			r.p++; /* fixint, nil, bool, the head of a fixmap or fixarray */
+			continue;
+		} else if (c >= 0xcc && c <= 0xd3) {
+			r.p += 1 + (1u << (c & 3)); /* uint8..64, int8..64: a seq */
+			continue;
+		} else if (c >= 0xd4 && c <= 0xd8) {
+			r.p += 2 + (1u << (c - 0xd4)); /* fixext: a short path */
+			continue;
+		} else if (c == 0xc7) {
+			r.p += 3 + (size_t)r.p[1]; /* ext 8: a path */
+			continue;
+		} else if (dkv_mp_read(&r, &it)) {
+			return false;
+		} else if (it.type == DKV_MP_STR) {
+			s = it.v.s.p;
+			len = it.v.s.len;
+		} else {
+			continue;
+		}
+		if (len <= 16 && short_ascii(s, len))
+			continue;
+		size_t ok = dkv__utf8_prefix(s, len);
+		if (ok < len) {
+			*at = (size_t)(s - p);
+			*bad = ok;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s)

@@ -133,6 +133,15 @@ static inline size_t dkv_mp_left(const struct dkv_mp_reader *r)
  * restored to its previous length. */
 int dkv_mp_canon(struct dkv_buf *out, struct dkv_mp_reader *r);
 
+/* Look for a str item that is not valid UTF-8 (strict: no overlong
+ * forms, no surrogates, nothing above U+10FFFF) among the items of
+ * p[0..n), which must be well-formed (as dkv_mp_skip found them): map
+ * keys and items at any depth count, the payloads of ext items do not.
+ * false when there is none; else true, with *at the offset in p of the
+ * first such string's payload and *bad the offset of its first bad byte
+ * within that payload.  Linear in n; ASCII goes eight bytes at a time. */
+bool dkv_mp_find_bad_utf8(const uint8_t *p, size_t n, size_t *at, size_t *bad);
+
 /* Compare an item's string or binary payload with a C string. */
 bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s);
 /* Python's truth of a scalar item (nil, false, 0, empty: false); a

@@ -18,6 +18,11 @@
  * (U+D800-U+DFFF), nothing above U+10FFFF, no sequence cut short by n. */
 size_t dkv__utf8_len(const uint8_t *p, size_t n);
 
+/* Length of the longest prefix of p[0..n) that is valid UTF-8 in the
+ * sense of dkv__utf8_len: n when all of it is, else the offset of the
+ * first byte that starts no valid sequence. */
+size_t dkv__utf8_prefix(const uint8_t *p, size_t n);
+
 /* Whether p[0..n) is all valid UTF-8 in the sense of dkv__utf8_len. */
 bool dkv__utf8_valid(const uint8_t *p, size_t n);
 

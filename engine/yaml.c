@@ -18,7 +18,9 @@
  *   !P a.b.:5       a path (ext type 3) as pathtext.h writes whole paths; ":" is the root
  *   !R name         a proxy object (ext type 4)
  *   !ext 5:aabb     any other ext type: type number, ':', payload in hex
- * Readers that do not know the last three stop with an error (PyYAML's
+ *                   (also a proxy whose name is not UTF-8)
+ *   !nonutf8 61ff   a msgpack string that is not UTF-8: its bytes in hex
+ * Readers that do not know the last four stop with an error (PyYAML's
  * safe_load: "could not determine a constructor"); none reads them as
  * something else.
  */
@@ -361,21 +363,21 @@ static yaml_scalar_style_t text_style(const uint8_t *p, size_t n)
 	return YAML_LITERAL_SCALAR_STYLE;
 }
 
+/* A msgpack string that is not UTF-8 cannot be YAML text: it is written
+ * as !nonutf8 with its bytes in hex, which our reader turns back into the
+ * same string and other readers refuse (clients cannot store one: see
+ * dkv__msg_check_text; old logs and peers may still bring one). */
 static int emit_str(yaml_emitter_t *e, const uint8_t *p, size_t n)
 {
-	struct dkv_buf clean = {0};
+	struct dkv_buf hex = {0};
 	int rc;
 
-	/* NEEDSWORK: a msgpack string that is not UTF-8 cannot be YAML; it is
-	 * shown with U+FFFD in place of the bad bytes and so does not read
-	 * back as the same value. */
-	if (!dkv__utf8_valid(p, n)) {
-		dkv__utf8_sanitize(&clean, p, n);
-		p = clean.data;
-		n = clean.len;
-	}
-	rc = emit_scalar(e, NULL, p, n, plain_is_string((const char *)p, n), text_style(p, n));
-	dkv_buf_release(&clean);
+	if (dkv__utf8_valid(p, n))
+		return emit_scalar(e, NULL, p, n, plain_is_string((const char *)p, n),
+				   text_style(p, n));
+	dkv__hex_encode(&hex, p, n);
+	rc = emit_scalar(e, "!nonutf8", hex.data, hex.len, false, YAML_ANY_SCALAR_STYLE);
+	dkv_buf_release(&hex);
 	return rc;
 }
 
@@ -449,8 +451,9 @@ static int emit_ext(yaml_emitter_t *e, const struct dkv_mp_item *it)
 		rc = emit_scalar(e, "!P", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
 		break;
 	case DKV_EXT_PROXY:
-		dkv__utf8_sanitize(&t, p, n);
-		rc = emit_scalar(e, "!R", t.data, t.len, false, YAML_ANY_SCALAR_STYLE);
+		if (!dkv__utf8_valid(p, n)) /* a name that is no text: as it is */
+			return emit_ext_raw(e, it->v.ext.type, p, n);
+		rc = emit_scalar(e, "!R", p, n, false, YAML_ANY_SCALAR_STYLE);
 		break;
 	default:
 		return emit_ext_raw(e, it->v.ext.type, p, n);
@@ -797,6 +800,21 @@ static int parse_ext(struct parser *ps, const yaml_event_t *ev, const char *s, s
 	return rc;
 }
 
+/* "!nonutf8 61ff62": a msgpack string of any bytes, in hex (two digits a
+ * byte, nothing between them), as emit_str writes one. */
+static int parse_nonutf8(struct parser *ps, const yaml_event_t *ev, const char *s, size_t n)
+{
+	struct dkv_buf b = {0};
+	int rc = dkv__hex_decode(&b, s, n);
+
+	if (rc)
+		rc = fail(&ps->err, ev->start_mark, "!nonutf8: expected hex digits, two a byte");
+	else
+		dkv_mp_str(ps->out, b.data, b.len);
+	dkv_buf_release(&b);
+	return rc;
+}
+
 static int parse_scalar(struct parser *ps, const yaml_event_t *ev)
 {
 	const char *tag = (const char *)ev->data.scalar.tag;
@@ -853,6 +871,8 @@ static int parse_scalar(struct parser *ps, const yaml_event_t *ev)
 	}
 	if (!strcmp(tag, "!ext"))
 		return parse_ext(ps, ev, s, n);
+	if (!strcmp(tag, "!nonutf8"))
+		return parse_nonutf8(ps, ev, s, n);
 	return fail(&ps->err, ev->start_mark, "unknown tag %s", tag);
 }
 

@@ -129,6 +129,15 @@ static int vfile_commit(struct dkvfs *fs, struct dkv_entry *ent, struct vfile *v
 		dkvfs__notify_inval(fs, ent, true);
 		return -EINVAL;
 	}
+	size_t at, bad;
+	if (dkv_mp_find_bad_utf8(j.data.data, j.data.len, &at, &bad)) {
+		/* only !nonutf8 spells one; clients may not store new ones */
+		log_not_stored(fs, ent, "a string is not valid UTF-8 (!nonutf8): text must be "
+					"UTF-8; write bytes as !!binary");
+		dkv_buf_release(&j.data);
+		dkvfs__notify_inval(fs, ent, true);
+		return -EINVAL;
+	}
 	if (dkvfs__check_value(fs, ent, &j.data)) { /* logged */
 		dkv_buf_release(&j.data);
 		dkvfs__notify_inval(fs, ent, true);

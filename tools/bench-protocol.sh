@@ -6,6 +6,14 @@
 #        tools/bench-protocol.sh --auth [BUILD_DIR]   only the auth figures
 #        tools/bench-protocol.sh --types [BUILD_DIR]  only the type-check figures
 #        tools/bench-protocol.sh --codecs [BUILD_DIR] only the codec figures
+#        tools/bench-protocol.sh --compare BASE_BUILD_DIR [BUILD_DIR]
+#                                             two builds side by side
+#
+# --compare: two standalone nodes, one run by BASE_BUILD_DIR's distkv
+# (say, a build of the commit before a change) and one by BUILD_DIR's;
+# the same sets and gets (8-byte string values, and sets of 1000-byte
+# ones) run on both with BUILD_DIR's dkv-bench, interleaved, REPEAT times
+# (medians).  For changes to the request path.
 #
 # --auth: two nodes side by side, one without auth and one where every
 # client logs in (_test) as a user bound by a 20-entry ACL; the same
@@ -44,7 +52,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 auth_only=false
 types_only=false
 codecs_only=false
-if [ "${1:-}" = --auth ]; then
+compare_base=
+if [ "${1:-}" = --compare ]; then
+	[ -n "${2:-}" ] || { echo "bench-protocol: --compare needs BASE_BUILD_DIR" >&2; exit 2; }
+	compare_base=$2
+	shift 2
+elif [ "${1:-}" = --auth ]; then
 	auth_only=true
 	shift
 elif [ "${1:-}" = --types ]; then
@@ -70,7 +83,12 @@ hz=$(getconf CLK_TCK)
 for x in "$distkv" "$bench"; do
 	[ -x "$x" ] || { echo "bench-protocol: $x not built (run ninja -C $build)" >&2; exit 1; }
 done
-$auth_only || $types_only || $codecs_only || for x in redis-server redis-benchmark; do
+if [ -n "$compare_base" ]; then
+	case $compare_base in /*) ;; *) compare_base=$root/$compare_base ;; esac
+	[ -x "$compare_base/tools/distkv" ] ||
+		{ echo "bench-protocol: $compare_base/tools/distkv not built" >&2; exit 1; }
+fi
+[ -n "$compare_base" ] || $auth_only || $types_only || $codecs_only || for x in redis-server redis-benchmark; do
 	command -v $x >/dev/null || { echo "bench-protocol: $x not installed" >&2; exit 1; }
 done
 
@@ -184,6 +202,49 @@ if "error" in m:
     sys.exit("bench-protocol: %s: %s" % (action, m["error"]))
 PYEOF
 }
+
+if [ -n "$compare_base" ]; then
+	this=$distkv
+	distkv=$compare_base/tools/distkv
+	start_distkv bench-base -C server.cluster=false
+	base_port=$dkv_port
+	distkv=$this
+	start_distkv bench-this -C server.cluster=false
+	this_port=$dkv_port
+	for p in "$base_port" "$this_port"; do
+		"$bench" -p "$p" -q -c 50 -P 16 -n 0 --prefill -k $KEYS >/dev/null
+	done
+	ccases=("set 50 1 $N_CONN 8" "get 50 1 $N_CONN 8" "set 50 16 $N_PIPE 8" "get 50 16 $N_PIPE 8"
+		"set 50 16 $N_PIPE 1000")
+	crun() { # PORT TEST CONNS PIPELINE N SIZE: "ops p50"
+		"$bench" -p "$1" -q -t "$2" -c "$3" -P "$4" -n "$5" -d "$6" -k $KEYS |
+			awk -F, '/^bench,/ { print $7, $8; if ($11 != 0) print "errors: " $11 > "/dev/stderr" }'
+	}
+	for rep in $(seq "$REPEAT"); do
+		for i in "${!ccases[@]}"; do
+			set -- ${ccases[$i]}
+			echo "run $rep/$REPEAT: $1, $2 connections, pipeline $3, $5-byte values" >&2
+			crun "$base_port" "$@" >>"$tmp/base.$i"
+			crun "$this_port" "$@" >>"$tmp/this.$i"
+		done
+	done
+	echo
+	echo "this: $build, base: $compare_base; loopback, median of $REPEAT runs ($(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+	echo
+	echo "| workload | base ops/s | this ops/s | ratio | base p50 µs | this p50 µs |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+	for i in "${!ccases[@]}"; do
+		set -- ${ccases[$i]}
+		b=$(awk '{ print $1 }' "$tmp/base.$i" | median)
+		t=$(awk '{ print $1 }' "$tmp/this.$i" | median)
+		awk -v w="$1, $2 connections, pipeline $3, $5-byte values" -v b="$b" -v t="$t" \
+			-v bp="$(awk '{ print $2 }' "$tmp/base.$i" | median)" \
+			-v tp="$(awk '{ print $2 }' "$tmp/this.$i" | median)" 'BEGIN {
+			printf "| %s | %.0f | %.0f | %.1f%% | %s | %s |\n", w, b, t, t / b * 100, bp, tp
+		}'
+	done
+	exit 0
+fi
 
 if $auth_only; then
 	# standalone nodes: two nodes with Serf on this host would find each

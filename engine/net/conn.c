@@ -393,7 +393,7 @@ static void handle_control(struct dkv_conn *c, const struct dkv_msg *m, const ch
 static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 {
 	struct dkv_msg m;
-	char err[128];
+	char err[256];
 
 	if (dkv__msg_decode(&m, p, len, err, sizeof err)) {
 		dkv__reply_error(c, NULL, "%s", err);
@@ -403,6 +403,10 @@ static bool handle_message(struct dkv_conn *c, const uint8_t *p, size_t len)
 	if (!m.has_seq) {
 		dkv__reply_error(c, &m, sf ? "seq must be a non-negative integer"
 					   : "a request needs a seq");
+		return true;
+	}
+	if (dkv__msg_check_text(&m, p, len, err, sizeof err)) {
+		dkv__reply_error(c, &m, "%s", err);
 		return true;
 	}
 	const struct dkv_field *st = dkv__msg_get(&m, "state");

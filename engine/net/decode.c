@@ -4,6 +4,7 @@
  * dialect.  Client connections and cluster links both decode with it.
  */
 #include "net.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +64,47 @@ const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key)
 		if (m->f[i].keylen == kl && !memcmp(m->f[i].key, key, kl))
 			return &m->f[i];
 	return NULL;
+}
+
+/* The field whose key or value holds the byte at q. */
+static const struct dkv_field *field_at(const struct dkv_msg *m, const uint8_t *q, bool *in_key)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct dkv_field *f = &m->f[i];
+		*in_key = q >= f->key && q < f->key + f->keylen;
+		if (*in_key || (q >= f->val && q < f->val + f->vallen))
+			return f;
+	}
+	return NULL;
+}
+
+int dkv__msg_check_text(const struct dkv_msg *m, const uint8_t *p, size_t len, char *err,
+			size_t errlen)
+{
+	size_t from = 0, at, bad;
+	/* one pass over the whole message: the fields follow the map's head */
+	while (dkv_mp_find_bad_utf8(p + from, len - from, &at, &bad)) {
+		const uint8_t *s = p + from + at;
+		bool in_key;
+		const struct dkv_field *f = field_at(m, s, &in_key);
+		if (!f)
+			return 0; /* not reached: the message is the map of m's fields */
+		if (in_key) {
+			snprintf(err, errlen, "a field name is not valid UTF-8 (byte 0x%02x at offset %zu)",
+				 s[bad], bad);
+			return -EINVAL;
+		}
+		if (f->keylen == 4 && !memcmp(f->key, "path", 4)) {
+			from = (size_t)(f->val + f->vallen - p); /* an array of elements: any str */
+			continue;
+		}
+		snprintf(err, errlen,
+			 "field '%.*s' holds a string that is not valid UTF-8 (byte 0x%02x at offset "
+			 "%zu of the string): text must be UTF-8; send bytes as msgpack bin",
+			 (int)(f->keylen > 40 ? 40 : f->keylen), (const char *)f->key, s[bad], bad);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* ---- fields ---- */

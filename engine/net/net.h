@@ -32,6 +32,14 @@ struct dkv_msg {
 int dkv__msg_decode(struct dkv_msg *m, const uint8_t *p, size_t len, char *err, size_t errlen);
 /* The field's value, or NULL. */
 const struct dkv_field *dkv__msg_get(const struct dkv_msg *m, const char *key);
+/* A client's request may hold no string that is not UTF-8 (doc/protocol.md,
+ * "Text is UTF-8"): -EINVAL with a reason in err naming the field when a
+ * key or value holds one.  p[0..len) is the message m was decoded from.  The path is left out: its elements are named
+ * exactly in every text form (the colon notation's :u), so entries that
+ * came with such a name from an old log or a peer can still be read and
+ * deleted. */
+int dkv__msg_check_text(const struct dkv_msg *m, const uint8_t *p, size_t len, char *err,
+			size_t errlen);
 
 struct dkv_conn;
 struct dkv_stream;

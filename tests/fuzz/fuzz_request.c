@@ -159,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct dkv_engine_opts eo = {.node = "fuzz", .chain_length = 5};
 	struct dkv_mp_reader r;
 	struct dkv_msg m;
-	char err[128];
+	char err[256];
 
 	if (!ready) {
 		setup();
@@ -176,7 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t len = (size_t)(r.p - start);
 		check_against_msgpack_c(start, len);
 		check_canon(start, len);
-		if (dkv__msg_decode(&m, start, len, err, sizeof err) || !m.has_seq)
+		if (dkv__msg_decode(&m, start, len, err, sizeof err) || !m.has_seq ||
+		    dkv__msg_check_text(&m, start, len, err, sizeof err))
 			continue;
 		if (!handle_hello_or_control(&m))
 			dkv__proto_dispatch(&conn, &m);

@@ -247,6 +247,21 @@ seeds["non_canonical"] = stream(HELLO) + b"".join([
 
 seeds["bin_keys"] = stream(HELLO) + b"\x83\xc4\x03seq\x01\xc4\x06action\xc4\x08get_tock\xc4\x01x\xc0"
 
+# Strings that are not UTF-8 (doc/protocol.md, "Text is UTF-8"): refused
+# in values, keys and any field but the path, which may hold them.
+BAD = b"\xa3a\xffb"
+LONG = b"\xd9\x28" + b"x" * 39 + b"\xff"
+seeds["not_utf8"] = stream(HELLO) + b"".join([
+    b"\x84\xa3seq\x01\xa6action\xa9set_value\xa4path" + pack(P("u")) + b"\xa5value" + BAD,
+    b"\x84\xa3seq\x02\xa6action\xa9set_value\xa4path" + pack(P("u")) + b"\xa5value" +
+    b"\x81" + BAD + b"\x92\x01" + LONG,
+    b"\x83\xa3seq\x03\xa6action\xa9get_value\xa4path\x92\xa1u" + BAD,
+    b"\x84\xa3seq\x04\xa6action\xa9set_value\xa4path\x92\xa1u" + BAD + b"\xa5value\x01",
+    b"\x83\xa3seq\x05\xa6action\xa9get_value" + BAD + b"\x01",
+    b"\x84\xa3seq\x06\xa6action\xa9set_value\xa4path" + pack(P("u")) + b"\xa5value" +
+    b"\xa4\xed\xa0\x80x",
+])
+
 # Logins, users and ACLs (doc/protocol.md, "Logging in, users and ACLs").
 # A password can only be sealed to the key of a live connection, so the
 # password seeds carry boxes that do not open: refused before any hashing.

@@ -486,7 +486,7 @@ def test_garbage_then_other_client(srv):
 def test_odd_but_valid_values(srv):
     """Values of every msgpack kind, including unknown ext types and
     invalid UTF-8 in a str: stored as sent, or refused with an error
-    (OURS); never a crash."""
+    (OURS: the str, test_strings_that_are_not_utf8); never a crash."""
     with srv.connect(unpacker_args={"unicode_errors": "surrogateescape"}) as p:
         cases = {
             "ext99": Raw(b"\xd6\x63abcd"),                    # fixext4, type 99
@@ -504,6 +504,52 @@ def test_odd_but_valid_values(srv):
         r = p.request("set_value", path=Path("odd", Raw(b"\xa2\xff\xfe")), value=1)
         print("invalid UTF-8 path element ->", r)
         assert works(p)
+
+
+def test_strings_that_are_not_utf8(srv):
+    """A str that is not UTF-8 (the original's msgpack, raw=False, cannot
+    even decode one) is refused wherever it sits in a client's request,
+    with an error naming the field; nothing is stored and the connection
+    goes on.  The same bytes as bin are fine, and so is such a path
+    element, which every text form names exactly (`:u...`), so that old
+    entries with one can still be read and deleted."""
+    bad = Raw(b"\xa3a\xffb")                       # "a\xffb"
+    surrogate = Raw(b"\xa3\xed\xa0\x80")             # an encoded surrogate
+    with srv.connect(unpacker_args={"unicode_errors": "surrogateescape"}) as p:
+        cases = [
+            ("value", dict(path=Path("u8", "v"), value=bad)),
+            ("value", dict(path=Path("u8", "v"), value={"k": [1, surrogate]})),
+            ("value", dict(path=Path("u8", "v"), value={bad: 1})),     # a key
+            ("prev", dict(path=Path("u8", "v"), value=1, prev=bad)),
+            ("chain", dict(path=Path("u8", "v"), value=1, chain={"node": bad, "tick": 1})),
+        ]
+        for field, fields in cases:
+            r = p.request("set_value", **fields)
+            err = r.get("error", "")
+            assert "field '%s'" % field in err and "not valid UTF-8" in err, (fields, r)
+            assert "byte 0x" in err and "msgpack bin" in err, err
+        # a field's name, and a request of another action
+        seq = p.next_seq()
+        p.send({"seq": seq, "action": "get_value", "path": Path("u8", "v"), Raw(b"\xa2\xc3("): 1})
+        r = p.recv_for(seq)
+        assert "a field name is not valid UTF-8" in r.get("error", ""), r
+        r = p.request("msg_send", topic=("t",), data=[bad])
+        assert "field 'data'" in r.get("error", ""), r
+        assert "value" not in p.get(("u8", "v")), "a refused value was stored"
+        # bytes are bytes
+        r = p.request("set_value", path=Path("u8", "b"), value=b"a\xffb")
+        assert r.get("changed") is True, r
+        assert p.get(("u8", "b"))["value"] == b"a\xffb"
+        # a path element: stored, read, listed and deleted by its exact bytes
+        elem = Raw(b"\xa2\xff\xfe")
+        r = p.request("set_value", path=Path("u8", elem), value="x")
+        assert r.get("changed") is True, r
+        assert p.request("get_value", path=Path("u8", elem)).get("value") == "x"
+        r = p.request("delete_value", path=Path("u8", elem))
+        assert r.get("changed") is True, r
+        assert works(p)
+    r = srv.dkv("data", "get", "-r", "u8")
+    assert r.stdout == "---\npath: !P u8.b\nvalue: !!binary Yf9i\n", r.stdout
 
 
 # ---------------------------------------------------------------------------

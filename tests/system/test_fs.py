@@ -185,7 +185,7 @@ class Mounted:
 @pytest.fixture
 def mount_factory(server_factory, tmp_path):
     """make(mnt=None, **server_kw) -> Mounted; the server runs
-    `distkv server --mount MNT NODE`.  Teardown: SIGTERM, exit code 0,
+    `distkv server --mount MNT [server_args] NODE`.  Teardown: SIGTERM, exit code 0,
     mount point gone."""
     made = []
     mnts = []
@@ -194,7 +194,7 @@ def mount_factory(server_factory, tmp_path):
         mnt = str(mnt or (tmp_path / "mnt"))
         if mnt not in mnts:
             mnts.append(mnt)
-        s = server_factory(server_args=("--mount", mnt), **kw)
+        s = server_factory(server_args=("--mount", mnt, *kw.pop("server_args", ())), **kw)
         m = Mounted(s, mnt)
         made.append(m)
         wait_mounted(s, mnt)

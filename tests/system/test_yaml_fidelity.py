@@ -3,8 +3,11 @@
 Every value kind (the strings YAML 1.1 readers take for something else,
 NaN and the infinities, big integers, bytes, nested maps with keys that
 are not strings) is written by our YAML writer and read back by PyYAML
-(safe_load, as a user would, plus a constructor for our `!P`) and by our
-own reader; both must give the very value that was written.  The JSON
+(safe_load, as a user would, plus a constructor for our `!P`; and with
+doc/formats.md's snippet for all our tags, there and back) and by our
+own reader; both must give the very value that was written.  Strings
+that are not UTF-8 (from an old state file) show as `!nonutf8`, and
+keys that Python's dict merges (1, 1.0, True) stay apart in -o json.  The JSON
 writer is held against doc/formats.md's mapping with json.loads (and jq
 where it is installed).
 
@@ -22,6 +25,7 @@ Run with Debian's interpreter:
 """
 
 import base64
+import errno
 import json
 import math
 import os
@@ -36,7 +40,7 @@ import pytest
 import yaml
 
 from conftest import BUILD_DIR
-from dkvproto import Path, encode
+from dkvproto import Path, Raw, encode
 from test_fs import mount_factory, read, sh, write_raw  # noqa: F401 (a fixture)
 
 TEXTCONV = BUILD_DIR / "tests" / "textconv"
@@ -394,6 +398,117 @@ def test_what_pyyaml_cannot_hold_is_an_error():
         assert back == (msgpack.packb(v) if not isinstance(v, Path) else encode(v))
 
 
+# ---------------------------------------------------------------------------
+# doc/formats.md's snippet for our tags, non-UTF-8 strings, keys Python merges
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def formats_snippet():
+    """The indented block of doc/formats.md that registers our tags."""
+    import textwrap
+    with open(os.path.join(ROOT, "doc", "formats.md")) as f:
+        blocks, cur = [], []
+        for line in f:
+            if line.startswith("    ") or (cur and line.strip() == ""):
+                cur.append(line)
+            else:
+                if cur:
+                    blocks.append("".join(cur))
+                cur = []
+    block = [b for b in blocks if "DistKVLoader" in b]
+    assert len(block) == 1, "doc/formats.md: no one snippet with DistKVLoader"
+    return textwrap.dedent(block[0])
+
+
+def run_snippet(text):
+    """Run the snippet as a user would, with `text` given: its namespace
+    (docs: what it read, text: what it wrote back)."""
+    ns = {"text": text}
+    exec(compile(formats_snippet(), "doc/formats.md", "exec"), ns)
+    return ns
+
+
+NONUTF8 = [Raw(b"\xa3a\xffb"), Raw(b"\xa2\xc0\x80"), Raw(b"\xa3\xed\xa0\x80"),
+           Raw(b"\xd9\x28" + b"x" * 39 + b"\xff")]
+
+# what PyYAML's dumper (YAML 1.1) writes plain and a YAML 1.2 reader takes
+# for a number (doc/formats.md): left out of the trip back
+YAML11_PLAIN = {"1e3", "1E3", "1e+3", "0o17", "08", "+.5"}
+
+
+def test_formats_snippet_carries_every_kind():
+    """doc/formats.md's constructors for !P, !R, !ext and !nonutf8: with
+    them PyYAML reads every kind distkv writes (ours as Tagged(tag,
+    text)), and what its dumper writes back our reader reads as the very
+    same msgpack, paths, proxies, ext values and non-UTF-8 strings
+    included."""
+    tricky = [t for t in TRICKY if t not in YAML11_PLAIN]
+    vals = tricky + FLOATS + INTS + BYTES + [
+        {k: i for i, k in enumerate(tricky)},
+        {1: "one", 2.5: [b"x", None], None: {True: "t", "ON": "off"}, b"k": -1},
+        Path(), Path("a", 1, None, True, 2.5, b"x", (1, "b"), "a.b", ":c", ""),
+        msgpack.ExtType(4, b"ctx"), msgpack.ExtType(7, b"\x01\xab"), msgpack.ExtType(4, b"\xff"),
+        {Path("k", 5): [msgpack.ExtType(9, b""), Path("v")]},
+    ] + NONUTF8 + [{NONUTF8[0]: [NONUTF8[1]]}]
+    data = b"".join(msgpack.packb(v) if isinstance(v, msgpack.ExtType) else encode(v)
+                    for v in vals)
+    ns = run_snippet(textconv("yaml", data).decode())
+    docs, Tagged = ns["docs"], ns["Tagged"]
+    assert len(docs) == len(vals)
+    for v, d in zip(vals, docs):
+        if isinstance(v, Path):
+            assert isinstance(d, Tagged) and d.tag == "!P", d
+        elif isinstance(v, msgpack.ExtType):
+            assert isinstance(d, Tagged) and d.tag in ("!R", "!ext"), d
+        elif isinstance(v, Raw):
+            assert d == Tagged("!nonutf8", v.data[1:].hex() if v.data[0] != 0xd9
+                               else v.data[2:].hex()), d
+        elif not isinstance(v, dict) or not any(isinstance(k, (Path, Raw)) for k in v):
+            assert_same(d, v, "the snippet read %r" % (v,))
+    assert docs[vals.index(Path("a", 1, None, True, 2.5, b"x", (1, "b"), "a.b", ":c", ""))] == \
+        Tagged("!P", "a.:1.:n.:t.:2:.5.:vx.:(:1,b).a:.b.:::c.:e")
+    back = textconv("parse", ns["text"].encode())
+    assert back == data, "PyYAML's dump of what it read is another value for our reader"
+
+
+def test_strings_that_are_not_utf8_in_text():
+    """!nonutf8 and {":nonutf8": ...}: our reader reads back the same
+    string, PyYAML refuses it (like our other tags), JSON readers see the
+    marker; a proxy whose name is not text is shown as a raw ext."""
+    for raw in NONUTF8:
+        y = textconv("yaml", raw.data)
+        assert y.split(b"\n")[1].startswith(b"!nonutf8 "), y  # after textconv's "---"
+        assert textconv("parse", y) == raw.data
+        with pytest.raises(yaml.constructor.ConstructorError):
+            yaml.safe_load(y)
+        j = json_strict(textconv("json", raw.data))
+        assert list(j) == [":nonutf8"] and bytes.fromhex(j[":nonutf8"]) == \
+            raw.data[1 if raw.data[0] != 0xd9 else 2:]
+    proxy = msgpack.packb(msgpack.ExtType(4, b"n\xff"))
+    assert textconv("yaml", proxy).endswith(b"\n!ext 4:6eff\n")
+    assert json_strict(textconv("json", proxy)) == {":ext": [4, "bv8="]}
+    # as a map key: JSON writes the key in the colon notation
+    doc = encode({NONUTF8[0]: NONUTF8[1]})
+    assert json_strict(textconv("json", doc)) == {":u61ff62": {":nonutf8": "c080"}}
+    assert textconv("parse", textconv("yaml", doc)) == doc
+
+
+def test_keys_python_merges_stay_apart():
+    """1, 1.0 and True are one key to a Python dict (PyYAML keeps the
+    last); our YAML writes all three, our reader keeps them, and -o json
+    keeps them apart as ":1", ":1.0", ":t"."""
+    doc = b"\x86" + encode(1) + encode("int") + encode(1.0) + encode("float") + \
+        encode(True) + encode("bool") + encode(0) + encode("zero") + encode(False) + \
+        encode("false") + encode(0.0) + encode("0.0")
+    y = textconv("yaml", doc)
+    assert textconv("parse", y) == doc
+    assert yaml.safe_load(y) == {1: "bool", 0: "0.0"}    # Python's dict: one key each
+    j = textconv("json", doc).decode()
+    assert json_strict(j) == {":1": "int", ":1.0": "float", ":t": "bool", ":0": "zero",
+                              ":f": "false", ":0.0": "0.0"}, j
+
+
 def test_bad_text_is_refused():
     """Malformed text and the old tags: our reader refuses what is wrong
     with a message, and still reads !bin and !hex."""
@@ -559,3 +674,75 @@ def test_watch_and_monitor(loaded):
         assert d["path"] == ("P", "yf." + k)
         assert_same(d["value"], v, "monitor %s" % k)
         assert_same(j, {"path": ["yf", k], "value": json_of(v)}, "monitor -o json %s" % k)
+
+
+def old_state_file(path, entries, node="old"):
+    """A state file (doc/formats.md) as an older distkv or another program
+    could have written it: entries is a list of (path, raw value bytes)."""
+    import zlib
+
+    def record(*items):
+        body = encode(list(items) + [0])[:-1]    # the array's head counts one more item
+        return body + msgpack.packb(zlib.crc32(body))
+    out = msgpack.packb({"distkv-log": 1, "node": node, "created": time.time(), "kind": "dump"})
+    out += record(3, len(entries), {node: [len(entries), [[1, len(entries) + 1]], []]})
+    for i, (p, raw) in enumerate(entries, 1):
+        out += record(1, Path(*p), i, [[node, i]], Raw(raw))
+    path.write_bytes(out)
+    return path
+
+
+def test_stored_strings_that_are_not_utf8(mount_factory, tmp_path):
+    """Strings that are not UTF-8 from an old state file: every output
+    shows them exactly (!nonutf8, {":nonutf8": ...}), never U+FFFD; plain
+    PyYAML refuses them, the snippet reads them; the mount shows them and
+    refuses to store one (text must be UTF-8), leaving the value as it
+    was."""
+    state = old_state_file(tmp_path / "old.dkv", [
+        (("nu", "v"), b"\xa3a\xffb"),
+        (("nu", "m"), b"\x82\xa1k\x92\x01\xa2\xc0\x80\xa2\xfe\xfe\xa2ok"),
+        (("nu", Raw(b"\xa2\xff\xfe")), b"\xa1x"),
+    ])
+    fs = mount_factory(server_args=("-l", str(state)))
+    srv = fs.server
+    out = srv.dkv("data", "get", "nu", "v").stdout
+    assert out == "!nonutf8 61ff62\n", out
+    assert textconv("parse", out.encode()) == b"\xa3a\xffb"
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.safe_load(out)
+    assert json_strict(srv.dkv("data", "get", "-o", "json", "nu", "m").stdout) == \
+        {"k": [1, {":nonutf8": "c080"}], ":ufefe": "ok"}
+    dump = srv.dkv("data", "get", "-r", "nu").stdout
+    assert "\ufffd" not in dump
+    ns = run_snippet(dump)
+    T = ns["Tagged"]
+    assert [d["path"] for d in ns["docs"]] == [T("!P", "nu.v"), T("!P", "nu.m"),
+                                              T("!P", "nu.:ufffe")], dump
+    assert ns["docs"][1]["value"] == {"k": [1, T("!nonutf8", "c080")], T("!nonutf8", "fefe"): "ok"}
+    with pytest.raises(yaml.constructor.ConstructorError):
+        list(yaml.safe_load_all(dump))
+    lines = [json_strict(x) for x in srv.dkv("data", "get", "-r", "--json", "nu").stdout.splitlines()]
+    assert lines[0] == {"path": ["nu", "v"], "value": {":nonutf8": "61ff62"}}
+    assert lines[2]["path"] == ["nu", {":nonutf8": "fffe"}], lines
+    # the mount: shown exactly; written back, refused, and the value stays
+    assert read(fs.path("nu", "v", "_")) == "!nonutf8 61ff62\n"
+    with pytest.raises(OSError) as e:
+        write_raw(fs.path("nu", "v", "_"), read(fs.path("nu", "v", "_")))
+    assert e.value.errno == errno.EINVAL
+    assert srv.dkv("data", "get", "nu", "v").stdout == "!nonutf8 61ff62\n"
+    assert "not valid UTF-8 (!nonutf8)" in srv.log()
+    assert read(fs.path("nu", ":ufffe", "_")) == "x\n"
+
+
+def test_keys_python_merges_through_the_server(server):
+    """A value whose map has the keys 1, 1.0 and True: `data get` writes
+    all three (PyYAML keeps one, as documented), -o json keeps them apart."""
+    with server.connect() as p:
+        m = Raw(b"\x83" + encode(1) + encode("int") + encode(1.0) + encode("float") +
+                encode(True) + encode("bool"))
+        assert p.request("set_value", path=Path("mk"), value=m).get("changed") is True
+    out = server.dkv("data", "get", "mk").stdout
+    assert textconv("parse", out.encode()) == m.data
+    assert yaml.safe_load(out) == {1: "bool"}
+    assert json_strict(server.dkv("data", "get", "--json", "mk").stdout) == \
+        {":1": "int", ":1.0": "float", ":t": "bool"}

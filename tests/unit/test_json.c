@@ -61,8 +61,9 @@ TEST(scalars)
 	EXPECT("\"a\\u0000b\"", dkv_mp_str(&b, "a\0b", 3));
 	EXPECT("\"\xc3\xa4 \xe2\x82\xac \xf0\x9f\x98\x80\"", dkv_mp_cstr(&b, "\xc3\xa4 \xe2\x82\xac \xf0\x9f\x98\x80"));
 	EXPECT("\"x\\u2028y\\u2029\"", dkv_mp_cstr(&b, "x\xe2\x80\xa8y\xe2\x80\xa9"));
-	/* NEEDSWORK in json.c: not UTF-8 */
-	EXPECT("\"a\xef\xbf\xbd\"", dkv_mp_str(&b, "a\xff", 2));
+	/* not UTF-8: the bytes in hex under a marker, as YAML's !nonutf8 */
+	EXPECT("{\":nonutf8\":\"61ff\"}", dkv_mp_str(&b, "a\xff", 2));
+	EXPECT("{\":ext\":[4,\"bv8=\"]}", dkv_mp_ext(&b, DKV_EXT_PROXY, "n\xff", 2));
 	dkv_buf_release(&b);
 }
 

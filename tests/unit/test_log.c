@@ -443,6 +443,26 @@ static int slurp(const char *path, struct dkv_buf *out)
 	return 0;
 }
 
+struct saved {
+	unsigned calls;
+	uint64_t entries, bytes;
+};
+
+/* A save's two callbacks share one arg: on_done fills the struct done it
+ * starts with, on_save_progress the struct saved. */
+struct save_watch {
+	struct done d;
+	struct saved p;
+};
+
+static void on_save_progress(void *arg, uint64_t entries, uint64_t bytes)
+{
+	struct save_watch *w = arg;
+	w->p.calls++;
+	w->p.entries = entries;
+	w->p.bytes = bytes;
+}
+
 static unsigned notified;
 static void on_notify(void *arg)
 {
@@ -488,15 +508,23 @@ TEST(writer_switch_always_and_errors)
 	CHECK(notified > 0);
 	/* a save, and errors that leave the logger working */
 	put(a, false, "w", NULL, 4, false);
-	d = (struct done){0};
-	REQUIRE(dkv_logger_save(lg, f3, true, on_done, &d) == 0);
-	run_until(&loop, &d);
-	CHECK_EQ_INT(d.status, 0);
-	d = (struct done){0};
-	REQUIRE(dkv_logger_save(lg, "/nonexistent-dir/x", true, on_done, &d) == 0);
-	run_until(&loop, &d);
-	CHECK_EQ_INT(d.status, -ENOENT);
-	CHECK(strstr(d.msg, "/nonexistent-dir/x") != NULL);
+	struct save_watch sw = {0};
+	REQUIRE(dkv_logger_save(lg, f3, true, on_done, on_save_progress, &sw) == 0);
+	run_until(&loop, &sw.d);
+	CHECK_EQ_INT(sw.d.status, 0);
+	CHECK(sw.p.calls >= 1); /* at least the last one, with the whole dump */
+	struct dkv_buf dump = {0};
+	dkv_log_encode_dump(&dump, a, true);
+	CHECK(sw.p.entries > 0 && sw.p.bytes > dump.len); /* the header too */
+	dkv_buf_release(&dump);
+	uint64_t saved_bytes = sw.p.bytes;
+	sw = (struct save_watch){0};
+	REQUIRE(dkv_logger_save(lg, "/nonexistent-dir/x", true, on_done, on_save_progress, &sw) ==
+		0);
+	run_until(&loop, &sw.d);
+	CHECK_EQ_INT(sw.d.status, -ENOENT);
+	CHECK(strstr(sw.d.msg, "/nonexistent-dir/x") != NULL);
+	CHECK_EQ_INT(sw.p.calls, 0); /* nothing written: no progress */
 	d = (struct done){0};
 	REQUIRE(dkv_logger_start(lg, "/nonexistent-dir/x", DKV_LOG_SYNC_BATCH, false, on_done,
 				 &d) == 0);
@@ -521,6 +549,7 @@ TEST(writer_switch_always_and_errors)
 	struct dkv_buf b1 = {0}, b2 = {0}, b3 = {0};
 	char err[600];
 	REQUIRE(slurp(f1, &b1) == 0 && slurp(f2, &b2) == 0 && slurp(f3, &b3) == 0);
+	CHECK_EQ_INT(b3.len, saved_bytes);
 	struct dkv_engine *x = mk("node-a"), *y = mk("node-a"), *z = mk("node-a");
 	CHECK_EQ_INT(load(x, &b1, &quiet, err), 0);
 	CHECK_EQ_INT(load(x, &b2, &quiet, err), 0);

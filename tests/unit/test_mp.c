@@ -147,6 +147,46 @@ TEST(canon_normalises)
 	dkv_buf_release(&out);
 }
 
+TEST(find_bad_utf8)
+{
+	struct dkv_buf b = {0};
+	size_t at = 99, bad = 99;
+
+	/* {"a": [1, "ok", b"\xff"], "k\xc3\xa9": ext 3 "\xff"}: bytes and ext payloads are not text */
+	dkv_mp_map(&b, 2);
+	dkv_mp_cstr(&b, "a");
+	dkv_mp_array(&b, 3);
+	dkv_mp_uint(&b, 1);
+	dkv_mp_cstr(&b, "ok");
+	dkv_mp_bin(&b, "\xff", 1);
+	dkv_mp_cstr(&b, "k\xc3\xa9");
+	dkv_mp_ext(&b, 3, "\xa1\xff", 2);
+	CHECK(!dkv_mp_find_bad_utf8(b.data, b.len, &at, &bad));
+	CHECK(!dkv_mp_find_bad_utf8(NULL, 0, &at, &bad));
+
+	/* a bad string nested in a list, as a value */
+	size_t mark = b.len;
+	dkv_mp_array(&b, 2);
+	dkv_mp_cstr(&b, "fine");
+	dkv_mp_str(&b, "ab\xc3(", 4);
+	CHECK(dkv_mp_find_bad_utf8(b.data, b.len, &at, &bad));
+	CHECK_EQ_INT(at, b.len - 4);
+	CHECK_EQ_INT(bad, 2);
+
+	/* as a map key, in a str 8 */
+	b.len = mark;
+	char key[40];
+	memset(key, 'k', sizeof key);
+	key[33] = (char)0xed; /* a surrogate's lead, cut short */
+	dkv_mp_map(&b, 1);
+	dkv_mp_str(&b, key, sizeof key);
+	dkv_mp_nil(&b);
+	CHECK(dkv_mp_find_bad_utf8(b.data, b.len, &at, &bad));
+	CHECK_EQ_INT(at, mark + 1 + 2);
+	CHECK_EQ_INT(bad, 33);
+	dkv_buf_release(&b);
+}
+
 TEST(buf_helpers)
 {
 	struct dkv_buf b = {0};
@@ -159,4 +199,4 @@ TEST(buf_helpers)
 }
 
 TESTS(ints_roundtrip, minimal_sizes, strings_bins_ext, truncation_is_eagain, bad_and_deep,
-      canon_normalises, buf_helpers)
+      canon_normalises, find_bad_utf8, buf_helpers)

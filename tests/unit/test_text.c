@@ -98,6 +98,28 @@ TEST(utf8_valid)
 #undef VALID
 }
 
+TEST(utf8_prefix)
+{
+#define PREFIX(lit) dkv__utf8_prefix((const uint8_t *)(lit), sizeof(lit) - 1)
+	CHECK_EQ_INT(dkv__utf8_prefix(NULL, 0), 0);
+	CHECK_EQ_INT(PREFIX("short"), 5);
+	CHECK_EQ_INT(PREFIX("sixteen bytes ok"), 16); /* whole words of ASCII */
+	CHECK_EQ_INT(PREFIX("\xff"), 0);
+	CHECK_EQ_INT(PREFIX("a\xff"), 1);
+	CHECK_EQ_INT(PREFIX("eight by\xff"), 8);     /* right after a word */
+	CHECK_EQ_INT(PREFIX("seven b\xffnd more"), 7); /* inside a word */
+	CHECK_EQ_INT(PREFIX("caf\xc3\xa9 and then some ASCII \xc3"), 26); /* cut short */
+	CHECK_EQ_INT(PREFIX("\xe2\x82\xac\xe2\x82\xac twelve......\xed\xa0\x80"), 19);
+	/* every position of a bad byte in a long ASCII text is found */
+	char t[40];
+	for (size_t i = 0; i < sizeof t; i++) {
+		memset(t, 'a', sizeof t);
+		t[i] = (char)0x80;
+		CHECK_EQ_INT(dkv__utf8_prefix((const uint8_t *)t, sizeof t), i);
+	}
+#undef PREFIX
+}
+
 TEST(utf8_sanitize)
 {
 	struct dkv_buf b = {0};
@@ -558,5 +580,5 @@ TEST(bigint_put_int)
 	}
 }
 
-TESTS(utf8_len, utf8_valid, utf8_sanitize, hex, base64_encode, base64_round_trips, base64_decode,
+TESTS(utf8_len, utf8_valid, utf8_prefix, utf8_sanitize, hex, base64_encode, base64_round_trips, base64_decode,
       base64_refusals, bigint_to_dec, bigint_from_digits, bigint_round_trips, bigint_put_int)

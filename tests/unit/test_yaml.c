@@ -451,11 +451,27 @@ TEST(emit_invalid)
 	dkv_mp_nil(&b);
 	CHECK(round_trips(&b));
 
-	/* not UTF-8: shown with U+FFFD */
+	/* not UTF-8: its bytes under !nonutf8, which reads back as the same
+	 * string, also as a key and in a list; a proxy's name as raw ext */
 	b.len = 0;
 	dkv_mp_str(&b, "a\xff", 2);
 	CHECK_EQ_INT(emit(&b, 0), 0);
-	CHECK_EQ_STR(emitted, "a\xef\xbf\xbd\n");
+	CHECK_EQ_STR(emitted, "!nonutf8 61ff\n");
+	CHECK(round_trips(&b));
+	b.len = 0;
+	dkv_mp_map(&b, 1);
+	dkv_mp_str(&b, "\xc0\x80", 2);
+	dkv_mp_array(&b, 2);
+	dkv_mp_str(&b, "\xed\xa0\x80", 3);
+	dkv_mp_cstr(&b, "ok");
+	CHECK_EQ_INT(emit(&b, 0), 0);
+	CHECK_EQ_STR(emitted, "!nonutf8 c080:\n- !nonutf8 eda080\n- ok\n");
+	CHECK(round_trips(&b));
+	b.len = 0;
+	dkv_mp_ext(&b, DKV_EXT_PROXY, "n\xff", 2);
+	CHECK_EQ_INT(emit(&b, 0), 0);
+	CHECK_EQ_STR(emitted, "!ext 4:6eff\n");
+	CHECK(round_trips(&b));
 	dkv_buf_release(&b);
 	dkv_buf_release(&out);
 }
@@ -609,6 +625,8 @@ TEST(parse_tags)
 	EXPECT("!hex aabb01", dkv_mp_bin(&w, "\xaa\xbb\x01", 3));
 	EXPECT("!hex aa bb", dkv_mp_bin(&w, "\xaa\xbb", 2));
 	EXPECT("!hex ''", dkv_mp_bin(&w, "", 0));
+	EXPECT("!nonutf8 61FF", dkv_mp_str(&w, "a\xff", 2));
+	EXPECT("!nonutf8 6162", dkv_mp_cstr(&w, "ab")); /* another spelling of a string */
 	EXPECT("!!binary aGVsbG8=", dkv_mp_bin(&w, "hello", 5));
 	EXPECT("!!binary |\n  aGVs\n  bG8h\n", dkv_mp_bin(&w, "hell\x6f!", 6));
 	EXPECT("!R ctx", dkv_mp_ext(&w, DKV_EXT_PROXY, "ctx", 3));
@@ -637,6 +655,8 @@ TEST(parse_tags)
 	CHECK(parse_fails("!hex abc", "!hex: not a hex byte string"));
 	CHECK(parse_fails("!hex zz", "!hex: not a hex byte string"));
 	CHECK(parse_fails("!ext 5", "!ext: expected TYPE:HEX"));
+	CHECK(parse_fails("!nonutf8 6", "!nonutf8: expected hex digits, two a byte"));
+	CHECK(parse_fails("!nonutf8 61:ff", "!nonutf8: expected hex digits, two a byte"));
 	CHECK(parse_fails("!ext 500:00", "!ext: expected TYPE:HEX"));
 	CHECK(parse_fails("!ext 5:0", "!ext: expected TYPE:HEX"));
 	CHECK(parse_fails("!P a..b", "!P: bad path element"));

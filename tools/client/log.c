@@ -7,8 +7,10 @@
 #include "client_int.h"
 
 #include "distkv.h"
+#include "progress.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <string.h>
 
 static int opt_sync(const struct dkv__cli_optarg *a)
@@ -54,6 +56,19 @@ static const struct dkv__cli_cmd dest_cmd = {
 		 "every server.log.interval, the default) or none.\n",
 };
 
+/* A progress report of the server's (act_log.c): {entries, bytes}.  The
+ * one reply of a server that sends none has neither. */
+static int save_progress(void *arg, const uint8_t *m, size_t n)
+{
+	struct dkv_progress *p = arg;
+	int64_t entries, bytes;
+	if (!dkv_client_field_int(m, n, "entries", &entries) &&
+	    !dkv_client_field_int(m, n, "bytes", &bytes) && entries >= (int64_t)p->n &&
+	    bytes >= (int64_t)p->bytes)
+		dkv_progress_add(p, (uint64_t)entries - p->n, (uint64_t)bytes - p->bytes);
+	return 0;
+}
+
 static int cmd_log_save(struct dkv__cli_ctx *x, int argc, char **argv)
 {
 	bool full = false;
@@ -70,7 +85,19 @@ static int cmd_log_save(struct dkv__cli_ctx *x, int argc, char **argv)
 	dkv__cli_req_init(&q, "save");
 	dkv__cli_req_str(&q, "path", argv[optind]);
 	dkv__cli_req_bool(&q, "full", full);
-	rc = dkv__cli_call(x, &q, NULL);
+	/* on a terminal, the server reports as it writes (OUR EXTENSION);
+	 * elsewhere the request is the original's */
+	struct dkv_progress prog;
+	char what[200];
+	snprintf(what, sizeof what, "saving %s", argv[optind]);
+	dkv_progress_start(&prog, what, "entries");
+	if (prog.on) {
+		dkv__cli_req_bool(&q, "progress", true);
+		rc = dkv__cli_stream(x, &q, save_progress, &prog);
+	} else {
+		rc = dkv__cli_call(x, &q, NULL);
+	}
+	dkv_progress_end(&prog);
 	dkv__cli_req_release(&q);
 	return rc;
 }
@@ -80,7 +107,8 @@ static const struct dkv__cli_cmd save_cmd = {
 	.usage = "log save [-f] FILE",
 	.about = "Make the server write its current state to FILE (on the server's\n"
 		 "machine) as a one-shot dump: written to a temporary file, synced,\n"
-		 "then renamed into place.  -f: include the internal data.\n",
+		 "then renamed into place.  -f: include the internal data.  On a\n"
+		 "terminal, standard error shows the entries and bytes written so far.\n",
 };
 
 static int cmd_log_stop(struct dkv__cli_ctx *x, int argc, char **argv)
