@@ -395,8 +395,9 @@ class Scope:
         value = self.lease[0] if self.lease else NotGiven
         if not isinstance(value, dict) or not value.get("runner"):
             return True     # none, or released
-        if value.get("runner") == self.r.id:
-            return True     # ours, from before a reconnection
+        # Ours from before a reconnection counts like anyone's: our server
+        # may have been restarted, and what it writes now reaches its peers
+        # only when they link to it again; one of them may be taking over.
         held = value.get("lease")
         if isinstance(held, bool) or not isinstance(held, (int, float)) or held <= 0:
             held = self.r.cfg["lease"]

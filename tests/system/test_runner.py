@@ -790,3 +790,31 @@ def test_stalled_server_claim_not_started(cluster_factory, runner_factory):
     ticks = sorted(t for r in rs for t in tick_times(r))
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert min(gaps) > 0.18, (min(gaps), ticks)     # never twice for one due time
+
+
+def test_reconnected_runner_waits_out_its_old_lease(server_factory, runner_factory,
+                                                    tmp_path):
+    """A leader whose server was killed and restarted connects again and
+    finds the lease naming itself: it must wait for the lease to run out
+    like any other runner, not lead at once.  A restarted server's changes
+    reach its peers only when they link to it again (seconds later), so
+    a runner taking its old lease back at once ran the same due time as
+    the runner that took over meanwhile on another node (the soak found
+    it: a job ran twice, 0.6 s apart)."""
+    log1, log2 = tmp_path / "one.log", tmp_path / "two.log"
+    s = server_factory(init=None, config=SERVER,
+                       server_args=["--save", str(log1), "--sync", "always"])
+    code(s, "tick", TICK)
+    lease = 3.0
+    r = runner_factory(s, config={"runner.lease": lease, "runner.settle": 0.1,
+                                  "runner.reconnect": 0.1, "runner.max_reconnect": 0.2})
+    dkv(s, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "--delay", "0.2", "t")
+    wait_for(lambda: len(tick_times(r)) >= 2, 10, "ticks", [r])
+    s.stop(signal.SIGKILL)
+    s = server_factory(init=None, config=SERVER, port=s.port,
+                       server_args=["-l", str(log1), "--save", str(log2), "--sync", "always"])
+    t_up = time.time()
+    wait_for(lambda: [t for t in tick_times(r) if t > t_up], 15, "ticks after the restart",
+             [r])
+    first = min(t for t in tick_times(r) if t > t_up)
+    assert first - t_up >= lease - 0.2, (first - t_up, r.describe())
