@@ -395,8 +395,9 @@ class Scope:
         value = self.lease[0] if self.lease else NotGiven
         if not isinstance(value, dict) or not value.get("runner"):
             return True     # none, or released
-        if value.get("runner") == self.r.id:
-            return True     # ours, from before a reconnection
+        # Ours from before a reconnection counts like anyone's: our server
+        # may have been restarted, and what it writes now reaches its peers
+        # only when they link to it again; one of them may be taking over.
         held = value.get("lease")
         if isinstance(held, bool) or not isinstance(held, (int, float)) or held <= 0:
             held = self.r.cfg["lease"]
@@ -604,6 +605,17 @@ class Scope:
                 logger.debug("%s: %s not claimed: %s", self.name, Path.build(run.rel), e)
                 return
             claimed = True
+            if not self.leader or time.monotonic() >= self.valid_until:
+                # The claim's reply came after our lease may have run out
+                # (our server stalled: SIGSTOP, a VM pause): the server
+                # may have applied it after another runner took over and
+                # started this due time itself.  Start nothing; end the
+                # claim (a failure: the job is tried again after its delay).
+                logger.info("%s: %s claimed too late (lease ran out), not started",
+                            self.name, Path.build(run.rel))
+                await self._finish(run, NotGiven, JobStopped(
+                    "not started: the lease ran out while it was being claimed"), time.time())
+                return
             await self._execute(run)
         except Exception:
             logger.exception("%s: running %s", self.name, Path.build(run.rel))
@@ -813,6 +825,33 @@ class JobStopped(Exception):
     """The job was stopped (the runner ended, the code changed)."""
 
 
+SESSION_ERRORS = (ConnectionError, ServerError, OSError, ClientError)
+
+
+def _leaves(exc):
+    """The exceptions in exc: itself, or those of an exception group
+    (anyio's, or Python's), flattened."""
+    subs = getattr(exc, "exceptions", None)
+    if isinstance(subs, (list, tuple)) and subs:
+        for e in subs:
+            yield from _leaves(e)
+    else:
+        yield exc
+
+
+def _session_lost(exc):
+    """The connection error that ended a session, when exc is one or a
+    group of them (when the server goes away, every task waiting on it
+    fails at once: the session's task group raises them together), else
+    None."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves = list(_leaves(exc))
+    errs = [e for e in leaves if isinstance(e, SESSION_ERRORS)]
+    if errs and all(isinstance(e, SESSION_ERRORS + (cancelled,)) for e in leaves):
+        return errs[0]
+    return None
+
+
 # ---- the runner ----
 
 def runner_config(cfg):
@@ -851,10 +890,13 @@ class Runner:
             t0 = time.monotonic()
             try:
                 await self._session()
-            except (ConnectionError, ServerError, OSError, ClientError) as e:
+            except BaseException as e:
+                lost = _session_lost(e)
+                if lost is None:
+                    raise
                 if self.stopping.is_set():
                     break
-                logger.warning("runner: %s; connecting again in %g s", e, pause)
+                logger.warning("runner: %s; connecting again in %g s", lost, pause)
             else:
                 break
             if time.monotonic() - t0 > 30:

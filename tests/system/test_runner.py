@@ -722,3 +722,99 @@ def test_partition(netlab, cluster_factory, runner_factory):
     grown = {n: ticks(n) - after[n] for n in runners}
     assert grown[lease["node"]] >= 3, grown
     assert sum(grown.values()) == grown[lease["node"]], grown
+
+
+# ---- found by the soak (tools/soak, the runner fault) ----
+
+def tick_times(runner):
+    return [float(x) for x in re.findall(r"TICK (\S+)", runner.output())]
+
+
+def test_runner_outlives_its_server(server_factory, runner_factory, tmp_path):
+    """The runner's server is killed with -9 and started again (from its
+    log, on the same port): the runner connects again and goes on.  (It
+    used to exit: every task waiting on the server failed at once, and the
+    session's task group raised them as one group, which the reconnection
+    loop did not know.)"""
+    log1, log2 = tmp_path / "one.log", tmp_path / "two.log"
+    s = server_factory(init=None, config=SERVER,
+                       server_args=["--save", str(log1), "--sync", "always"])
+    code(s, "tick", TICK)
+    r = runner_factory(s, "--every", config={"runner.reconnect": 0.2,
+                                              "runner.max_reconnect": 0.5})
+    dkv(s, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "--delay", "0.2", "t")
+    wait_for(lambda: len(tick_times(r)) >= 2, 10, "ticks", [r])
+    for i in range(2):
+        s.stop(signal.SIGKILL)
+        time.sleep(0.5)
+        assert r.proc.poll() is None, r.describe()
+        n = len(tick_times(r))
+        s = server_factory(init=None, config=SERVER, port=s.port,
+                           server_args=["-l", str(log1 if i == 0 else log2), "--save",
+                                        str(log2 if i == 0 else log1), "--sync", "always"])
+        wait_for(lambda: len(tick_times(r)) >= n + 3, 15, "ticks after the restart", [r])
+    assert r.proc.poll() is None, r.describe()
+    assert "Traceback" not in r.errors(), r.describe()
+
+
+def test_stalled_server_claim_not_started(cluster_factory, runner_factory):
+    """The leader's server is frozen (SIGSTOP) while the leader claims a
+    due run; another runner takes over and starts it.  When the server
+    wakes up it applies the stale claim, but the old leader must not start
+    the run: its lease ran out before the claim's reply came.  (It used
+    to: one due time ran twice, on both runners.)"""
+    c = cluster_factory(2, config=SERVER)
+    code(c.servers[0], "tick", TICK)
+    cfg = {"runner.lease": 1.5, "runner.settle": 0.1}
+    runners = {s.node: runner_factory(s, config=cfg) for s in c.servers}
+    rs = list(runners.values())
+    lease = wait_leading(c.servers[0], rs)
+    dkv(c.servers[0], "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2",
+        "--delay", "0.2", "tick")
+    leader = lease["node"]
+    other = next(n for n in runners if n != leader)
+    ls = next(s for s in c.servers if s.node == leader)
+    wait_for(lambda: len(tick_times(runners[leader])) >= 3, 10, "ticks", rs)
+    os.kill(ls.pid, signal.SIGSTOP)
+    t_stop = time.time()
+    try:
+        wait_for(lambda: tick_times(runners[other]), 10, "the other runner to take over", rs)
+        time.sleep(0.5)
+    finally:
+        os.kill(ls.pid, signal.SIGCONT)
+    t_cont = time.time()
+    time.sleep(2.0)
+    late = [t for t in tick_times(runners[leader]) if t_stop < t < t_cont + 1.0]
+    assert not late, ("the old leader started runs after its lease ran out", late,
+                      t_stop, t_cont, "\n".join(r.describe() for r in rs))
+    ticks = sorted(t for r in rs for t in tick_times(r))
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert min(gaps) > 0.18, (min(gaps), ticks)     # never twice for one due time
+
+
+def test_reconnected_runner_waits_out_its_old_lease(server_factory, runner_factory,
+                                                    tmp_path):
+    """A leader whose server was killed and restarted connects again and
+    finds the lease naming itself: it must wait for the lease to run out
+    like any other runner, not lead at once.  A restarted server's changes
+    reach its peers only when they link to it again (seconds later), so
+    a runner taking its old lease back at once ran the same due time as
+    the runner that took over meanwhile on another node (the soak found
+    it: a job ran twice, 0.6 s apart)."""
+    log1, log2 = tmp_path / "one.log", tmp_path / "two.log"
+    s = server_factory(init=None, config=SERVER,
+                       server_args=["--save", str(log1), "--sync", "always"])
+    code(s, "tick", TICK)
+    lease = 3.0
+    r = runner_factory(s, config={"runner.lease": lease, "runner.settle": 0.1,
+                                  "runner.reconnect": 0.1, "runner.max_reconnect": 0.2})
+    dkv(s, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "--delay", "0.2", "t")
+    wait_for(lambda: len(tick_times(r)) >= 2, 10, "ticks", [r])
+    s.stop(signal.SIGKILL)
+    s = server_factory(init=None, config=SERVER, port=s.port,
+                       server_args=["-l", str(log1), "--save", str(log2), "--sync", "always"])
+    t_up = time.time()
+    wait_for(lambda: [t for t in tick_times(r) if t > t_up], 15, "ticks after the restart",
+             [r])
+    first = min(t for t in tick_times(r) if t > t_up)
+    assert first - t_up >= lease - 0.2, (first - t_up, r.describe())

@@ -11,9 +11,19 @@ the soak (`--seed N` repeats it).  Every kind of fault is injected in
 each run: the nemesis takes every kind once, in a seeded order, before it
 picks at random.
 
+Each run has a runner per node with its jobs (an any-node job every
+second, one that runs 2 s, a single-node job per node), and kills
+runners among its faults; the runner check must pass too: no gap in the
+any-node jobs that a healthy runner does not explain, no due time run
+twice while the network was whole, single-node jobs only on their node,
+and a killed runner's run marked gone before the job ran again.
+
 A third run proves that the checks can fail: with --sabotage the soak
 deletes an acknowledged key and brings a deleted one back behind its
-own back, and must then report one lost write and one resurrected entry.
+own back, freezes every runner for longer than a takeover, and forges a
+second run of one due time and a single-node job's run on another node;
+it must then report one lost write, one resurrected entry, a gap, a
+double run and a misplaced run.
 """
 
 import os
@@ -75,9 +85,16 @@ def check_pass(rc, summary, out):
     assert rc == 0 and summary.startswith("soak summary: PASS"), summary
     assert f["lost"] == "0" and f["resurrected"] == "0" and f["diverging"] == "0", summary
     # every kind of fault happened at least once
-    for kind in ("kill", "wipe", "stop", "partition", "serf", "diskfull", "links", "watcher"):
+    for kind in ("kill", "wipe", "stop", "partition", "serf", "diskfull", "links", "watcher",
+                 "runner"):
         assert int(f[kind]) >= 1, "no %s fault in: %s" % (kind, summary)
     assert int(f["acked"]) > 200, summary
+    # the runners ran their jobs and the runner check passed
+    assert int(f["runs"]) > DURATION, summary
+    for k in ("run_gaps", "run_twice", "run_misplaced"):
+        assert f[k] == "0", summary
+    marked, killed = f["run_marked"].split("/")
+    assert marked == killed, summary
 
 
 def test_soak_fixed_seed(tmp_path):
@@ -100,3 +117,6 @@ def test_soak_checks_can_fail(tmp_path):
     f = fields(summary)
     assert rc == 1 and summary.startswith("soak summary: FAIL"), summary
     assert f["lost"] == "1" and f["resurrected"] == "1", summary
+    assert int(f["run_gaps"]) >= 1, summary
+    assert int(f["run_twice"]) >= 1 and f["run_misplaced"] == "1", summary
+    assert "RUNNER: tick did not run from" in out, out[-3000:]
