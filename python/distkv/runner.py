@@ -433,6 +433,9 @@ class Scope:
                     continue
                 self.lease_chain = res.chain
                 self.valid_until = t0 + lease - 2 * renew
+                # the scheduler may have found the validity lapsed while the
+                # reply was late, and wait for a change that never comes
+                self.poke()
                 continue
             if not self._lease_free():
                 value = self.lease[0]

@@ -818,3 +818,24 @@ def test_reconnected_runner_waits_out_its_old_lease(server_factory, runner_facto
              [r])
     first = min(t for t in tick_times(r) if t > t_up)
     assert first - t_up >= lease - 0.2, (first - t_up, r.describe())
+
+
+def test_late_renewal_does_not_stall_the_scheduler(server_factory, runner_factory):
+    """The server answers a lease renewal late (frozen for a moment, or
+    busy): the runner keeps its lease, and its jobs go on.  (The
+    scheduler used to find the lease's validity lapsed for a moment, wait
+    for the next change of a job or state, and not be woken when the
+    renewal came: a single-node group with one job stopped for good; the
+    soak's 15-minute run saw it stop on all three nodes at once.)"""
+    s = server_factory(init=None, config=SERVER)
+    code(s, "tick", TICK)
+    r = runner_factory(s, config={"runner.lease": 2.0, "runner.settle": 0.1})
+    dkv(s, "run", "set", "-c", "tick", "-t", "0", "--repeat", "0.2", "--delay", "0.2", "t")
+    wait_for(lambda: len(tick_times(r)) >= 3, 10, "ticks", [r])
+    for i in range(8):
+        os.kill(s.pid, signal.SIGSTOP)
+        time.sleep(0.6 + 0.05 * i)
+        os.kill(s.pid, signal.SIGCONT)
+        t = time.time()
+        wait_for(lambda: [x for x in tick_times(r) if x > t], 5,
+                 "ticks after freeze %d" % i, [r])
