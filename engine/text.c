@@ -66,6 +66,8 @@ size_t dkv__utf8_prefix(const uint8_t *p, size_t n)
 				break;
 			i += 32;
 		}
+		if (i == n)
+			break; /* the blocks took it all */
 		if (n - i >= 8) {
 			memcpy(&word, p + i, 8);
 			if (!(word & 0x8080808080808080u)) {

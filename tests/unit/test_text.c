@@ -117,6 +117,16 @@ TEST(utf8_prefix)
 		t[i] = (char)0x80;
 		CHECK_EQ_INT(dkv__utf8_prefix((const uint8_t *)t, sizeof t), i);
 	}
+	/* ASCII of a multiple of 32 bytes in a buffer of exactly that size:
+	 * nothing is read past its end (CI's ASan pass found a 3 MiB value
+	 * read one byte too far) */
+	for (size_t n = 32; n <= 96; n += 32) {
+		uint8_t *h = malloc(n);
+		memset(h, 'a', n);
+		CHECK_EQ_INT(dkv__utf8_prefix(h, n), n);
+		CHECK(dkv__utf8_valid(h, n));
+		free(h);
+	}
 #undef PREFIX
 }
 
