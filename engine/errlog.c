@@ -543,33 +543,6 @@ static int put(struct dkv_errlog *el, const uint8_t *path, size_t plen, const st
 	return rc;
 }
 
-/* Append the pairs of the map mp whose keys are not in skip; returns
- * how many, or -1 when mp is no map. */
-static int copy_pairs(struct dkv_buf *out, const uint8_t *mp, size_t len,
-		      const char *const *skip, unsigned nskip)
-{
-	struct dkv_mp_reader r;
-	struct dkv_mp_item it, k;
-	int n = 0;
-	dkv_mp_reader_init(&r, mp, len);
-	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_MAP)
-		return -1;
-	for (uint32_t i = 0; i < it.v.n; i++) {
-		const uint8_t *start = r.p;
-		struct dkv_mp_reader kr = r;
-		if (dkv_mp_read(&kr, &k) || dkv_mp_skip(&r) || dkv_mp_skip(&r))
-			return -1;
-		bool drop = false;
-		for (unsigned j = 0; j < nskip && !drop; j++)
-			drop = dkv_mp_streq(&k, skip[j]);
-		if (!drop) {
-			dkv_buf_append(out, start, (size_t)(r.p - start));
-			n++;
-		}
-	}
-	return n;
-}
-
 /* An integer field of a map; dflt when it has none. */
 static int64_t map_int(const uint8_t *mp, size_t len, const char *key, int64_t dflt)
 {
@@ -675,7 +648,7 @@ static void record_update(struct dkv_errlog *el, struct dkv_entry *ent, const st
 	const uint8_t *old = dkv_value_data(ent->value);
 	size_t olen = ent->value->len;
 	struct dkv_buf body = {0}, v = {0};
-	int n = copy_pairs(&body, old, olen, skip, 4);
+	int n = dkv_mp_copy_pairs(&body, old, olen, skip, 4);
 	if (n < 0)
 		n = 0;
 	int64_t sev = map_int(old, olen, "severity", DKV_SEV_TRACE);
@@ -718,7 +691,7 @@ static void record_resolve(struct dkv_errlog *el, struct dkv_entry *ent)
 {
 	static const char *const skip[] = {"resolved"};
 	struct dkv_buf body = {0}, v = {0};
-	int n = copy_pairs(&body, dkv_value_data(ent->value), ent->value->len, skip, 1);
+	int n = dkv_mp_copy_pairs(&body, dkv_value_data(ent->value), ent->value->len, skip, 1);
 	if (n >= 0) {
 		dkv_mp_map(&v, (uint32_t)n + 1);
 		dkv_buf_append(&v, body.data, body.len);
@@ -992,7 +965,7 @@ static void merge_pair(struct dkv_errlog *el, struct dkv_entry *keep, struct dkv
 	if (!merged_list(k, klen, &id, &items, &nitems)) {
 		static const char *const skip[] = {"count", "first_seen", "last_seen", "severity",
 						   "resolved", "merged"};
-		int n = copy_pairs(&body, k, klen, skip, 6);
+		int n = dkv_mp_copy_pairs(&body, k, klen, skip, 6);
 		if (n < 0)
 			goto out;
 		int64_t kc = map_int(k, klen, "count", 0), yc = map_int(y, ylen, "count", 0);

@@ -726,6 +726,31 @@ bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s)
 	return it->v.s.len == n && !memcmp(it->v.s.p, s, n);
 }
 
+int dkv_mp_copy_pairs(struct dkv_buf *out, const uint8_t *mp, size_t len,
+		      const char *const *skip, unsigned nskip)
+{
+	struct dkv_mp_reader r;
+	struct dkv_mp_item it, k;
+	int n = 0;
+	dkv_mp_reader_init(&r, mp, len);
+	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_MAP)
+		return -1;
+	for (uint32_t i = 0; i < it.v.n; i++) {
+		const uint8_t *start = r.p;
+		struct dkv_mp_reader kr = r;
+		if (dkv_mp_read(&kr, &k) || dkv_mp_skip(&r) || dkv_mp_skip(&r))
+			return -1;
+		bool drop = false;
+		for (unsigned j = 0; j < nskip && !drop; j++)
+			drop = dkv_mp_streq(&k, skip[j]);
+		if (!drop) {
+			dkv_buf_append(out, start, (size_t)(r.p - start));
+			n++;
+		}
+	}
+	return n;
+}
+
 bool dkv_mp_truthy(const struct dkv_mp_item *it)
 {
 	switch (it->type) {

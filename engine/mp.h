@@ -144,6 +144,10 @@ bool dkv_mp_find_bad_utf8(const uint8_t *p, size_t n, size_t *at, size_t *bad);
 
 /* Compare an item's string or binary payload with a C string. */
 bool dkv_mp_streq(const struct dkv_mp_item *it, const char *s);
+/* Append the pairs of the map mp[0..len) whose keys are none of the
+ * nskip strings in skip; returns how many, or -1 when mp is no map. */
+int dkv_mp_copy_pairs(struct dkv_buf *out, const uint8_t *mp, size_t len,
+		      const char *const *skip, unsigned nskip);
 /* Python's truth of a scalar item (nil, false, 0, empty: false); a
  * container by its count. */
 bool dkv_mp_truthy(const struct dkv_mp_item *it);

@@ -483,36 +483,15 @@ static size_t shown_recs(struct dkvfs *fs, struct dkv_session *s, const struct e
 	return cnt;
 }
 
-/* Append the pairs of map mp but those named path and subsystem;
- * returns how many (-1: not a map). */
-static int copy_fields(struct dkv_buf *out, const uint8_t *mp, size_t len)
-{
-	struct dkv_mp_reader r;
-	struct dkv_mp_item it, k;
-	int n = 0;
-	dkv_mp_reader_init(&r, mp, len);
-	if (dkv_mp_read(&r, &it) || it.type != DKV_MP_MAP)
-		return -1;
-	for (uint32_t i = 0; i < it.v.n; i++) {
-		const uint8_t *start = r.p;
-		struct dkv_mp_reader kr = r;
-		if (dkv_mp_read(&kr, &k) || dkv_mp_skip(&r) || dkv_mp_skip(&r))
-			return -1;
-		if (k.type == DKV_MP_STR && (dkv_mp_streq(&k, "path") || dkv_mp_streq(&k, "subsystem")))
-			continue;
-		dkv_buf_append(out, start, (size_t)(r.p - start));
-		n++;
-	}
-	return n;
-}
-
 /* One subsystem's part of the text: the record's fields, where it is
  * stored (syspath: NODE.:TOCK, as `error list` names it), and its nodes'
  * details. */
 static void render_rec(const struct evrec *r, struct dkv_buf *mp)
 {
 	struct dkv_buf body = {0};
-	int n = copy_fields(&body, dkv_value_data(r->ent->value), r->ent->value->len);
+	static const char *const skip[] = {"path", "subsystem"};
+	int n = dkv_mp_copy_pairs(&body, dkv_value_data(r->ent->value), r->ent->value->len,
+				  skip, 2);
 	uint32_t ndet = 0;
 	for (const struct dkv_entry *d = r->ent->kids; d; d = d->next)
 		ndet += dkv_entry_has_value(d);
